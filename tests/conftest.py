@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny random Hugging Face models built from configs, so the fast suite needs no download."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# A stray download must fail fast instead of hanging on this offline machine.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+if "TPV_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
+    os.environ["TPV_DATA_DIR"] = str(SHARED_DATA)
+
+
+def _tiny_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=128, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def _tiny_gpt2():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=128, n_embd=16, n_layer=2, n_head=2, n_positions=256, bos_token_id=1, eos_token_id=2
+    )
+    return GPT2LMHeadModel(config).eval()
+
+
+def _tiny_t5():
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = T5Config(
+        vocab_size=128, d_model=16, d_kv=8, d_ff=32, num_layers=2, num_decoder_layers=2,
+        num_heads=2, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+    )
+    return T5ForConditionalGeneration(config).eval()
+
+
+TINY_MODELS = {"llama": _tiny_llama, "gpt2": _tiny_gpt2, "t5": _tiny_t5}
+
+
+@pytest.fixture
+def make_tiny_model():
+    """Factory: a fresh tiny model per call, because PEFT wrapping mutates the base model."""
+    return lambda kind="llama": TINY_MODELS[kind]()
+
+
+@pytest.fixture(params=["llama", "t5"])
+def tiny_model(request):
+    """A fresh tiny causal LM and a fresh tiny seq2seq model, in turn."""
+    return TINY_MODELS[request.param]()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = Path(os.environ.get("TPV_DATA_DIR", SHARED_DATA))
+    if not path.is_dir():
+        pytest.fail(f"the benchmark subsets are missing at {path}; set TPV_DATA_DIR to ../shared/data")
+    return path
