@@ -1,0 +1,199 @@
+"""Origins: the seeded random soft-prompt initialisations that task prompts are tuned from."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import torch
+
+from ._io import PathLike, atomic_save, describe_foreign_file, read_safetensors
+from .errors import TPVError
+
+ORIGIN_FORMAT = "tpv-origin/1"
+ORIGIN_METHODS = ("sample_vocab", "normal", "captured")
+
+
+@dataclass(frozen=True, eq=False)
+class Origin:
+    """A soft-prompt initialisation of shape ``(num_virtual_tokens × num_transformer_submodules, token_dim)``.
+
+    Build one with :func:`make_origin`; ``method="captured"`` marks an origin read back from a model or file
+    whose recipe is unknown.
+    """
+
+    tensor: torch.Tensor
+    num_virtual_tokens: int
+    num_transformer_submodules: int = 1
+    seed: int | None = None
+    method: str = "captured"
+    base_model: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        tensor = self.tensor
+        if not isinstance(tensor, torch.Tensor) or tensor.dim() != 2:
+            shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise TPVError(f"an origin must be a 2-D tensor (virtual tokens × token_dim), got {shape}")
+        if self.method not in ORIGIN_METHODS:
+            raise TPVError(f"unknown origin method {self.method!r}; use one of {list(ORIGIN_METHODS)}")
+        rows = self.num_virtual_tokens * self.num_transformer_submodules
+        if self.num_virtual_tokens < 1 or tensor.shape[0] != rows:
+            raise TPVError(
+                f"origin tensor has {tensor.shape[0]} rows but num_virtual_tokens={self.num_virtual_tokens} × "
+                f"num_transformer_submodules={self.num_transformer_submodules} = {rows}; pass matching sizes"
+            )
+        check_finite(tensor, "origin")
+        object.__setattr__(self, "tensor", tensor.detach().to(torch.float32))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.tensor.shape)
+
+    @property
+    def recipe(self) -> str:
+        """How the origin was made, e.g. ``sample_vocab(seed=0)``; a content hash when the recipe is unknown."""
+        if self.method == "captured" or self.seed is None:
+            return f"sha256:{self.sha256[:16]}"
+        extras = "".join(f", {k}={v}" for k, v in sorted(self.options.items()))
+        return f"{self.method}(seed={self.seed}{extras})"
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.tensor.cpu().contiguous().numpy().tobytes()).hexdigest()
+
+    def save(self, path: PathLike) -> None:
+        """Write the origin as ``*.origin.safetensors`` (tensor ``origin`` plus string metadata)."""
+        metadata = {
+            "format": ORIGIN_FORMAT,
+            "method": self.method,
+            "seed": "" if self.seed is None else str(self.seed),
+            "base_model": self.base_model or "",
+            "num_virtual_tokens": str(self.num_virtual_tokens),
+            "num_transformer_submodules": str(self.num_transformer_submodules),
+            "token_dim": str(self.tensor.shape[1]),
+            **{f"option.{k}": v for k, v in self.options.items()},
+        }
+        atomic_save({"origin": self.tensor}, path, metadata)
+
+    @classmethod
+    def load(cls, path: PathLike) -> Origin:
+        """Read an origin written by :meth:`save`."""
+        tensors, metadata = read_safetensors(path, "origin file")
+        if metadata.get("format") != ORIGIN_FORMAT or "origin" not in tensors:
+            raise TPVError(f"'{path}' is not a tpv origin file: it is {describe_foreign_file(tensors, metadata)}")
+        return cls(
+            tensor=tensors["origin"],
+            num_virtual_tokens=int(metadata["num_virtual_tokens"]),
+            num_transformer_submodules=int(metadata["num_transformer_submodules"]),
+            seed=int(metadata["seed"]) if metadata.get("seed") else None,
+            method=metadata.get("method", "captured"),
+            base_model=metadata.get("base_model") or None,
+            options={k[len("option."):]: v for k, v in metadata.items() if k.startswith("option.")},
+        )
+
+    def __repr__(self) -> str:
+        rows, dim = self.shape
+        return f"Origin({self.recipe}, {rows}×{dim}, base={self.base_model})"
+
+
+def make_origin(
+    model,
+    num_virtual_tokens: int,
+    seed: int = 0,
+    method: str = "sample_vocab",
+    *,
+    num_transformer_submodules: int | None = None,
+    std: float | None = None,
+) -> Origin:
+    """Make a deterministic random origin for ``model``'s input embeddings.
+
+    ``sample_vocab`` (the paper's choice) copies the embeddings of uniformly sampled vocabulary tokens;
+    ``normal`` draws i.i.d. Gaussian values with standard deviation ``std`` (default: that of the vocabulary
+    embeddings, so both methods live at the same scale). The same seed and model give a bit-identical origin
+    on every run and machine, because sampling uses a private CPU generator.
+
+    Args:
+        model: a transformers model or a PeftModel wrapping one.
+        num_virtual_tokens: soft-prompt length.
+        seed: seed of the private generator.
+        method: ``"sample_vocab"`` or ``"normal"``.
+        num_transformer_submodules: 1 for decoder-only, 2 for encoder-decoder; inferred from the config.
+        std: standard deviation for ``method="normal"``.
+
+    Returns:
+        An :class:`Origin`.
+
+    Example:
+        >>> from transformers import GPT2Config, GPT2LMHeadModel
+        >>> model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=8, n_layer=1, n_head=2))
+        >>> origin = make_origin(model, num_virtual_tokens=4, seed=0)
+        >>> origin.shape, origin.recipe
+        ((4, 8), 'sample_vocab(seed=0)')
+        >>> torch.equal(origin.tensor, make_origin(model, 4, seed=0).tensor)
+        True
+    """
+    if not isinstance(num_virtual_tokens, int) or num_virtual_tokens < 1:
+        raise TPVError(f"num_virtual_tokens must be a positive int, got {num_virtual_tokens!r}")
+    if not isinstance(seed, int):
+        raise TPVError(f"seed must be an int, got {seed!r}")
+    if method not in ("sample_vocab", "normal"):
+        raise TPVError(f"unknown origin method {method!r}; use 'sample_vocab' (the paper's) or 'normal'")
+    embeddings = input_embedding_weight(model)
+    submodules = num_transformer_submodules or default_transformer_submodules(model)
+    rows = num_virtual_tokens * submodules
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    options: dict[str, str] = {}
+    if method == "sample_vocab":
+        token_ids = torch.randint(0, embeddings.shape[0], (rows,), generator=generator)
+        tensor = embeddings[token_ids.to(embeddings.device)].detach().to("cpu", torch.float32)
+    else:
+        scale = float(embeddings.detach().float().std()) if std is None else float(std)
+        options["std"] = f"{scale:.6g}"
+        tensor = torch.randn(rows, embeddings.shape[1], generator=generator) * float(options["std"])
+    return Origin(
+        tensor=tensor.to(embeddings.device),
+        num_virtual_tokens=num_virtual_tokens,
+        num_transformer_submodules=submodules,
+        seed=seed,
+        method=method,
+        base_model=base_model_name(model),
+        options=options,
+    )
+
+
+def check_finite(tensor: torch.Tensor, what: str) -> None:
+    if not torch.isfinite(tensor).all():
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise TPVError(f"{what} holds {bad} NaN/inf values; it is corrupt or training diverged: lower the learning rate")
+
+
+def input_embedding_weight(model) -> torch.Tensor:
+    getter = getattr(model, "get_input_embeddings", None)
+    layer = getter() if getter else None
+    if layer is None or not hasattr(layer, "weight"):
+        raise TPVError(
+            f"cannot find the input embeddings of {type(model).__name__}; pass a transformers model "
+            "(it must implement get_input_embeddings())"
+        )
+    return layer.weight
+
+
+def _config(model):
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(base, "config", None)
+
+
+def base_model_name(model) -> str | None:
+    """The Hub id or folder the model was loaded from, or None for a model built from a config."""
+    config = _config(model)
+    return getattr(config, "_name_or_path", None) or None
+
+
+def is_seq2seq(model) -> bool:
+    return bool(getattr(_config(model), "is_encoder_decoder", False))
+
+
+def default_transformer_submodules(model) -> int:
+    # PEFT gives encoder-decoder models two prompt blocks (encoder and decoder); decoder-only models one.
+    return 2 if is_seq2seq(model) else 1
