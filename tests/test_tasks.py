@@ -40,6 +40,7 @@ def test_registry_holds_the_papers_19_tasks():
     assert get_task("squad_v2").metric == "squad_f1" and "exact_match" in get_task("squad_v2").extra_metrics
     assert get_task("trec").num_labels == 6 and get_task("dbpedia").num_labels == 14
     assert get_task(get_task("rte")) is get_task("rte")
+    assert len({get_task("rte"), get_task("mnli"), get_task("rte")}) == 2  # tasks are hashable
 
 
 def test_unknown_task_lists_the_known_ones():

@@ -60,8 +60,9 @@ class Task:
     regression_step: float = 0.2
     hub_id: str | None = None
     hub_config: str | None = None
+    # hash=False: a dict cannot be hashed, and tasks are used as dict keys and in sets.
     hub_splits: Mapping[str, str] = field(
-        default_factory=lambda: {"train": "train", "validation": "validation", "test": "test"}
+        default_factory=lambda: {"train": "train", "validation": "validation", "test": "test"}, hash=False
     )
 
     def __post_init__(self):
