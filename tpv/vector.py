@@ -52,6 +52,7 @@ class TaskPromptVector:
         base_model: str | None = None,
         task_type: str | None = None,
         origin: str | None = None,
+        merge: str | None = None,
     ):
         if not isinstance(tensor, torch.Tensor) or tensor.dim() != 2:
             got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
@@ -73,6 +74,8 @@ class TaskPromptVector:
         self.base_model = base_model or None
         self.task_type = task_type or None
         self.origin = origin or None
+        # How a tpv.merge method made this vector (JSON), since `tasks` alone cannot say e.g. "ties, density=0.2".
+        self.merge = merge or None
 
     # ---- constructors -------------------------------------------------------------------------------------
 
@@ -156,6 +159,7 @@ class TaskPromptVector:
             base_model=metadata.get("base_model"),
             task_type=metadata.get("task_type"),
             origin=metadata.get("origin"),
+            merge=metadata.get("merge"),
         )
 
     # ---- I/O ----------------------------------------------------------------------------------------------
@@ -175,6 +179,8 @@ class TaskPromptVector:
             "origin": self.origin or "",
             "tpv_version": __version__,
         }
+        if self.merge:
+            metadata["merge"] = self.merge
         return atomic_save({VECTOR_KEY: self.tensor}, os.fspath(path), metadata)
 
     # ---- views --------------------------------------------------------------------------------------------
@@ -300,12 +306,14 @@ class TaskPromptVector:
         with torch.no_grad():
             tensor = self.tensor + sign * other.tensor.to(self.device)
         origins = {o for o in (self.origin, other.origin) if o}
+        merges = {m for m in (self.merge, other.merge) if m}
         return self._replace(
             tensor,
             tasks,
             base_model=self.base_model or other.base_model,
             task_type=self.task_type or other.task_type,
             origin=" | ".join(sorted(origins)) or None,
+            merge=" | ".join(sorted(merges)) or None,
         )
 
     def _check_compatible(self, other: TaskPromptVector, verb: str) -> None:
@@ -334,6 +342,7 @@ class TaskPromptVector:
             base_model=self.base_model,
             task_type=self.task_type,
             origin=self.origin,
+            merge=self.merge,
         )
         fields.update(changes)
         return TaskPromptVector(tensor, tasks=tasks, **fields)
