@@ -69,3 +69,50 @@ def data_dir() -> Path:
     if not path.is_dir():
         pytest.fail(f"the benchmark subsets are missing at {path}; set TPV_DATA_DIR to ../shared/data")
     return path
+
+
+TOY_WORDS = ["text:", "label:", "negative", "positive", "good", "bad", "fun", "dull", "movie", "plot", "a", "the",
+             "very", "not", "great", "awful", "film", "story", "is", "was"]
+
+
+def make_word_tokenizer(vocab_size: int = 128):
+    """A word-level fast tokenizer over TOY_WORDS, with pad=0, bos=1, eos=2 like the tiny models' configs."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3}
+    for word in TOY_WORDS:
+        vocab[word] = len(vocab)
+    assert len(vocab) <= vocab_size
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>",
+                                   eos_token="</s>", unk_token="<unk>")
+
+
+@pytest.fixture
+def word_tokenizer():
+    return make_word_tokenizer()
+
+
+@pytest.fixture
+def toy_task():
+    """A two-class task over the toy vocabulary (not registered, so tests leave the registry alone)."""
+    from tpv.tasks import Task
+
+    return Task("toy", "sentiment", "text: {text} label:", ("negative", "positive"))
+
+
+def toy_examples(n: int, seed: int = 0) -> list[dict]:
+    """Examples whose label is decided by one word, so a prompt can learn it."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        label = rng.randint(0, 1)
+        word = rng.choice(["good", "great", "fun"] if label else ["bad", "awful", "dull"])
+        filler = " ".join(rng.choice(["the", "movie", "plot", "a", "film", "story", "is", "was"])
+                          for _ in range(rng.randint(1, 6)))
+        out.append({"text": f"{filler} {word}", "label": label})
+    return out

@@ -120,6 +120,8 @@ def record_origin(peft_model, origin: Origin, adapter_name: str = "default") -> 
         original_save = peft_model.save_pretrained
 
         def save_pretrained(self, save_directory, *args, **kwargs):
+            # Prompt tuning never touches the embedding layers; "auto" would look the base model up on the Hub.
+            kwargs.setdefault("save_embedding_layers", False)
             result = original_save(save_directory, *args, **kwargs)
             save_origins(self, save_directory, kwargs.get("selected_adapters"))
             return result

@@ -1,0 +1,101 @@
+"""evaluate(): rank and generate agree on a model whose answers are forced; scores and bookkeeping."""
+
+import pytest
+import torch
+
+from conftest import make_word_tokenizer, toy_examples
+from tpv import TPVError, get_prompt, init_prompt_tuning, make_origin
+from tpv.evaluation import evaluate, label_token_ids
+from tpv.tasks import Task
+
+
+def _forced_model(tokenizer, next_token: dict[str, str]):
+    """A Llama with no layers: the next token depends only on the current one, so answers are forced.
+
+    With one-hot embeddings, the final norm keeps token i's direction, and lm_head row j, column i decides how
+    strongly token i is followed by token j.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    vocab = 32
+    config = LlamaConfig(vocab_size=vocab, hidden_size=vocab, intermediate_size=8, num_hidden_layers=0,
+                         num_attention_heads=1, num_key_value_heads=1, tie_word_embeddings=False,
+                         pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        model.get_input_embeddings().weight.copy_(torch.eye(vocab))
+        head = torch.zeros(vocab, vocab)
+        ids = tokenizer.convert_tokens_to_ids
+        for current, following in next_token.items():
+            head[ids(following), ids(current)] = 10.0
+        model.get_output_embeddings().weight.copy_(head)
+    return model
+
+
+@pytest.fixture
+def forced(word_tokenizer):
+    # The template ends with the text itself, so its last word alone decides the answer.
+    task = Task("forced", "sentiment", "{text}", ("negative", "positive"))
+    rules = {"good": "positive", "great": "positive", "fun": "positive", "bad": "negative", "awful": "negative",
+             "dull": "negative", "positive": "</s>", "negative": "</s>", "movie": "film"}
+    model = _forced_model(word_tokenizer, rules)
+    peft_model = init_prompt_tuning(model, origin=make_origin(model, 2, seed=0))
+    return peft_model, task
+
+
+def test_rank_and_generate_agree_on_forced_answers(forced, word_tokenizer):
+    peft_model, task = forced
+    data = toy_examples(24, seed=1)
+    ranked = evaluate(peft_model, word_tokenizer, task, data, method="rank", batch_size=5, return_predictions=True)
+    generated = evaluate(peft_model, word_tokenizer, task, data, method="generate", batch_size=5,
+                         return_predictions=True)
+    assert ranked["predictions"] == generated["predictions"] == [ex["label"] for ex in data]
+    assert ranked["macro_f1"] == generated["macro_f1"] == 1.0
+    assert ranked["accuracy"] == 1.0 and generated["invalid"] == 0
+
+
+def test_unparseable_generations_count_as_wrong(forced, word_tokenizer):
+    peft_model, task = forced
+    data = [{"text": "movie", "label": 1}, {"text": "good", "label": 1}]  # "movie" -> "film": no label word
+    result = evaluate(peft_model, word_tokenizer, task, data, method="generate", max_new_tokens=3,
+                      return_predictions=True)
+    assert result["predictions"] == [-1, 1]
+    assert result["invalid"] == 1 and result["accuracy"] == 0.5
+
+
+def test_prompt_argument_is_swapped_in_and_restored(make_tiny_model, word_tokenizer, toy_task):
+    model = make_tiny_model("llama")
+    peft_model = init_prompt_tuning(model, origin=make_origin(model, 3, seed=0))
+    before = get_prompt(peft_model)
+    data = toy_examples(8)
+    with_other = evaluate(peft_model, word_tokenizer, toy_task, data, prompt=before * 50, return_predictions=True)
+    assert torch.equal(get_prompt(peft_model), before)
+    plain = evaluate(peft_model, word_tokenizer, toy_task, data, return_predictions=True)
+    assert with_other["n"] == plain["n"] == 8
+
+
+def test_shared_first_tokens_fall_back_to_whole_sequences(make_tiny_model, word_tokenizer):
+    task = Task("shared", "sentiment", "text: {text} label:", ("very bad", "very good"))
+    tokenizer = make_word_tokenizer()
+    assert [ids[0] for ids in label_token_ids(tokenizer, task, False)] == [tokenizer.convert_tokens_to_ids("very")] * 2
+    model = make_tiny_model("llama")
+    peft_model = init_prompt_tuning(model, origin=make_origin(model, 3, seed=0))
+    result = evaluate(peft_model, tokenizer, task, toy_examples(6), batch_size=4, return_predictions=True)
+    assert set(result["predictions"]) <= {0, 1}
+
+
+def test_seq2seq_rank_and_generate_run(make_tiny_model, word_tokenizer, toy_task):
+    model = make_tiny_model("t5")
+    peft_model = init_prompt_tuning(model, origin=make_origin(model, 3, seed=0))
+    data = toy_examples(6)
+    for method in ("rank", "generate"):
+        result = evaluate(peft_model, word_tokenizer, toy_task, data, method=method, max_new_tokens=3)
+        assert result["n"] == 6 and 0.0 <= result["macro_f1"] <= 1.0
+
+
+def test_errors(forced, word_tokenizer):
+    peft_model, task = forced
+    with pytest.raises(TPVError, match="unknown evaluation method 'beam'"):
+        evaluate(peft_model, word_tokenizer, task, toy_examples(2), method="beam")
+    with pytest.raises(TPVError, match="no examples to evaluate task 'forced'"):
+        evaluate(peft_model, word_tokenizer, task, [])

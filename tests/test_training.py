@@ -1,0 +1,88 @@
+"""train_prompt on transformers.Trainer: learns, touches only the prompt, resumes, caches, records origins."""
+
+import pytest
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from conftest import toy_examples
+from tpv import TaskPromptVector, TPVError, make_origin
+from tpv.training import OriginCallback, train_prompt
+
+
+def _losses(history):
+    return [h["loss"] for h in history if "loss" in h]
+
+
+@pytest.mark.parametrize("kind", ["llama", "t5"])
+def test_training_lowers_loss_and_changes_only_the_prompt(kind, make_tiny_model, word_tokenizer, toy_task, tmp_path):
+    model = make_tiny_model(kind)
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    result = train_prompt(model, word_tokenizer, toy_task, 0, toy_examples(64), output_dir=tmp_path / "run",
+                          eval_data=toy_examples(16, seed=9), max_steps=30, batch_size=8, learning_rate=0.3,
+                          num_virtual_tokens=4, progress=False, training_args={"logging_steps": 5})
+    losses = _losses(result.history)
+    assert losses[-1] < losses[0]
+    for name, param in model.named_parameters():
+        assert torch.equal(param, before[name]), f"{name} changed"
+    assert result.vector.norm() > 0 and result.vector.tasks == {"toy": 1.0}
+    assert "eval_macro_f1" in result.metrics
+    loaded = TaskPromptVector.from_peft(result.adapter_dir)
+    assert torch.equal(loaded.tensor, result.vector.tensor)
+    assert torch.equal(TaskPromptVector.load(result.vector_path).tensor, result.vector.tensor)
+
+
+class _Crash(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 3:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(make_tiny_model, word_tokenizer, toy_task, tmp_path):
+    kwargs = dict(output_dir=tmp_path / "run", max_steps=6, batch_size=4, num_virtual_tokens=3, progress=False,
+                  training_args={"save_steps": 2, "logging_steps": 1})
+    data = toy_examples(32)
+    with pytest.raises(KeyboardInterrupt):
+        train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, data, callbacks=[_Crash()], **kwargs)
+    assert (tmp_path / "run" / "checkpoint-2" / "tpv_origin.safetensors").is_file()
+    result = train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, data, **kwargs)
+    steps = [h["step"] for h in result.history if "loss" in h]
+    assert steps[-1] == 6 and 3 in steps  # step 3 was lost with the kill and redone
+    assert result.metrics.get("train_runtime") is not None
+
+    # A third call finds the finished run and trains nothing.
+    again = train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, data, **kwargs)
+    assert torch.equal(again.vector.tensor, result.vector.tensor)
+    with pytest.raises(TPVError, match="holds a finished run with other settings"):
+        train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, data[:-1], **kwargs)
+
+
+def test_origin_callback_makes_plain_trainer_checkpoints_readable(make_tiny_model, word_tokenizer, toy_task,
+                                                                  tmp_path):
+    from peft import PromptTuningConfig, get_peft_model
+    from tpv.encoding import collate, encode_examples
+
+    model = get_peft_model(make_tiny_model("gpt2"), PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3))
+    start = model.prompt_encoder["default"].embedding.weight.detach().clone()
+    encoded = encode_examples(word_tokenizer, toy_task, toy_examples(16), seq2seq=False)
+    dataset = [{"encoded": e} for e in encoded]
+    trainer = Trainer(model=model, train_dataset=dataset,
+                      data_collator=lambda items: collate([i["encoded"] for i in items], 0, seq2seq=False),
+                      args=TrainingArguments(output_dir=str(tmp_path / "plain"), max_steps=2, save_steps=2,
+                                             per_device_train_batch_size=4, learning_rate=0.1, report_to=[],
+                                             remove_unused_columns=False, use_cpu=True, disable_tqdm=True),
+                      callbacks=[OriginCallback()])
+    trainer.train()
+    vector = TaskPromptVector.from_peft(tmp_path / "plain" / "checkpoint-2")
+    torch.testing.assert_close(vector.tensor, model.prompt_encoder["default"].embedding.weight.detach() - start)
+    assert vector.norm() > 0
+
+
+def test_errors(make_tiny_model, word_tokenizer, toy_task, tmp_path):
+    model = make_tiny_model("llama")
+    with pytest.raises(TPVError, match="no training examples for task 'toy'"):
+        train_prompt(model, word_tokenizer, toy_task, 0, [], output_dir=tmp_path)
+    with pytest.raises(TPVError, match="needs an origin"):
+        train_prompt(model, word_tokenizer, toy_task, None, toy_examples(4), output_dir=tmp_path)
+    with pytest.raises(TPVError, match="label 7 is outside the label set"):
+        train_prompt(model, word_tokenizer, toy_task, make_origin(model, 2), [{"text": "good", "label": 7}],
+                     output_dir=tmp_path, max_steps=1)
