@@ -1,0 +1,223 @@
+"""The `tpv` command: help everywhere, one-line errors with exit 2, and real runs on a tiny saved model."""
+
+import json
+import shutil
+import subprocess
+import sys
+import types
+
+import pytest
+import torch
+
+from conftest import make_word_tokenizer
+from tpv import Origin, TaskPromptVector, get_prompt
+from tpv.cli import build_parser, main
+
+SUBCOMMANDS = [["train"], ["vector"], ["vector", "info"], ["vector", "combine"], ["vector", "similarity"], ["init"],
+               ["eval"], ["search"], ["reproduce"]]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny Llama and the word tokenizer saved as a folder, so `--model DIR` loads like a Hub model."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=128, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                         pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    folder = tmp_path_factory.mktemp("tiny-model")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    make_word_tokenizer().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def vector_files(tmp_path):
+    torch.manual_seed(1)
+    paths = {}
+    for task in ("sst2", "yelp_polarity", "imdb"):
+        paths[task] = TaskPromptVector(torch.randn(4, 16), tasks={task: 1.0}, num_virtual_tokens=4,
+                                       origin="sample_vocab(seed=0)").save(tmp_path / f"{task}.tpv.safetensors")
+    return {task: str(path) for task, path in paths.items()}
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and "\n" not in err, err
+    assert err.startswith("tpv") and "error: " in err, err
+    return err
+
+
+def test_help_everywhere_exits_0(capsys):
+    assert main(["--help"]) == 0
+    assert "examples:" in capsys.readouterr().out
+    for words in SUBCOMMANDS:
+        assert main([*words, "--help"]) == 0, words
+        assert "usage: tpv " + " ".join(words) in capsys.readouterr().out
+
+
+def test_subcommands_show_examples():
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name in ("train", "vector", "init", "eval", "search", "reproduce"):
+        assert "examples:" in commands[name].epilog
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "the following arguments are required: COMMAND"),
+    (["vector"], "the following arguments are required: COMMAND"),
+    (["train", "no_such_task", "--output-dir", "x"], "unknown task 'no_such_task'"),
+    (["vector", "info", "{bad}"], "it is a Python pickle"),
+    (["vector", "combine", "{sst2}:abc", "-o", "x.tpv.safetensors"], "bad weight 'abc'"),
+    (["vector", "combine", "{sst2}", "--method", "median", "-o", "x.tpv.safetensors"], "invalid choice: 'median'"),
+    (["vector", "similarity", "{sst2}", "missing.tpv.safetensors"], "no such file: 'missing.tpv.safetensors'"),
+    (["init", "{short}", "{sst2}", "-o", "out"], "num_virtual_tokens differ"),
+    (["eval", "--adapter", "{tmp}", "--task", "sst2"], "has no adapter_config.json"),
+    (["search", "{sst2}", "--grid", "0,half,1"], "bad --grid '0,half,1'"),
+    (["reproduce", "--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_malformed_input_exits_2_with_one_line(argv, message, vector_files, tmp_path, capsys, model_dir):
+    TaskPromptVector(torch.ones(2, 16), tasks={"short": 1.0}).save(tmp_path / "short.tpv.safetensors")
+    (tmp_path / "bad.tpv.safetensors").write_bytes(b"\x80\x04not a safetensors file")
+    names = {**vector_files, "short": str(tmp_path / "short.tpv.safetensors"),
+             "bad": str(tmp_path / "bad.tpv.safetensors"), "tmp": str(tmp_path)}
+    argv = [arg.format(**names) for arg in argv]
+    if argv and argv[0] in ("train", "init", "eval", "search"):
+        argv += ["--model", str(model_dir)]
+    assert main(argv) == 2
+    assert message in _error_line(capsys)
+
+
+def test_a_non_safetensors_file_is_one_line_error(tmp_path, capsys):
+    path = tmp_path / "x.tpv.safetensors"
+    path.write_bytes(b"PK\x03\x04zip")
+    assert main(["vector", "info", str(path)]) == 2
+    assert "never unpickles" in _error_line(capsys)
+
+
+def test_vector_info(vector_files, capsys):
+    assert main(["vector", "info", vector_files["sst2"]]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("TaskPromptVector(1·sst2, 4×16, base=None)")
+    assert "sample_vocab(seed=0)" in out and "4 virtual tokens" in out
+    assert main(["vector", "info", vector_files["sst2"], vector_files["imdb"], "--json"]) == 0
+    infos = json.loads(capsys.readouterr().out)
+    assert [i["tasks"] for i in infos] == [{"sst2": 1.0}, {"imdb": 1.0}]
+    expected = TaskPromptVector.load(vector_files["sst2"]).norm()
+    assert infos[0]["shape"] == [4, 16] and infos[0]["norm"] == pytest.approx(expected)
+
+
+def test_vector_combine_weights_and_methods(vector_files, tmp_path, capsys):
+    out = tmp_path / "combo.tpv.safetensors"
+    assert main(["vector", "combine", vector_files["sst2"], f"{vector_files['yelp_polarity']}:0.5", "-o", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    combo = TaskPromptVector.load(out)
+    a, b = TaskPromptVector.load(vector_files["sst2"]), TaskPromptVector.load(vector_files["yelp_polarity"])
+    torch.testing.assert_close(combo.tensor, a.tensor + 0.5 * b.tensor)
+    assert combo.tasks == {"sst2": 1.0, "yelp_polarity": 0.5}
+    assert json.loads(combo.merge)["weights"] == {"sst2": 1.0, "yelp_polarity": 0.5}
+
+    ties = tmp_path / "ties.tpv.safetensors"
+    assert main(["vector", "combine", vector_files["sst2"], vector_files["imdb"], "--method", "ties",
+                 "--density", "0.5", "-o", str(ties)]) == 0
+    assert json.loads(TaskPromptVector.load(ties).merge)["density"] == 0.5
+
+
+def test_vector_similarity_text_json_and_plot(vector_files, tmp_path, capsys):
+    files = [vector_files[t] for t in ("sst2", "yelp_polarity", "imdb")]
+    assert main(["vector", "similarity", *files]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["sst2", "yelp_polarity", "imdb"] and lines[1].split()[1] == "1.000"
+    png = tmp_path / "sim.png"
+    assert main(["vector", "similarity", *files, "--json", "--plot", str(png)]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    matrix = torch.tensor(payload["matrix"])
+    assert payload["names"] == ["sst2", "yelp_polarity", "imdb"] and torch.allclose(matrix, matrix.T)
+    expected = TaskPromptVector.load(files[0]).cosine(TaskPromptVector.load(files[1]))
+    assert matrix[0, 1].item() == pytest.approx(expected, abs=1e-6)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_init_eval_search_on_a_tiny_model(model_dir, vector_files, tmp_path, capsys, monkeypatch):
+    from peft import PeftConfig, get_peft_model, load_peft_weights, set_peft_model_state_dict
+    from transformers import AutoModelForCausalLM
+
+    model = ["--model", str(model_dir)]
+    run = tmp_path / "run"
+    assert main(["train", "sst2", "--output-dir", str(run), "--steps", "2", "--batch-size", "4", "--virtual-tokens",
+                 "4", "--limit", "8", "--eval-limit", "4", "--origin-seed", "3", *model]) == 0
+    out = capsys.readouterr().out
+    assert "sst2.tpv.safetensors" in out and "macro_f1" in out
+    trained = TaskPromptVector.load(run / "sst2.tpv.safetensors")
+    assert trained.tasks == {"sst2": 1.0} and trained.shape == (4, 16) and trained.origin == "sample_vocab(seed=3)"
+
+    # init: the written folder is a PEFT adapter whose prompt is origin + λ·(τ_a + τ_b)
+    init_dir = tmp_path / "init"
+    assert main(["init", str(run / "sst2.tpv.safetensors"), f"{vector_files['imdb']}:0.5", "--origin-seed", "7",
+                 "--scale", "0.8", "-o", str(init_dir), *model]) == 0
+    assert "wrote" in capsys.readouterr().out
+    origin = Origin.load(init_dir / "tpv_origin.safetensors")
+    assert origin.recipe == "sample_vocab(seed=7)"
+    # PEFT refuses is_trainable=True for prompt learning; its documented route to train a saved prompt further:
+    loaded = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), PeftConfig.from_pretrained(init_dir))
+    set_peft_model_state_dict(loaded, load_peft_weights(init_dir))
+    assert [n for n, p in loaded.named_parameters() if p.requires_grad] == ["prompt_encoder.default.embedding.weight"]
+    combo = trained + 0.5 * TaskPromptVector.load(vector_files["imdb"])
+    torch.testing.assert_close(get_prompt(loaded), combo.apply_to(origin, 0.8))
+
+    # eval: a trained adapter, and vectors on an origin; JSON for scripts
+    assert main(["eval", "--adapter", str(run), "--task", "sst2", "--split", "validation", "--limit", "6",
+                 "--json", *model]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 6 and 0.0 <= result["macro_f1"] <= 1.0 and result["split"] == "validation"
+    assert main(["eval", "--vector", vector_files["sst2"], "--origin-seed", "1", "--task", "imdb", "--limit", "4",
+                 *model]) == 0
+    assert capsys.readouterr().out.startswith("imdb test (4 examples, rank): macro_f1 ")
+
+    # search: λ on validation data only
+    assert main(["search", str(run / "sst2.tpv.safetensors"), "--grid", "0,0.5,1", "--limit", "4", "--json",
+                 *model]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["tasks"] == ["sst2"] and [p["scale"] for p in found["curve"]] == [0.0, 0.5, 1.0]
+    assert found["best_scale"] in (0.0, 0.5, 1.0)
+
+
+def test_train_reuses_a_finished_run(model_dir, tmp_path, capsys):
+    argv = ["train", "sst2", "--output-dir", str(tmp_path / "run"), "--steps", "1", "--batch-size", "2",
+            "--virtual-tokens", "2", "--limit", "4", "--eval-limit", "0", "--model", str(model_dir)]
+    assert main(argv) == 0
+    first = capsys.readouterr().out.splitlines()
+    assert main(argv) == 0
+    again = capsys.readouterr().out.splitlines()
+    assert "loss" not in " ".join(again)  # nothing trained the second time
+    assert again[-2:] == first[-2:]
+
+
+def test_reproduce_calls_experiments_with_the_documented_signature(monkeypatch, capsys, tmp_path):
+    calls = []
+    fake = types.ModuleType("tpv.experiments")
+    fake.reproduce = lambda profile, studies=None, run_dir=None, dry_run=False, progress=True: calls.append(
+        (profile, studies, run_dir, dry_run, progress)) or "plan: 2 studies"
+    monkeypatch.setitem(sys.modules, "tpv.experiments", fake)
+    assert main(["reproduce", "--profile", "cpu", "--study", "a", "--study", "b", "--run-dir", str(tmp_path),
+                 "--dry-run"]) == 0
+    assert calls == [("cpu", ["a", "b"], str(tmp_path), True, True)]
+    assert "plan: 2 studies" in capsys.readouterr().out
+
+
+def test_reproduce_without_experiments_is_a_one_line_error(monkeypatch, capsys):
+    # None in sys.modules makes `import tpv.experiments` raise ImportError, as on an install without it.
+    monkeypatch.setitem(sys.modules, "tpv.experiments", None)
+    assert main(["reproduce", "--profile", "smoke"]) == 2
+    assert "tpv.experiments" in _error_line(capsys)
+
+
+def test_console_script():
+    executable = shutil.which("tpv")
+    command = [executable] if executable else [sys.executable, "-m", "tpv"]
+    done = subprocess.run([*command, "vector", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "tpv vector info" in done.stdout
+    done = subprocess.run([*command, "vector", "info", "missing.tpv.safetensors"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

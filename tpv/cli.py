@@ -1,0 +1,585 @@
+"""The ``tpv`` command: train prompts, inspect and combine vectors, initialise, evaluate, search λ, reproduce.
+
+Every subcommand is a thin layer over the library; a :class:`tpv.TPVError` (or a missing file) becomes one
+line ``tpv: error: …`` on stderr and exit status 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from .errors import TPVError
+
+EXIT_ERROR = 2
+_DTYPES = ("float32", "bfloat16")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line that points at ``--help`` instead of a usage dump."""
+
+    def error(self, message):
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
+def _formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``tpv`` command with ``argv`` (default: ``sys.argv[1:]``) and return its exit status.
+
+    Example:
+        >>> main(["vector", "info", "missing.tpv.safetensors"])
+        2
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help and usage errors; returned, so in-process callers keep running
+        return int(stop.code or 0)
+    try:
+        return int(args.run(args) or 0)
+    except TPVError as error:
+        return _fail(str(error))
+    except FileNotFoundError as error:
+        return _fail(f"no such file: '{error.filename or error}'; check the path")
+    except KeyboardInterrupt:
+        _fail("interrupted; rerun the same command to resume (finished runs are cached)")
+        return 130
+
+
+def _fail(message: str) -> int:
+    print(f"tpv: error: {' '.join(message.split())}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``tpv`` argument parser with every subcommand."""
+    parser = _Parser(
+        prog="tpv", formatter_class=_formatter,
+        description="Task prompt vectors for Hugging Face PEFT: τ = θ_tuned − θ_origin, θ = θ_origin' + λ·Σ τ.",
+        epilog=_examples(
+            "tpv train sst2 --steps 200 --output-dir runs/sst2",
+            "tpv vector info runs/sst2/sst2.tpv.safetensors",
+            "tpv vector combine runs/sst2/sst2.tpv.safetensors runs/yelp/yelp_polarity.tpv.safetensors:0.5 "
+            "-o combo.tpv.safetensors",
+            "tpv init combo.tpv.safetensors --origin-seed 7 --scale 0.8 -o runs/imdb-init",
+            "tpv eval --adapter runs/sst2 --task sst2 --split test --json",
+            "tpv reproduce --profile smoke --dry-run",
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=_Parser)
+    _add_train(commands)
+    _add_vector(commands)
+    _add_init(commands)
+    _add_eval(commands)
+    _add_search(commands)
+    _add_reproduce(commands)
+    return parser
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+# ---- shared options ---------------------------------------------------------------------------------------
+
+
+def _model_options(parser) -> None:
+    parser.add_argument("--model", default=None, metavar="ID_OR_FOLDER",
+                        help="Hugging Face model id or local folder (default: the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument("--dtype", choices=_DTYPES, default="float32",
+                        help="model dtype; bfloat16 is ~2.5× faster on CPUs with AMX (default: %(default)s)")
+
+
+def _data_options(parser) -> None:
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="folder holding <task>/<split>.jsonl (default: $TPV_DATA_DIR, else the Hugging Face Hub)")
+
+
+def _origin_options(parser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--origin-seed", type=int, default=None, metavar="N",
+                       help="make the origin with tpv.make_origin(model, tokens, seed=N) (default: 0)")
+    group.add_argument("--origin", default=None, metavar="FILE", help="an *.origin.safetensors file")
+    parser.add_argument("--origin-method", choices=("sample_vocab", "normal"), default="sample_vocab",
+                        help="how --origin-seed draws the origin (default: %(default)s, the paper's)")
+
+
+def _load_model(args):
+    import torch
+
+    from .models import load_model
+
+    return load_model(args.model, dtype=torch.bfloat16 if args.dtype == "bfloat16" else torch.float32)
+
+
+def _vector_specs(specs: list[str]):
+    """``FILE[:WEIGHT]`` strings → ``[(label, vector, weight)]``."""
+    from .vector import TaskPromptVector
+
+    items = []
+    for spec in specs:
+        path, weight = _split_weight(spec)
+        vector = TaskPromptVector.load(path)
+        items.append((_label(path, vector), vector, weight))
+    return items
+
+
+def _split_weight(spec: str) -> tuple[str, float]:
+    path, sep, tail = spec.rpartition(":")
+    # A ':' inside a path (or a Windows drive letter) is not a weight; only a final ':<number>' is.
+    if not sep or "/" in tail or "\\" in tail or not tail:
+        return spec, 1.0
+    try:
+        weight = float(tail)
+    except ValueError:
+        raise TPVError(f"bad weight {tail!r} in {spec!r}; write FILE or FILE:WEIGHT, e.g. yelp.tpv.safetensors:0.5")
+    if not math.isfinite(weight):
+        raise TPVError(f"bad weight {tail!r} in {spec!r}; the weight must be a finite number")
+    return path, weight
+
+
+def _label(path: str, vector) -> str:
+    if len(vector.tasks) == 1 and next(iter(vector.tasks.values())) == 1.0:
+        return next(iter(vector.tasks))
+    return Path(path).name.removesuffix(".safetensors").removesuffix(".tpv")
+
+
+def _combination(specs: list[str]):
+    from .vector import combine
+
+    return combine([(vector, weight) for _, vector, weight in _vector_specs(specs)])
+
+
+def _make_origin(args, model, num_virtual_tokens: int):
+    from .origin import Origin, make_origin
+
+    if args.origin:
+        return Origin.load(args.origin)
+    seed = 0 if args.origin_seed is None else args.origin_seed
+    return make_origin(model, num_virtual_tokens, seed=seed, method=args.origin_method)
+
+
+def _examples_of(task: str, split: str, limit: int | None, data_dir) -> list[dict]:
+    from .tasks import load_split
+
+    if limit is not None and limit < 1:
+        raise TPVError(f"--limit must be a positive number of examples, got {limit}")
+    examples = load_split(task, split, data_dir)
+    return examples[:limit] if limit else examples
+
+
+def _print_json(payload) -> None:
+    print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+# ---- tpv train --------------------------------------------------------------------------------------------
+
+
+def _add_train(commands) -> None:
+    parser = commands.add_parser(
+        "train", help="prompt-tune one task and write its vector", formatter_class=_formatter,
+        description="Prompt-tune TASK from a seeded random origin (optionally moved by --init vectors) with "
+                    "transformers.Trainer. The run folder holds the PEFT adapter, its origin, the vector "
+                    "<task>.tpv.safetensors and tpv_train.json; rerunning the same command reuses a finished run "
+                    "and resumes a killed one.",
+        epilog=_examples(
+            "tpv train sst2 --output-dir runs/sst2",
+            "tpv train imdb --init runs/sst2/sst2.tpv.safetensors runs/yelp/yelp_polarity.tpv.safetensors "
+            "--scale 0.8 --origin-seed 7 --output-dir runs/imdb",
+            "accelerate launch -m tpv.cli train sst2 --output-dir runs/sst2   # many GPUs",
+        ),
+    )
+    parser.add_argument("task", help="a registered task name, e.g. sst2 (see docs/tasks.md)")
+    parser.add_argument("--output-dir", required=True, metavar="DIR", help="the run folder (cached, resumable)")
+    parser.add_argument("--origin-seed", type=int, default=0, metavar="N", help="seed of the origin (default: 0)")
+    parser.add_argument("--steps", type=int, default=200, help="optimizer steps (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=0.3, help="learning rate (default: %(default)s, the paper's)")
+    parser.add_argument("--batch-size", type=int, default=16, help="per-device batch size (default: %(default)s)")
+    parser.add_argument("--virtual-tokens", type=int, default=20, help="soft-prompt length (default: %(default)s)")
+    parser.add_argument("--init", nargs="+", default=None, metavar="FILE[:WEIGHT]",
+                        help="start from origin + scale·Σ weight·vector instead of the origin")
+    parser.add_argument("--scale", type=float, default=1.0, help="λ for --init (default: %(default)s)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="use the first N training examples")
+    parser.add_argument("--eval-limit", type=int, default=200, metavar="N",
+                        help="validation examples for picking the best checkpoint; 0 turns it off (default: %(default)s)")
+    parser.add_argument("--eval-method", choices=("rank", "generate"), default="rank")
+    _model_options(parser)
+    _data_options(parser)
+    parser.set_defaults(run=_run_train)
+
+
+def _run_train(args) -> int:
+    from .training import train_prompt
+
+    train_data = _examples_of(args.task, "train", args.limit, args.data_dir)
+    eval_data = _examples_of(args.task, "validation", args.eval_limit, args.data_dir) if args.eval_limit else None
+    init = [(vector, weight) for _, vector, weight in _vector_specs(args.init)] if args.init else None
+    model, tokenizer = _load_model(args)
+    result = train_prompt(
+        model, tokenizer, args.task, args.origin_seed, train_data, output_dir=args.output_dir, eval_data=eval_data,
+        max_steps=args.steps, learning_rate=args.lr, batch_size=args.batch_size,
+        num_virtual_tokens=args.virtual_tokens, init_vector=init, init_scale=args.scale,
+        eval_method=args.eval_method,
+    )
+    scores = {k: v for k, v in result.metrics.items() if k.startswith("eval_") and isinstance(v, (int, float))}
+    print(f"vector  {result.vector_path}  {result.vector!r}")
+    print(f"adapter {result.adapter_dir}")
+    if scores:
+        print("scores  " + ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in sorted(scores.items())))
+    return 0
+
+
+# ---- tpv vector ... ---------------------------------------------------------------------------------------
+
+
+def _add_vector(commands) -> None:
+    vector = commands.add_parser(
+        "vector", help="inspect, combine and compare vector files", formatter_class=_formatter,
+        description="Work on *.tpv.safetensors files without loading a model.",
+        epilog=_examples("tpv vector info sst2.tpv.safetensors --json",
+                         "tpv vector combine sst2.tpv.safetensors yelp.tpv.safetensors:0.5 -o combo.tpv.safetensors",
+                         "tpv vector similarity runs/*/*.tpv.safetensors --plot similarity.png"),
+    )
+    sub = vector.add_subparsers(title="vector commands", metavar="COMMAND", required=True, parser_class=_Parser)
+
+    info = sub.add_parser("info", help="print what a vector file holds", formatter_class=_formatter,
+                          description="Print the tasks, shape, norm, base model and origin recipe of vector files.",
+                          epilog=_examples("tpv vector info sst2.tpv.safetensors",
+                                           "tpv vector info combo.tpv.safetensors --json"))
+    info.add_argument("files", nargs="+", metavar="FILE")
+    info.add_argument("--json", action="store_true", help="print JSON (a list, one object per file)")
+    info.set_defaults(run=_run_info)
+
+    from .merge import MERGE_METHODS
+
+    comb = sub.add_parser(
+        "combine", help="weighted sum (or TIES, DARE, …) of vectors", formatter_class=_formatter,
+        description="Merge vectors, each given as FILE or FILE:WEIGHT, and write the result (paper eq. 4).",
+        epilog=_examples("tpv vector combine sst2.tpv.safetensors yelp.tpv.safetensors -o sum.tpv.safetensors",
+                         "tpv vector combine a.tpv.safetensors b.tpv.safetensors:-1 -o a_minus_b.tpv.safetensors",
+                         "tpv vector combine a.tpv.safetensors b.tpv.safetensors --method ties --density 0.3 -o t.tpv.safetensors"),
+    )
+    comb.add_argument("files", nargs="+", metavar="FILE[:WEIGHT]")
+    comb.add_argument("-o", "--output", required=True, metavar="FILE", help="the *.tpv.safetensors to write")
+    comb.add_argument("--method", choices=sorted(MERGE_METHODS), default="sum", help="merge method (default: sum)")
+    comb.add_argument("--density", type=float, default=None, help="fraction of entries kept (ties, dare, prune)")
+    comb.add_argument("--seed", type=int, default=None, help="seed of DARE's random drop")
+    comb.add_argument("--majority-sign-method", choices=("total", "frequency"), default=None)
+    comb.set_defaults(run=_run_combine)
+
+    sim = sub.add_parser("similarity", help="pairwise cosine similarities", formatter_class=_formatter,
+                         description="Print the cosine similarity matrix of vectors (mean pooling is the paper's).",
+                         epilog=_examples("tpv vector similarity a.tpv.safetensors b.tpv.safetensors c.tpv.safetensors",
+                                          "tpv vector similarity runs/*/*.tpv.safetensors --plot similarity.png --json"))
+    sim.add_argument("files", nargs="+", metavar="FILE")
+    sim.add_argument("--pooling", choices=("mean", "flat", "per_token"), default="mean")
+    sim.add_argument("--plot", default=None, metavar="PNG", help="also write a heatmap (needs matplotlib)")
+    sim.add_argument("--json", action="store_true", help='print {"names": [...], "matrix": [[...]]}')
+    sim.set_defaults(run=_run_similarity)
+
+
+def vector_info(path: str) -> dict:
+    """What ``tpv vector info`` reports for one file, as a dict."""
+    from .merge import merge_record
+    from .vector import TaskPromptVector
+
+    vector = TaskPromptVector.load(path)
+    return {
+        "file": str(path), "repr": repr(vector), "tasks": vector.tasks, "shape": list(vector.shape),
+        "num_virtual_tokens": vector.num_virtual_tokens,
+        "num_transformer_submodules": vector.num_transformer_submodules, "token_dim": vector.token_dim,
+        "norm": vector.norm(), "base_model": vector.base_model, "task_type": vector.task_type,
+        "origin": vector.origin, "merge": merge_record(vector),
+    }
+
+
+def _run_info(args) -> int:
+    infos = [vector_info(path) for path in args.files]
+    if args.json:
+        _print_json(infos)
+        return 0
+    for number, info in enumerate(infos):
+        if number:
+            print()
+        print(info["repr"])
+        for key in ("file", "shape", "tasks", "norm", "base_model", "task_type", "origin", "merge"):
+            value = info[key]
+            if key == "norm":
+                value = f"{value:.4f}"
+            elif key == "shape":
+                value = f"{value[0]}×{value[1]} ({info['num_virtual_tokens']} virtual tokens × "
+                value += f"{info['num_transformer_submodules']} submodule(s), token_dim {info['token_dim']})"
+            print(f"  {key:10s} {value if value not in (None, {}) else '-'}")
+    return 0
+
+
+def _run_combine(args) -> int:
+    from .merge import merge
+
+    items = _vector_specs(args.files)
+    labels = [label for label, _, _ in items]
+    # Names key the merge record saved in the file; positions stand in when two files share a name.
+    names = labels if len(set(labels)) == len(labels) else [f"{i}:{label}" for i, label in enumerate(labels)]
+    options = {k: v for k, v in (("density", args.density), ("seed", args.seed),
+                                 ("majority_sign_method", args.majority_sign_method)) if v is not None}
+    vectors = {name: vector for name, (_, vector, _) in zip(names, items)}
+    weights = {name: weight for name, (_, _, weight) in zip(names, items)}
+    result = merge(vectors, method=args.method, weights=weights, **options)
+    path = result.save(args.output)
+    print(f"wrote {path}  {result!r}  norm {result.norm():.4f}")
+    return 0
+
+
+def _run_similarity(args) -> int:
+    from .similarity import similarity_matrix
+
+    items = _vector_specs([_no_weight(spec) for spec in args.files])
+    labels = [label for label, _, _ in items]
+    if len(set(labels)) != len(labels):
+        labels = [Path(spec).name.removesuffix(".tpv.safetensors") for spec in args.files]
+    if len(set(labels)) != len(labels):
+        labels = [f"{i}:{label}" for i, label in enumerate(labels)]
+    names, matrix = similarity_matrix({label: vector for label, (_, vector, _) in zip(labels, items)}, args.pooling)
+    if args.plot:
+        from .plots import plot_similarity
+
+        plot_similarity(names, matrix, args.plot, title=f"cosine similarity ({args.pooling} pooling)")
+    if args.json:
+        _print_json({"names": names, "matrix": matrix.tolist(), "pooling": args.pooling, "plot": args.plot})
+        return 0
+    width = max(8, *(len(name) for name in names))
+    print(" " * width + "".join(f" {name:>{width}s}" for name in names))
+    for name, row in zip(names, matrix.tolist()):
+        print(f"{name:{width}s}" + "".join(f" {value:>{width}.3f}" for value in row))
+    if args.plot:
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _no_weight(spec: str) -> str:
+    path, weight = _split_weight(spec)
+    if weight != 1.0 or path != spec:
+        raise TPVError(f"similarity takes plain files, got {spec!r}; cosine similarity ignores weights, drop ':'")
+    return path
+
+
+# ---- tpv init ---------------------------------------------------------------------------------------------
+
+
+def _add_init(commands) -> None:
+    parser = commands.add_parser(
+        "init", help="write a ready-to-train PEFT adapter folder from vectors and an origin",
+        formatter_class=_formatter,
+        description="Write PEFT's adapter_config.json + adapter_model.safetensors (and tpv_origin.safetensors) "
+                    "whose soft prompt is origin + scale·Σ weight·vector (paper eq. 3). Train it with any loop after "
+                    "peft_model = get_peft_model(model, PeftConfig.from_pretrained(DIR)) and "
+                    "set_peft_model_state_dict(peft_model, load_peft_weights(DIR)) (PEFT loads saved prompts "
+                    "frozen), or score it with tpv eval --adapter DIR.",
+        epilog=_examples("tpv init sst2.tpv.safetensors yelp_polarity.tpv.safetensors --origin-seed 7 -o runs/imdb-init",
+                         "tpv init combo.tpv.safetensors --origin my.origin.safetensors --scale 0.5 -o runs/x"),
+    )
+    parser.add_argument("vectors", nargs="*", metavar="FILE[:WEIGHT]", help="vectors to add (none: the origin alone)")
+    parser.add_argument("-o", "--output-dir", required=True, metavar="DIR")
+    parser.add_argument("--scale", type=float, default=1.0, help="λ (default: %(default)s)")
+    parser.add_argument("--virtual-tokens", type=int, default=None,
+                        help="soft-prompt length when no vector gives it (default: 20)")
+    _origin_options(parser)
+    _model_options(parser)
+    parser.set_defaults(run=_run_init)
+
+
+def _run_init(args) -> int:
+    from .peft_io import init_prompt_tuning
+
+    combo = _combination(args.vectors) if args.vectors else None
+    tokens = combo.num_virtual_tokens if combo is not None else (args.virtual_tokens or 20)
+    if combo is not None and args.virtual_tokens not in (None, tokens):
+        raise TPVError(f"--virtual-tokens {args.virtual_tokens} but the vectors have {tokens}; drop --virtual-tokens")
+    model, _ = _load_model(args)
+    origin = _make_origin(args, model, tokens)
+    peft_model = init_prompt_tuning(model, combo, origin=origin, scale=args.scale)
+    peft_model.save_pretrained(args.output_dir)
+    what = f"{origin!r}" + (f" + {args.scale:g}·({combo.name})" if combo is not None else "")
+    print(f"wrote {args.output_dir}: a PEFT prompt-tuning adapter starting at {what}")
+    return 0
+
+
+# ---- tpv eval ---------------------------------------------------------------------------------------------
+
+
+def _add_eval(commands) -> None:
+    parser = commands.add_parser(
+        "eval", help="score an adapter, or vectors applied to an origin, on a task", formatter_class=_formatter,
+        description="Evaluate a saved PEFT prompt-tuning adapter (--adapter) or origin + scale·Σ vectors on "
+                    "a task split; prints the task's metric and accuracy.",
+        epilog=_examples("tpv eval --adapter runs/sst2 --task sst2 --split test",
+                         "tpv eval --vector sst2.tpv.safetensors yelp_polarity.tpv.safetensors --origin-seed 1 "
+                         "--task imdb --limit 200 --json"),
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--adapter", metavar="DIR", help="a folder written by save_pretrained (PEFT prompt tuning)")
+    source.add_argument("--vector", nargs="+", metavar="FILE[:WEIGHT]", help="vectors summed and applied to the origin")
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--split", default="test", help="data split (default: %(default)s)")
+    parser.add_argument("--method", choices=("rank", "generate"), default="rank",
+                        help="rank label words (fast) or generate and parse (the paper's) (default: %(default)s)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="score the first N examples")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--scale", type=float, default=1.0, help="λ for --vector (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    _origin_options(parser)
+    _model_options(parser)
+    _data_options(parser)
+    parser.set_defaults(run=_run_eval)
+
+
+def _run_eval(args) -> int:
+    from .evaluation import evaluate
+
+    data = _examples_of(args.task, args.split, args.limit, args.data_dir)
+    combo = _combination(args.vector) if args.vector else None
+    if args.adapter and not Path(args.adapter, "adapter_config.json").is_file():
+        raise TPVError(f"'{args.adapter}' has no adapter_config.json; pass the folder given to save_pretrained")
+    model, tokenizer = _load_model(args)
+    if args.adapter:
+        from peft import PeftModel
+
+        peft_model = PeftModel.from_pretrained(model, args.adapter)
+        source = args.adapter
+    else:
+        from .peft_io import init_prompt_tuning
+
+        origin = _make_origin(args, model, combo.num_virtual_tokens)
+        peft_model = init_prompt_tuning(model, combo, origin=origin, scale=args.scale)
+        source = f"{origin!r} + {args.scale:g}·({combo.name})"
+    result = evaluate(peft_model, tokenizer, args.task, data, method=args.method, batch_size=args.batch_size,
+                      progress=True)
+    result = {"task": args.task, "split": args.split, "source": source, **result}
+    if args.json:
+        _print_json(result)
+        return 0
+    metric = _task_metric(args.task)
+    print(f"{args.task} {args.split} ({result['n']} examples, {result['method']}): {metric} {result[metric]:.4f}"
+          + (f", accuracy {result['accuracy']:.4f}" if "accuracy" in result and metric != "accuracy" else "")
+          + f"  [{source}]")
+    return 0
+
+
+def _task_metric(task: str) -> str:
+    from .tasks import get_task
+
+    return get_task(task).metric
+
+
+# ---- tpv search -------------------------------------------------------------------------------------------
+
+
+def _add_search(commands) -> None:
+    parser = commands.add_parser(
+        "search", help="pick λ for a combination on validation data", formatter_class=_formatter,
+        description="Try origin + λ·Σ vectors for every λ of a grid on the validation split of each task and "
+                    "report the best λ (paper §3.4). Test data is never read.",
+        epilog=_examples("tpv search sst2.tpv.safetensors yelp_polarity.tpv.safetensors --origin-seed 1 --limit 100",
+                         "tpv search combo.tpv.safetensors --task sst2 --grid 0,0.25,0.5,0.75,1 --json"),
+    )
+    parser.add_argument("vectors", nargs="+", metavar="FILE[:WEIGHT]")
+    parser.add_argument("--task", action="append", default=None,
+                        help="task to score (repeatable; default: the tasks the vectors express)")
+    parser.add_argument("--grid", default=None, metavar="L1,L2,...",
+                        help="λ values, comma-separated (default: 0, 0.05, …, 1)")
+    parser.add_argument("--aggregate", choices=("mean", "min"), default="mean")
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="validation examples per task")
+    parser.add_argument("--method", choices=("rank", "generate"), default="rank")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--json", action="store_true", help="print the result and the whole curve as JSON")
+    _origin_options(parser)
+    _model_options(parser)
+    _data_options(parser)
+    parser.set_defaults(run=_run_search)
+
+
+def _run_search(args) -> int:
+    from .peft_io import init_prompt_tuning
+    from .search import evaluation_score_fn, search_scale
+
+    combo = _combination(args.vectors)
+    tasks = args.task or [task for task, coef in combo.tasks.items() if coef > 0]
+    grid = _grid(args.grid) if args.grid else None
+    data = {task: _examples_of(task, "validation", args.limit, args.data_dir) for task in tasks}
+    model, tokenizer = _load_model(args)
+    origin = _make_origin(args, model, combo.num_virtual_tokens)
+    peft_model = init_prompt_tuning(model, origin=origin)
+    score_fn = evaluation_score_fn(peft_model, tokenizer, data, method=args.method, batch_size=args.batch_size,
+                                   data_dir=args.data_dir)
+    result = search_scale(combo, origin, score_fn, grid=grid, aggregate=args.aggregate, progress=True)
+    if args.json:
+        _print_json({"best_scale": result.best_scale, "best_score": result.best_score, "aggregate": args.aggregate,
+                     "tasks": tasks, "vector": combo.name,
+                     "curve": [{"scale": s, "score": a, "scores": per} for s, a, per in result.curve]})
+        return 0
+    print(f"{'λ':>6s} {args.aggregate:>8s} " + " ".join(f"{task:>10s}" for task in tasks))
+    for scale, score, per_task in result.curve:
+        print(f"{scale:6.2f} {score:8.4f} " + " ".join(f"{per_task[t]:10.4f}" for t in tasks))
+    print(f"best λ = {result.best_scale:g} ({args.aggregate} validation score {result.best_score:.4f})")
+    return 0
+
+
+def _grid(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise TPVError(f"bad --grid {text!r}; write comma-separated numbers, e.g. 0,0.25,0.5,0.75,1") from None
+
+
+# ---- tpv reproduce ----------------------------------------------------------------------------------------
+
+
+def _add_reproduce(commands) -> None:
+    parser = commands.add_parser(
+        "reproduce", help="run the paper's studies (tpv.experiments)", formatter_class=_formatter,
+        description="Run the paper's studies with a profile: smoke (minutes, checks the pipeline), cpu (hours "
+                    "on a laptop), gpu (the paper's scale), or a path to a profile file. Runs are cached in "
+                    "--run-dir, so a rerun resumes.",
+        epilog=_examples("tpv reproduce --profile smoke --dry-run", "tpv reproduce --profile cpu --study origin_independence",
+                         "tpv reproduce --profile gpu --run-dir /scratch/tpv-runs"),
+    )
+    parser.add_argument("--profile", default="smoke", metavar="smoke|cpu|gpu|PATH", help="(default: %(default)s)")
+    parser.add_argument("--study", action="append", default=None, metavar="NAME", help="run only this study (repeatable)")
+    parser.add_argument("--run-dir", default=None, metavar="DIR", help="where runs and results go")
+    parser.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(run=_run_reproduce)
+
+
+def _run_reproduce(args) -> int:
+    try:
+        from .experiments import reproduce
+    except ImportError as error:
+        missing = getattr(error, "name", None) or ""
+        if isinstance(error, ModuleNotFoundError) and missing and not missing.startswith("tpv"):
+            raise TPVError(f"tpv reproduce needs the package {missing!r}; install it with pip install 'tpv[all]'")
+        # Also the case while tpv.experiments is only a half-built folder without reproduce().
+        raise TPVError(f"tpv reproduce needs tpv.experiments.reproduce, which this installation of tpv does not "
+                       f"provide ({error}); update tpv (pip install -U tpv, or git pull in a clone)") from None
+    result = reproduce(args.profile, studies=args.study, run_dir=args.run_dir, dry_run=args.dry_run,
+                       progress=not args.quiet)
+    if result is not None:
+        print(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
