@@ -183,6 +183,29 @@ class TaskPromptVector:
             metadata["merge"] = self.merge
         return atomic_save({VECTOR_KEY: self.tensor}, os.fspath(path), metadata)
 
+    # Sharing lives in the interfaces layer (tpv.hub); these thin methods import it lazily, as from_peft does
+    # with the PEFT bridge, so `import tpv` never needs huggingface_hub.
+
+    @classmethod
+    def from_pretrained(cls, repo_id_or_folder: PathLike, **kwargs) -> TaskPromptVector:
+        """Load a shared vector from a folder or a Hugging Face Hub repo id (see :func:`tpv.hub.from_pretrained`)."""
+        from .hub import from_pretrained
+
+        return from_pretrained(repo_id_or_folder, **kwargs)
+
+    def save_pretrained(self, folder: PathLike, scores: Mapping | None = None) -> Path:
+        """Write the vector and a model card into ``folder`` (see :func:`tpv.hub.save_pretrained`)."""
+        from .hub import save_pretrained
+
+        return save_pretrained(self, folder, scores=scores)
+
+    def push_to_hub(self, repo_id: str, scores: Mapping | None = None, private: bool = False,
+                    token: str | None = None) -> str:
+        """Upload the vector and its model card to the Hub; return the URL (see :func:`tpv.hub.push_to_hub`)."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, scores=scores, private=private, token=token)
+
     # ---- views --------------------------------------------------------------------------------------------
 
     @property
