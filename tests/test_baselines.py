@@ -1,0 +1,104 @@
+"""SPoT's task mixture and ATTEMPT's attention mixture of prompts on a tiny Llama."""
+
+import pytest
+import torch
+
+from conftest import toy_examples
+from tpv import TPVError
+from tpv.baselines.attempt import Attempt, train_attempt
+from tpv.baselines.spot import mix_tasks, mixture_task
+from tpv.encoding import collate, encode_examples
+from tpv.tasks.mixture import TASK_TAG, MixtureTask
+
+
+def _pools():
+    sst2 = [{"sentence": f"s{i}", "label": i % 2} for i in range(30)]
+    rte = [{"sentence1": f"a{i}", "sentence2": f"b{i}", "label": i % 2} for i in range(10)]
+    return {"sst2": sst2, "rte": rte}
+
+
+def test_spot_multi_mixes_both_sources_equally_or_by_size():
+    equal = mix_tasks(_pools(), "equal", seed=0)
+    assert sum(e[TASK_TAG] == "sst2" for e in equal) == sum(e[TASK_TAG] == "rte" for e in equal) == 10
+    by_size = mix_tasks(_pools(), "size", seed=0)
+    assert [sum(e[TASK_TAG] == t for e in by_size) for t in ("sst2", "rte")] == [30, 10]
+    capped = mix_tasks(_pools(), "size", seed=0, total=20)
+    assert [sum(e[TASK_TAG] == t for e in capped) for t in ("sst2", "rte")] == [15, 5]
+    # The same for the same seed, and the inputs are left untagged.
+    assert equal == mix_tasks(_pools(), "equal", seed=0)
+    assert all(TASK_TAG not in e for pool in _pools().values() for e in pool)
+
+
+def test_mixture_task_formats_each_example_with_its_own_template():
+    task = mixture_task(["sst2", "rte"])
+    mixed = mix_tasks(_pools(), seed=0)
+    pairs = {e[TASK_TAG]: task.format(e) for e in mixed}
+    assert pairs["sst2"][0].startswith("sentence:") and pairs["sst2"][1] in ("negative", "positive")
+    assert pairs["rte"][0].startswith("premise:") and pairs["rte"][1] in ("entailment", "not entailment")
+    with pytest.raises(TPVError, match="not one of the mixture's tasks"):
+        task.format({"sentence": "x", "label": 0})
+    with pytest.raises(TPVError, match="two or more distinct tasks"):
+        MixtureTask.of(["sst2"])
+    with pytest.raises(TPVError, match="unknown proportions 'half'"):
+        mix_tasks(_pools(), "half")
+
+
+def _attempt(make_tiny_model, sources=2):
+    torch.manual_seed(0)
+    model = make_tiny_model("llama")
+    prompts = {f"s{i}": torch.randn(4, 16) * 0.5 for i in range(sources)}
+    return Attempt(model, prompts, torch.randn(4, 16) * 0.5, bottleneck=8)
+
+
+def test_attempt_mixture_weights_sum_to_one_per_input(make_tiny_model, word_tokenizer, toy_task):
+    attempt = _attempt(make_tiny_model, sources=3)
+    batch = collate(encode_examples(word_tokenizer, toy_task, toy_examples(6), seq2seq=False), 0, seq2seq=False,
+                    with_targets=False)
+    weights = attempt.mixture_weights(batch["input_ids"], batch["attention_mask"])
+    assert weights.shape == (6, 4)  # 3 sources + the target prompt
+    torch.testing.assert_close(weights.sum(dim=1), torch.ones(6))
+    assert (weights > 0).all()
+    prompts = attempt.instance_prompts(batch["input_ids"], batch["attention_mask"])
+    assert prompts.shape == (6, 4, 16)
+
+
+def test_attempt_trains_only_the_target_prompt_and_attention(make_tiny_model, word_tokenizer, toy_task, tmp_path):
+    attempt = _attempt(make_tiny_model)
+    frozen = {n: p.clone() for n, p in attempt.model.named_parameters()}
+    sources = attempt.source_prompts.clone()
+    batch = collate(encode_examples(word_tokenizer, toy_task, toy_examples(8), seq2seq=False), 0, seq2seq=False)
+    attempt.loss(batch).backward()
+    with_grad = {n for n, p in attempt.named_parameters() if p.grad is not None}
+    assert with_grad == {"target_prompt", "down.weight", "down.bias", "up.weight", "up.bias", "norm.weight",
+                         "norm.bias"}
+    attempt.zero_grad()
+    result = train_attempt(attempt, word_tokenizer, toy_task, toy_examples(64), output_dir=tmp_path / "a",
+                           max_steps=40, batch_size=8, learning_rate=0.3, attention_learning_rate=1e-2,
+                           progress=False)
+    losses = result["losses"]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    assert all(torch.equal(p, frozen[n]) for n, p in attempt.model.named_parameters())
+    assert torch.equal(attempt.source_prompts, sources)
+    scores = attempt.evaluate(word_tokenizer, toy_task, toy_examples(16, seed=3))
+    assert 0.0 <= scores["macro_f1"] <= 1.0 and scores["n"] == 16
+
+
+def test_attempt_training_is_cached(make_tiny_model, word_tokenizer, toy_task, tmp_path):
+    kwargs = dict(output_dir=tmp_path / "a", max_steps=3, batch_size=4, progress=False)
+    first = _attempt(make_tiny_model)
+    assert not train_attempt(first, word_tokenizer, toy_task, toy_examples(16), **kwargs)["cached"]
+    second = _attempt(make_tiny_model)
+    assert train_attempt(second, word_tokenizer, toy_task, toy_examples(16), **kwargs)["cached"]
+    assert torch.equal(first.target_prompt, second.target_prompt)
+    with pytest.raises(TPVError, match="holds an ATTEMPT run with other settings"):
+        train_attempt(_attempt(make_tiny_model), word_tokenizer, toy_task, toy_examples(15), **kwargs)
+
+
+def test_attempt_errors(make_tiny_model):
+    model = make_tiny_model("llama")
+    with pytest.raises(TPVError, match="must all be"):
+        Attempt(model, {"a": torch.zeros(4, 16)}, torch.zeros(5, 16))
+    with pytest.raises(TPVError, match="at least one source prompt"):
+        Attempt(model, {}, torch.zeros(4, 16))
+    with pytest.raises(TPVError, match="plain causal LM"):
+        Attempt(make_tiny_model("t5"), {"a": torch.zeros(4, 16)}, torch.zeros(4, 16))

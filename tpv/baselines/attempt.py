@@ -1,0 +1,296 @@
+"""ATTEMPT (Asai et al. 2022) for causal LMs: an input-dependent attention mixture of frozen source prompts.
+
+For an input X with token embeddings E(X), ATTEMPT max-pools E(X) into x̂, projects it through a bottleneck
+(down-projection, nonlinearity, up-projection) and a layer norm into h, scores every prompt P_j (sources and the
+trainable target prompt, each mean-pooled to p̂_j) with ``a_j = softmax_j(p̂_j · h / T)``, and prepends the
+instance prompt ``P_target + Σ_j a_j P_j`` to E(X). Only P_target and the attention module train; the LM and the
+source prompts stay frozen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tpv._io import atomic_save, read_safetensors
+from tpv.encoding import DEFAULT_MAX_LENGTH, ENCODING_CACHE, IGNORE_INDEX, Encoded, collate, encode_examples, \
+    is_seq2seq_model, length_sorted_batches, resolve_task
+from tpv.errors import TPVError
+from tpv.evaluation import _score, label_token_ids
+from tpv.tasks import Task
+
+__all__ = ["Attempt", "train_attempt"]
+
+STATE_FILENAME = "attempt.safetensors"
+RESULT_FILENAME = "attempt.json"
+
+
+class Attempt(nn.Module):
+    """A frozen causal LM with ATTEMPT's attention mixture of soft prompts prepended to every input.
+
+    Args:
+        model: a transformers causal LM (not wrapped by PEFT); its parameters are frozen.
+        source_prompts: task name → a ``(virtual tokens, hidden)`` source prompt (kept frozen).
+        target_prompt: the initial target prompt, e.g. an origin's tensor (trained).
+        bottleneck: width of the attention module's down-projection.
+        temperature: the softmax temperature; ``None`` uses ATTEMPT's ``d·e`` (d = hidden size), which keeps
+            the weights from collapsing onto one prompt at the start of training.
+        seed: seeds the attention module's initialisation, so equal arguments build equal modules (and a
+            cached training run is recognised as the same run).
+
+    Example:
+        >>> from transformers import LlamaConfig, LlamaForCausalLM
+        >>> lm = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=8, intermediate_size=16,
+        ...                       num_hidden_layers=1, num_attention_heads=2))
+        >>> attempt = Attempt(lm, {"a": torch.randn(4, 8), "b": torch.randn(4, 8)}, torch.randn(4, 8))
+        >>> weights = attempt.mixture_weights(torch.tensor([[3, 4, 5]]), torch.tensor([[1, 1, 1]]))
+        >>> weights.shape, round(float(weights.sum()), 5)
+        (torch.Size([1, 3]), 1.0)
+    """
+
+    def __init__(self, model, source_prompts: Mapping[str, torch.Tensor], target_prompt: torch.Tensor, *,
+                 bottleneck: int = 64, temperature: float | None = None, seed: int = 0):
+        super().__init__()
+        if is_seq2seq_model(model) or hasattr(model, "peft_config"):
+            raise TPVError(
+                f"Attempt wraps a plain causal LM; got a {type(model).__name__}: pass the base decoder-only model "
+                "(encoder-decoder models such as T5 are not supported by this implementation)"
+            )
+        if not source_prompts:
+            raise TPVError("Attempt needs at least one source prompt; pass {task: tensor}")
+        hidden = model.get_input_embeddings().weight.shape[1]
+        shapes = {name: tuple(p.shape) for name, p in source_prompts.items()}
+        if target_prompt.dim() != 2 or any(s != tuple(target_prompt.shape) for s in shapes.values()) \
+                or target_prompt.shape[1] != hidden:
+            raise TPVError(
+                f"source prompts {shapes} and the target prompt {tuple(target_prompt.shape)} must all be "
+                f"(virtual tokens, {hidden}); build them from origins of this model"
+            )
+        if temperature is not None and not temperature > 0:
+            raise TPVError(f"temperature must be > 0, got {temperature!r}")
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        self.model = model
+        self.source_names = list(source_prompts)
+        self.register_buffer("source_prompts", torch.stack([p.detach().float() for p in source_prompts.values()]))
+        self.target_prompt = nn.Parameter(target_prompt.detach().float().clone())
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.down = nn.Linear(hidden, bottleneck)
+            self.up = nn.Linear(bottleneck, hidden)
+        self.norm = nn.LayerNorm(hidden)
+        self.temperature = float(temperature) if temperature is not None else hidden * math.e
+        # Only the device follows the LM: the mixture itself stays in float32 even when the LM is bfloat16.
+        self.to(model.get_input_embeddings().weight.device)
+
+    @property
+    def num_virtual_tokens(self) -> int:
+        return self.target_prompt.shape[0]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [self.target_prompt, *self.down.parameters(), *self.up.parameters(), *self.norm.parameters()]
+
+    def mixture_weights(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Per-input weights over ``[*sources, target]``: shape ``(batch, sources + 1)``, rows sum to one."""
+        embeds = self.model.get_input_embeddings()(input_ids).float()
+        return self._weights(embeds, attention_mask)
+
+    def instance_prompts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``P_target + Σ_j a_j P_j`` for every input: shape ``(batch, virtual tokens, hidden)``."""
+        embeds = self.model.get_input_embeddings()(input_ids).float()
+        return self._prompts(self._weights(embeds, attention_mask))
+
+    def _weights(self, embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        # Padding must not win the max-pool, so it is pushed to -inf first.
+        masked = embeds.masked_fill(attention_mask.unsqueeze(-1) == 0, float("-inf"))
+        pooled = masked.max(dim=1).values
+        h = self.norm(self.up(F.silu(self.down(pooled))))
+        prompts = torch.cat([self.source_prompts, self.target_prompt.unsqueeze(0)])
+        keys = prompts.mean(dim=1)
+        return torch.softmax(h @ keys.T / self.temperature, dim=-1)
+
+    def _prompts(self, weights: torch.Tensor) -> torch.Tensor:
+        prompts = torch.cat([self.source_prompts, self.target_prompt.unsqueeze(0)])
+        return self.target_prompt.unsqueeze(0) + torch.einsum("bj,jtd->btd", weights, prompts)
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Last hidden states of ``[instance prompt; input]``: ``(batch, virtual tokens + length, hidden)``."""
+        embeds = self.model.get_input_embeddings()(input_ids)
+        prompts = self._prompts(self._weights(embeds.float(), attention_mask)).to(embeds.dtype)
+        batch, virtual = input_ids.shape[0], self.num_virtual_tokens
+        mask = torch.cat([attention_mask.new_ones(batch, virtual), attention_mask], dim=1)
+        body = self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model.base_model
+        return body(inputs_embeds=torch.cat([prompts, embeds], dim=1), attention_mask=mask,
+                    use_cache=False).last_hidden_state
+
+    def target_logits(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits at the positions that predict a target token, and those targets (as ``tpv.scoring``)."""
+        labels = batch["labels"]
+        hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"])
+        rows, cols = (labels[:, 1:] != IGNORE_INDEX).nonzero(as_tuple=True)
+        scored = hidden[rows, self.num_virtual_tokens + cols]
+        return self.model.get_output_embeddings()(scored), labels[rows, cols + 1]
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        """Mean cross-entropy over target tokens only."""
+        logits, targets = self.target_logits(batch)
+        return F.cross_entropy(logits.float(), targets)
+
+    @torch.inference_mode()
+    def evaluate(self, tokenizer, task: str | Task, data: Sequence[dict], *, batch_size: int = 32,
+                 max_length: int = DEFAULT_MAX_LENGTH, return_predictions: bool = False) -> dict:
+        """Rank the task's label words after each input (as ``tpv.evaluation.evaluate(method="rank")``)."""
+        task = resolve_task(task)
+        if not task.is_classification:
+            raise TPVError(f"Attempt.evaluate ranks label words; task {task.name!r} has none (regression/generation)")
+        if not data:
+            raise TPVError(f"no examples to evaluate task {task.name!r} on; pass a non-empty list")
+        was_training = self.training
+        self.eval()
+        try:
+            predictions = self._rank(tokenizer, task, data, batch_size, max_length)
+        finally:
+            self.train(was_training)
+        return _score(task, predictions, [e[task.label_key] for e in data], "rank", return_predictions)
+
+    def _rank(self, tokenizer, task, data, batch_size, max_length) -> list[int]:
+        encoded = ENCODING_CACHE.get(tokenizer, task, data, seq2seq=False, max_length=max_length)
+        label_ids = label_token_ids(tokenizer, task, seq2seq=False)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        device = self.target_prompt.device
+        predictions = [0] * len(encoded)
+        first = [ids[0] for ids in label_ids]
+        if len(set(first)) == len(first):
+            head = self.model.get_output_embeddings()
+            for indices in length_sorted_batches([len(e.input_ids) for e in encoded], batch_size):
+                batch = collate([encoded[i] for i in indices], pad, seq2seq=False, with_targets=False)
+                ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+                hidden = self.hidden_states(ids, mask)
+                last = hidden[torch.arange(len(indices)), self.num_virtual_tokens + mask.sum(dim=1) - 1]
+                scores = F.linear(last, head.weight[first], head.bias[first] if head.bias is not None else None)
+                for i, label in zip(indices, scores.argmax(dim=1).tolist()):
+                    predictions[i] = label
+            return predictions
+        # Label words share a first token: compare whole label sequences by summed log-likelihood.
+        per_batch = max(1, batch_size // len(label_ids))
+        for indices in length_sorted_batches([len(e.input_ids) for e in encoded], per_batch):
+            candidates = [Encoded(encoded[i].input_ids, tuple(ids) + (tokenizer.eos_token_id,))
+                          for i in indices for ids in label_ids]
+            batch = {k: v.to(device) for k, v in collate(candidates, pad, seq2seq=False).items()}
+            logits, targets = self.target_logits(batch)
+            rows = (batch["labels"][:, 1:] != IGNORE_INDEX).nonzero(as_tuple=True)[0]
+            token = torch.log_softmax(logits.float(), -1).gather(1, targets.unsqueeze(1)).squeeze(1)
+            totals = torch.zeros(len(candidates), device=device).index_add_(0, rows, token)
+            for row, i in enumerate(indices):
+                predictions[i] = int(totals[row * len(label_ids):(row + 1) * len(label_ids)].argmax())
+        return predictions
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The trained parameters (target prompt and attention module), for saving."""
+        return {name: p.detach() for name, p in self.named_parameters() if not name.startswith("model.")}
+
+    def load_state(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        own = dict(self.named_parameters())
+        missing = [name for name in self.state() if name not in tensors]
+        if missing:
+            raise TPVError(f"ATTEMPT state lacks {missing}; it was saved by another version or model")
+        with torch.no_grad():
+            for name in self.state():
+                own[name].copy_(tensors[name].to(own[name].device, own[name].dtype))
+
+
+def train_attempt(attempt: Attempt, tokenizer, task: str | Task, train_data: Sequence[dict], *,
+                  output_dir: str | os.PathLike, max_steps: int = 100, learning_rate: float = 0.3,
+                  attention_learning_rate: float = 1e-3, batch_size: int = 16, weight_decay: float = 1e-5,
+                  warmup_ratio: float = 0.1, max_length: int = DEFAULT_MAX_LENGTH, seed: int = 0,
+                  progress: bool = True) -> dict:
+    """Train ATTEMPT's target prompt and attention module on ``task`` (a ``MixtureTask`` for multi-task).
+
+    The finished state is saved in ``output_dir``; calling again with the same settings, data and starting
+    state loads it instead of training (so experiments resume). The prompt takes the prompt-tuning learning
+    rate and the attention module a smaller one, as ATTEMPT tunes them separately.
+
+    Returns:
+        ``{"losses": [...], "cached": bool}``.
+    """
+    task = resolve_task(task)
+    if not train_data:
+        raise TPVError(f"no training examples for task {task.name!r}; pass a non-empty list")
+    if max_steps < 1 or batch_size < 1:
+        raise TPVError(f"max_steps and batch_size must be ≥ 1, got {max_steps} and {batch_size}")
+    output_dir = Path(output_dir)
+    settings = dict(max_steps=max_steps, learning_rate=learning_rate, attention_learning_rate=attention_learning_rate,
+                    batch_size=batch_size, weight_decay=weight_decay, warmup_ratio=warmup_ratio,
+                    max_length=max_length, seed=seed, task=task.name, temperature=attempt.temperature)
+    fingerprint = _fingerprint(attempt, train_data, settings)
+    record_path = output_dir / RESULT_FILENAME
+    if record_path.is_file():
+        record = json.loads(record_path.read_text())
+        if record.get("fingerprint") == fingerprint:
+            tensors, _ = read_safetensors(output_dir / STATE_FILENAME, "ATTEMPT state file")
+            attempt.load_state(tensors)
+            return {"losses": record["losses"], "cached": True}
+        raise TPVError(f"'{output_dir}' holds an ATTEMPT run with other settings or data; pass a new output_dir, "
+                       f"or delete '{record_path}' to train again there")
+    encoded = encode_examples(tokenizer, task, train_data, seq2seq=False, max_length=max_length)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    losses = _train_loop(attempt, encoded, pad, settings, progress)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_save(attempt.state(), output_dir / STATE_FILENAME, {"format": "tpv-attempt/1", "task": task.name})
+    tmp = record_path.with_name(f".{record_path.name}.tmp")
+    tmp.write_text(json.dumps({"fingerprint": fingerprint, "settings": settings, "losses": losses}, indent=1))
+    os.replace(tmp, record_path)
+    return {"losses": losses, "cached": False}
+
+
+def _train_loop(attempt: Attempt, encoded: list[Encoded], pad: int, settings: dict, progress: bool) -> list[float]:
+    steps, batch_size = settings["max_steps"], settings["batch_size"]
+    optimizer = torch.optim.AdamW([
+        {"params": [attempt.target_prompt], "lr": settings["learning_rate"]},
+        {"params": [p for p in attempt.trainable_parameters()[1:]], "lr": settings["attention_learning_rate"]},
+    ], weight_decay=settings["weight_decay"])
+    warmup = int(settings["warmup_ratio"] * steps)
+    # Linear warm-up then linear decay, the schedule train_prompt uses.
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup
+                                                 else max(0.0, (steps - s) / max(1, steps - warmup)))
+    generator = torch.Generator().manual_seed(settings["seed"])
+    device = attempt.target_prompt.device
+    order: list[int] = []
+    losses = []
+    attempt.train()
+    iterator = range(steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc="ATTEMPT", leave=False)
+    for _ in iterator:
+        if len(order) < batch_size:
+            order += torch.randperm(len(encoded), generator=generator).tolist()
+        indices, order = order[:batch_size], order[batch_size:]
+        batch = {k: v.to(device) for k, v in collate([encoded[i] for i in indices], pad, seq2seq=False).items()}
+        loss = attempt.loss(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+    attempt.eval()
+    return losses
+
+
+def _fingerprint(attempt: Attempt, train_data: Sequence[dict], settings: dict) -> str:
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for name, tensor in sorted(attempt.state().items()):
+        digest.update(name.encode() + tensor.float().cpu().numpy().tobytes())
+    digest.update(attempt.source_prompts.float().cpu().numpy().tobytes())
+    for example in train_data:
+        digest.update(json.dumps(example, sort_keys=True, default=str).encode())
+    return digest.hexdigest()

@@ -1,0 +1,138 @@
+"""Re-running the paper's studies on any model and data: ``reproduce(profile)`` (the ``tpv reproduce`` command).
+
+Profiles are TOML files (``tpv/experiments/profiles/{smoke,cpu,gpu}.toml``; copy one and pass its path). A run
+lives in ``<run_dir>/<name>-<fingerprint>/``: trained prompts under ``prompts/`` (cached and resumed by
+``train_prompt``), scores and λs in ``scores.json``; a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tpv.errors import TPVError
+from tpv.experiments.config import PROFILES, STUDIES, ExperimentConfig, load_config
+from tpv.experiments.lab import Lab
+from tpv.experiments.result import StudyResult
+
+__all__ = ["PROFILES", "STUDIES", "ExperimentConfig", "StudyResult", "load_config", "reproduce"]
+
+DEFAULT_RUN_ROOT = "runs"
+
+
+def reproduce(profile: str | os.PathLike | ExperimentConfig, studies=None, run_dir=None, dry_run: bool = False,
+              progress: bool = True) -> dict:
+    """Run (or plan) the paper's studies under a profile.
+
+    Args:
+        profile: ``"smoke"``, ``"cpu"``, ``"gpu"``, the path of a TOML profile, or an ``ExperimentConfig``.
+        studies: names from ``STUDIES`` to run (default: the profile's list).
+        run_dir: folder that holds run folders (default ``$TPV_RUN_DIR`` or ``./runs``); the run itself goes
+            to ``<run_dir>/<profile name>-<config fingerprint>``.
+        dry_run: print the plan and its estimated cost, and run nothing.
+        progress: show tqdm progress bars and print what is written.
+
+    Returns:
+        ``{"profile", "run_dir", "output_dir", "fingerprint", "commit", "plan"(dry run), "studies": {name:
+        {"seconds", "table", "files", "trained"}}, "trained": n, "estimated_seconds"}``.
+
+    Example:
+        >>> summary = reproduce("smoke", dry_run=True, progress=False, run_dir=tempfile.mkdtemp())
+        >>> summary["estimated_seconds"] > 0
+        True
+    """
+    config = profile if isinstance(profile, ExperimentConfig) else load_config(profile)
+    if studies is not None:
+        studies = [studies] if isinstance(studies, str) else list(studies)
+        unknown = [s for s in studies if s not in STUDIES]
+        if unknown or not studies:
+            raise TPVError(f"unknown studies {unknown or studies}; choose from {list(STUDIES)}")
+        config.studies = [s for s in STUDIES if s in studies]
+    root = Path(run_dir or os.environ.get("TPV_RUN_DIR") or DEFAULT_RUN_ROOT)
+    folder = root / f"{config.name}-{config.fingerprint()}"
+    lab = Lab(config, folder, progress=progress)
+    lab.output_dir = Path(config.output_dir) if config.output_dir else folder / "results"
+    from tpv.experiments.plan import build_plan, format_plan
+
+    items = build_plan(lab)
+    plan_text = format_plan(lab, items)
+    summary = {"profile": config.name, "run_dir": str(folder), "output_dir": str(lab.output_dir),
+               "fingerprint": config.fingerprint(), "commit": git_commit(),
+               "estimated_seconds": sum(item.seconds for item in items), "studies": {}}
+    if dry_run:
+        if progress:
+            print(plan_text)
+        summary["plan"] = plan_text
+        return summary
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_text(folder / "config.json", json.dumps(config.to_dict(), indent=1))
+    if progress:
+        print(plan_text, file=sys.stderr)
+    from tpv.experiments.studies import STUDY_MODULES
+
+    for name in config.studies:
+        start, trained = time.perf_counter(), lab.trained
+        result = STUDY_MODULES[name].run(lab, progress=progress)
+        seconds = time.perf_counter() - start
+        files = write_outputs(result, lab, seconds)
+        summary["studies"][name] = {"seconds": seconds, "table": result.table, "files": [str(f) for f in files],
+                                    "trained": lab.trained - trained}
+        if progress:
+            print(f"{name}: {seconds:.1f} s, wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
+    summary["trained"] = lab.trained
+    return summary
+
+
+def write_outputs(result: StudyResult, lab: Lab, seconds: float) -> list[Path]:
+    """Markdown table, JSON (config, commit, summary, raw rows) and CSV of raw rows; figures are already written."""
+    out = lab.output_dir
+    config = lab.config
+    command = f"tpv reproduce {config.name}" + (f" --studies {result.name}" if len(config.studies) == 1 else "")
+    header = [f"# {result.title}", "",
+              f"Produced by `{command}` (profile `{config.name}`, model `{config.model.name}` in "
+              f"{config.model.dtype} on {lab.device}, git commit `{git_commit()}`), wall-clock time of this study "
+              f"{seconds:.1f} s (cached work excluded). Raw per-origin scores: `{result.name}.csv` / "
+              f"`{result.name}.json`.", ""]
+    figures = [f"![{f.stem}]({f.name})" for f in result.figures]
+    markdown = "\n".join(header + [result.table, "", *result.notes, "", *figures]) + "\n"
+    paths = [_write_text(out / f"{result.name}.md", markdown)]
+    payload = {"study": result.name, "title": result.title, "config": config.to_dict(), "commit": git_commit(),
+               "device": lab.device, "seconds": seconds, "summary": result.summary, "rows": result.rows}
+    paths.append(_write_text(out / f"{result.name}.json", json.dumps(payload, indent=1, default=str)))
+    if result.rows:
+        buffer = io.StringIO()
+        keys = list(dict.fromkeys(k for row in result.rows for k in row))
+        writer = csv.DictWriter(buffer, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(result.rows)
+        paths.append(_write_text(out / f"{result.name}.csv", buffer.getvalue()))
+    return paths + list(result.figures)
+
+
+def git_commit() -> str:
+    """``git rev-parse HEAD`` of the working copy tpv runs from, or ``"unknown"`` outside a git checkout."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _write_text(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

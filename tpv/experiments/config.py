@@ -1,0 +1,320 @@
+"""Experiment configuration: dataclasses validated in ``__post_init__``, read from TOML profiles.
+
+A profile is a TOML file (the shipped ones live in ``tpv/experiments/profiles/``; copy one and edit it). The run
+folder is keyed by :meth:`ExperimentConfig.fingerprint`, which covers only the settings that change a trained
+prompt or a score (model, data sizes, training budgets, λ grid); task lists, origins, shot counts and the
+studies to run are left out, because every cached item is keyed by its own task, origin and shots. So adding a
+task or an origin to a profile reuses everything already computed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from tpv.errors import TPVError
+from tpv.tasks import get_task
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+PROFILES = ("smoke", "cpu", "gpu")
+STUDIES = ("origin_independence", "similarity", "pairwise_sums", "initialisation", "few_shot")
+METHODS = ("random", "spot", "spot_multi", "attempt", "sum")
+DTYPES = ("float32", "bfloat16", "float16")
+DEVICES = ("cpu", "cuda", "auto")
+TINY_MODEL = "tiny"  # a random tiny Llama with a word-level tokenizer, built in the run folder (smoke profile)
+
+
+def _fail(key: str, value, fix: str):
+    raise TPVError(f"config key {key!r} = {value!r} is invalid: {fix}")
+
+
+def _positive_int(key: str, value, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        _fail(key, value, f"use an integer ≥ {minimum}")
+
+
+def _positive_float(key: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        _fail(key, value, "use a finite number > 0")
+
+
+def _tasks(key: str, value, minimum: int = 1) -> None:
+    if not isinstance(value, list) or len(value) < minimum or len(set(value)) != len(value):
+        _fail(key, value, f"use a list of {minimum} or more distinct task names")
+    for name in value:
+        try:
+            get_task(name)
+        except TPVError as err:
+            raise TPVError(f"config key {key!r} names an unknown task: {err}") from None
+
+
+@dataclass
+class ModelConfig:
+    """Which model to tune prompts for, and how fast it is (for the dry-run estimate).
+
+    Attributes:
+        name: ``"default"`` (SmolLM2-135M-Instruct), ``"tiny"`` (random tiny Llama, smoke tests), or any
+            Hugging Face model id or folder.
+        seconds_per_step: seconds of one training step at ``prompt.batch_size`` sequences of 64 tokens
+            (soft prompt included); scaled per task by its mean length.
+        seconds_per_example: seconds to score one 64-token example.
+    """
+
+    name: str = "default"
+    dtype: str = "bfloat16"
+    device: str = "auto"
+    seconds_per_step: float = 0.7
+    seconds_per_example: float = 0.015
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            _fail("model.name", self.name, "use 'default', 'tiny' or a Hugging Face model id / folder")
+        if self.dtype not in DTYPES:
+            _fail("model.dtype", self.dtype, f"use one of {list(DTYPES)}")
+        if self.device not in DEVICES:
+            _fail("model.device", self.device, f"use one of {list(DEVICES)}")
+        _positive_float("model.seconds_per_step", self.seconds_per_step)
+        _positive_float("model.seconds_per_example", self.seconds_per_example)
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and how much of each split is used (a stratified subset when smaller than the split).
+
+    Attributes:
+        data_dir: folder of ``<task>/<split>.jsonl``; ``""`` uses ``TPV_DATA_DIR``.
+        train_examples, validation_examples, test_examples: per task and split.
+    """
+
+    data_dir: str = ""
+    train_examples: int = 2000
+    validation_examples: int = 100
+    test_examples: int = 500
+
+    def __post_init__(self):
+        if not isinstance(self.data_dir, str):
+            _fail("data.data_dir", self.data_dir, "use a folder path as a string, or '' for TPV_DATA_DIR")
+        for name in ("train_examples", "validation_examples", "test_examples"):
+            _positive_int(f"data.{name}", getattr(self, name))
+
+    def resolved_dir(self) -> str | None:
+        return self.data_dir or os.environ.get("TPV_DATA_DIR") or None
+
+
+@dataclass
+class PromptConfig:
+    """Prompt-tuning settings shared by every run."""
+
+    num_virtual_tokens: int = 20
+    learning_rate: float = 0.3
+    batch_size: int = 16
+    max_length: int = 256
+    eval_batch_size: int = 32
+
+    def __post_init__(self):
+        for name in ("num_virtual_tokens", "batch_size", "max_length", "eval_batch_size"):
+            _positive_int(f"prompt.{name}", getattr(self, name))
+        _positive_float("prompt.learning_rate", self.learning_rate)
+
+
+@dataclass
+class SourceConfig:
+    """Source task prompts (studies 1–3 and the sources of studies 4–5).
+
+    Attributes:
+        tasks: tasks of studies 1–3 (origin independence, similarity, pairwise sums).
+        pairwise_tasks: the tasks whose pairs study 3 sums; empty means all of ``tasks``.
+        steps: training steps of every source prompt.
+        checkpoint_examples: validation examples used to keep the best checkpoint (0: keep the last).
+    """
+
+    tasks: list = field(default_factory=lambda: ["mnli", "qnli", "dbpedia", "trec", "sst2", "yelp_polarity"])
+    pairwise_tasks: list = field(default_factory=list)
+    steps: int = 100
+    checkpoint_examples: int = 0
+
+    def __post_init__(self):
+        _tasks("source.tasks", self.tasks, minimum=2)
+        if self.pairwise_tasks:
+            _tasks("source.pairwise_tasks", self.pairwise_tasks, minimum=2)
+        _positive_int("source.steps", self.steps)
+        _positive_int("source.checkpoint_examples", self.checkpoint_examples, minimum=0)
+
+    @property
+    def pairs_of(self) -> list:
+        return self.pairwise_tasks or self.tasks
+
+
+@dataclass
+class Family:
+    """Source tasks and the target tasks they initialise (paper §4.3)."""
+
+    name: str
+    sources: list
+    targets: list
+
+    def __post_init__(self):
+        key = f"transfer.families[{self.name!r}]"
+        if not isinstance(self.name, str) or not self.name:
+            _fail("transfer.families.name", self.name, "give every family a non-empty name")
+        _tasks(f"{key}.sources", self.sources, minimum=2)
+        _tasks(f"{key}.targets", self.targets)
+        overlap = set(self.sources) & set(self.targets)
+        if overlap:
+            _fail(f"{key}.targets", self.targets, f"a target cannot also be a source ({sorted(overlap)})")
+
+
+@dataclass
+class TransferConfig:
+    """Initialising new tasks (studies 4 and 5).
+
+    Attributes:
+        families: source → target groups.
+        methods: initialisations compared (``spot`` means one SPoT run per single source).
+        shots: shot counts of study 4 (0 evaluates the initialisation directly).
+        curve_shots: shot counts of study 5.
+        steps: training steps of every k-shot run (a fixed budget whatever k is).
+        multi_steps: training steps of SPoT-multi's source prompt and of ATTEMPT's multi-task training.
+        proportions: how SPoT-multi / ATTEMPT mix the sources' data (``equal`` or ``size``).
+        attention_learning_rate: ATTEMPT's attention-module learning rate.
+        scale_grid: the λ values searched on validation data (studies 3 and 4).
+    """
+
+    families: list = field(default_factory=list)
+    methods: list = field(default_factory=lambda: list(METHODS))
+    shots: list = field(default_factory=lambda: [0, 100])
+    curve_shots: list = field(default_factory=lambda: [5, 10, 25, 100, 250, 500])
+    steps: int = 30
+    multi_steps: int = 100
+    proportions: str = "equal"
+    attention_learning_rate: float = 1e-3
+    scale_grid: list = field(default_factory=lambda: [0.2, 0.4, 0.6, 0.8, 1.0])
+
+    def __post_init__(self):
+        families = []
+        for i, item in enumerate(self.families):
+            if isinstance(item, Family):
+                families.append(item)
+            elif isinstance(item, dict):
+                families.append(_build(Family, item, f"transfer.families[{i}]"))
+            else:
+                _fail(f"transfer.families[{i}]", item, "use a table {name=..., sources=[...], targets=[...]}")
+        self.families = families
+        if not isinstance(self.methods, list) or not self.methods or any(m not in METHODS for m in self.methods):
+            _fail("transfer.methods", self.methods, f"use a non-empty list from {list(METHODS)}")
+        for key in ("shots", "curve_shots"):
+            value = getattr(self, key)
+            if not isinstance(value, list) or not value or any(
+                    isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in value):
+                _fail(f"transfer.{key}", value, "use a non-empty list of integers ≥ 0")
+        _positive_int("transfer.steps", self.steps)
+        _positive_int("transfer.multi_steps", self.multi_steps)
+        if self.proportions not in ("equal", "size"):
+            _fail("transfer.proportions", self.proportions, "use 'equal' or 'size'")
+        _positive_float("transfer.attention_learning_rate", self.attention_learning_rate)
+        if not isinstance(self.scale_grid, list) or not self.scale_grid or any(
+                isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) for x in self.scale_grid):
+            _fail("transfer.scale_grid", self.scale_grid, "use a non-empty list of finite numbers, e.g. [0.5, 1.0]")
+
+
+@dataclass
+class ExperimentConfig:
+    """One reproduction: model, data, budgets and the studies to run.
+
+    Attributes:
+        name: the profile's name (names the run folder).
+        seeds: origin seeds; two or more, because every result is a mean ± std over origins.
+        studies: which of ``STUDIES`` to run.
+        output_dir: where tables and figures go; ``""`` writes them into the run folder's ``results/``.
+    """
+
+    name: str = "custom"
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    studies: list = field(default_factory=lambda: list(STUDIES))
+    output_dir: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\ "):
+            _fail("name", self.name, "use a short name without spaces or slashes")
+        if not isinstance(self.seeds, list) or len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds) \
+                or any(isinstance(s, bool) or not isinstance(s, int) for s in self.seeds):
+            _fail("seeds", self.seeds, "use two or more distinct integer seeds (results are mean ± std over origins)")
+        if not isinstance(self.studies, list) or not self.studies or any(s not in STUDIES for s in self.studies):
+            _fail("studies", self.studies, f"use a non-empty list from {list(STUDIES)}")
+        if not isinstance(self.output_dir, str):
+            _fail("output_dir", self.output_dir, "use a folder path as a string, or '' for the run folder")
+        for key, cls in (("model", ModelConfig), ("data", DataConfig), ("prompt", PromptConfig),
+                         ("source", SourceConfig), ("transfer", TransferConfig)):
+            value = getattr(self, key)
+            if isinstance(value, dict):
+                setattr(self, key, _build(cls, value, key))
+            elif not isinstance(value, cls):
+                _fail(key, value, f"use a [{key}] table")
+        largest = max(self.transfer.shots + self.transfer.curve_shots)
+        if largest > self.data.train_examples:
+            _fail("transfer.curve_shots", largest,
+                  f"shots cannot exceed data.train_examples = {self.data.train_examples}; lower them or raise it")
+
+    @property
+    def shot_counts(self) -> list[int]:
+        wanted = set()
+        if "initialisation" in self.studies:
+            wanted |= set(self.transfer.shots)
+        if "few_shot" in self.studies:
+            wanted |= set(self.transfer.curve_shots)
+        return sorted(wanted)
+
+    def fingerprint(self) -> str:
+        """A hash of the settings that change results (see the module docstring)."""
+        keyed = {
+            "model": {"name": self.model.name, "dtype": self.model.dtype},
+            "data": {k: v for k, v in asdict(self.data).items() if k != "data_dir"},
+            "prompt": asdict(self.prompt),
+            "source": {"steps": self.source.steps, "checkpoint_examples": self.source.checkpoint_examples},
+            "transfer": {k: getattr(self.transfer, k) for k in
+                         ("steps", "multi_steps", "proportions", "attention_learning_rate", "scale_grid")},
+        }
+        return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _build(cls, table: dict, section: str):
+    if not isinstance(table, dict):
+        _fail(section, table, f"use a [{section}] table")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        prefix = f"{section}." if section else ""
+        raise TPVError(f"unknown config key {prefix}{unknown[0]!r}; known keys of [{section or 'top level'}]: "
+                       f"{sorted(known)}")
+    return cls(**table)
+
+
+def load_config(profile: str | os.PathLike) -> ExperimentConfig:
+    """Read a profile: a shipped name (``"smoke"``, ``"cpu"``, ``"gpu"``) or the path of a TOML file.
+
+    Example:
+        >>> load_config("smoke").model.name
+        'tiny'
+    """
+    path = PROFILE_DIR / f"{profile}.toml" if str(profile) in PROFILES else Path(profile)
+    if not path.is_file():
+        raise TPVError(f"no profile {str(profile)!r}: use one of {list(PROFILES)} or the path of a TOML file "
+                       f"(copy one from {PROFILE_DIR})")
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise TPVError(f"profile '{path}' is not valid TOML: {err}; fix the file") from None
+    return _build(ExperimentConfig, table, "")

@@ -1,0 +1,137 @@
+"""The dry-run plan: every unit of work of a run, what is already cached, and the estimated time left.
+
+Cost = training steps × ``model.seconds_per_step`` + scored examples × ``model.seconds_per_example``, both
+scaled per task by its mean sequence length relative to 64 tokens (estimated from characters, ≈4 per token,
+capped at ``prompt.max_length``): long-text tasks (imdb, yelp) cost several times what short ones (sst2) do.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from tpv.experiments.config import ExperimentConfig
+from tpv.tasks import get_task
+
+REFERENCE_TOKENS = 64
+CHARS_PER_TOKEN = 4
+# Copying the model and building a Trainer costs about this much per training run, whatever its length.
+RUN_OVERHEAD_S = 2.0
+
+
+@dataclass
+class PlanItem:
+    study: str
+    what: str
+    count: int
+    steps: int
+    examples: int
+    seconds: float
+
+
+def _length_factor(lab, task: str) -> float:
+    config = lab.config
+    sample = lab.data(task, "train")[:200]
+    t = get_task(task)
+    chars = sum(len(t.input_text(e)) for e in sample) / max(1, len(sample))
+    tokens = min(chars / CHARS_PER_TOKEN, config.prompt.max_length) + config.prompt.num_virtual_tokens
+    return max(0.25, tokens / REFERENCE_TOKENS)
+
+
+def build_plan(lab) -> list[PlanItem]:
+    """Enumerate the work of ``lab.config``'s studies, counting each shared unit once (under its first study)."""
+    config: ExperimentConfig = lab.config
+    model, prompt, transfer = config.model, config.prompt, config.transfer
+    seeds, studies = config.seeds, config.studies
+    factor = {t: _length_factor(lab, t) for t in sorted(lab.all_tasks())}
+    items: list[PlanItem] = []
+    done_sources: set = set()
+
+    def cost(task, steps, examples, batch=prompt.batch_size):
+        per_step = model.seconds_per_step * batch / prompt.batch_size
+        return factor[task] * (steps * per_step + examples * model.seconds_per_example)
+
+    def add(study, what, units):
+        units = list(units)
+        if units:
+            overhead = RUN_OVERHEAD_S * sum(1 for u in units if u[1])
+            items.append(PlanItem(study, what, len(units), sum(u[1] for u in units), sum(u[2] for u in units),
+                                  overhead + sum(cost(*u) for u in units)))
+
+    def sources(study, tasks):
+        new = [(t, i) for t in tasks for i in seeds if (t, i) not in done_sources]
+        done_sources.update(new)
+        checkpoints = config.source.checkpoint_examples * 6  # 5 evaluations during training + the final one
+        add(study, "tune source prompts", [(t, config.source.steps, checkpoints) for t, _ in new])
+
+    tasks = config.source.tasks
+    test, val = config.data.test_examples, config.data.validation_examples
+    grid = len(transfer.scale_grid)
+    if {"origin_independence", "similarity", "pairwise_sums"} & set(studies):
+        sources(studies[0], tasks)
+    if "origin_independence" in studies:
+        add("origin_independence", "score vectors on every origin (test)",
+            [(t, 0, min(test, _split_size(lab, t, "test"))) for t in tasks for _ in seeds for _ in seeds])
+    if "pairwise_sums" in studies:
+        pairs = list(itertools.combinations(config.source.pairs_of, 2))
+        sources("pairwise_sums", config.source.pairs_of)
+        add("pairwise_sums", "λ search on both tasks' validation sets",
+            [(t, 0, grid * min(val, _split_size(lab, t, "validation"))) for p in pairs for t in p for _ in seeds])
+        add("pairwise_sums", "score sums on both tasks (test)",
+            [(t, 0, min(test, _split_size(lab, t, "test"))) for p in pairs for t in p for _ in seeds])
+    shot_counts = config.shot_counts
+    if shot_counts:
+        study = "initialisation" if "initialisation" in studies else "few_shot"
+        families = transfer.families
+        sources(study, sorted({s for f in families for s in f.sources}))
+        methods = transfer.methods
+        if "spot_multi" in methods:
+            add(study, "tune SPoT-multi source prompts",
+                [(f.sources[0], transfer.multi_steps, 0) for f in families for _ in seeds])
+        if "attempt" in methods:
+            # ATTEMPT's forward also runs the attention module; it costs about the same as prompt tuning.
+            add(study, "train ATTEMPT on the sources' mixture",
+                [(f.sources[0], transfer.multi_steps, 0) for f in families for _ in seeds])
+        targets = [t for f in families for t in f.targets]
+        per_target = {t: sum(len(f.sources) if m == "spot" else 1 for m in methods) for f in families for t in f.targets}
+        if "sum" in methods:
+            add(study, "λ search for the sum on the target's validation set",
+                [(t, 0, grid * min(val, _split_size(lab, t, "validation"))) for t in targets for _ in seeds])
+        positive = [k for k in shot_counts if k > 0]
+        add(study, f"k-shot prompt tuning (k in {positive}, {transfer.steps} steps each)",
+            [(t, transfer.steps, 0, min(prompt.batch_size, k)) for t in targets for _ in seeds
+             for _ in range(per_target[t]) for k in positive])
+        add(study, f"score initialisations on targets (test, shots {shot_counts})",
+            [(t, 0, min(test, _split_size(lab, t, "test"))) for t in targets for _ in seeds
+             for _ in range(per_target[t]) for _ in shot_counts])
+    return items
+
+
+def _split_size(lab, task: str, split: str) -> int:
+    return len(lab.data(task, split))
+
+
+def format_plan(lab, items: list[PlanItem]) -> str:
+    config = lab.config
+    lines = [f"Plan for profile {config.name!r} (model {config.model.name}, {config.model.dtype}, device "
+             f"{config.model.device}; origins {config.seeds}); run folder {lab.run_dir}",
+             f"studies: {', '.join(config.studies)}", ""]
+    lines.append(f"{'study':<22} {'work':<62} {'units':>6} {'steps':>8} {'scored':>8} {'est. time':>10}")
+    for item in items:
+        lines.append(f"{item.study:<22} {item.what[:62]:<62} {item.count:>6} {item.steps:>8} {item.examples:>8} "
+                     f"{_duration(item.seconds):>10}")
+    total = sum(item.seconds for item in items)
+    steps = sum(item.steps for item in items)
+    lines += ["", f"total: {steps} training steps, {sum(i.examples for i in items)} scored examples, estimated "
+              f"{_duration(total)} at {config.model.seconds_per_step} s/step and {config.model.seconds_per_example} "
+              f"s/example (64-token sequences; set model.seconds_per_step to this machine's speed)",
+              f"already cached in the run folder: {len(lab.store)} scores (cached work is skipped and costs ~0)"]
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"

@@ -1,0 +1,38 @@
+"""Study 5 (paper §4.4, Figure 4): few-shot curves of each initialisation, mean ± std over origins."""
+
+from __future__ import annotations
+
+from tpv.experiments.result import StudyResult, markdown_table, progress_bar
+from tpv.experiments.studies.transfer import label, methods, transfer_score
+from tpv.stats import mean_std
+
+TITLE = "Few-shot curves (§4.4, Figure 4)"
+
+
+def run(lab, progress: bool = True) -> StudyResult:
+    from tpv.experiments.figures import plot_curves
+
+    config = lab.config
+    shots = config.transfer.curve_shots
+    rows, sections, figures, summary = [], [], [], {}
+    jobs = [(f, t) for f in config.transfer.families for t in f.targets]
+    for family, target in progress_bar(jobs, progress, "few-shot curves"):
+        curves, body = {}, []
+        for method in methods(lab, family):
+            means, stds = [], []
+            for k in shots:
+                scores = [transfer_score(lab, family, target, method, k, seed) for seed in config.seeds]
+                rows += [{"family": family.name, "target": target, "method": method, "shots": k, "seed": seed,
+                          "score": score} for seed, score in zip(config.seeds, scores)]
+                mean, std = mean_std(scores)
+                means.append(mean * 100)
+                stds.append(std * 100)
+            curves[label(method, family)] = (means, stds)
+            summary.setdefault(target, {})[method] = dict(zip(shots, means))
+            body.append([label(method, family), *(f"{m:.1f} ± {s:.1f}" for m, s in zip(means, stds))])
+        figures.append(plot_curves(shots, curves, lab.output_dir / f"few_shot_{target}.png",
+                                   f"{target}: few-shot prompt tuning by initialisation", "test macro F1 ×100"))
+        sections.append(f"**{target}**\n\n" + markdown_table(["Initialisation", *(f"{k}" for k in shots)], body))
+    notes = [f"Test macro F1 ×100, mean ± std over origins {config.seeds}, after {config.transfer.steps} steps of "
+             "prompt tuning on k stratified examples (nested: the 5-shot set is inside the 10-shot set)."]
+    return StudyResult("few_shot", TITLE, "\n\n".join(sections), rows, summary, figures, notes)

@@ -1,0 +1,62 @@
+"""Study 3 (paper §4.3, Figure 3): do sums of two task prompt vectors keep both tasks' performance?
+
+For every pair (a, b) of source tasks and every origin i, ``origin_i + λ(τ_a,i + τ_b,i)`` is scored on the test
+sets of a and b, with λ chosen on both tasks' validation data (mean score, as the paper). Each score is divided
+by the score of the task's own prompt from the same origin (study 1's "original"), so 1.0 means the sum keeps
+the task's single-task performance.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from tpv.experiments.result import StudyResult, markdown_table, progress_bar
+from tpv.experiments.studies.origin_independence import original_score
+from tpv.stats import mean_std
+
+TITLE = "Pairwise sums of task prompt vectors (§4.3, Figure 3)"
+
+
+def run(lab, progress: bool = True) -> StudyResult:
+    from tpv.experiments.figures import plot_heatmap
+
+    config = lab.config
+    seeds, tasks = config.seeds, config.source.pairs_of
+    rows = []
+    pairs = list(itertools.combinations(tasks, 2))
+    for a, b in progress_bar(pairs, progress, "pairwise sums"):
+        for i in seeds:
+            vectors = lambda a=a, b=b, i=i: [lab.source_vector(a, i), lab.source_vector(b, i)]  # noqa: E731
+            scale = lab.search_scale(f"sum:{a}+{b}", vectors, i, [a, b])
+            for task in (a, b):
+                score = lab.score(task, f"sum:{a}+{b}@{i}x{scale}",
+                                  lambda i=i, scale=scale, vectors=vectors: sum(vectors()).apply_to(lab.origin(i), scale))
+                own = original_score(lab, task, i)
+                rows.append({"pair": f"{a}+{b}", "task": task, "other": b if task == a else a, "seed": i,
+                             "scale": scale, "score": score, "own_score": own,
+                             "relative": score / own if own > 0 else float("nan")})
+    matrix = np.full((len(tasks), len(tasks)), np.nan)
+    body = []
+    for a, b in pairs:
+        cells = []
+        for task, other in ((a, b), (b, a)):
+            relative = [r["relative"] for r in rows if r["task"] == task and r["other"] == other]
+            finite = [x for x in relative if np.isfinite(x)]
+            mean = float(np.mean(finite)) if finite else float("nan")
+            matrix[tasks.index(task), tasks.index(other)] = mean
+            absolute = [r["score"] for r in rows if r["task"] == task and r["other"] == other]
+            cells.append(f"{mean:.2f} ({mean_std(absolute)[0] * 100:.1f})")
+        scales = sorted({r["scale"] for r in rows if r["pair"] == f"{a}+{b}"})
+        body.append([f"{a} + {b}", *cells, ", ".join(f"{s:g}" for s in scales)])
+    figure = plot_heatmap(tasks, tasks, matrix, lab.output_dir / "pairwise_sums.png",
+                          "Score of the pair's sum relative to the row task's own prompt",
+                          "relative score (mean over origins)")
+    table = markdown_table(["Pair (a + b)", "on a: relative (score)", "on b: relative (score)", "λ chosen"], body)
+    notes = ["Relative = test score of origin + λ(τ_a + τ_b) divided by the task's own prompt's test score from the "
+             "same origin, averaged over origins; the absolute score ×100 is in brackets. Heatmap: row = task "
+             "scored, column = the task it was summed with."]
+    summary = {"tasks": tasks, "relative_matrix": matrix.tolist()}
+    return StudyResult("pairwise_sums", TITLE, table, rows, summary, [figure], notes)
+
