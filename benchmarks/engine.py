@@ -35,6 +35,7 @@ from tpv.tasks import get_task, load_split
 from tpv import training as tpv_training
 
 REPO = Path(__file__).resolve().parents[1]
+NOTES_MARKER = "<!-- notes: kept across reruns -->"
 
 
 def main(argv=None) -> dict:
@@ -74,8 +75,10 @@ def main(argv=None) -> dict:
     report = _markdown(results, args)
     print(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    # Hand-written notes below the marker survive a rerun; everything above it is regenerated.
+    notes = args.out.read_text().partition(NOTES_MARKER)[2] if args.out.is_file() else ""
     tmp_out = args.out.with_name(f".{args.out.name}.tmp")
-    tmp_out.write_text(report)
+    tmp_out.write_text(report + (f"\n{NOTES_MARKER}{notes}" if notes else ""))
     os.replace(tmp_out, args.out)
     return results
 

@@ -4,8 +4,8 @@ On the embedded default model (SmolLM2-135M-Instruct, bfloat16), in a few minute
 
 1. prompt-tune sst2 and yelp_polarity for a few dozen steps each, from the same seeded random origin;
 2. turn each tuned prompt into a task prompt vector (tuned − origin) and print their cosine similarity;
-3. add them, apply the sum to a *fresh* random origin, and score the target task imdb at 0 shots against
-   that random origin alone.
+3. add them, apply the sum to a *fresh* random origin (λ = 1, and λ chosen on imdb's validation data as the
+   paper does), and score the target task imdb at 0 shots against that random origin alone.
 
 Runs are cached in ``--output-dir`` (default ``runs/demo``): a second call reuses the trained prompts, and a
 killed call resumes from its last checkpoint. Data comes from ``TPV_DATA_DIR`` (or the Hugging Face Hub when
@@ -22,6 +22,7 @@ import torch
 from tpv import TaskPromptVector, init_prompt_tuning, make_origin, similarity_matrix
 from tpv.evaluation import evaluate
 from tpv.models import load_model
+from tpv.search import evaluation_score_fn, search_scale
 from tpv.tasks import load_split
 from tpv.training import train_prompt
 
@@ -72,6 +73,11 @@ def main(argv=None) -> None:
     rows = [("random origin (seed 1)", origin.tensor)]
     rows += [(f"origin + τ_{task}", vectors[task].apply_to(origin)) for task in SOURCES]
     rows += [("origin + (τ_sst2 + τ_yelp)", combo.apply_to(origin))]
+    # The paper picks λ on the target's validation data: a sum of two vectors at λ = 1 overshoots.
+    validation = {TARGET: load_split(TARGET, "validation")[: args.eval_examples]}
+    search = search_scale(combo, origin, evaluation_score_fn(peft_model, tokenizer, validation, batch_size=25),
+                          grid=[0.2, 0.4, 0.6, 0.8, 1.0], progress=False)
+    rows += [(f"origin + {search.best_scale:.1f}·(τ_sst2 + τ_yelp)", combo.apply_to(origin, search.best_scale))]
     print(f"{TARGET} test, 0 shots, {len(test)} examples")
     print(f"{'initialisation':30s} {'macro-F1':>9s} {'accuracy':>9s}")
     for label, prompt in rows:
