@@ -1,6 +1,5 @@
 """examples/compose_vectors.ipynb runs end to end (tiny model by default) with nbclient."""
 
-import os
 from pathlib import Path
 
 import pytest

@@ -1,6 +1,5 @@
 """The PEFT bridge: exact initialisation, a real training round trip, adapters on disk and in memory."""
 
-import json
 
 import pytest
 import torch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -16,19 +17,33 @@ from .errors import TPVError
 PathLike = str | os.PathLike
 
 
-def atomic_save(tensors: dict[str, torch.Tensor], path: PathLike, metadata: dict[str, str]) -> Path:
-    """Write ``tensors`` to ``path`` through a temporary file in the same folder, so readers never see half a file."""
+@contextlib.contextmanager
+def atomic_target(path: PathLike):
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, so readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically and return the path."""
+    with atomic_target(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def atomic_save(tensors: dict[str, torch.Tensor], path: PathLike, metadata: dict[str, str]) -> Path:
+    """Write ``tensors`` to ``path`` through a temporary file in the same folder, so readers never see half a file."""
+    with atomic_target(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+    return Path(path)
 
 
 def read_safetensors(path: PathLike, expected: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

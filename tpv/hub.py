@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from ._io import PathLike
+from ._io import PathLike, atomic_write_text
 from .errors import TPVError
 from .vector import TaskPromptVector
 
@@ -55,7 +55,7 @@ def save_pretrained(vector: TaskPromptVector, folder: PathLike, scores: Scores |
         raise TPVError(f"'{folder}' is a file; pass a folder to save the vector and its model card into")
     folder.mkdir(parents=True, exist_ok=True)
     vector.save(folder / VECTOR_FILENAME)
-    _atomic_write_text(folder / CARD_FILENAME, model_card(vector, scores))
+    atomic_write_text(folder / CARD_FILENAME, model_card(vector, scores))
     return folder
 
 
@@ -240,15 +240,6 @@ def _load_folder(folder: Path) -> TaskPromptVector:
                    "pass the path of the one you want")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _hub():

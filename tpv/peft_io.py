@@ -164,24 +164,11 @@ def vector_from_peft(cls, model_or_folder, *, origin=None, task=None, adapter_na
         origin = _resolve_origin(origin, None, f"adapter '{adapter_name}' of this PeftModel")
         base_model = base_model_name(model_or_folder)
         task = task or (adapter_name if adapter_name != "default" else "task")
-    origin_tensor = origin.tensor if isinstance(origin, Origin) else origin
-    if tuple(origin_tensor.shape) != tuple(prompt.shape):
-        raise TPVError(
-            f"the adapter's prompt has shape {tuple(prompt.shape)} but the origin has {tuple(origin_tensor.shape)}; "
-            "pass the origin this adapter was tuned from"
-        )
-    check_finite(prompt, "adapter prompt")
-    with torch.no_grad():
-        difference = prompt.float() - origin_tensor.to(prompt.device, torch.float32)
-    return cls(
-        difference,
-        tasks={task: 1.0},
-        num_virtual_tokens=int(config["num_virtual_tokens"]),
-        num_transformer_submodules=int(config.get("num_transformer_submodules") or 1),
-        base_model=base_model or (origin.base_model if isinstance(origin, Origin) else None),
-        task_type=config.get("task_type"),
-        origin=origin.recipe if isinstance(origin, Origin) else None,
-    )
+    if not isinstance(origin, Origin):
+        # A bare tensor: give it the adapter's layout, so encoder-decoder prompts keep their two blocks.
+        origin = Origin(origin, num_virtual_tokens=int(config["num_virtual_tokens"]),
+                        num_transformer_submodules=int(config.get("num_transformer_submodules") or 1))
+    return cls.from_prompts(prompt, origin, task, base_model=base_model, task_type=config.get("task_type"))
 
 
 def _prompt_parameter(peft_model, adapter_name: str) -> torch.nn.Parameter:

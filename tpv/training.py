@@ -19,7 +19,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from ._io import dumps
+from ._io import atomic_write_text, dumps
 from .encoding import DEFAULT_MAX_LENGTH, Encoded, collate, encode_examples, is_seq2seq_model, resolve_task
 from .errors import TPVError
 from .evaluation import evaluate
@@ -250,10 +250,10 @@ def _finish(peft_model, origin, task, output_dir, adapter_name, history, metrics
     result = TrainResult(vector=vector, adapter_dir=adapter_dir, history=history, metrics=metrics, origin=origin,
                          vector_path=adapter_dir / f"{task.name}.tpv.safetensors")
     vector.save(result.vector_path)
-    _atomic_write_json(output_dir / RESULT_FILENAME, {
+    atomic_write_text(output_dir / RESULT_FILENAME, json.dumps({
         "fingerprint": fingerprint, "task": task.name, "metrics": metrics, "history": history,
         "vector": result.vector_path.name, "adapter_dir": str(adapter_dir.relative_to(output_dir)),
-    })
+    }, indent=1, default=str))
     return result
 
 
@@ -294,7 +294,3 @@ def _fingerprint(task, origin, train_data, eval_data, init_vector, init_scale, s
     return digest.hexdigest()
 
 
-def _atomic_write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    os.replace(tmp, path)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tpv._io import atomic_save, read_safetensors
+from tpv._io import atomic_save, atomic_write_text, read_safetensors
 from tpv.encoding import DEFAULT_MAX_LENGTH, ENCODING_CACHE, IGNORE_INDEX, Encoded, collate, encode_examples, \
     is_seq2seq_model, length_sorted_batches, resolve_task
 from tpv.errors import TPVError
@@ -245,9 +245,8 @@ def train_attempt(attempt: Attempt, tokenizer, task: str | Task, train_data: Seq
     losses = _train_loop(attempt, encoded, pad, settings, progress)
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_save(attempt.state(), output_dir / STATE_FILENAME, {"format": "tpv-attempt/1", "task": task.name})
-    tmp = record_path.with_name(f".{record_path.name}.tmp")
-    tmp.write_text(json.dumps({"fingerprint": fingerprint, "settings": settings, "losses": losses}, indent=1))
-    os.replace(tmp, record_path)
+    atomic_write_text(record_path, json.dumps({"fingerprint": fingerprint, "settings": settings, "losses": losses},
+                                              indent=1))
     return {"losses": losses, "cached": False}
 
 

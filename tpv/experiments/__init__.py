@@ -13,10 +13,11 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
+import tempfile  # noqa: F401  (used by the doctest below)
 import time
 from pathlib import Path
 
+from tpv._io import atomic_write_text
 from tpv.errors import TPVError
 from tpv.experiments.config import PROFILES, STUDIES, ExperimentConfig, load_config
 from tpv.experiments.lab import Lab
@@ -72,7 +73,7 @@ def reproduce(profile: str | os.PathLike | ExperimentConfig, studies=None, run_d
         summary["plan"] = plan_text
         return summary
     folder.mkdir(parents=True, exist_ok=True)
-    _write_text(folder / "config.json", json.dumps(config.to_dict(), indent=1))
+    atomic_write_text(folder / "config.json", json.dumps(config.to_dict(), indent=1))
     if progress:
         print(plan_text, file=sys.stderr)
     from tpv.experiments.studies import STUDY_MODULES
@@ -102,17 +103,17 @@ def write_outputs(result: StudyResult, lab: Lab, seconds: float) -> list[Path]:
               f"`{result.name}.json`.", ""]
     figures = [f"![{f.stem}]({f.name})" for f in result.figures]
     markdown = "\n".join(header + [result.table, "", *result.notes, "", *figures]) + "\n"
-    paths = [_write_text(out / f"{result.name}.md", markdown)]
+    paths = [atomic_write_text(out / f"{result.name}.md", markdown)]
     payload = {"study": result.name, "title": result.title, "config": config.to_dict(), "commit": git_commit(),
                "device": lab.device, "seconds": seconds, "summary": result.summary, "rows": result.rows}
-    paths.append(_write_text(out / f"{result.name}.json", json.dumps(payload, indent=1, default=str)))
+    paths.append(atomic_write_text(out / f"{result.name}.json", json.dumps(payload, indent=1, default=str)))
     if result.rows:
         buffer = io.StringIO()
         keys = list(dict.fromkeys(k for row in result.rows for k in row))
         writer = csv.DictWriter(buffer, fieldnames=keys)
         writer.writeheader()
         writer.writerows(result.rows)
-        paths.append(_write_text(out / f"{result.name}.csv", buffer.getvalue()))
+        paths.append(atomic_write_text(out / f"{result.name}.csv", buffer.getvalue()))
     return paths + list(result.figures)
 
 
@@ -125,14 +126,3 @@ def git_commit() -> str:
         return "unknown"
 
 
-def _write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
