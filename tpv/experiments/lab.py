@@ -162,7 +162,7 @@ class Lab:
 
     def attempt(self, sources: list[str], seed: int):
         """ATTEMPT trained on the mixture of the sources' data, from origin ``seed`` (a fresh module each call)."""
-        from tpv.baselines.attempt import Attempt, train_attempt
+        from tpv.baselines.attempt import Attempt
         from tpv.baselines.spot import mix_tasks, mixture_task
 
         origin = self.origin(seed)
