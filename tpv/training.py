@@ -179,11 +179,7 @@ def train_prompt(
         train_data, eval_data: lists of examples (dicts) of ``task``; eval data must be validation data.
         training_args: extra ``TrainingArguments`` fields, which override ours.
     """
-    task = resolve_task(task)
-    if not train_data:
-        raise TPVError(f"no training examples for task {task.name!r}; pass a non-empty list")
-    if max_steps < 1 or batch_size < 1:
-        raise TPVError(f"max_steps and batch_size must be ≥ 1, got {max_steps} and {batch_size}")
+    task = check_training_inputs(task, train_data, max_steps, batch_size)
     output_dir = Path(output_dir)
     peft_model, origin = _prepare(model, origin, num_virtual_tokens, init_vector, init_scale, adapter_name)
     seq2seq = is_seq2seq_model(peft_model)
@@ -224,6 +220,16 @@ def train_prompt(
     if eval_data:
         metrics.update(trainer.evaluate())
     return _finish(peft_model, origin, task, output_dir, adapter_name, trainer.state.log_history, metrics, fingerprint)
+
+
+def check_training_inputs(task: str | Task, train_data, max_steps: int, batch_size: int) -> Task:
+    """The checks every training loop shares; returns the resolved task."""
+    task = resolve_task(task)
+    if not train_data:
+        raise TPVError(f"no training examples for task {task.name!r}; pass a non-empty list")
+    if max_steps < 1 or batch_size < 1:
+        raise TPVError(f"max_steps and batch_size must be ≥ 1, got {max_steps} and {batch_size}")
+    return task
 
 
 def _prepare(model, origin, num_virtual_tokens, init_vector, init_scale, adapter_name):

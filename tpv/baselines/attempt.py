@@ -26,6 +26,7 @@ from tpv.encoding import DEFAULT_MAX_LENGTH, ENCODING_CACHE, IGNORE_INDEX, Encod
 from tpv.errors import TPVError
 from tpv.evaluation import _score, label_token_ids
 from tpv.tasks import Task
+from tpv.training import check_training_inputs
 
 __all__ = ["Attempt", "train_attempt"]
 
@@ -221,11 +222,7 @@ def train_attempt(attempt: Attempt, tokenizer, task: str | Task, train_data: Seq
     Returns:
         ``{"losses": [...], "cached": bool}``.
     """
-    task = resolve_task(task)
-    if not train_data:
-        raise TPVError(f"no training examples for task {task.name!r}; pass a non-empty list")
-    if max_steps < 1 or batch_size < 1:
-        raise TPVError(f"max_steps and batch_size must be ≥ 1, got {max_steps} and {batch_size}")
+    task = check_training_inputs(task, train_data, max_steps, batch_size)
     output_dir = Path(output_dir)
     settings = dict(max_steps=max_steps, learning_rate=learning_rate, attention_learning_rate=attention_learning_rate,
                     batch_size=batch_size, weight_decay=weight_decay, warmup_ratio=warmup_ratio,
