@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -74,3 +75,47 @@ def test_errors(make_tiny_model, tmp_path):
     save_file({"task_prompt_vector": torch.zeros(2, 2)}, tmp_path / "v.safetensors", metadata={"format": "tpv/1"})
     with pytest.raises(TPVError, match="not a tpv origin file: it is a task prompt vector file"):
         Origin.load(tmp_path / "v.safetensors")
+
+
+def _official_create_origin_ids(n_origins: int, rows: int, vocab_size: int) -> list[list[int]]:
+    # A re-implementation of the official scripts/create_origin.py (kinit-sk/task-prompt-vectors@3866c35) on a
+    # small vocabulary: the global NumPy stream seeded 1024, one permutation per origin, in order.
+    saved = np.random.get_state()
+    try:
+        np.random.seed(seed=1024)
+        return [np.random.permutation(range(min(5000, vocab_size)))[:rows].tolist() for _ in range(n_origins)]
+    finally:
+        np.random.set_state(saved)
+
+
+@pytest.mark.parametrize("vocab_size", [64, 5003])
+def test_paper_method_is_the_official_scripts_ith_origin(vocab_size):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab_size, hidden_size=8, intermediate_size=16,
+                                         num_hidden_layers=1, num_attention_heads=2))
+    vocab = model.get_input_embeddings().weight
+    official = _official_create_origin_ids(3, 6, vocab_size)
+    for i in range(3):
+        origin = make_origin(model, 6, seed=i, method="paper")
+        assert torch.equal(origin.tensor, vocab[official[i]].float()), f"origin {i}"
+        assert origin.recipe == f"paper(seed={i})"
+    assert len(set(official[0])) == 6, "drawn without replacement"
+    if vocab_size > 5000:
+        assert max(max(ids) for ids in official) < 5000
+
+
+def test_paper_method_takes_both_submodules_rows_from_one_permutation(make_tiny_model):
+    model = make_tiny_model("t5")
+    origin = make_origin(model, 4, seed=1, method="paper")
+    vocab = model.get_input_embeddings().weight
+    ids = _official_create_origin_ids(2, 8, vocab.shape[0])[1]
+    assert origin.shape == (8, 16) and torch.equal(origin.tensor, vocab[ids].float())
+
+
+def test_paper_method_rejects_impossible_draws(make_tiny_model):
+    model = make_tiny_model("llama")
+    with pytest.raises(TPVError, match="numbered from 0"):
+        make_origin(model, 4, seed=-1, method="paper")
+    with pytest.raises(TPVError, match="distinct ids"):
+        make_origin(model, model.get_input_embeddings().weight.shape[0] + 1, seed=0, method="paper")

@@ -113,8 +113,8 @@ def _origin_options(parser) -> None:
     group.add_argument("--origin-seed", type=int, default=None, metavar="N",
                        help="make the origin with tpv.make_origin(model, tokens, seed=N) (default: 0)")
     group.add_argument("--origin", default=None, metavar="FILE", help="an *.origin.safetensors file")
-    parser.add_argument("--origin-method", choices=("sample_vocab", "normal"), default="sample_vocab",
-                        help="how --origin-seed draws the origin (default: %(default)s, the paper's)")
+    parser.add_argument("--origin-method", choices=("sample_vocab", "paper", "normal"), default="sample_vocab",
+                        help="how --origin-seed draws the origin (default: %(default)s; 'paper' is the official code's recipe)")
 
 
 def _load_model(args):

@@ -5,13 +5,19 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from ._io import PathLike, atomic_save, describe_foreign_file, read_safetensors
 from .errors import TPVError
 
 ORIGIN_FORMAT = "tpv-origin/1"
-ORIGIN_METHODS = ("sample_vocab", "normal", "captured")
+ORIGIN_METHODS = ("sample_vocab", "normal", "paper", "captured")
+# The official code's recipe (kinit-sk/task-prompt-vectors, scripts/create_origin.py): origin i holds the
+# embeddings of the first ids of the i-th permutation of the first 5000 vocabulary ids, all origins drawn one
+# after another from one NumPy stream seeded 1024.
+PAPER_STREAM_SEED = 1024
+PAPER_VOCAB_IDS = 5000
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,16 +114,19 @@ def make_origin(
 ) -> Origin:
     """Make a deterministic random origin for ``model``'s input embeddings.
 
-    ``sample_vocab`` (the paper's choice) copies the embeddings of uniformly sampled vocabulary tokens;
-    ``normal`` draws i.i.d. Gaussian values with standard deviation ``std`` (default: that of the vocabulary
-    embeddings, so both methods live at the same scale). The same seed and model give a bit-identical origin
-    on every run and machine, because sampling uses a private CPU generator.
+    ``sample_vocab`` (tpv's default) copies the embeddings of vocabulary tokens drawn uniformly (with
+    replacement) by a generator seeded ``seed``; ``paper`` follows the official code's ``create_origin.py``:
+    origin ``seed`` = i takes the first ids of the i-th permutation of the first 5000 vocabulary ids (fewer when
+    the vocabulary is smaller; drawn without replacement) from one NumPy stream seeded 1024, so origins 0, 1, 2
+    are the official script's origins 0, 1, 2; ``normal`` draws i.i.d. Gaussian values with standard deviation
+    ``std`` (default: that of the vocabulary embeddings, so all methods live at the same scale). The same seed
+    and model give a bit-identical origin on every run and machine, because sampling uses private generators.
 
     Args:
         model: a transformers model or a PeftModel wrapping one.
         num_virtual_tokens: soft-prompt length.
         seed: seed of the private generator.
-        method: ``"sample_vocab"`` or ``"normal"``.
+        method: ``"sample_vocab"``, ``"paper"`` or ``"normal"``.
         num_transformer_submodules: 1 for decoder-only, 2 for encoder-decoder; inferred from the config.
         std: standard deviation for ``method="normal"``.
 
@@ -137,8 +146,9 @@ def make_origin(
         raise TPVError(f"num_virtual_tokens must be a positive int, got {num_virtual_tokens!r}")
     if not isinstance(seed, int):
         raise TPVError(f"seed must be an int, got {seed!r}")
-    if method not in ("sample_vocab", "normal"):
-        raise TPVError(f"unknown origin method {method!r}; use 'sample_vocab' (the paper's) or 'normal'")
+    if method not in ("sample_vocab", "paper", "normal"):
+        raise TPVError(f"unknown origin method {method!r}; use 'sample_vocab' (tpv's default), 'paper' (the "
+                       "official code's recipe) or 'normal'")
     embeddings = input_embedding_weight(model)
     submodules = num_transformer_submodules or default_transformer_submodules(model)
     rows = num_virtual_tokens * submodules
@@ -146,6 +156,9 @@ def make_origin(
     options: dict[str, str] = {}
     if method == "sample_vocab":
         token_ids = torch.randint(0, embeddings.shape[0], (rows,), generator=generator)
+        tensor = embeddings[token_ids.to(embeddings.device)].detach().to("cpu", torch.float32)
+    elif method == "paper":
+        token_ids = torch.from_numpy(paper_token_ids(seed, rows, embeddings.shape[0]))
         tensor = embeddings[token_ids.to(embeddings.device)].detach().to("cpu", torch.float32)
     else:
         scale = float(embeddings.detach().float().std()) if std is None else float(std)
@@ -160,6 +173,27 @@ def make_origin(
         base_model=base_model_name(model),
         options=options,
     )
+
+
+def paper_token_ids(index: int, rows: int, vocab_size: int) -> np.ndarray:
+    """Token ids of the official code's origin ``index``: the first ``rows`` of the ``index``-th permutation of
+    ``range(min(5000, vocab_size))`` in one ``numpy.random`` stream seeded 1024.
+
+    Example:
+        >>> paper_token_ids(0, 3, 10).tolist() == np.random.RandomState(1024).permutation(10)[:3].tolist()
+        True
+    """
+    if index < 0:
+        raise TPVError(f"the paper's origins are numbered from 0 (one stream, one origin after another); got seed={index}")
+    pool = min(PAPER_VOCAB_IDS, vocab_size)
+    if rows > pool:
+        raise TPVError(f"the paper's recipe draws {rows} distinct ids from the first {pool} vocabulary ids, which is "
+                       f"impossible; use fewer virtual tokens or method='sample_vocab'")
+    # Legacy RandomState: the script seeds np.random.seed(1024), whose permutation algorithm this reproduces.
+    stream = np.random.RandomState(PAPER_STREAM_SEED)
+    for _ in range(index):
+        stream.permutation(pool)
+    return stream.permutation(pool)[:rows].astype(np.int64)
 
 
 def check_finite(tensor: torch.Tensor, what: str) -> None:
