@@ -61,6 +61,8 @@ def test_unparseable_generations_count_as_wrong(forced, word_tokenizer):
                       return_predictions=True)
     assert result["predictions"] == [-1, 1]
     assert result["invalid"] == 1 and result["accuracy"] == 0.5
+    # The official code's binary F1 of label 1: one hit, one miss (the invalid answer), no false alarm.
+    assert result["binary_f1"] == pytest.approx(2 / 3)
 
 
 def test_prompt_argument_is_swapped_in_and_restored(make_tiny_model, word_tokenizer, toy_task):

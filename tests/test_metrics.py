@@ -10,7 +10,7 @@ from scipy.stats import pearsonr
 from sklearn.metrics import accuracy_score, f1_score
 
 from tpv.errors import TPVError
-from tpv.metrics import METRICS, accuracy, compute_metric, exact_match, macro_f1, pearson, rouge_l, squad_f1
+from tpv.metrics import METRICS, accuracy, binary_f1, compute_metric, exact_match, macro_f1, pearson, rouge_l, squad_f1
 from tpv.tasks import METRIC_NAMES, TASKS
 
 label_pairs = st.integers(1, 60).flatmap(
@@ -36,6 +36,30 @@ def test_macro_f1_and_accuracy_match_sklearn(pair):
     assert macro_f1(predictions, references, labels=[0, 1, 2, 3, 4]) == pytest.approx(
         f1_score(references, predictions, average="macro", labels=[0, 1, 2, 3, 4], zero_division=0.0))
     assert accuracy(predictions, references) == pytest.approx(accuracy_score(references, predictions))
+
+
+binary_pairs = st.integers(1, 60).flatmap(
+    lambda n: st.tuples(st.lists(st.integers(-1, 1), min_size=n, max_size=n),
+                        st.lists(st.integers(0, 1), min_size=n, max_size=n))
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(binary_pairs)
+def test_binary_f1_is_the_official_codes_f1(pair):
+    # The official metrics.f1 (task-prompt-vectors@3866c35): invalid predictions become the reverse of their
+    # reference (binary_reverse), then sklearn's binary F1 of labels[1].
+    predictions, references = pair
+    reversed_invalid = [p if p in (0, 1) else 1 - r for p, r in zip(predictions, references)]
+    assert binary_f1(predictions, references) == pytest.approx(
+        f1_score(references, reversed_invalid, labels=[0, 1], pos_label=1, zero_division=0.0))
+
+
+def test_binary_f1_counts_invalid_answers_wrong_and_rejects_multiclass():
+    assert binary_f1([-1, -1], [1, 0]) == 0.0  # an invalid answer is a miss on a positive, a false alarm on a negative
+    assert binary_f1([1, 0], [1, 0]) == 1.0
+    with pytest.raises(TPVError, match="macro_f1"):
+        binary_f1([0, 2], [0, 2])
 
 
 def test_macro_f1_on_strings():

@@ -43,7 +43,7 @@ def evaluate(
 
     Returns:
         ``{task.metric: value, "accuracy": …, "invalid": n, "n": len(data), "method": …}`` (scores in [0, 1]),
-        plus ``"predictions"`` when asked.
+        plus ``"binary_f1"`` (F1 of label 1) for binary tasks and ``"predictions"`` when asked.
     """
     task = resolve_task(task)
     if method not in METHODS:
@@ -75,6 +75,9 @@ def _score(task: Task, predictions: list, references: list, method: str, return_
         result["accuracy"] = compute_metric("accuracy", predictions, gold)
         result[task.metric] = compute_metric(task.metric, predictions, gold, labels=labels) if task.metric == "macro_f1" \
             else compute_metric(task.metric, predictions, gold)
+        if task.num_labels == 2:
+            # The official code's metric for binary tasks, beside the paper's macro-F1 (tpv.metrics.binary_f1).
+            result["binary_f1"] = compute_metric("binary_f1", predictions, gold)
     elif task.regression:
         result["invalid"] = sum(math.isnan(p) for p in predictions)
         # An unparseable score counts as 0, the bottom of the scale, rather than being dropped.

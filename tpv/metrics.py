@@ -16,7 +16,7 @@ import numpy as np
 from tpv.errors import TPVError
 from tpv.tasks.task import NO_ANSWER
 
-__all__ = ["METRICS", "accuracy", "compute_metric", "exact_match", "macro_f1", "pearson", "rouge_l", "squad_f1"]
+__all__ = ["METRICS", "accuracy", "binary_f1", "compute_metric", "exact_match", "macro_f1", "pearson", "rouge_l", "squad_f1"]
 
 
 def accuracy(predictions: Sequence, references: Sequence) -> float:
@@ -54,6 +54,30 @@ def macro_f1(predictions: Sequence, references: Sequence, labels: Sequence | Non
         # A class never predicted nor present has undefined F1; sklearn scores it 0, and so do we.
         scores.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
     return float(np.mean(scores)) if scores else 0.0
+
+
+def binary_f1(predictions: Sequence, references: Sequence, positive=1, negative=0) -> float:
+    """F1 of the positive label of a binary task, as the official code's ``metrics.f1`` (sklearn's
+    ``f1_score(pos_label=labels[1])``): a prediction that is neither label (e.g. ``-1`` for an invalid
+    generation) is replaced by the label opposite to its reference, so it always counts as wrong.
+
+    The paper's text reports macro-F1; its code reports this for binary tasks, so both are kept to set our
+    numbers against the published ones.
+
+    Example:
+        >>> binary_f1([1, 1, 0, -1], [1, 0, 0, 0])
+        0.5
+    """
+    _check_lengths(predictions, references)
+    labels = (negative, positive)
+    if any(r not in labels for r in references):
+        raise TPVError(f"binary_f1 needs references in {list(labels)}, got {sorted(set(references) - set(labels))}; "
+                       "use macro_f1 for tasks with more than two labels")
+    fixed = [p if p in labels else (negative if r == positive else positive) for p, r in zip(predictions, references)]
+    tp = sum(p == positive and r == positive for p, r in zip(fixed, references))
+    fp = sum(p == positive and r != positive for p, r in zip(fixed, references))
+    fn = sum(p != positive and r == positive for p, r in zip(fixed, references))
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
 
 
 def pearson(predictions: Sequence[float], references: Sequence[float]) -> float:
@@ -131,6 +155,7 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
 METRICS: dict[str, Callable[..., float]] = {
     "macro_f1": macro_f1,
     "accuracy": accuracy,
+    "binary_f1": binary_f1,
     "pearson": pearson,
     "squad_f1": squad_f1,
     "exact_match": exact_match,

@@ -17,7 +17,7 @@ __all__ = ["Task", "FAMILIES", "METRIC_NAMES", "NO_ANSWER"]
 FAMILIES = ("nli", "topic", "sentiment", "paraphrase", "grammar", "similarity", "qa", "math")
 # Names of the metrics in tpv.metrics.METRICS; spelled out here because the data layer must not import the
 # engine layer (tests check both lists agree).
-METRIC_NAMES = ("macro_f1", "accuracy", "pearson", "squad_f1", "exact_match", "rouge_l")
+METRIC_NAMES = ("macro_f1", "accuracy", "binary_f1", "pearson", "squad_f1", "exact_match", "rouge_l")
 # SQuAD v2's unanswerable questions need a target text; a word rather than "" so the model emits something.
 NO_ANSWER = "unanswerable"
 _NUMBER = re.compile(r"[-+]?\d*\.?\d+")
