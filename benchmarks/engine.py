@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 from tpv import init_prompt_tuning, make_origin
 from tpv.encoding import collate, encode_examples, length_sorted_batches
 from tpv.evaluation import evaluate, label_token_ids
+from tpv.precision import hardware_summary
 from tpv.tasks import get_task, load_split
 from tpv import training as tpv_training
 
@@ -46,7 +46,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--virtual-tokens", type=int, default=20)
     parser.add_argument("--eval-examples", type=int, default=200)
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="float32",
+                        help="float32 by default, so every figure runs the same arithmetic (default: %(default)s)")
     parser.add_argument("--recipe-max-length", type=int, default=64,
                         help="fixed padded length of PEFT's recipe (its causal-LM example uses 64)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="generate's budget (the paper's 128)")
@@ -87,7 +88,7 @@ def _load(args):
     if not args.smoke:
         from tpv.models import load_model
 
-        return load_model(dtype=getattr(torch, args.dtype))
+        return load_model(dtype=args.dtype)
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import TINY_MODELS  # the test fixtures double as the smoke model
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers
@@ -236,8 +237,7 @@ def _markdown(results: dict, args) -> str:
     lines = [
         "# Engine benchmark",
         "",
-        f"Produced by `{command.strip()}` on {platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}.",
+        f"Produced by `{command.strip()}` on {hardware_summary()}, {time.strftime('%Y-%m-%d')}.",
         f"Model: {model}; task `{args.task}`; {args.steps} steps × batch {args.batch_size}; "
         f"{args.virtual_tokens} virtual tokens; {results['n_val']} validation examples.",
         "",

@@ -14,11 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from tpv import init_prompt_tuning, make_origin
 from tpv.evaluation import evaluate
 from tpv.models import load_model
+from tpv.precision import hardware_summary
 from tpv.tasks import load_split
 from tpv.training import train_prompt
 
@@ -31,11 +30,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--virtual-tokens", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-examples", type=int, default=200)
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="float32",
+                        help="float32 by default, so every figure runs the same arithmetic (default: %(default)s)")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/benchmarks/sst2_quality"))
     args = parser.parse_args(argv)
 
-    model, tokenizer = load_model(dtype=getattr(torch, args.dtype))
+    model, tokenizer = load_model(dtype=args.dtype)
     train = load_split("sst2", "train")
     val = load_split("sst2", "validation")[: args.val_examples]
     test = load_split("sst2", "test")
@@ -48,7 +48,7 @@ def main(argv=None) -> dict:
     wall = time.perf_counter() - start
     command = "python benchmarks/sst2_quality.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     print(f"\n## SST-2 quality on the default model\n\nProduced by `{command.strip()}` "
-          f"({args.dtype}, {args.steps} steps × batch {args.batch_size}, lr {args.learning_rate}, "
+          f"({hardware_summary(model.dtype)}; {args.steps} steps × batch {args.batch_size}, lr {args.learning_rate}, "
           f"{args.virtual_tokens} virtual tokens, origin sample_vocab(seed={args.seed}), best checkpoint of "
           f"{args.val_examples} validation examples); training {result.metrics.get('train_runtime', 0):.0f} s, "
           f"whole script {wall:.0f} s.\n")

@@ -22,12 +22,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-
 from tpv import init_prompt_tuning, make_origin, similarity_matrix
 from tpv.evaluation import evaluate
 from tpv.merge import forget
 from tpv.models import load_model
+from tpv.precision import hardware_summary
 from tpv.search import evaluation_score_fn, search_scale
 from tpv.tasks import load_split
 from tpv.training import train_prompt
@@ -40,11 +39,11 @@ def main(argv=None) -> str:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--val-examples", type=int, default=100)
     parser.add_argument("--run-dir", type=Path, default=Path("runs/compose"))
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
     args = parser.parse_args(argv)
     start = time.perf_counter()
 
-    model, tokenizer = load_model(dtype=getattr(torch, args.dtype))
+    model, tokenizer = load_model(dtype=args.dtype)
     origin = make_origin(model, 20, seed=0)
     val = {task: load_split(task, "validation")[: args.val_examples] for task in TASKS}
     vectors = {}
@@ -87,7 +86,8 @@ def main(argv=None) -> str:
         scores = {t: evaluate(peft_model, tokenizer, t, val[t], prompt=prompt)["macro_f1"] for t in ("sst2", "trec")}
         lines.append(f"| {mu:.1f} | {scores['sst2']:.3f} | {scores['trec']:.3f} |")
     lines += ["", f"Own prompts: sst2 {own['sst2']:.3f}, trec {own['trec']:.3f}; "
-              f"{args.steps} steps per task, {args.val_examples} validation examples per task, {args.dtype}; "
+              f"{args.steps} steps per task, {args.val_examples} validation examples per task; "
+              f"{hardware_summary(model.dtype)}; "
               f"whole run {time.perf_counter() - start:.0f} s."]
     report = "\n".join(lines)
     print(report)

@@ -1,6 +1,7 @@
 """The tpv demo: two source prompts → their vectors → similarity → sum → a better start for a new task.
 
-On the embedded default model (SmolLM2-135M-Instruct, bfloat16), in a few minutes on a laptop CPU:
+On the embedded default model (SmolLM2-135M-Instruct, in the dtype this machine runs fastest), in a few minutes
+on a laptop CPU:
 
 1. prompt-tune sst2 and yelp_polarity for a few dozen steps each, from the same seeded random origin;
 2. turn each tuned prompt into a task prompt vector (tuned − origin) and print their cosine similarity;
@@ -39,6 +40,9 @@ def main(argv=None) -> None:
     parser.add_argument("--max-length", type=int, default=128,
                         help="tokens kept per example; reviews are long, and short sequences keep the demo fast")
     parser.add_argument("--model", default=None, help="model id or folder (default: the embedded SmolLM2-135M)")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
+                        help="auto: bfloat16 where this CPU multiplies it faster than float32, else float32 "
+                             "(default: %(default)s)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     torch.manual_seed(0)
@@ -47,7 +51,7 @@ def main(argv=None) -> None:
     scores: dict[str, float] = {}
     for task in SOURCES:
         # A fresh base model per run: PEFT wraps (and so changes) the model it is given.
-        model, tokenizer = load_model(args.model, dtype=torch.bfloat16)
+        model, tokenizer = load_model(args.model, dtype=args.dtype)
         result = train_prompt(
             model, tokenizer, task, 0, load_split(task, "train")[: args.train_examples],
             eval_data=load_split(task, "validation")[: args.eval_examples], output_dir=f"{args.output_dir}/{task}",
@@ -65,7 +69,7 @@ def main(argv=None) -> None:
     combo = sum(vectors.values())
     print(f"combination: {combo!r}\n")
 
-    model, tokenizer = load_model(args.model, dtype=torch.bfloat16)
+    model, tokenizer = load_model(args.model, dtype=args.dtype)
     # A new seed: the vectors were tuned from seed 0's origin, and they carry over to any other origin.
     origin = make_origin(model, 20, seed=1)
     peft_model = init_prompt_tuning(model, origin=origin)
@@ -81,7 +85,7 @@ def main(argv=None) -> None:
     print(f"{TARGET} test, 0 shots, {len(test)} examples")
     print(f"{'initialisation':30s} {'macro-F1':>9s} {'accuracy':>9s}")
     for label, prompt in rows:
-        result = evaluate(peft_model, tokenizer, TARGET, test, prompt=prompt.to(torch.bfloat16), batch_size=25,
+        result = evaluate(peft_model, tokenizer, TARGET, test, prompt=prompt.to(model.dtype), batch_size=25,
                           max_length=args.max_length)
         print(f"{label:30s} {result['macro_f1']:9.3f} {result['accuracy']:9.3f}", flush=True)
     print(f"\ndone in {time.perf_counter() - start:.0f} s; runs cached in {args.output_dir}/")

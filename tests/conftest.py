@@ -9,6 +9,9 @@ import torch
 # A stray download must fail fast instead of hanging on this offline machine.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# dtype="auto" picks by this machine's hardware; the suite's results must not, so it runs in float32 unless
+# TPV_DTYPE says otherwise (tests of the auto choice clear it and mock the hardware).
+os.environ.setdefault("TPV_DTYPE", "float32")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if "TPV_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():

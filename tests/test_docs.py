@@ -28,8 +28,12 @@ def blocks(page: Path) -> list[tuple[int, str, str]]:
     return [(text[: m.start()].count("\n") + 1, m.group(1).strip(), m.group(2)) for m in FENCE.finditer(text)]
 
 
-def _tiny_load_model(name_or_path=None, *, dtype=torch.float32, device="cpu", attn_implementation=None):
+def _tiny_load_model(name_or_path=None, *, dtype="auto", device="cpu", attn_implementation=None):
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tpv.precision import resolve_dtype
+
+    dtype = resolve_dtype(dtype, device)
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=128, hidden_size=16, intermediate_size=32, num_hidden_layers=1,

@@ -35,6 +35,22 @@ def test_causal_folder_gets_eos_padding_on_the_left(make_tiny_model, tmp_path):
     assert batch["attention_mask"].tolist() == [[0, 0, 1], [1, 1, 1]]
 
 
+@pytest.mark.parametrize("faster", ["bfloat16", "float32"])
+def test_default_dtype_is_the_auto_choice(faster, make_tiny_model, tmp_path, monkeypatch):
+    import tpv.precision
+
+    folder = _save_with_tokenizer(make_tiny_model("gpt2"), tmp_path / "gpt2")
+    monkeypatch.delenv("TPV_DTYPE", raising=False)
+    monkeypatch.setenv("TPV_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(tpv.precision, "_cpuinfo", lambda: "model name: Test CPU\nflags: avx512_bf16\n")
+    speeds = {"bfloat16": 200.0, "float32": 100.0} if faster == "bfloat16" else {"bfloat16": 5.0, "float32": 100.0}
+    monkeypatch.setattr(tpv.precision, "_measure_gflops", lambda dtype, *a, **k: speeds[str(dtype)[6:]])
+    model, _ = load_model(folder)
+    assert model.dtype == getattr(torch, faster)
+    model, _ = load_model(folder, dtype="float32")
+    assert model.dtype == torch.float32
+
+
 def test_seq2seq_detected_from_config(make_tiny_model, tmp_path):
     folder = _save_with_tokenizer(make_tiny_model("t5"), tmp_path / "t5")
     model, tokenizer = load_model(str(folder))

@@ -17,6 +17,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from tpv.errors import TPVError
+from tpv.precision import resolve_dtype
 
 __all__ = ["DEFAULT_MODEL", "load_model", "cache_dir", "default_model_path"]
 
@@ -52,7 +53,7 @@ def default_model_path() -> Path:
 def load_model(
     name_or_path: str | os.PathLike | None = None,
     *,
-    dtype: torch.dtype = torch.float32,
+    dtype: str | torch.dtype = "auto",
     device: str | torch.device = "cpu",
     attn_implementation: str | None = None,
 ):
@@ -61,7 +62,9 @@ def load_model(
     Args:
         name_or_path: a Hugging Face model id or a local folder; ``None`` loads the embedded default
             SmolLM2-135M-Instruct (``DEFAULT_MODEL``).
-        dtype: the parameter dtype.
+        dtype: the parameter dtype: ``"auto"`` (bfloat16 where this hardware multiplies it faster than
+            float32, else float32; see :mod:`tpv.precision`; ``$TPV_DTYPE`` overrides), a name such as
+            ``"float32"``, or a ``torch.dtype``.
         device: where the model is placed.
         attn_implementation: transformers' attention kernel; by default ``"eager"`` for bfloat16 on a CPU
             (PyTorch's CPU flash-attention backward in bfloat16 is slower than the matrix products it saves:
@@ -87,6 +90,7 @@ def load_model(
             f"cannot load model {display_name!r}: {err}; pass a Hugging Face model id (online) or a local "
             "folder holding config.json, or None for the embedded default"
         ) from err
+    dtype = resolve_dtype(dtype, device)
     model_class = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
     if attn_implementation is None and dtype == torch.bfloat16 and torch.device(device).type == "cpu":
         attn_implementation = "eager"

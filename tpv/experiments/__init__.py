@@ -98,14 +98,16 @@ def write_outputs(result: StudyResult, lab: Lab, seconds: float) -> list[Path]:
     command = f"tpv reproduce {config.name}" + (f" --studies {result.name}" if len(config.studies) == 1 else "")
     header = [f"# {result.title}", "",
               f"Produced by `{command}` (profile `{config.name}`, model `{config.model.name}` in "
-              f"{config.model.dtype} on {lab.device}, git commit `{git_commit()}`), wall-clock time of this study "
+              f"{lab.dtype} on {lab.device}: {lab.hardware}; git commit `{git_commit()}`), wall-clock time of this "
+              f"study "
               f"{seconds:.1f} s (cached work excluded). Raw per-origin scores: `{result.name}.csv` / "
               f"`{result.name}.json`.", ""]
     figures = [f"![{f.stem}]({f.name})" for f in result.figures]
     markdown = "\n".join(header + [result.table, "", *result.notes, "", *figures]) + "\n"
     paths = [atomic_write_text(out / f"{result.name}.md", markdown)]
     payload = {"study": result.name, "title": result.title, "config": config.to_dict(), "commit": git_commit(),
-               "device": lab.device, "seconds": seconds, "summary": result.summary, "rows": result.rows}
+               "device": lab.device, "hardware": lab.hardware, "dtype": lab.dtype, "seconds": seconds,
+               "summary": result.summary, "rows": result.rows}
     paths.append(atomic_write_text(out / f"{result.name}.json", json.dumps(payload, indent=1, default=str)))
     if result.rows:
         buffer = io.StringIO()

@@ -24,7 +24,7 @@ PROFILE_DIR = Path(__file__).parent / "profiles"
 PROFILES = ("smoke", "cpu", "gpu")
 STUDIES = ("origin_independence", "similarity", "pairwise_sums", "initialisation", "few_shot")
 METHODS = ("random", "spot", "spot_multi", "attempt", "sum")
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("cpu", "cuda", "auto")
 TINY_MODEL = "tiny"  # a random tiny Llama with a word-level tokenizer, built in the run folder (smoke profile)
 
@@ -66,7 +66,7 @@ class ModelConfig:
     """
 
     name: str = "default"
-    dtype: str = "bfloat16"
+    dtype: str = "auto"
     device: str = "auto"
     seconds_per_step: float = 0.7
     seconds_per_example: float = 0.015

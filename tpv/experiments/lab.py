@@ -18,9 +18,6 @@ from tpv.experiments.store import ScoreStore
 from tpv.tasks import get_task, load_split
 from tpv.tasks.shots import few_shot
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
 class Lab:
     """Shared, lazily loaded state of one run folder."""
 
@@ -62,6 +59,20 @@ class Lab:
             raise TPVError("config key 'model.device' = 'cuda' but no CUDA device is visible; use 'cpu' or 'auto'")
         return wanted
 
+    @property
+    def dtype(self) -> str:
+        """The model's dtype as loaded (``model.dtype = "auto"`` resolved on this machine), e.g. ``"bfloat16"``."""
+        return str(self.load()[0].dtype).removeprefix("torch.")
+
+    @property
+    def hardware(self) -> str:
+        """What the timings of this run were measured on: the GPU's name, or the CPU's model and ISA."""
+        if self.device.startswith("cuda"):
+            return torch.cuda.get_device_name(self.device)
+        from tpv.precision import hardware_summary
+
+        return hardware_summary()
+
     def load(self):
         if self._model is None:
             from tpv.models import load_model
@@ -75,7 +86,7 @@ class Lab:
                 source = build_tiny_model(self.run_dir / "model", sorted(tasks, key=lambda t: t.name), sample)
             else:
                 source = None if name == "default" else name
-            self._model, self._tokenizer = load_model(source, dtype=_DTYPES[self.config.model.dtype],
+            self._model, self._tokenizer = load_model(source, dtype=self.config.model.dtype,
                                                       device=self.device)
             if name == TINY_MODEL:
                 # Vectors record their base model; a path inside the run folder would break a moved run folder.
