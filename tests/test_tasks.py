@@ -63,7 +63,7 @@ def test_register_task_from_kwargs(scratch_task):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"family": "vision"}, r"unknown family 'vision'; use one of \['nli'"),
+    ({"family": ""}, r"family must be a non-empty name such as one of \['nli'"),
     ({"metric": "f1"}, r"unknown metric 'f1'; use one of \['macro_f1'"),
     ({"fields": ("text", "title")}, r"fields \['text', 'title'\] differ from the template's placeholders \['text'\]"),
     ({"template": "review: {}"}, r"has placeholders \[''\]; use named fields only"),

@@ -1,5 +1,6 @@
 """tpv: task prompt vectors for Hugging Face PEFT prompt tuning."""
 
+from .auto_init import InitPlan, auto_init
 from .errors import TPVError
 from .merge import merge
 from .origin import Origin, make_origin
@@ -13,10 +14,12 @@ from .vector import TaskPromptVector, combine
 __version__ = "0.1.0"
 
 __all__ = [
+    "InitPlan",
     "Origin",
     "TPVError",
     "TaskPromptVector",
     "__version__",
+    "auto_init",
     "combine",
     "get_prompt",
     "init_prompt_tuning",

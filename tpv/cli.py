@@ -107,6 +107,29 @@ def _model_options(parser) -> None:
 def _data_options(parser) -> None:
     parser.add_argument("--data-dir", default=None, metavar="DIR",
                         help="folder holding <task>/<split>.jsonl (default: $TPV_DATA_DIR, else the Hugging Face Hub)")
+    _user_data_options(parser)
+
+
+def _user_data_options(parser) -> None:
+    group = parser.add_argument_group("your own data (instead of a registered task; see tpv.tasks.Task.from_files)")
+    group.add_argument("--data", default=None, metavar="DIR_OR_FILE",
+                       help="a folder of train/validation/test .jsonl/.csv/.tsv files, or one such file")
+    group.add_argument("--text-field", action="append", default=None, metavar="FIELD",
+                       help="an input field (repeatable, in template order; default: every text field)")
+    group.add_argument("--label-field", default="label", metavar="FIELD", help="the label field (default: label)")
+    group.add_argument("--labels", default=None, metavar="W0,W1,...",
+                       help="label words for integer labels 0, 1, … (string labels are their own words)")
+
+
+def _user_task(args, name: str | None = None) -> str | None:
+    """Register the task of ``--data`` (if given) and return its name; else return ``name``."""
+    if not getattr(args, "data", None):
+        return name
+    from .tasks.files import from_files
+
+    labels = [word.strip() for word in args.labels.split(",")] if args.labels else None
+    return from_files(args.data, text_fields=args.text_field, label_field=args.label_field, labels=labels,
+                      name=name).name
 
 
 def _origin_options(parser) -> None:
@@ -198,10 +221,12 @@ def _add_train(commands) -> None:
             "tpv train sst2 --output-dir runs/sst2",
             "tpv train imdb --init runs/sst2/sst2.tpv.safetensors runs/yelp/yelp_polarity.tpv.safetensors "
             "--scale 0.8 --origin-seed 7 --output-dir runs/imdb",
+            "tpv train --data my_reviews/ --text-field review --label-field stars --output-dir runs/mine",
             "accelerate launch -m tpv.cli train sst2 --output-dir runs/sst2   # many GPUs",
         ),
     )
-    parser.add_argument("task", help="a registered task name, e.g. sst2 (see docs/tasks.md)")
+    parser.add_argument("task", nargs="?", default=None,
+                        help="a registered task name, e.g. sst2 (see docs/tasks.md), or a name for --data")
     parser.add_argument("--output-dir", required=True, metavar="DIR", help="the run folder (cached, resumable)")
     parser.add_argument("--origin-seed", type=int, default=0, metavar="N", help="seed of the origin (default: 0)")
     parser.add_argument("--steps", type=int, default=200, help="optimizer steps (default: %(default)s)")
@@ -223,6 +248,7 @@ def _add_train(commands) -> None:
 def _run_train(args) -> int:
     from .training import train_prompt
 
+    args.task = _require_task(args, _user_task(args, args.task))
     train_data = _examples_of(args.task, "train", args.limit, args.data_dir)
     eval_data = _examples_of(args.task, "validation", args.eval_limit, args.data_dir) if args.eval_limit else None
     init = [(vector, weight) for _, vector, weight in _vector_specs(args.init)] if args.init else None
@@ -380,7 +406,7 @@ def _no_weight(spec: str) -> str:
 
 def _add_init(commands) -> None:
     parser = commands.add_parser(
-        "init", help="write a ready-to-train PEFT adapter folder from vectors and an origin",
+        "init", help="write a ready-to-train PEFT adapter folder from vectors and an origin (--auto: chosen for you)",
         formatter_class=_formatter,
         description="Write PEFT's adapter_config.json + adapter_model.safetensors (and tpv_origin.safetensors) "
                     "whose soft prompt is origin + scale·Σ weight·vector (paper eq. 3). Train it with any loop after "
@@ -388,19 +414,46 @@ def _add_init(commands) -> None:
                     "set_peft_model_state_dict(peft_model, load_peft_weights(DIR)) (PEFT loads saved prompts "
                     "frozen), or score it with tpv eval --adapter DIR.",
         epilog=_examples("tpv init sst2.tpv.safetensors yelp_polarity.tpv.safetensors --origin-seed 7 -o runs/imdb-init",
-                         "tpv init combo.tpv.safetensors --origin my.origin.safetensors --scale 0.5 -o runs/x"),
+                         "tpv init combo.tpv.safetensors --origin my.origin.safetensors --scale 0.5 -o runs/x",
+                         "tpv init --auto --task imdb --sources zoo --exclude imdb --output-dir runs/imdb-auto",
+                         "tpv init --auto --task rte --sources runs/ --limit 64 --json --output-dir runs/rte-auto",
+                         "tpv init --auto --data my_reviews/ --text-field review --label-field stars -o runs/mine-init")
+        + "\n\n--auto scores every source (origin + vector, zero shots) on the task's validation examples, tries\n"
+          "the sum of the best k (1..--max-k) at each λ of --grid on the same examples (never on test), and writes\n"
+          "the best start, or the random origin itself when no combination beats it. tpv_auto_init.json in the\n"
+          "output folder records the ranked table.",
     )
     parser.add_argument("vectors", nargs="*", metavar="FILE[:WEIGHT]", help="vectors to add (none: the origin alone)")
     parser.add_argument("-o", "--output-dir", required=True, metavar="DIR")
     parser.add_argument("--scale", type=float, default=1.0, help="λ (default: %(default)s)")
     parser.add_argument("--virtual-tokens", type=int, default=None,
                         help="soft-prompt length when no vector gives it (default: 20)")
+    auto = parser.add_argument_group("automatic initialisation (--auto)")
+    auto.add_argument("--auto", action="store_true", help="choose the sources and λ on validation data")
+    auto.add_argument("--task", default=None, help="the target task (a registered name, or a name for --data)")
+    auto.add_argument("--sources", nargs="+", default=["zoo"], metavar="zoo|DIR|FILE",
+                      help="candidate vectors: 'zoo' (shipped with tpv), a folder of *.tpv.safetensors, vector "
+                           "files or PEFT adapter folders (default: zoo)")
+    auto.add_argument("--exclude", nargs="+", default=(), metavar="NAME", help="sources to leave out")
+    auto.add_argument("--k", type=int, default=None, help="sum exactly the best K sources (default: chosen)")
+    auto.add_argument("--max-k", type=int, default=3, help="largest k tried (default: %(default)s)")
+    auto.add_argument("--grid", default=None, metavar="L1,L2,...", help="λ values tried (default: 0.25,0.5,0.75,1)")
+    auto.add_argument("--limit", type=int, default=200, metavar="N",
+                      help="validation examples scored (default: %(default)s)")
+    auto.add_argument("--json", action="store_true", help="print the plan as JSON")
     _origin_options(parser)
     _model_options(parser)
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="folder holding <task>/<split>.jsonl (default: $TPV_DATA_DIR, else the Hugging Face Hub)")
+    _user_data_options(parser)
     parser.set_defaults(run=_run_init)
 
 
 def _run_init(args) -> int:
+    if args.auto:
+        return _run_auto_init(args)
+    if args.task or args.data:
+        raise TPVError("--task and --data choose sources automatically; add --auto (or drop them)")
     from .peft_io import init_prompt_tuning
 
     combo = _combination(args.vectors) if args.vectors else None
@@ -416,6 +469,40 @@ def _run_init(args) -> int:
     return 0
 
 
+def _run_auto_init(args) -> int:
+    from .auto_init import DEFAULT_GRID, auto_init, load_sources
+
+    if args.vectors:
+        raise TPVError(f"--auto chooses the vectors itself; pass them as --sources {' '.join(args.vectors)}")
+    if args.origin:
+        raise TPVError("--auto builds on a seeded origin; use --origin-seed N instead of --origin")
+    task = _require_task(args, _user_task(args, args.task))
+    from .tasks import get_task
+
+    get_task(task)  # an unknown task fails before anything loads
+    sources = "zoo" if args.sources == ["zoo"] else args.sources[0] if len(args.sources) == 1 else args.sources
+    if "zoo" in args.sources and sources != "zoo":
+        raise TPVError("--sources zoo cannot be mixed with files; give zoo alone, or files and folders")
+    load_sources(sources, exclude=args.exclude, target=task)  # bad sources fail before the model loads
+    grid = _grid(args.grid) if args.grid else DEFAULT_GRID
+    model, tokenizer = _load_model(args)
+    plan = auto_init(model, tokenizer, task, sources, exclude=args.exclude, k=args.k, max_k=args.max_k, grid=grid,
+                     origin=args.origin_seed, max_validation=args.limit, data_dir=args.data_dir, progress=True)
+    plan.save_pretrained(args.output_dir)
+    if args.json:
+        _print_json({**plan.to_dict(), "output_dir": args.output_dir})
+        return 0
+    print(plan)
+    print(f"wrote {args.output_dir}: a ready-to-train PEFT adapter and the table (tpv_auto_init.json)")
+    if plan.chosen and sources == "zoo":
+        from .zoo import ZOO_DIR
+
+        files = " ".join(str(ZOO_DIR / f"{name}.tpv.safetensors") for name in plan.chosen)
+        print(f"train from this start:  tpv train {task} --init {files} --scale {plan.scale:g} "
+              f"--origin-seed {args.origin_seed or 0} --output-dir runs/{task}")
+    return 0
+
+
 # ---- tpv eval ---------------------------------------------------------------------------------------------
 
 
@@ -426,12 +513,13 @@ def _add_eval(commands) -> None:
                     "a task split; prints the task's metric and accuracy.",
         epilog=_examples("tpv eval --adapter runs/sst2 --task sst2 --split test",
                          "tpv eval --vector sst2.tpv.safetensors yelp_polarity.tpv.safetensors --origin-seed 1 "
-                         "--task imdb --limit 200 --json"),
+                         "--task imdb --limit 200 --json",
+                         "tpv eval --adapter runs/mine --data my_reviews/ --text-field review --label-field stars"),
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--adapter", metavar="DIR", help="a folder written by save_pretrained (PEFT prompt tuning)")
     source.add_argument("--vector", nargs="+", metavar="FILE[:WEIGHT]", help="vectors summed and applied to the origin")
-    parser.add_argument("--task", required=True)
+    parser.add_argument("--task", default=None, help="a registered task (or a name for --data)")
     parser.add_argument("--split", default="test", help="data split (default: %(default)s)")
     parser.add_argument("--method", choices=("rank", "generate"), default="rank",
                         help="rank label words (fast) or generate and parse (the paper's) (default: %(default)s)")
@@ -448,6 +536,7 @@ def _add_eval(commands) -> None:
 def _run_eval(args) -> int:
     from .evaluation import evaluate
 
+    args.task = _require_task(args, _user_task(args, args.task))
     data = _examples_of(args.task, args.split, args.limit, args.data_dir)
     combo = _combination(args.vector) if args.vector else None
     if args.adapter and not Path(args.adapter, "adapter_config.json").is_file():
@@ -477,6 +566,13 @@ def _run_eval(args) -> int:
     return 0
 
 
+def _require_task(args, task: str | None) -> str:
+    if not task:
+        raise TPVError("no task: name a registered task (e.g. sst2, see docs/tasks.md) or pass --data DIR with "
+                       "your own examples")
+    return task
+
+
 def _task_metric(task: str) -> str:
     from .tasks import get_task
 
@@ -492,7 +588,8 @@ def _add_search(commands) -> None:
         description="Try origin + λ·Σ vectors for every λ of a grid on the validation split of each task and "
                     "report the best λ (paper §3.4). Test data is never read.",
         epilog=_examples("tpv search sst2.tpv.safetensors yelp_polarity.tpv.safetensors --origin-seed 1 --limit 100",
-                         "tpv search combo.tpv.safetensors --task sst2 --grid 0,0.25,0.5,0.75,1 --json"),
+                         "tpv search combo.tpv.safetensors --task sst2 --grid 0,0.25,0.5,0.75,1 --json",
+                         "tpv search sst2.tpv.safetensors --data my_reviews/ --text-field review --label-field stars"),
     )
     parser.add_argument("vectors", nargs="+", metavar="FILE[:WEIGHT]")
     parser.add_argument("--task", action="append", default=None,
@@ -515,6 +612,10 @@ def _run_search(args) -> int:
     from .search import evaluation_score_fn, search_scale
 
     combo = _combination(args.vectors)
+    if args.data:
+        if args.task and len(args.task) > 1:
+            raise TPVError(f"--data gives one task, but --task was given {len(args.task)} times; give it once")
+        args.task = [_user_task(args, args.task[0] if args.task else None)]
     tasks = args.task or [task for task, coef in combo.tasks.items() if coef > 0]
     grid = _grid(args.grid) if args.grid else None
     data = {task: _examples_of(task, "validation", args.limit, args.data_dir) for task in tasks}

@@ -140,6 +140,13 @@ class TaskPromptVector:
         return vector_from_peft(cls, model_or_folder, origin=origin, task=task, adapter_name=adapter_name)
 
     @classmethod
+    def from_zoo(cls, name: str) -> TaskPromptVector:
+        """The vector of task ``name`` from the zoo shipped with tpv (default model only; see :mod:`tpv.zoo`)."""
+        from .zoo import load
+
+        return load(name)
+
+    @classmethod
     def load(cls, path: PathLike) -> TaskPromptVector:
         """Read a ``*.tpv.safetensors`` file written by :meth:`save`."""
         tensors, metadata = read_safetensors(path, "task prompt vector file")

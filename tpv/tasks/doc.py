@@ -35,7 +35,8 @@ def tasks_markdown(data_dir: str | os.PathLike | None = None) -> str:
     """
     folder = Path(data_dir) if data_dir is not None else data_dir_from_env()
     rows = []
-    for name in sorted(TASKS, key=lambda n: (_FAMILY_ORDER.index(TASKS[n].family), n)):
+    order = {family: i for i, family in enumerate(_FAMILY_ORDER)}
+    for name in sorted(TASKS, key=lambda n: (order.get(TASKS[n].family, len(order)), TASKS[n].family, n)):
         task = TASKS[name]
         if task.label_words is not None:
             words = ", ".join(f"`{w}`" for w in task.label_words)

@@ -42,6 +42,8 @@ def load_split(task: str | Task, split: str, data_dir: str | os.PathLike | None 
         ['label', 'sentence1', 'sentence2']
     """
     task = get_task(task)
+    if getattr(task, "data", None):
+        return task.split(split)  # a task made by Task.from_files carries its own examples
     folder = Path(data_dir) if data_dir is not None else data_dir_from_env()
     if folder is None:
         if importlib.util.find_spec("datasets") is None:

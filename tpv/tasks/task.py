@@ -29,7 +29,7 @@ class Task:
 
     Attributes:
         name: registry key, e.g. ``"mnli"``.
-        family: one of ``FAMILIES``.
+        family: a family name: one of ``FAMILIES`` (the paper's) or any other.
         template: a ``str.format`` template over the example's fields; the text ends where the answer begins.
         label_words: the target word of each integer label (index = label id); ``None`` for regression
             (``regression=True``) and generation tasks.
@@ -68,8 +68,12 @@ class Task:
     def __post_init__(self):
         if not self.name or not isinstance(self.name, str):
             raise TPVError(f"task name must be a non-empty string, got {self.name!r}")
-        if self.family not in FAMILIES:
-            raise TPVError(f"task {self.name!r}: unknown family {self.family!r}; use one of {list(FAMILIES)}")
+        # Families are open: FAMILIES lists the paper's, and a user's task may name one tpv has never seen.
+        if not isinstance(self.family, str) or not self.family.strip():
+            raise TPVError(
+                f"task {self.name!r}: family must be a non-empty name such as one of {list(FAMILIES)} or your own, "
+                f"got {self.family!r}"
+            )
         for metric in (self.metric, *self.extra_metrics):
             if metric not in METRIC_NAMES:
                 raise TPVError(f"task {self.name!r}: unknown metric {metric!r}; use one of {list(METRIC_NAMES)}")
@@ -102,6 +106,17 @@ class Task:
         if self.regression and not (self.regression_step > 0):
             raise TPVError(f"task {self.name!r}: regression_step must be > 0, got {self.regression_step!r}")
         object.__setattr__(self, "hub_splits", dict(self.hub_splits))
+
+    @classmethod
+    def from_files(cls, source, **options) -> Task:
+        """A registered task from the user's own data files; see :func:`tpv.tasks.files.from_files`.
+
+        Example:
+            >>> task = Task.from_files("my_reviews/", text_fields="review", label_field="stars")  # doctest: +SKIP
+        """
+        from tpv.tasks.files import from_files
+
+        return from_files(source, **options)
 
     @property
     def is_classification(self) -> bool:

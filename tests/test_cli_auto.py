@@ -1,0 +1,114 @@
+"""`tpv init --auto` and the --data flags of train/eval/search/init, on a tiny model folder."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import make_word_tokenizer, toy_examples
+from tpv import Origin, TaskPromptVector
+from tpv.cli import main
+from tpv.tasks import TASKS
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=128, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                         pad_token_id=0, bos_token_id=1, eos_token_id=2, initializer_range=0.5)
+    folder = tmp_path_factory.mktemp("tiny-model")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    make_word_tokenizer().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def my_data(tmp_path):
+    """The user's own data: a folder of jsonl files with a string label field and another text field name."""
+    folder = tmp_path / "my_reviews"
+    folder.mkdir()
+    words = {0: "negative", 1: "positive"}
+    for split, (n, seed) in {"train": (24, 0), "validation": (12, 1), "test": (8, 2)}.items():
+        rows = [{"review": e["text"], "stars": words[e["label"]]} for e in toy_examples(n, seed)]
+        (folder / f"{split}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    yield folder
+    TASKS.pop("my_reviews", None)
+
+
+@pytest.fixture
+def library(tmp_path):
+    torch.manual_seed(3)
+    folder = tmp_path / "library"
+    for name in ("alpha", "beta", "gamma"):
+        TaskPromptVector(torch.randn(4, 16), tasks={name: 1.0}).save(folder / f"{name}.tpv.safetensors")
+    return folder
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and "\n" not in err, err
+    assert err.startswith("tpv") and "error: " in err, err
+    return err
+
+
+def test_init_auto_help_shows_examples(capsys):
+    assert main(["init", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "tpv init --auto --task imdb --sources zoo" in out and "--data DIR_OR_FILE" in out
+    assert "never on test" in out
+
+
+def test_init_auto_on_own_data_writes_an_adapter_and_the_table(model_dir, my_data, library, tmp_path, capsys):
+    out_dir = tmp_path / "start"
+    argv = ["init", "--auto", "--data", str(my_data), "--text-field", "review", "--label-field", "stars",
+            "--sources", str(library), "--grid", "0.5,1", "--max-k", "2", "--limit", "12", "--json",
+            "--origin-seed", "2", "-o", str(out_dir), "--model", str(model_dir)]
+    assert main(argv) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["task"] == "my_reviews" and plan["n_validation"] == 12
+    assert sorted(row["source"] for row in plan["table"]) == ["alpha", "beta", "gamma"]
+    assert len(plan["searched"]) == 4 and plan["origin"] == "sample_vocab(seed=2)"
+    assert (out_dir / "adapter_config.json").is_file()
+    assert Origin.load(out_dir / "tpv_origin.safetensors").recipe == "sample_vocab(seed=2)"
+    assert json.loads((out_dir / "tpv_auto_init.json").read_text())["chosen"] == plan["chosen"]
+    start = TaskPromptVector.from_peft(out_dir)
+    if plan["chosen"]:
+        assert plan["start_score"] > plan["origin_score"] and start.norm() > 0
+    else:
+        assert plan["start_score"] == plan["origin_score"] and start.norm() == 0
+
+
+def test_train_eval_search_take_own_data(model_dir, my_data, library, tmp_path, capsys):
+    data = ["--data", str(my_data), "--label-field", "stars", "--model", str(model_dir)]
+    run = tmp_path / "run"
+    assert main(["train", "--output-dir", str(run), "--steps", "2", "--batch-size", "4", "--virtual-tokens", "4",
+                 "--eval-limit", "4", *data]) == 0
+    assert "my_reviews.tpv.safetensors" in capsys.readouterr().out
+    assert main(["eval", "--adapter", str(run), "--split", "test", "--json", *data]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 8
+    assert main(["search", str(library / "alpha.tpv.safetensors"), "--grid", "0,1", "--json", *data]) == 0
+    assert json.loads(capsys.readouterr().out)["tasks"] == ["my_reviews"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["init", "--auto", "--task", "nope", "-o", "x"], r"unknown task 'nope'"),
+    (["init", "--auto", "-o", "x"], r"no task: name a registered task"),
+    (["init", "--auto", "--task", "sst2", "--sources", "/no/such", "-o", "x"], r"no such source file or folder"),
+    (["init", "--auto", "--task", "sst2", "--sources", "zoo", "LIB", "-o", "x"], r"--sources zoo cannot be mixed"),
+    (["init", "a.tpv.safetensors", "--auto", "--task", "sst2", "-o", "x"], r"--auto chooses the vectors itself"),
+    (["init", "--task", "sst2", "-o", "x"], r"add --auto"),
+    (["init", "--auto", "--task", "sst2", "--sources", "LIB", "--grid", "0,x", "-o", "x"], r"bad --grid"),
+    (["train", "--output-dir", "x"], r"no task: name a registered task"),
+    (["eval", "--vector", "LIB/alpha.tpv.safetensors", "--data", "DATA", "--label-field", "rating"],
+     r"no label field 'rating' in .*; the fields found are \['review', 'stars'\]"),
+])
+def test_bad_inputs_exit_2_with_one_line(argv, message, library, my_data, capsys):
+    argv = [str(library) if a == "LIB" else a.replace("LIB", str(library)).replace("DATA", str(my_data))
+            for a in argv]
+    assert main(argv) == 2
+    import re
+
+    assert re.search(message, _error_line(capsys))
