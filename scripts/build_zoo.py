@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("TPV_DATA_DIR", REPO.parent / "shared/data")))
     parser.add_argument("--run-dir", type=Path, default=REPO / "runs" / "zoo")
     parser.add_argument("--zoo-dir", type=Path, default=REPO / "tpv" / "zoo")
-    parser.add_argument("--dtype", default="auto", help="auto (bfloat16 where the CPU has native bf16), bfloat16, float32")
+    parser.add_argument("--dtype", default="auto", help="auto (tpv's choice for this CPU), bfloat16 or float32")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no training progress bars")
     parser.add_argument("--plan", action="store_true", help="print the tasks and budgets, train nothing")
     args = parser.parse_args(argv)
@@ -134,6 +134,7 @@ def build_task(task_name: str, args, dtype, origin) -> dict:
     data_sha = {split: _sha256(_split_file(args.data_dir, task_name, split)) for split in ("train", "validation", "test")}
     return {
         "task": task_name, "family": task.family, "metric": task.metric, "file": file_name,
+        "dtype": str(dtype).removeprefix("torch."),
         "steps": steps, "batch_size": BATCH_SIZE, "learning_rate": LEARNING_RATE, "max_length": MAX_LENGTH,
         "train_examples": len(train), "selection_examples": len(select or []),
         "validation_examples": len(validation), "test_examples": len(test),
@@ -228,21 +229,10 @@ def _header(dtype, origin) -> dict:
 
 
 def _dtype(name: str) -> torch.dtype:
-    if name == "auto":
-        # Native bf16 (avx512_bf16 or AMX) makes bfloat16 ~2.3x faster here; without it bf16 is emulated and slow.
-        flags = _cpu_flags()
-        return torch.bfloat16 if {"avx512_bf16", "amx_bf16"} & flags else torch.float32
-    return getattr(torch, name)
+    # tpv's own choice: bfloat16 only where this CPU multiplies it faster (avx512_bf16/AMX), measured and cached.
+    from tpv.precision import resolve_dtype
 
-
-def _cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    return resolve_dtype(name)
 
 
 def _cpu() -> str:
