@@ -59,7 +59,7 @@ def test_seq2seq_detected_from_config(make_tiny_model, tmp_path):
 
 
 def test_bad_name_is_a_tpv_error(tmp_path):
-    with pytest.raises(TPVError, match=r"cannot load model '.*no-model-here'.*folder holding config\.json"):
+    with pytest.raises(TPVError, match=r"no model folder at '.*no-model-here'; check the path"):
         load_model(tmp_path / "no-model-here")
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import torch
@@ -16,17 +19,105 @@ from .errors import TPVError
 
 PathLike = str | os.PathLike
 
+# A hidden temporary file older than this is left over from a killed write; no live write takes this long.
+STALE_TEMP_SECONDS = 3600
+_UMASK_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def os_errors(path: PathLike, action: str):
+    """Turn an ``OSError`` raised while ``action`` (e.g. "read", "write") ``path`` into one :class:`TPVError`.
+
+    The message names the path (the one the OS reported, when it differs) and says what to do about it.
+
+    Example:
+        >>> with os_errors("/no/such/folder/x.txt", "read"):
+        ...     open("/no/such/folder/x.txt").read()
+        Traceback (most recent call last):
+        tpv.errors.TPVError: cannot read '/no/such/folder/x.txt': no such file or folder; check the path
+    """
+    try:
+        yield
+    except OSError as error:
+        raise TPVError(describe_os_error(error, path, action)) from error
+
+
+def describe_os_error(error: OSError, path: PathLike | None = None, action: str = "use") -> str:
+    """One line naming the path an ``OSError`` concerns and the fix."""
+    where = path if path is not None else "?"
+    reported = getattr(error, "filename", None)
+    # Name what the OS named (e.g. the parent that is a file), except our own hidden temporary file.
+    if reported not in (None, "") and not Path(os.fspath(reported)).name.endswith(".tmp"):
+        where = reported
+    where = os.fspath(where)
+    if isinstance(error, FileNotFoundError):
+        why = "no such file or folder; check the path"
+    elif isinstance(error, PermissionError):
+        why = "permission denied; pick a path you may " + ("read" if action == "read" else "write") + \
+              " (or change its permissions)"
+    elif isinstance(error, IsADirectoryError):
+        why = "it is a folder; pass a file path inside it"
+    elif isinstance(error, NotADirectoryError):
+        why = "a part of the path is a file, not a folder; fix the path"
+    elif isinstance(error, FileExistsError):
+        why = "a file is in the way where a folder is needed; move it or pick another path"
+    else:
+        why = f"{error.strerror or error}; check the path and the disk"
+    return f"cannot {action} '{where}': {why}"
+
+
+def _check_target(path: PathLike) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TPVError(f"a file path is needed, got a {type(path).__name__} ({path!r})")
+    if os.fspath(path) in ("", "."):
+        raise TPVError(f"cannot write to the path {os.fspath(path)!r}; pass a file name, e.g. 'sst2.tpv.safetensors'")
+    path = Path(path)
+    if path.is_dir():
+        raise TPVError(f"cannot write '{path}': it is a folder; pass a file path inside it, e.g. '{path / 'x'}'")
+    return path
+
+
+def _umask() -> int:
+    with _UMASK_LOCK:  # os.umask can only be read by setting it
+        current = os.umask(0o022)
+        os.umask(current)
+    return current
+
+
+def remove_stale_temps(folder: Path, prefix: str, age: float = STALE_TEMP_SECONDS) -> None:
+    """Delete hidden ``prefix*`` temporaries in ``folder`` left by writes killed more than ``age`` seconds ago."""
+    import shutil
+
+    cutoff = time.time() - age
+    with contextlib.suppress(OSError):
+        for leftover in folder.glob(f"{glob.escape(prefix)}*"):
+            with contextlib.suppress(OSError):
+                if leftover.lstat().st_mtime < cutoff:
+                    if leftover.is_dir() and not leftover.is_symlink():
+                        shutil.rmtree(leftover, ignore_errors=True)
+                    else:
+                        leftover.unlink()
+
 
 @contextlib.contextmanager
 def atomic_target(path: PathLike):
-    """Yield a temporary path beside ``path``; on success it replaces ``path``, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, so readers never see half a file.
+
+    The file gets the mode a plain ``open()`` would give it (``0o666`` less the umask), and temporaries that
+    killed writes left beside ``path`` more than an hour ago are removed. OS errors become :class:`TPVError`.
+    """
+    path = _check_target(path)
+    with os_errors(path, "write"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path.parent, f".{path.name}.")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
     try:
         yield tmp
-        os.replace(tmp, path)
+        with os_errors(path, "write"):
+            # mkstemp creates 0600 files and the mode survives the rename; results are meant to be shared.
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -34,28 +125,58 @@ def atomic_target(path: PathLike):
 
 def atomic_write_text(path: PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` atomically and return the path."""
-    with atomic_target(path) as tmp:
+    with atomic_target(path) as tmp, os_errors(path, "write"):
         Path(tmp).write_text(text, encoding="utf-8")
     return Path(path)
 
 
 def atomic_save(tensors: dict[str, torch.Tensor], path: PathLike, metadata: dict[str, str]) -> Path:
     """Write ``tensors`` to ``path`` through a temporary file in the same folder, so readers never see half a file."""
-    with atomic_target(path) as tmp:
+    with atomic_target(path) as tmp, os_errors(path, "write"):
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
     return Path(path)
 
 
+def read_text(path: PathLike, what: str, fix: str) -> str:
+    """The UTF-8 text of ``path`` (``what`` it is, for the message); OS and decoding errors become TPVError."""
+    with os_errors(path, "read"):
+        data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise TPVError(f"{what} '{path}' is not UTF-8 text (byte {error.start}: {data[error.start:error.start + 4]!r});"
+                       f" {fix}") from None
+
+
+def read_json(path: PathLike, what: str, fix: str, kind: type = dict):
+    """Parse the JSON file ``path``, which must hold a ``kind`` (``dict`` or ``list``); else one TPVError."""
+    text = read_text(path, what, fix)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise TPVError(f"{what} '{path}' is not valid JSON ({error}); {fix}") from None
+    if not isinstance(value, kind):
+        wanted = "an object" if kind is dict else f"a {kind.__name__}"
+        raise TPVError(f"{what} '{path}' holds a JSON {type(value).__name__}, not {wanted}; {fix}")
+    return value
+
+
 def read_safetensors(path: PathLike, expected: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read every tensor and the metadata of a safetensors file; ``expected`` names the kind of file wanted."""
+    if not isinstance(path, (str, os.PathLike)) or os.fspath(path) == "":
+        raise TPVError(f"a file path is needed to read a {expected}, got {path!r}")
     path = Path(path)
+    if path.is_dir():
+        raise TPVError(f"'{path}' is a folder; pass the path of a {expected} inside it")
     if not path.is_file():
         raise TPVError(f"no such file: '{path}'; pass the path of an existing {expected}")
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = dict(handle.metadata() or {})
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as error:
+    except PermissionError as error:
+        raise TPVError(describe_os_error(error, path, "read")) from error
+    except (SafetensorError, OSError, ValueError, TypeError, RuntimeError, OverflowError) as error:
         raise TPVError(
             f"'{path}' is not a safetensors file ({_sniff(path)}); tpv reads {expected}s only in the safetensors "
             "format and never unpickles files; re-save it with safetensors.torch.save_file"
@@ -64,13 +185,20 @@ def read_safetensors(path: PathLike, expected: str) -> tuple[dict[str, torch.Ten
 
 
 def _sniff(path: Path) -> str:
-    head = path.read_bytes()[:8]
+    # Only the first bytes: a rejected file may be gigabytes long.
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8)
+    except OSError as error:
+        return describe_os_error(error, path, "read")
     if head[:2] == b"PK":
         return "it is a zip archive, probably a PyTorch pickle checkpoint"
     if head[:1] == b"\x80":
         return "it is a Python pickle"
     if head[:1] in (b"{", b"["):
         return "it is JSON text"
+    if not head:
+        return "it is empty"
     return f"it starts with bytes {head!r}"
 
 

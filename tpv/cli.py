@@ -45,8 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except TPVError as error:
         return _fail(str(error))
-    except FileNotFoundError as error:
-        return _fail(f"no such file: '{error.filename or error}'; check the path")
+    except OSError as error:  # the library maps its own; this catches those raised inside other libraries
+        from ._io import describe_os_error
+
+        return _fail(describe_os_error(error, getattr(error, "filename", None)))
+    except UnicodeDecodeError as error:
+        return _fail(f"a file is not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8")
     except KeyboardInterrupt:
         _fail("interrupted; rerun the same command to resume (finished runs are cached)")
         return 130
@@ -194,11 +198,11 @@ def _make_origin(args, model, num_virtual_tokens: int):
     return make_origin(model, num_virtual_tokens, seed=seed, method=args.origin_method)
 
 
-def _examples_of(task: str, split: str, limit: int | None, data_dir) -> list[dict]:
+def _examples_of(task: str, split: str, limit: int | None, data_dir, option: str = "--limit") -> list[dict]:
     from .tasks import load_split
 
     if limit is not None and limit < 1:
-        raise TPVError(f"--limit must be a positive number of examples, got {limit}")
+        raise TPVError(f"{option} must be a positive number of examples, got {limit}")
     examples = load_split(task, split, data_dir)
     return examples[:limit] if limit else examples
 
@@ -250,7 +254,10 @@ def _run_train(args) -> int:
 
     args.task = _require_task(args, _user_task(args, args.task))
     train_data = _examples_of(args.task, "train", args.limit, args.data_dir)
-    eval_data = _examples_of(args.task, "validation", args.eval_limit, args.data_dir) if args.eval_limit else None
+    if args.eval_limit is not None and args.eval_limit < 0:
+        raise TPVError(f"--eval-limit must be ≥ 0 (0 turns validation off), got {args.eval_limit}")
+    eval_data = _examples_of(args.task, "validation", args.eval_limit, args.data_dir, "--eval-limit") \
+        if args.eval_limit else None
     init = [(vector, weight) for _, vector, weight in _vector_specs(args.init)] if args.init else None
     model, tokenizer = _load_model(args)
     result = train_prompt(
@@ -541,11 +548,15 @@ def _run_eval(args) -> int:
     combo = _combination(args.vector) if args.vector else None
     if args.adapter and not Path(args.adapter, "adapter_config.json").is_file():
         raise TPVError(f"'{args.adapter}' has no adapter_config.json; pass the folder given to save_pretrained")
+    if args.adapter:
+        from .peft_io import read_adapter_config
+
+        read_adapter_config(args.adapter)  # a LoRA or broken folder fails here, before the model loads
     model, tokenizer = _load_model(args)
     if args.adapter:
-        from peft import PeftModel
+        from .peft_io import load_prompt_adapter
 
-        peft_model = PeftModel.from_pretrained(model, args.adapter)
+        peft_model = load_prompt_adapter(model, args.adapter)
         source = args.adapter
     else:
         from .peft_io import init_prompt_tuning
@@ -617,6 +628,9 @@ def _run_search(args) -> int:
             raise TPVError(f"--data gives one task, but --task was given {len(args.task)} times; give it once")
         args.task = [_user_task(args, args.task[0] if args.task else None)]
     tasks = args.task or [task for task, coef in combo.tasks.items() if coef > 0]
+    if not tasks:
+        raise TPVError(f"the vectors express no task with a positive coefficient ({combo.name}), so there is "
+                       "nothing to score by default; name the tasks to score with --task TASK")
     grid = _grid(args.grid) if args.grid else None
     data = {task: _examples_of(task, "validation", args.limit, args.data_dir) for task in tasks}
     model, tokenizer = _load_model(args)

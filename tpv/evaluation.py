@@ -48,6 +48,7 @@ def evaluate(
     task = resolve_task(task)
     if method not in METHODS:
         raise TPVError(f"unknown evaluation method {method!r}; use one of {list(METHODS)}")
+    get_prompt(peft_model, adapter_name)  # a model without this prompt-tuning adapter fails here, in one line
     if not data:
         raise TPVError(f"no examples to evaluate task {task.name!r} on; pass a non-empty list")
     if batch_size < 1:

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from ._io import PathLike, atomic_write_text
+from ._io import PathLike, atomic_write_text, read_text
 from .errors import TPVError
 from .vector import TaskPromptVector
 
@@ -53,9 +53,9 @@ def save_pretrained(vector: TaskPromptVector, folder: PathLike, scores: Scores |
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise TPVError(f"'{folder}' is a file; pass a folder to save the vector and its model card into")
-    folder.mkdir(parents=True, exist_ok=True)
+    card = model_card(vector, scores)  # first, so bad scores leave no half-written folder
     vector.save(folder / VECTOR_FILENAME)
-    atomic_write_text(folder / CARD_FILENAME, model_card(vector, scores))
+    atomic_write_text(folder / CARD_FILENAME, card)
     return folder
 
 
@@ -75,7 +75,7 @@ def from_pretrained(repo_id_or_folder: PathLike, *, revision: str | None = None,
     if path.is_file():
         return TaskPromptVector.load(path)
     text = os.fspath(repo_id_or_folder)
-    if not _REPO_ID.match(text) or text.count("/") > 1:
+    if not _is_repo_id(text):
         raise TPVError(
             f"{text!r} is neither an existing folder or file nor a Hub repo id like 'user/name'; "
             "check the path, or pass the id of a repository written by push_to_hub"
@@ -107,8 +107,10 @@ def push_to_hub(vector: TaskPromptVector, repo_id: str, scores: Scores | None = 
     Returns:
         The repository's URL.
     """
-    if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id):
-        raise TPVError(f"bad Hub repo id {repo_id!r}; use 'user/name' with letters, digits, '-', '_' or '.'")
+    if not _is_repo_id(repo_id):
+        raise TPVError(f"bad Hub repo id {repo_id!r}; use 'user/name' with letters, digits, '-', '_' or '.' (no '..' "
+                       "or '--', not starting or ending with '.' or '-', at most 96 characters)")
+    model_card(vector, scores)  # check the scores before creating the repository
     api = _hub().HfApi(token=token)
     repo = api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
     # The folder is written locally first, so the upload is one commit of exactly the shared format.
@@ -167,6 +169,8 @@ def model_card(vector: TaskPromptVector, scores: Scores | None = None) -> str:
     ]
     if vector.merge:
         body += ["## Merge", "", f"`{vector.merge}`", ""]
+    if scores is not None and not isinstance(scores, Mapping):
+        raise TPVError(f"scores must map task → score (or task → {{metric: score}}), got {scores!r}")
     if scores:
         body += ["## Scores", "", "| task | metric | score |", "| --- | --- | --- |"]
         for task, value in scores.items():
@@ -199,7 +203,10 @@ def read_card(folder: PathLike) -> dict:
         >>> read_card(folder)["tags"][-1]
         'rte'
     """
-    text = (Path(folder) / CARD_FILENAME).read_text(encoding="utf-8")
+    card_path = Path(folder) / CARD_FILENAME
+    if not card_path.is_file():
+        raise TPVError(f"'{folder}' has no {CARD_FILENAME}; pass a folder written by tpv.hub.save_pretrained")
+    text = read_text(card_path, "the model card", "write it with tpv.hub.save_pretrained")
     if not text.startswith("---\n") or "\n---\n" not in text[4:]:
         raise TPVError(f"'{folder}/{CARD_FILENAME}' has no YAML front matter; write it with tpv.hub.save_pretrained")
     meta: dict = {}
@@ -221,9 +228,17 @@ def _scalar(text: str):
         return text
 
 
+def _is_repo_id(text) -> bool:
+    if not isinstance(text, str) or not _REPO_ID.match(text) or text.count("/") > 1:
+        return False
+    # The Hub's own rules for names, so a bad id fails here in one line rather than after a network round trip.
+    return all(part and len(part) <= 96 and ".." not in part and "--" not in part
+               and part[0] not in ".-" and part[-1] not in ".-" for part in text.split("/"))
+
+
 def _score_text(score, task: str) -> str:
-    if isinstance(score, bool) or not isinstance(score, (int, float)):
-        raise TPVError(f"score for task {task!r} is {score!r}; pass numbers, e.g. scores={{'sst2': 0.91}}")
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or score != score or abs(score) == float("inf"):
+        raise TPVError(f"score for task {task!r} is {score!r}; pass numbers (finite), e.g. scores={{'sst2': 0.91}}")
     return f"{score:.4g}"
 
 

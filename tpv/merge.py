@@ -85,19 +85,50 @@ def merge(
     )
 
 
-def merge_record(vector: TaskPromptVector) -> dict | None:
+def merge_record(vector: TaskPromptVector | str | None) -> dict | None:
     """The method, options and weights :func:`merge` recorded on ``vector`` (``None`` when it was not merged).
+
+    A merged vector later added to another merged vector keeps both records: ``{"combined": [...]}``.
 
     Example:
         >>> a = TaskPromptVector(torch.ones(1, 2), tasks={"a": 1.0})
         >>> merge_record(merge([a, a], method="mean"))
         {'method': 'mean', 'weights': {'0': 1.0, '1': 1.0}}
     """
-    if not vector.merge:
+    records = _merge_records(vector.merge if isinstance(vector, TaskPromptVector) else vector)
+    if not records:
         return None
-    records = [json.loads(part) for part in vector.merge.split(" | ")]
-    # A merged vector later added to another merged vector keeps both records, joined by " | ".
     return records[0] if len(records) == 1 else {"combined": records}
+
+
+def join_merge_records(*texts: str | None) -> str | None:
+    """The ``merge`` text of a sum of vectors: every distinct record of the parts, as one JSON list."""
+    records = []
+    for text in texts:
+        for record in _merge_records(text):
+            if record not in records:
+                records.append(record)
+    if not records:
+        return None
+    return dumps(records[0]) if len(records) == 1 else dumps(sorted(records, key=dumps))
+
+
+def _merge_records(text: str | None) -> list[dict]:
+    if not text:
+        return []
+    try:
+        value = json.loads(text)
+    except ValueError:
+        # Files from tpv ≤ 0.1 joined records with " | ", which a task name may contain; read those if we can.
+        try:
+            value = [json.loads(part) for part in text.split(" | ")]
+        except ValueError:
+            value = None
+    records = value if isinstance(value, list) else [value]
+    if not records or not all(isinstance(record, dict) for record in records):
+        raise TPVError(f"the merge record {text[:200]!r} is not a JSON object (or list of them) as tpv.merge "
+                       "writes it; re-save the vector with tpv, or drop its 'merge' metadata")
+    return records
 
 
 @torch.no_grad()
@@ -300,6 +331,9 @@ def _weights(weights, names: list[str]) -> list[float]:
                 "vector name"
             )
         return [_real(weights[name], f"weight of {name!r}") for name in names]
+    if isinstance(weights, (str, bytes)) or not isinstance(weights, (Sequence, torch.Tensor)):
+        raise TPVError(f"merge weights must be a list (one per vector) or a mapping name → weight, got {weights!r}; "
+                       f"e.g. weights={[1.0] * len(names)}")
     weights = list(weights)
     if len(weights) != len(names):
         raise TPVError(f"got {len(weights)} weights {weights} for {len(names)} vectors; give one weight per vector")

@@ -45,6 +45,9 @@ def default_model_path() -> Path:
     target = cache_dir() / "models" / DEFAULT_MODEL.split("/")[-1]
     if (target / "config.json").is_file():
         return target
+    from tpv._io import remove_stale_temps
+
+    remove_stale_temps(target.parent, f".{target.name}.")  # conversions killed midway left these
     gguf_path = _find_gguf()
     _convert_gguf(gguf_path, target)
     return target
@@ -83,6 +86,9 @@ def load_model(
         source, display_name = str(default_model_path()), DEFAULT_MODEL
     else:
         source = display_name = os.fspath(name_or_path)
+    if _looks_like_a_path(source) and not Path(source).expanduser().exists():
+        raise TPVError(f"no model folder at '{source}'; check the path, or pass a Hugging Face model id such as "
+                       f"{DEFAULT_MODEL!r} (or None for the embedded default)")
     try:
         config = AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as err:
@@ -105,6 +111,12 @@ def load_model(
     if not config.is_encoder_decoder:
         _prepare_causal_tokenizer(tokenizer, model)
     return model.to(device).eval(), tokenizer
+
+
+def _looks_like_a_path(source: str) -> bool:
+    # Hub ids are "name" or "owner/name"; anything else with a separator can only be a folder.
+    return (os.path.isabs(source) or source.startswith((".", "~")) or source.count("/") > 1
+            or os.sep in source.replace("/", "") or source.endswith("/"))
 
 
 def _prepare_causal_tokenizer(tokenizer, model) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from . import _checks
 from ._io import PathLike, atomic_save, describe_foreign_file, read_safetensors
 from .errors import TPVError
 
@@ -37,20 +38,23 @@ class Origin:
     options: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
-        tensor = self.tensor
-        if not isinstance(tensor, torch.Tensor) or tensor.dim() != 2:
-            shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
-            raise TPVError(f"an origin must be a 2-D tensor (virtual tokens × token_dim), got {shape}")
+        tensor = _checks.prompt_tensor(self.tensor, "an origin")
         if self.method not in ORIGIN_METHODS:
             raise TPVError(f"unknown origin method {self.method!r}; use one of {list(ORIGIN_METHODS)}")
+        _checks.count(self.num_virtual_tokens, "num_virtual_tokens")
+        _checks.count(self.num_transformer_submodules, "num_transformer_submodules")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise TPVError(f"an origin's seed must be an int or None, got {self.seed!r}")
+        _checks.optional_text(self.base_model, "base_model")
+        if not isinstance(self.options, dict) or not all(isinstance(v, str) for v in self.options.values()):
+            raise TPVError(f"an origin's options must map names to strings, got {self.options!r}")
         rows = self.num_virtual_tokens * self.num_transformer_submodules
-        if self.num_virtual_tokens < 1 or tensor.shape[0] != rows:
+        if tensor.shape[0] != rows:
             raise TPVError(
                 f"origin tensor has {tensor.shape[0]} rows but num_virtual_tokens={self.num_virtual_tokens} × "
                 f"num_transformer_submodules={self.num_transformer_submodules} = {rows}; pass matching sizes"
             )
-        check_finite(tensor, "origin")
-        object.__setattr__(self, "tensor", tensor.detach().to(torch.float32))
+        object.__setattr__(self, "tensor", tensor)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -86,17 +90,25 @@ class Origin:
     def load(cls, path: PathLike) -> Origin:
         """Read an origin written by :meth:`save`."""
         tensors, metadata = read_safetensors(path, "origin file")
-        if metadata.get("format") != ORIGIN_FORMAT or "origin" not in tensors:
+        if metadata.get("format") != ORIGIN_FORMAT and "origin" not in tensors:
             raise TPVError(f"'{path}' is not a tpv origin file: it is {describe_foreign_file(tensors, metadata)}")
-        return cls(
-            tensor=tensors["origin"],
-            num_virtual_tokens=int(metadata["num_virtual_tokens"]),
-            num_transformer_submodules=int(metadata["num_transformer_submodules"]),
-            seed=int(metadata["seed"]) if metadata.get("seed") else None,
-            method=metadata.get("method", "captured"),
-            base_model=metadata.get("base_model") or None,
-            options={k[len("option."):]: v for k, v in metadata.items() if k.startswith("option.")},
-        )
+        fix = "re-save the origin with tpv (Origin.save)"
+        sizes = _checks.file_metadata(path, tensors, metadata, ORIGIN_FORMAT, "origin", fix)
+        seed = metadata.get("seed") or None
+        if seed is not None:
+            try:
+                seed = int(seed)
+            except ValueError:
+                raise TPVError(f"'{path}' has broken {ORIGIN_FORMAT} metadata: seed={seed!r} is not an integer; "
+                               f"{fix}") from None
+        try:
+            return cls(
+                tensor=tensors["origin"], seed=seed, method=metadata.get("method", "captured"),
+                base_model=metadata.get("base_model") or None,
+                options={k[len("option."):]: v for k, v in metadata.items() if k.startswith("option.")}, **sizes,
+            )
+        except TPVError as error:
+            raise TPVError(f"'{path}' holds an invalid origin: {error}") from None
 
     def __repr__(self) -> str:
         rows, dim = self.shape
@@ -142,9 +154,9 @@ def make_origin(
         >>> torch.equal(origin.tensor, make_origin(model, 4, seed=0).tensor)
         True
     """
-    if not isinstance(num_virtual_tokens, int) or num_virtual_tokens < 1:
+    if isinstance(num_virtual_tokens, bool) or not isinstance(num_virtual_tokens, int) or num_virtual_tokens < 1:
         raise TPVError(f"num_virtual_tokens must be a positive int, got {num_virtual_tokens!r}")
-    if not isinstance(seed, int):
+    if isinstance(seed, bool) or not isinstance(seed, int):
         raise TPVError(f"seed must be an int, got {seed!r}")
     if method not in ("sample_vocab", "paper", "normal"):
         raise TPVError(f"unknown origin method {method!r}; use 'sample_vocab' (tpv's default), 'paper' (the "
@@ -196,10 +208,7 @@ def paper_token_ids(index: int, rows: int, vocab_size: int) -> np.ndarray:
     return stream.permutation(pool)[:rows].astype(np.int64)
 
 
-def check_finite(tensor: torch.Tensor, what: str) -> None:
-    if not torch.isfinite(tensor).all():
-        bad = int((~torch.isfinite(tensor)).sum())
-        raise TPVError(f"{what} holds {bad} NaN/inf values; it is corrupt or training diverged: lower the learning rate")
+check_finite = _checks.check_finite  # kept here too: the PEFT bridge and older callers import it from origin
 
 
 def input_embedding_weight(model) -> torch.Tensor:

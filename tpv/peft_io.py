@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ._io import PathLike, read_safetensors
+from ._io import PathLike, os_errors, read_json, read_safetensors
 from .errors import TPVError
 from .origin import Origin, base_model_name, check_finite, input_embedding_weight, is_seq2seq
 from .vector import TaskPromptVector, combine
@@ -85,6 +85,7 @@ def init_prompt_tuning(
     if origin is None:
         raise TPVError("init_prompt_tuning needs origin=...; make one with tpv.make_origin(model, num_virtual_tokens)")
     origin = _as_origin(origin, model)
+    _check_origin_base(origin, base_model_name(model), "this model")
     token_dim = input_embedding_weight(model).shape[1]
     if origin.tensor.shape[1] != token_dim:
         raise TPVError(
@@ -150,7 +151,10 @@ def vector_from_peft(cls, model_or_folder, *, origin=None, task=None, adapter_na
         folder = _adapter_folder(Path(model_or_folder), adapter_name)
         config, prompt = _read_adapter(folder)
         origin = _resolve_origin(origin, folder / ORIGIN_FILENAME, f"adapter folder '{folder}'")
-        base_model = config.get("base_model_name_or_path")
+        base_model = config.get("base_model_name_or_path") or None
+        if not isinstance(base_model, (str, type(None))):
+            raise TPVError(f"'{folder}/adapter_config.json' has base_model_name_or_path={base_model!r}, not a string; "
+                           "save the adapter again with PEFT")
         task = task or folder.resolve().name
     else:
         prompt = get_prompt(model_or_folder, adapter_name)
@@ -164,10 +168,12 @@ def vector_from_peft(cls, model_or_folder, *, origin=None, task=None, adapter_na
         origin = _resolve_origin(origin, None, f"adapter '{adapter_name}' of this PeftModel")
         base_model = base_model_name(model_or_folder)
         task = task or (adapter_name if adapter_name != "default" else "task")
+    if isinstance(origin, Origin):
+        _check_origin_base(origin, base_model, "the adapter's base model")
     if not isinstance(origin, Origin):
         # A bare tensor: give it the adapter's layout, so encoder-decoder prompts keep their two blocks.
-        origin = Origin(origin, num_virtual_tokens=int(config["num_virtual_tokens"]),
-                        num_transformer_submodules=int(config.get("num_transformer_submodules") or 1))
+        origin = Origin(origin, num_virtual_tokens=config["num_virtual_tokens"],
+                        num_transformer_submodules=config.get("num_transformer_submodules") or 1)
     return cls.from_prompts(prompt, origin, task, base_model=base_model, task_type=config.get("task_type"))
 
 
@@ -204,22 +210,86 @@ def _adapter_folder(folder: Path, adapter_name: str) -> Path:
     return folder
 
 
-def _read_adapter(folder: Path) -> tuple[dict, torch.Tensor]:
-    config = json.loads((folder / "adapter_config.json").read_text())
+def read_adapter_config(folder: PathLike) -> dict:
+    """The checked ``adapter_config.json`` of a PEFT prompt-tuning adapter folder; else one TPVError."""
+    folder = Path(folder)
+    config = read_json(folder / "adapter_config.json", "the PEFT adapter config",
+                       "save the adapter again with PeftModel.save_pretrained")
     peft_type = str(config.get("peft_type"))
     if peft_type != "PROMPT_TUNING":
         raise TPVError(_not_prompt_tuning(peft_type, f"'{folder}'"))
+    for key in ("num_virtual_tokens", "num_transformer_submodules", "token_dim"):
+        value = config.get(key, 1 if key == "num_transformer_submodules" else None)
+        if key == "token_dim" and value is None:
+            continue
+        if value is None and key == "num_transformer_submodules":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise TPVError(f"'{folder}/adapter_config.json' has {key}={value!r}, not an integer ≥ 1; save the "
+                           "adapter again with PeftModel.save_pretrained")
+    return config
+
+
+def load_prompt_adapter(model, folder: PathLike):
+    """``PeftModel.from_pretrained(model, folder)`` after checking the folder holds a prompt-tuning adapter
+    that fits ``model`` (its ``token_dim``), so a mismatch fails before any work instead of mid-evaluation.
+    """
+    from peft import PeftModel
+
+    folder = _adapter_folder(Path(folder), "default")
+    config = read_adapter_config(folder)
+    token_dim = input_embedding_weight(model).shape[1]
+    if config.get("token_dim") not in (None, token_dim):
+        raise TPVError(
+            f"the adapter '{folder}' has token_dim {config['token_dim']}"
+            + (f" (made for {config['base_model_name_or_path']!r})" if config.get("base_model_name_or_path") else "")
+            + f" but the model's embeddings have {token_dim}; evaluate it with the model it was trained on (--model)"
+        )
+    _, prompt = _read_adapter(folder)
+    rows = config["num_virtual_tokens"] * (config.get("num_transformer_submodules") or 1)
+    if tuple(prompt.shape) != (rows, token_dim):
+        raise TPVError(f"the adapter '{folder}' holds a prompt of shape {tuple(prompt.shape)}, but its config and "
+                       f"the model need ({rows}, {token_dim}); use the model it was trained on, or save it again")
+    with os_errors(folder, "read"):
+        return PeftModel.from_pretrained(model, str(folder))
+
+
+def _read_adapter(folder: Path) -> tuple[dict, torch.Tensor]:
+    config = read_adapter_config(folder)
     weights = folder / "adapter_model.safetensors"
     if weights.is_file():
         tensors, _ = read_safetensors(weights, "PEFT adapter weights file")
-    elif (folder / "adapter_model.bin").is_file():
-        # Old PEFT checkpoints: weights_only refuses anything but tensors, so no code is unpickled.
-        tensors = torch.load(folder / "adapter_model.bin", map_location="cpu", weights_only=True)
+    elif (weights := folder / "adapter_model.bin").is_file():
+        tensors = _load_pickled_tensors(weights)
     else:
         raise TPVError(f"'{folder}' has no adapter_model.safetensors (or .bin); the adapter was not saved completely")
-    if PROMPT_KEY not in tensors:
-        raise TPVError(f"'{weights}' has no '{PROMPT_KEY}' tensor (it has {sorted(tensors)[:5]}); it is no soft prompt")
+    if PROMPT_KEY not in tensors or not isinstance(tensors[PROMPT_KEY], torch.Tensor):
+        raise TPVError(f"'{weights}' has no '{PROMPT_KEY}' tensor (it has {sorted(map(str, tensors))[:5]}); it is no "
+                       "soft prompt")
     return config, tensors[PROMPT_KEY]
+
+
+def _load_pickled_tensors(path: Path) -> dict:
+    import pickle
+
+    # Old PEFT checkpoints: weights_only refuses anything but tensors and plain containers, so no code is
+    # unpickled; a file that needs more is refused rather than trusted.
+    try:
+        with os_errors(path, "read"):
+            tensors = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, ImportError,
+            IndexError, KeyError, TypeError, UnicodeDecodeError) as error:
+        if isinstance(error, TPVError):
+            raise
+        raise TPVError(
+            f"'{path}' is not a plain PyTorch tensor file ({type(error).__name__}: {str(error)[:160]}); tpv loads "
+            "it with torch.load(weights_only=True) and unpickles nothing else: re-save the adapter with "
+            "PeftModel.save_pretrained (safetensors)"
+        ) from None
+    if not isinstance(tensors, dict):
+        raise TPVError(f"'{path}' holds a {type(tensors).__name__}, not a dict of tensors; re-save the adapter with "
+                       "PeftModel.save_pretrained")
+    return tensors
 
 
 def _resolve_origin(origin, default_path: Path | None, where: str):
@@ -235,6 +305,14 @@ def _resolve_origin(origin, default_path: Path | None, where: str):
     if isinstance(origin, (Origin, torch.Tensor)):
         return origin
     raise TPVError(f"origin must be an Origin, a tensor or a file path, got {type(origin).__name__}")
+
+
+def _check_origin_base(origin: Origin, base_model: str | None, what: str) -> None:
+    if origin.base_model and base_model and origin.base_model != base_model:
+        raise TPVError(
+            f"the origin was made for {origin.base_model!r} but {what} is {base_model!r}; soft prompts only "
+            "transfer within one model's embedding space: make the origin with tpv.make_origin for this model"
+        )
 
 
 def _as_origin(origin, model) -> Origin:

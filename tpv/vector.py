@@ -11,9 +11,11 @@ from pathlib import Path
 
 import torch
 
+from . import _checks
 from ._io import PathLike, atomic_save, describe_foreign_file, dumps, read_safetensors
 from .errors import TPVError
-from .origin import Origin, check_finite
+from ._checks import file_metadata
+from .origin import Origin
 from .similarity import prompt_cosine
 
 VECTOR_FORMAT = "tpv/1"
@@ -25,7 +27,8 @@ class TaskPromptVector:
     """The difference ``θ_tuned − θ_origin`` between a task prompt and its origin, plus where it came from.
 
     ``tensor`` has shape ``(num_virtual_tokens × num_transformer_submodules, token_dim)``, PEFT's own layout,
-    and is always float32. ``tasks`` maps each task the vector expresses to its coefficient, so
+    and is always float32: float16/bfloat16 input converts exactly, float64 input is rounded to float32 (and
+    refused beyond its range); integer, bool, complex, empty and non-finite tensors are refused. ``tasks`` maps each task the vector expresses to its coefficient, so
     ``0.5 * a + b`` knows it is ``0.5·a + 1·b``. Every operation returns a new vector.
 
     Encoder-decoder models (``num_transformer_submodules=2``): PEFT prepends only the first
@@ -54,28 +57,27 @@ class TaskPromptVector:
         origin: str | None = None,
         merge: str | None = None,
     ):
-        if not isinstance(tensor, torch.Tensor) or tensor.dim() != 2:
-            got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
-            raise TPVError(f"a task prompt vector must be a 2-D tensor (virtual tokens × token_dim), got {got}")
+        tensor = _checks.prompt_tensor(tensor, "a task prompt vector")
+        num_transformer_submodules = _checks.count(num_transformer_submodules, "num_transformer_submodules")
         if num_virtual_tokens is None:
             num_virtual_tokens = tensor.shape[0] // num_transformer_submodules
+        num_virtual_tokens = _checks.count(num_virtual_tokens, "num_virtual_tokens")
         if num_virtual_tokens * num_transformer_submodules != tensor.shape[0]:
             raise TPVError(
                 f"tensor has {tensor.shape[0]} rows but num_virtual_tokens={num_virtual_tokens} × "
                 f"num_transformer_submodules={num_transformer_submodules} = "
                 f"{num_virtual_tokens * num_transformer_submodules}; pass matching sizes"
             )
-        check_finite(tensor, "task prompt vector")
-        # Own the storage, so no later in-place edit of the caller's tensor can change this vector.
-        self.tensor = tensor.detach().to(torch.float32, copy=True)
-        self.tasks = {str(name): float(coef) for name, coef in tasks.items()}
-        self.num_virtual_tokens = int(num_virtual_tokens)
-        self.num_transformer_submodules = int(num_transformer_submodules)
-        self.base_model = base_model or None
-        self.task_type = task_type or None
-        self.origin = origin or None
+        # prompt_tensor returned a copy, so no later in-place edit of the caller's tensor can change this vector.
+        self.tensor = tensor
+        self.tasks = _check_tasks(tasks)
+        self.num_virtual_tokens = num_virtual_tokens
+        self.num_transformer_submodules = num_transformer_submodules
+        self.base_model = _checks.optional_text(base_model, "base_model")
+        self.task_type = _checks.optional_text(task_type, "task_type")
+        self.origin = _checks.optional_text(origin, "origin")
         # How a tpv.merge method made this vector (JSON), since `tasks` alone cannot say e.g. "ties, density=0.2".
-        self.merge = merge or None
+        self.merge = _checks.optional_text(merge, "merge")
 
     # ---- constructors -------------------------------------------------------------------------------------
 
@@ -102,15 +104,14 @@ class TaskPromptVector:
             6.0
         """
         origin_tensor, meta = _origin_parts(origin)
-        if not isinstance(task_prompt, torch.Tensor) or tuple(task_prompt.shape) != tuple(origin_tensor.shape):
-            got = tuple(task_prompt.shape) if isinstance(task_prompt, torch.Tensor) else type(task_prompt).__name__
+        task_prompt = _checks.prompt_tensor(task_prompt, "the task prompt")
+        if tuple(task_prompt.shape) != tuple(origin_tensor.shape):
             raise TPVError(
-                f"task prompt of shape {got} does not match its origin of shape {tuple(origin_tensor.shape)}; "
-                "pass the origin the prompt was tuned from"
+                f"task prompt of shape {tuple(task_prompt.shape)} does not match its origin of shape "
+                f"{tuple(origin_tensor.shape)}; pass the origin the prompt was tuned from"
             )
-        check_finite(task_prompt, "task prompt")
         with torch.no_grad():
-            difference = task_prompt.float() - origin_tensor.to(task_prompt.device, torch.float32)
+            difference = task_prompt - origin_tensor.to(task_prompt.device, torch.float32)
         return cls(
             difference,
             tasks={task: 1.0},
@@ -150,24 +151,26 @@ class TaskPromptVector:
     def load(cls, path: PathLike) -> TaskPromptVector:
         """Read a ``*.tpv.safetensors`` file written by :meth:`save`."""
         tensors, metadata = read_safetensors(path, "task prompt vector file")
-        if metadata.get("format") != VECTOR_FORMAT or VECTOR_KEY not in tensors:
+        if metadata.get("format") != VECTOR_FORMAT and VECTOR_KEY not in tensors:
             raise TPVError(f"'{path}' is not a task prompt vector file: it is {describe_foreign_file(tensors, metadata)}")
+        fields = file_metadata(path, tensors, metadata, VECTOR_FORMAT, VECTOR_KEY, "re-save the vector with tpv")
         try:
-            tasks = json.loads(metadata["tasks"])
-            num_virtual_tokens = int(metadata["num_virtual_tokens"])
-            submodules = int(metadata["num_transformer_submodules"])
-        except (KeyError, ValueError) as error:
-            raise TPVError(f"'{path}' has broken tpv/1 metadata ({error!r}); re-save the vector with tpv") from error
-        return cls(
-            tensors[VECTOR_KEY],
-            tasks=tasks,
-            num_virtual_tokens=num_virtual_tokens,
-            num_transformer_submodules=submodules,
-            base_model=metadata.get("base_model"),
-            task_type=metadata.get("task_type"),
-            origin=metadata.get("origin"),
-            merge=metadata.get("merge"),
-        )
+            tasks = json.loads(metadata.get("tasks", ""))
+        except ValueError:
+            tasks = None
+        if not isinstance(tasks, dict):
+            raise TPVError(f"'{path}' has broken tpv/1 metadata: tasks={metadata.get('tasks')!r} is not a JSON "
+                           "object of task → coefficient; re-save the vector with tpv")
+        try:
+            merge_text = metadata.get("merge") or None
+            if merge_text is not None:
+                from .merge import merge_record
+
+                merge_record(merge_text)
+            return cls(tensors[VECTOR_KEY], tasks=tasks, base_model=metadata.get("base_model"),
+                       task_type=metadata.get("task_type"), origin=metadata.get("origin"), merge=merge_text, **fields)
+        except TPVError as error:
+            raise TPVError(f"'{path}' holds an invalid task prompt vector: {error}") from None
 
     # ---- I/O ----------------------------------------------------------------------------------------------
 
@@ -260,10 +263,18 @@ class TaskPromptVector:
             >>> round(v.cosine(3 * v), 5)
             1.0
         """
-        other_tensor = other.active_tensor if isinstance(other, TaskPromptVector) else other[: self.num_virtual_tokens]
         if isinstance(other, TaskPromptVector):
             self._check_compatible(other, "compare")
-        return prompt_cosine(self.active_tensor, other_tensor, pooling)
+            return prompt_cosine(self.active_tensor, other.active_tensor, pooling)
+        if not isinstance(other, torch.Tensor):
+            raise TPVError(f"cannot compare a vector with a {type(other).__name__} ({other!r}); pass a "
+                           "TaskPromptVector or a tensor of the same shape")
+        # A tensor shaped like the whole vector (all submodules' rows) or like its trained rows only.
+        if tuple(other.shape) not in (self.shape, tuple(self.active_tensor.shape)):
+            raise TPVError(f"cannot compare a vector of shape {self.shape} with a tensor of shape "
+                           f"{tuple(other.shape)}; pass a tensor of shape {self.shape}")
+        other = _checks.prompt_tensor(other, "the tensor to compare with")
+        return prompt_cosine(self.active_tensor, other[: self.num_virtual_tokens], pooling)
 
     def apply_to(self, origin: Origin | torch.Tensor, scale: float = 1.0) -> torch.Tensor:
         """The soft prompt ``θ_origin + λ·τ`` (paper eq. 3), on the origin's device, float32.
@@ -291,7 +302,12 @@ class TaskPromptVector:
                 f"vectors are kept in float32, so .to({device}) is refused; cast the applied prompt instead: "
                 "vector.apply_to(origin).to(dtype)"
             )
-        return self._replace(self.tensor.to(device), self.tasks)
+        try:
+            moved = self.tensor.to(device)
+        except (RuntimeError, TypeError, ValueError) as error:
+            raise TPVError(f"cannot move a vector to {device!r} ({error}); pass a device such as 'cpu' or "
+                           "'cuda:0'") from None
+        return self._replace(moved, self.tasks)
 
     # ---- arithmetic ---------------------------------------------------------------------------------------
 
@@ -313,7 +329,11 @@ class TaskPromptVector:
     def __mul__(self, scale: float) -> TaskPromptVector:
         scale = _check_scale(scale, "multiply a vector by")
         with torch.no_grad():
-            return self._replace(self.tensor * scale, {t: c * scale for t, c in self.tasks.items()})
+            tensor = self.tensor * scale
+        if not torch.isfinite(tensor).all():
+            raise TPVError(f"multiplying by {scale:g} overflows float32 (largest entry "
+                           f"{float(self.tensor.abs().max()):g}); use a smaller scale")
+        return self._replace(tensor, {t: c * scale for t, c in self.tasks.items()})
 
     __rmul__ = __mul__
 
@@ -335,15 +355,17 @@ class TaskPromptVector:
             tasks[task] = tasks.get(task, 0.0) + sign * coef
         with torch.no_grad():
             tensor = self.tensor + sign * other.tensor.to(self.device)
+        if not torch.isfinite(tensor).all():
+            raise TPVError(f"cannot {verb} these vectors: the result overflows float32; rescale them first")
         origins = {o for o in (self.origin, other.origin) if o}
-        merges = {m for m in (self.merge, other.merge) if m}
+        from .merge import join_merge_records
         return self._replace(
             tensor,
             tasks,
             base_model=self.base_model or other.base_model,
             task_type=self.task_type or other.task_type,
             origin=" | ".join(sorted(origins)) or None,
-            merge=" | ".join(sorted(merges)) or None,
+            merge=join_merge_records(self.merge, other.merge),
         )
 
     def _check_compatible(self, other: TaskPromptVector, verb: str) -> None:
@@ -392,7 +414,10 @@ def combine(vectors: Iterable[TaskPromptVector | tuple[TaskPromptVector, float]]
         raise TPVError("cannot combine an empty list of vectors; pass at least one TaskPromptVector")
     total = None
     for item in items:
+        if isinstance(item, tuple) and len(item) != 2:
+            raise TPVError(f"cannot combine {item!r}: pairs are (vector, weight), got {len(item)} items")
         vector, weight = item if isinstance(item, tuple) else (item, 1.0)
+        weight = _check_scale(weight, "combine a vector with weight")
         if not isinstance(vector, TaskPromptVector):
             raise TPVError(f"cannot combine a {type(vector).__name__}; pass TaskPromptVectors or (vector, weight) pairs")
         term = vector * weight if weight != 1.0 else vector
@@ -409,6 +434,17 @@ def _check_scale(value, verb: str = "apply a vector with scale") -> float:
     if not math.isfinite(value):
         raise TPVError(f"cannot {verb} {value}: the scale must be finite; pick λ from a grid such as 0…1")
     return value
+
+
+def _check_tasks(tasks) -> dict[str, float]:
+    if not isinstance(tasks, Mapping):
+        raise TPVError(f"tasks must map task names to coefficients, e.g. {{'sst2': 1.0}}, got {tasks!r}")
+    checked = {}
+    for name, coef in tasks.items():
+        if not isinstance(name, str) or not name:
+            raise TPVError(f"task names must be non-empty strings, got {name!r} in tasks {dict(tasks)!r}")
+        checked[name] = _checks.real(coef, f"the coefficient of task {name!r}")
+    return checked
 
 
 def _check_same_base(first: str | None, second: str | None, verb: str) -> None:
@@ -428,7 +464,6 @@ def _origin_parts(origin) -> tuple[torch.Tensor, dict]:
             "recipe": origin.recipe,
         }
     if isinstance(origin, torch.Tensor) and origin.dim() == 2:
-        check_finite(origin, "origin")
-        return origin, {}
+        return _checks.prompt_tensor(origin, "the origin"), {}
     got = tuple(origin.shape) if isinstance(origin, torch.Tensor) else type(origin).__name__
     raise TPVError(f"an origin must be a tpv.Origin or a 2-D tensor, got {got}; make one with tpv.make_origin")

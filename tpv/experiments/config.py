@@ -17,6 +17,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from tpv._io import read_text
 from tpv.errors import TPVError
 from tpv.tasks import get_task
 
@@ -314,7 +315,7 @@ def load_config(profile: str | os.PathLike) -> ExperimentConfig:
         raise TPVError(f"no profile {str(profile)!r}: use one of {list(PROFILES)} or the path of a TOML file "
                        f"(copy one from {PROFILE_DIR})")
     try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
+        table = tomllib.loads(read_text(path, "the profile", "save the profile as UTF-8"))
     except tomllib.TOMLDecodeError as err:
         raise TPVError(f"profile '{path}' is not valid TOML: {err}; fix the file") from None
     return _build(ExperimentConfig, table, "")

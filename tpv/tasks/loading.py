@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import json
 import os
 from pathlib import Path
 
+from tpv._io import read_text
 from tpv.errors import TPVError
 from tpv.tasks.registry import get_task
 from tpv.tasks.task import Task
@@ -80,23 +82,28 @@ def _find_split_file(folder: Path, task_name: str, split: str) -> Path:
 
 def _read_jsonl(path: Path) -> list[dict]:
     examples = []
-    with path.open(encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                example = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise TPVError(f"{path}, line {line_number}: not valid JSON ({err}); fix the file") from None
-            if not isinstance(example, dict):
-                raise TPVError(f"{path}, line {line_number}: expected a JSON object, got {example!r}")
-            examples.append(example)
+    for line_number, line in enumerate(_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            example = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise TPVError(f"{path}, line {line_number}: not valid JSON ({err}); fix the file") from None
+        if not isinstance(example, dict):
+            raise TPVError(f"{path}, line {line_number}: expected a JSON object, got {example!r}")
+        examples.append(example)
     return examples
 
 
+def _text(path: Path) -> str:
+    return read_text(path, "the data file", "save the file as UTF-8")
+
+
 def _read_table(path: Path, task: Task) -> list[dict]:
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ","))
+    try:
+        rows = list(csv.DictReader(io.StringIO(_text(path), newline=""), delimiter="\t" if path.suffix == ".tsv" else ","))
+    except csv.Error as err:
+        raise TPVError(f"{path}: not a valid {path.suffix[1:].upper()} table ({err}); fix the file") from None
     # CSV cells are strings; labels become the numbers the task expects.
     for row in rows:
         value = row.get(task.label_key)

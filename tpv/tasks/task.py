@@ -148,7 +148,7 @@ class Task:
                 f"task {self.name!r}: example lacks field(s) {missing} that the template {self.template!r} "
                 f"needs; it has keys {sorted(example)}"
             )
-        return self.template.format(**{f: _as_text(example[f]) for f in self.fields})
+        return self.template.format(**{f: _as_text(example[f], self.name, f) for f in self.fields})
 
     def target_text(self, example: Mapping) -> str:
         """The target text of one example: a label word, a rounded score, or the reference answer."""
@@ -205,8 +205,14 @@ class Task:
         return text
 
 
-def _as_text(value) -> str:
-    return value if isinstance(value, str) else str(value)
+def _as_text(value, task_name: str, field_name: str) -> str:
+    # Numbers read from CSV or JSON are text enough; a null or a list would be formatted as "None" or "['a']".
+    if isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return str(value)
+    raise TPVError(f"task {task_name!r}: field {field_name!r} is {value!r}, not text; fix the data (drop the "
+                   "example or fill in the field)")
 
 
 def _answer_text(task_name: str, value) -> str:
@@ -215,7 +221,7 @@ def _answer_text(task_name: str, value) -> str:
     if isinstance(value, Mapping):
         value = value.get("text", [])
     if isinstance(value, (list, tuple)):
-        return _as_text(value[0]) if value else NO_ANSWER
+        return _as_text(value[0], task_name, "answer") if value else NO_ANSWER
     if isinstance(value, str):
         return value if value.strip() else NO_ANSWER
     raise TPVError(

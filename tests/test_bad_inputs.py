@@ -1,0 +1,661 @@
+"""The bad-input catalogue (issue 10, items 4–13): every case is one TPVError that names the value and the fix,
+or, at the command line, exit status 2 and one line on stderr with no traceback."""
+
+import json
+import os
+import pickle
+import re
+import stat
+import time
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import TINY_MODELS, make_word_tokenizer
+from tpv import Origin, TaskPromptVector, TPVError, combine, make_origin, merge, similarity_matrix
+from tpv._io import STALE_TEMP_SECONDS, atomic_write_text
+from tpv.cli import main
+from tpv.hub import push_to_hub, read_card, save_pretrained
+from tpv.merge import merge_record
+from tpv.peft_io import ORIGIN_FILENAME, init_prompt_tuning
+from tpv.tasks import load_split
+
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _vector(tasks=None, rows=4, dim=8, seed=0, **fields) -> TaskPromptVector:
+    generator = torch.Generator().manual_seed(seed)
+    return TaskPromptVector(torch.randn(rows, dim, generator=generator), tasks=tasks or {"sst2": 1.0}, **fields)
+
+
+def _metadata(path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return dict(handle.metadata())
+
+
+def _rewrite(path, tensors=None, **changes) -> str:
+    """Re-save a tpv file with some metadata changed (None deletes a key) or other tensors."""
+    from safetensors.torch import load_file
+
+    metadata = _metadata(path)
+    for key, value in changes.items():
+        if value is None:
+            metadata.pop(key, None)
+        else:
+            metadata[key] = value
+    save_file(tensors if tensors is not None else load_file(str(path)), str(path), metadata=metadata)
+    return str(path)
+
+
+def _cli_error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    # Progress bars (e.g. transformers' "Loading weights") may come first; the error is one line, the last.
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if "it/s]" not in line.split("\r")[-1]]
+    assert len(lines) == 1 and lines[0].startswith("tpv: error: "), err
+    return lines[0]
+
+
+# ---- 4. file-system errors --------------------------------------------------------------------------------
+
+
+def _writers(tmp_path):
+    vector = _vector()
+    origin = Origin(torch.zeros(4, 8), num_virtual_tokens=4)
+    return {
+        "vector.save": vector.save,
+        "origin.save": origin.save,
+        "atomic_write_text": lambda path: atomic_write_text(path, "text"),
+    }
+
+
+@pytest.mark.parametrize("writer", ["vector.save", "origin.save", "atomic_write_text"])
+def test_writing_to_a_folder_names_it(writer, tmp_path):
+    with pytest.raises(TPVError, match=f"cannot write '{tmp_path}': it is a folder; pass a file path inside it"):
+        _writers(tmp_path)[writer](tmp_path)
+
+
+@pytest.mark.parametrize("writer", ["vector.save", "origin.save", "atomic_write_text"])
+def test_writing_below_a_file_names_it(writer, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(TPVError, match=r"cannot write '.*a_file.*': (a part of the path is a file|a file is in the way)"):
+        _writers(tmp_path)[writer](blocker / "sub" / "out.tpv.safetensors")
+
+
+@pytest.mark.parametrize("path", ["", "."])
+@pytest.mark.parametrize("writer", ["vector.save", "origin.save", "atomic_write_text"])
+def test_writing_to_an_empty_path(writer, path, tmp_path):
+    with pytest.raises(TPVError, match=f"cannot write to the path {path!r}; pass a file name"):
+        _writers(tmp_path)[writer](path)
+
+
+@pytest.mark.parametrize("writer", ["vector.save", "origin.save", "atomic_write_text"])
+def test_permission_denied_on_write_is_one_tpv_error(writer, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "locked"))
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(TPVError, match="cannot write '.*locked': permission denied; pick a path you may write"):
+        _writers(tmp_path)[writer](tmp_path / "locked" / "x.tpv.safetensors")
+    assert not any(tmp_path.rglob("*.tmp")), "the temporary file must be removed"
+
+
+@pytest.mark.skipif(IS_ROOT, reason="root ignores file permissions")
+def test_read_only_folder_and_unreadable_file(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    path = _vector().save(tmp_path / "v.tpv.safetensors")
+    folder.chmod(0o500)
+    path.chmod(0o000)
+    try:
+        with pytest.raises(TPVError, match="permission denied"):
+            _vector().save(folder / "v.tpv.safetensors")
+        with pytest.raises(TPVError, match="permission denied"):
+            TaskPromptVector.load(path)
+    finally:
+        folder.chmod(0o700)
+        path.chmod(0o600)
+
+
+@pytest.mark.parametrize("loader", [TaskPromptVector.load, Origin.load])
+def test_reading_a_folder_or_nothing(loader, tmp_path):
+    with pytest.raises(TPVError, match=f"'{tmp_path}' is a folder; pass the path of a"):
+        loader(tmp_path)
+    with pytest.raises(TPVError, match="a file path is needed"):
+        loader("")
+    with pytest.raises(TPVError, match="no such file: .*missing"):
+        loader(tmp_path / "missing.tpv.safetensors")
+
+
+def test_cli_maps_os_errors_raised_anywhere(tmp_path, capsys, monkeypatch):
+    import tpv.cli
+
+    def boom(args):
+        raise IsADirectoryError(21, "Is a directory", str(tmp_path))
+
+    monkeypatch.setattr(tpv.cli, "_run_info", boom)
+    parser_run = tpv.cli.build_parser
+    monkeypatch.setattr(tpv.cli, "build_parser", lambda: _with_run(parser_run(), boom))
+    err = _cli_error(capsys, ["vector", "info", "x"])
+    assert f"'{tmp_path}': it is a folder" in err
+
+
+def _with_run(parser, run):
+    parser.set_defaults(run=run)
+    for action in parser._subparsers._group_actions:
+        for sub in action.choices.values():
+            sub.set_defaults(run=run)
+            if sub._subparsers:
+                for inner in sub._subparsers._group_actions:
+                    for leaf in inner.choices.values():
+                        leaf.set_defaults(run=run)
+    return parser
+
+
+def test_cli_output_that_is_a_folder(tmp_path, capsys):
+    path = _vector().save(tmp_path / "a.tpv.safetensors")
+    err = _cli_error(capsys, ["vector", "combine", str(path), "-o", str(tmp_path)])
+    assert f"'{tmp_path}': it is a folder" in err
+
+
+# ---- 5. parseable but malformed content -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tasks, shown", [
+    ('["sst2"]', "tasks='\\[\"sst2\"\\]' is not a JSON object"),
+    ('"sst2"', "is not a JSON object"),
+    ("null", "tasks='null' is not a JSON object"),
+    ("{", "is not a JSON object"),
+    ('{"sst2": "x"}', "the coefficient of task 'sst2' must be a finite real number, got 'x'"),
+    ('{"sst2": null}', "the coefficient of task 'sst2' must be a finite real number, got None"),
+    ('{"sst2": NaN}', "the coefficient of task 'sst2' must be a finite real number, got nan"),
+    ('{"": 1}', "task names must be non-empty strings"),
+])
+def test_malformed_tasks_metadata(tasks, shown, tmp_path):
+    path = _rewrite(_vector().save(tmp_path / "v.tpv.safetensors"), tasks=tasks)
+    with pytest.raises(TPVError, match=shown):
+        TaskPromptVector.load(path)
+
+
+@pytest.mark.parametrize("record", ["{", "[1, 2]", '"text"', "3"])
+def test_malformed_merge_metadata(record, tmp_path):
+    path = _rewrite(_vector().save(tmp_path / "v.tpv.safetensors"), merge=record)
+    with pytest.raises(TPVError, match="the merge record .* is not a JSON object .*re-save the vector with tpv"):
+        TaskPromptVector.load(path)
+
+
+@pytest.mark.parametrize("changes, shown", [
+    ({"num_virtual_tokens": None}, "num_virtual_tokens=None is not an integer ≥ 1"),
+    ({"num_virtual_tokens": "x"}, "num_virtual_tokens='x' is not an integer ≥ 1"),
+    ({"num_transformer_submodules": "0"}, "num_transformer_submodules='0' is not an integer ≥ 1"),
+    ({"seed": "x"}, "seed='x' is not an integer"),
+    ({"method": "magic"}, "unknown origin method 'magic'"),
+    ({"token_dim": "9"}, "token_dim=9; the file is damaged"),
+    ({"format": "tpv/1"}, "format='tpv/1', not 'tpv-origin/1'"),
+])
+def test_malformed_origin_metadata(changes, shown, tmp_path):
+    path = tmp_path / "o.origin.safetensors"
+    Origin(torch.zeros(4, 8), num_virtual_tokens=4, seed=0, method="normal").save(path)
+    _rewrite(path, **changes)
+    with pytest.raises(TPVError, match=shown):
+        Origin.load(path)
+
+
+@pytest.fixture
+def adapter_dir(tmp_path, make_tiny_model):
+    model = make_tiny_model("llama")
+    peft_model = init_prompt_tuning(model, origin=make_origin(model, 4, seed=0))
+    folder = tmp_path / "adapter"
+    peft_model.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("content, shown", [
+    (b"{not json", "is not valid JSON"),
+    (b"[1, 2]", "holds a JSON list, not an object"),
+    (b"\xff\xfe{}", "is not UTF-8 text"),
+    (b'{"peft_type": "PROMPT_TUNING", "num_virtual_tokens": "4"}', "num_virtual_tokens='4', not an integer ≥ 1"),
+    (b'{"peft_type": "LORA"}', "is a LORA adapter, but task prompt vectors need a PROMPT_TUNING adapter"),
+])
+def test_malformed_adapter_config(content, shown, adapter_dir):
+    (adapter_dir / "adapter_config.json").write_bytes(content)
+    with pytest.raises(TPVError, match=shown):
+        TaskPromptVector.from_peft(adapter_dir)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /tmp/tpv-pwned",))
+
+
+@pytest.mark.parametrize("payload", [
+    pickle.dumps({"prompt_embeddings": _Payload()}),
+    b"\x80\x04not a pickle at all",
+    pickle.dumps([1, 2, 3]),
+    b"",
+])
+def test_pickles_in_adapter_model_bin(payload, adapter_dir):
+    (adapter_dir / "adapter_model.safetensors").unlink()
+    (adapter_dir / "adapter_model.bin").write_bytes(payload)
+    with pytest.raises(TPVError, match="adapter_model.bin' (is not a plain PyTorch tensor file|holds a list)"):
+        TaskPromptVector.from_peft(adapter_dir)
+    assert not os.path.exists("/tmp/tpv-pwned")
+
+
+def test_a_plain_adapter_model_bin_still_loads(adapter_dir):
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    (adapter_dir / "adapter_model.safetensors").unlink()
+    torch.save(tensors, adapter_dir / "adapter_model.bin")
+    assert TaskPromptVector.from_peft(adapter_dir).shape == (4, 16)
+
+
+@pytest.mark.parametrize("suffix, content", [
+    (".jsonl", b'{"sentence": "caf\xe9", "label": 0}\n'),
+    (".csv", b"sentence,label\ncaf\xe9,0\n"),
+])
+def test_non_utf8_data_files(suffix, content, tmp_path):
+    (tmp_path / "sst2").mkdir()
+    (tmp_path / "sst2" / f"train{suffix}").write_bytes(content)
+    with pytest.raises(TPVError, match=rf"train\{suffix}' is not UTF-8 text .*save the file as UTF-8"):
+        load_split("sst2", "train", tmp_path)
+
+
+def test_non_utf8_profile(tmp_path):
+    from tpv.experiments.config import load_config
+
+    path = tmp_path / "p.toml"
+    path.write_bytes(b'name = "caf\xe9"\n')
+    with pytest.raises(TPVError, match="p.toml' is not UTF-8 text .*save the profile as UTF-8"):
+        load_config(path)
+
+
+def test_a_data_path_that_is_a_folder(tmp_path):
+    (tmp_path / "sst2" / "train.jsonl").mkdir(parents=True)
+    (tmp_path / "sst2" / "train.csv").write_text("sentence,label\nok,0\n")
+    assert load_split("sst2", "train", tmp_path) == [{"sentence": "ok", "label": 0}]
+
+
+# ---- 6. merge records whose names contain " | " ----------------------------------------------------------
+
+
+def test_merge_record_with_the_separator_in_a_name_round_trips(tmp_path, capsys):
+    a, b = _vector({"a | b": 1.0}), _vector({"c": 1.0}, seed=1)
+    merged = merge({"x | y": a, "z": b}, method="ties", density=1.0)
+    summed = merged + merge({"p | q": b, "r": a}, method="mean")
+    path = summed.save(tmp_path / "s.tpv.safetensors")
+    record = merge_record(TaskPromptVector.load(path))
+    assert sorted(r["method"] for r in record["combined"]) == ["mean", "ties"]
+    assert {"x | y", "z"} == set(next(r for r in record["combined"] if r["method"] == "ties")["weights"])
+    a_path, b_path = a.save(tmp_path / "a.tpv.safetensors"), b.save(tmp_path / "b.tpv.safetensors")
+    out = tmp_path / "m.tpv.safetensors"
+    assert main(["vector", "combine", str(a_path), str(b_path), "--method", "ties", "-o", str(out)]) == 0
+    assert main(["vector", "info", "--json", str(out), str(path)]) == 0
+    infos = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert set(infos[0]["merge"]["weights"]) == {"a | b", "c"}
+
+
+def test_legacy_merge_records_joined_by_the_separator_still_read(tmp_path):
+    legacy = '{"method":"sum","weights":{"a":1.0}} | {"method":"mean","weights":{"b":1.0}}'
+    path = _rewrite(_vector().save(tmp_path / "v.tpv.safetensors"), merge=legacy)
+    assert [r["method"] for r in merge_record(TaskPromptVector.load(path))["combined"]] == ["sum", "mean"]
+
+
+# ---- 7. invalid vectors must not load ---------------------------------------------------------------------
+
+
+def _save_raw(path, tensor, **changes):
+    good = _vector().save(path)
+    return _rewrite(good, tensors={"task_prompt_vector": tensor}, **{"token_dim": str(tensor.shape[-1]), **changes})
+
+
+@pytest.mark.parametrize("tensor, changes, shown", [
+    (torch.ones(4, 8), {"num_virtual_tokens": "-4", "num_transformer_submodules": "-1"}, "num_virtual_tokens='-4' is not an integer ≥ 1"),
+    (torch.ones(4, 8), {"num_transformer_submodules": "-1"}, "num_transformer_submodules='-1' is not an integer ≥ 1"),
+    (torch.ones(0, 8), {"num_virtual_tokens": "0"}, "num_virtual_tokens='0' is not an integer ≥ 1"),
+    (torch.ones(4, 8, dtype=torch.int32), {}, "stores 'task_prompt_vector' as torch.int32, but tpv/1 files hold float32"),
+    (torch.ones(4, 8, dtype=torch.bool), {}, "as torch.bool"),
+    (torch.ones(4, 8, dtype=torch.float64), {}, "as torch.float64, but tpv/1 files hold float32"),
+    (torch.ones(4, 8, dtype=torch.complex64), {}, "as torch.complex64"),
+    (torch.ones(4, 8), {"token_dim": "16"}, r"shape \(4, 8\), but its metadata says .*token_dim=16"),
+    (torch.ones(4, 8), {"num_virtual_tokens": "2"}, r"shape \(4, 8\), but its metadata says num_virtual_tokens=2"),
+    (torch.ones(4), {}, r"shape \(4,\)"),
+    (torch.full((4, 8), float("nan")), {}, "holds 32 NaN/inf values of 32"),
+])
+def test_invalid_vector_files(tensor, changes, shown, tmp_path):
+    try:
+        path = _save_raw(tmp_path / "v.tpv.safetensors", tensor, **changes)
+    except (TypeError, ValueError):
+        pytest.skip(f"safetensors cannot store {tensor.dtype}")
+    with pytest.raises(TPVError, match=shown):
+        TaskPromptVector.load(path)
+
+
+@pytest.mark.parametrize("tensor, shown", [
+    (torch.ones(0, 8), r"is empty \(shape \(0, 8\)\)"),
+    (torch.ones(4, 0), r"is empty \(shape \(4, 0\)\)"),
+    (torch.ones(4, 8, dtype=torch.int64), "has dtype torch.int64, but soft prompts are real floating-point"),
+    (torch.ones(4, 8, dtype=torch.bool), "has dtype torch.bool"),
+    (torch.ones(4, 8, dtype=torch.complex64), r"has dtype torch.complex64.*\(tensor.real\)"),
+    (torch.full((4, 8), 1e300, dtype=torch.float64), "float64 values up to 1e\\+300, beyond float32's range"),
+    (torch.full((4, 8), float("inf")), "holds 32 NaN/inf values"),
+    ("not a tensor", "must be a torch.Tensor, got a str"),
+])
+@pytest.mark.parametrize("make", ["vector", "origin", "from_prompts"])
+def test_invalid_tensors_in_memory(make, tensor, shown):
+    with pytest.raises(TPVError, match=shown):
+        if make == "vector":
+            TaskPromptVector(tensor, tasks={"a": 1.0})
+        elif make == "origin":
+            Origin(tensor, num_virtual_tokens=max(1, getattr(tensor, "shape", [1])[0]))
+        else:
+            TaskPromptVector.from_prompts(tensor, Origin(torch.zeros(4, 8), num_virtual_tokens=4))
+
+
+def test_float64_is_rounded_to_float32_explicitly():
+    tensor = torch.full((2, 3), 1 / 3, dtype=torch.float64)
+    vector = TaskPromptVector(tensor, tasks={"a": 1.0})
+    assert vector.tensor.dtype == torch.float32
+    assert torch.equal(vector.tensor, tensor.float())
+
+
+@pytest.mark.parametrize("fields, shown", [
+    ({"num_virtual_tokens": -2, "num_transformer_submodules": -2}, "num_transformer_submodules must be an integer ≥ 1, got -2"),
+    ({"num_virtual_tokens": 2.0}, "num_virtual_tokens must be an integer ≥ 1, got 2.0"),
+    ({"num_virtual_tokens": True}, "num_virtual_tokens must be an integer ≥ 1, got True"),
+    ({"tasks": {"a": float("nan")}}, "the coefficient of task 'a' must be a finite real number, got nan"),
+    ({"tasks": ["a"]}, "tasks must map task names to coefficients"),
+    ({"base_model": 5}, "base_model must be a string, got 5"),
+])
+def test_invalid_vector_fields(fields, shown):
+    with pytest.raises(TPVError, match=shown):
+        TaskPromptVector(torch.ones(4, 8), **{"tasks": {"a": 1.0}, **fields})
+
+
+@pytest.mark.parametrize("fields, shown", [
+    ({"num_virtual_tokens": -4}, "num_virtual_tokens must be an integer ≥ 1, got -4"),
+    ({"seed": "x"}, "seed must be an int or None, got 'x'"),
+    ({"seed": True}, "seed must be an int or None, got True"),
+    ({"options": {"std": 1.0}}, "options must map names to strings"),
+])
+def test_invalid_origin_fields(fields, shown):
+    with pytest.raises(TPVError, match=shown):
+        Origin(torch.ones(4, 8), **{"num_virtual_tokens": 4, **fields})
+
+
+# ---- 8. base models and shapes ----------------------------------------------------------------------------
+
+
+def test_similarity_refuses_different_base_models_like_cosine(tmp_path, capsys):
+    a, b = _vector(base_model="m/a"), _vector({"b": 1.0}, seed=1, base_model="m/b")
+    with pytest.raises(TPVError, match="cannot compare .*from different base models"):
+        a.cosine(b)
+    with pytest.raises(TPVError, match=r"different base models \['m/a', 'm/b'\].*pass vectors of one base model"):
+        similarity_matrix({"a": a, "b": b})
+    paths = [str(a.save(tmp_path / "a.tpv.safetensors")), str(b.save(tmp_path / "b.tpv.safetensors"))]
+    assert "different base models" in _cli_error(capsys, ["vector", "similarity", *paths])
+
+
+def test_cosine_refuses_other_shapes_and_non_tensors():
+    vector = _vector()
+    with pytest.raises(TPVError, match=r"shape \(4, 8\) with a tensor of shape \(6, 8\); pass a tensor of shape \(4, 8\)"):
+        vector.cosine(torch.ones(6, 8))
+    with pytest.raises(TPVError, match="cannot compare a vector with a str \\('b'\\)"):
+        vector.cosine("b")
+    assert vector.cosine(vector.tensor.clone()) == pytest.approx(1.0)
+
+
+def test_init_prompt_tuning_refuses_an_origin_of_another_model(make_tiny_model):
+    model = make_tiny_model("llama")
+    model.config._name_or_path = "org/model-a"
+    origin = make_origin(model, 4, seed=0)
+    other = make_tiny_model("llama")
+    other.config._name_or_path = "org/model-b"
+    with pytest.raises(TPVError, match="origin was made for 'org/model-a' but this model is 'org/model-b'"):
+        init_prompt_tuning(other, origin=origin)
+
+
+def test_from_peft_refuses_an_origin_naming_another_base(adapter_dir):
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "org/model-a"
+    (adapter_dir / "adapter_config.json").write_text(json.dumps(config))
+    origin = Origin.load(adapter_dir / ORIGIN_FILENAME)
+    Origin(origin.tensor, num_virtual_tokens=4, base_model="org/model-b").save(adapter_dir / ORIGIN_FILENAME)
+    with pytest.raises(TPVError, match="origin was made for 'org/model-b' but the adapter's base model is 'org/model-a'"):
+        TaskPromptVector.from_peft(adapter_dir)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=128, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                         pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    folder = tmp_path_factory.mktemp("tiny-model")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    make_word_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def _gpt2_adapter(folder, n_embd=24):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=128, n_embd=n_embd, n_layer=1, n_head=2))
+    init_prompt_tuning(model, origin=make_origin(model, 4, seed=0)).save_pretrained(folder)
+    return folder
+
+
+def test_eval_adapter_of_another_token_dim_fails_before_scoring(model_dir, tmp_path, capsys):
+    adapter = _gpt2_adapter(tmp_path / "adapter")
+    err = _cli_error(capsys, ["eval", "--adapter", str(adapter), "--task", "sst2", "--limit", "2",
+                              "--model", str(model_dir)])
+    assert "has token_dim 24" in err and "the model's embeddings have 16" in err and "--model" in err
+
+
+def test_eval_of_a_lora_folder_fails_before_loading(model_dir, tmp_path, capsys):
+    folder = tmp_path / "lora"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8}))
+    err = _cli_error(capsys, ["eval", "--adapter", str(folder), "--task", "sst2", "--limit", "2",
+                              "--model", str(model_dir)])
+    assert "is a LORA adapter, but task prompt vectors need a PROMPT_TUNING adapter" in err
+
+
+@pytest.mark.slow
+def test_eval_adapter_of_another_token_dim_on_the_default_model(tmp_path, capsys):
+    adapter = _gpt2_adapter(tmp_path / "adapter")
+    err = _cli_error(capsys, ["eval", "--adapter", str(adapter), "--task", "sst2", "--limit", "2"])
+    assert "has token_dim 24" in err and "the model's embeddings have 576" in err
+
+
+# ---- 9. file modes follow the umask ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_follow_the_umask(umask, mode, tmp_path):
+    pytest.importorskip("matplotlib")
+    from tpv.plots import plot_similarity
+
+    old = os.umask(umask)
+    try:
+        paths = [
+            _vector().save(tmp_path / "v.tpv.safetensors"),
+            atomic_write_text(tmp_path / "r.json", "{}"),
+            plot_similarity(["a", "b"], torch.eye(2), tmp_path / "s.png"),
+        ]
+        Origin(torch.zeros(2, 3), num_virtual_tokens=2).save(tmp_path / "o.origin.safetensors")
+        paths.append(tmp_path / "o.origin.safetensors")
+    finally:
+        os.umask(old)
+    assert {oct(stat.S_IMODE(os.stat(p).st_mode)) for p in paths} == {oct(mode)}
+
+
+# ---- 10. huge foreign files and leftovers of killed writes -----------------------------------------------
+
+
+def test_rejecting_a_huge_foreign_file_reads_only_its_head(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "huge.tpv.safetensors"
+    with path.open("wb") as handle:  # sparse: costs no disk
+        handle.write(b"PK\x03\x04")
+        handle.truncate(1 << 30)
+    code = (
+        "import resource, sys\n"
+        "from tpv import TaskPromptVector, TPVError\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        f"    TaskPromptVector.load({str(path)!r})\n"
+        "except TPVError as error:\n"
+        "    print(error)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert "it is a zip archive" in out[0]
+    assert int(out[1]) < 100_000, f"peak memory grew by {int(out[1]) // 1024} MiB"  # ru_maxrss is in KiB
+
+
+def test_stale_temporaries_of_killed_writes_are_removed(tmp_path):
+    target = tmp_path / "v.tpv.safetensors"
+    stale = tmp_path / ".v.tpv.safetensors.abc123.tmp"
+    fresh = tmp_path / ".v.tpv.safetensors.def456.tmp"
+    other = tmp_path / ".other.tpv.safetensors.xyz.tmp"
+    for leftover in (stale, fresh, other):
+        leftover.write_bytes(b"half a file")
+    old = time.time() - STALE_TEMP_SECONDS - 60
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    _vector().save(target)
+    assert not stale.exists(), "a temporary older than an hour is a killed write's"
+    assert fresh.exists(), "a recent temporary may belong to a write in progress"
+    assert other.exists(), "only the temporaries of the file being written are touched"
+
+
+def test_stale_model_cache_conversions_are_removed(tmp_path, monkeypatch):
+    import tpv.models as models
+
+    monkeypatch.setenv("TPV_CACHE", str(tmp_path))
+    folder = tmp_path / "models"
+    leftover = folder / ".SmolLM2-135M-Instruct.abc123"
+    (leftover / "sub").mkdir(parents=True)
+    (leftover / "sub" / "model.safetensors").write_bytes(b"x" * 100)
+    old = time.time() - STALE_TEMP_SECONDS - 60
+    os.utime(leftover, (old, old))
+    monkeypatch.setattr(models, "_find_gguf", lambda: (_ for _ in ()).throw(TPVError("no gguf here")))
+    with pytest.raises(TPVError, match="no gguf here"):
+        models.default_model_path()
+    assert not leftover.exists()
+
+
+# ---- 11. messages that say what is wrong ------------------------------------------------------------------
+
+
+def test_a_vector_file_without_its_tensor_is_not_called_a_vector_file(tmp_path):
+    path = _rewrite(_vector().save(tmp_path / "v.tpv.safetensors"), tensors={"other": torch.ones(4, 8)})
+    with pytest.raises(TPVError, match="has tpv/1 metadata but no 'task_prompt_vector' tensor .*'other'") as info:
+        TaskPromptVector.load(path)
+    assert "it is a task prompt vector file" not in str(info.value)
+
+
+def test_eval_limit_is_named_as_itself(tmp_path, capsys, model_dir):
+    err = _cli_error(capsys, ["train", "sst2", "--output-dir", str(tmp_path), "--eval-limit", "-3",
+                              "--model", str(model_dir)])
+    assert "--eval-limit must be ≥ 0" in err and "--limit" not in err.replace("--eval-limit", "")
+
+
+def test_search_without_a_positive_task_asks_for_task(tmp_path, capsys, model_dir):
+    path = _vector().__neg__().save(tmp_path / "neg.tpv.safetensors")
+    err = _cli_error(capsys, ["search", str(path), "--model", str(model_dir)])
+    assert "no task with a positive coefficient (-1·sst2)" in err and "--task" in err
+
+
+def test_a_missing_model_folder_is_called_a_missing_folder(tmp_path, capsys):
+    from tpv.models import load_model
+
+    missing = tmp_path / "no" / "such" / "model"
+    with pytest.raises(TPVError, match=f"no model folder at '{missing}'") as info:
+        load_model(missing)
+    assert "Repo id" not in str(info.value)
+
+
+def test_float32_overflow_is_not_called_divergence():
+    with pytest.raises(TPVError, match="multiplying by 1e\\+39 overflows float32") as info:
+        _vector() * 1e39
+    assert "learning rate" not in str(info.value)
+    big = _vector() * 1e38
+    with pytest.raises(TPVError, match="overflows float32"):
+        big + big
+
+
+# ---- 12. other raw exceptions and silent acceptances ------------------------------------------------------
+
+
+@pytest.mark.parametrize("call, shown", [
+    (lambda v: combine([(v, 1, 2)]), r"pairs are \(vector, weight\), got 3 items"),
+    (lambda v: combine([(v, "x")]), "combine a vector with weight 'x': a real number is needed"),
+    (lambda v: merge([v, v], weights=5), "merge weights must be a list .* got 5"),
+    (lambda v: merge([v, v], weights="ab"), "merge weights must be a list"),
+    (lambda v: v.to("banana"), "cannot move a vector to 'banana'"),
+    (lambda v: push_to_hub(v, "user/.."), r"bad Hub repo id 'user/\.\.'"),
+    (lambda v: push_to_hub(v, "user/a--b"), "bad Hub repo id"),
+    (lambda v: save_pretrained(v, "/tmp/never-written-tpv", scores={"sst2": float("nan")}),
+     "score for task 'sst2' is nan; pass numbers"),
+    (lambda v: save_pretrained(v, "/tmp/never-written-tpv", scores=[0.5]), "scores must map task"),
+])
+def test_library_calls(call, shown):
+    with pytest.raises(TPVError, match=shown):
+        call(_vector())
+
+
+def test_save_pretrained_checks_scores_before_writing(tmp_path):
+    with pytest.raises(TPVError, match="score for task 'sst2' is inf"):
+        save_pretrained(_vector(), tmp_path / "out", scores={"sst2": float("inf")})
+    assert not (tmp_path / "out").exists()
+
+
+def test_read_card_without_readme(tmp_path):
+    with pytest.raises(TPVError, match=f"'{tmp_path}' has no README.md; pass a folder written by"):
+        read_card(tmp_path)
+
+
+def test_make_origin_refuses_bools(make_tiny_model):
+    model = make_tiny_model("llama")
+    with pytest.raises(TPVError, match="num_virtual_tokens must be a positive int, got True"):
+        make_origin(model, True)
+    with pytest.raises(TPVError, match="seed must be an int, got False"):
+        make_origin(model, 4, seed=False)
+
+
+def test_evaluate_on_a_model_without_prompt_tuning(make_tiny_model, word_tokenizer):
+    from tpv.evaluation import evaluate
+
+    model = make_tiny_model("llama")
+    with pytest.raises(TPVError, match="expected a peft.PeftModel with a prompt-tuning adapter, got LlamaForCausalLM"):
+        evaluate(model, word_tokenizer, "sst2", [{"sentence": "good", "label": 1}])
+
+
+@pytest.mark.parametrize("value", [None, ["a"], {"x": 1}])
+def test_a_null_or_structured_text_field_is_refused(value):
+    from tpv.tasks import get_task
+
+    with pytest.raises(TPVError, match=re.escape(f"task 'sst2': field 'sentence' is {value!r}, not text")):
+        get_task("sst2").format({"sentence": value, "label": 1})
+
+
+# ---- 13. the docs say exactly what is unpickled ----------------------------------------------------------
+
+
+def test_file_format_doc_states_what_is_unpickled():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "file-format.md").read_text()
+    assert "weights_only=True" in text and "adapter_model.bin" in text
