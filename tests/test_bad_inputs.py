@@ -132,17 +132,21 @@ def test_reading_a_folder_or_nothing(loader, tmp_path):
         loader(tmp_path / "missing.tpv.safetensors")
 
 
-def test_cli_maps_os_errors_raised_anywhere(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("error, shown", [
+    (IsADirectoryError(21, "Is a directory", "/some/folder"), "cannot use '/some/folder': it is a folder"),
+    (PermissionError(13, "Permission denied", "/etc/x"), "cannot use '/etc/x': permission denied"),
+    (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), "a file is not UTF-8 text"),
+    (pickle.UnpicklingError("Weights only load failed"), "refused to unpickle a file (Weights only load failed)"),
+])
+def test_cli_maps_errors_raised_inside_other_libraries(error, shown, capsys, monkeypatch):
     import tpv.cli
 
     def boom(args):
-        raise IsADirectoryError(21, "Is a directory", str(tmp_path))
+        raise error
 
-    monkeypatch.setattr(tpv.cli, "_run_info", boom)
     parser_run = tpv.cli.build_parser
     monkeypatch.setattr(tpv.cli, "build_parser", lambda: _with_run(parser_run(), boom))
-    err = _cli_error(capsys, ["vector", "info", "x"])
-    assert f"'{tmp_path}': it is a folder" in err
+    assert shown in _cli_error(capsys, ["vector", "info", "x"])
 
 
 def _with_run(parser, run):
@@ -659,3 +663,54 @@ def test_file_format_doc_states_what_is_unpickled():
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "file-format.md").read_text()
     assert "weights_only=True" in text and "adapter_model.bin" in text
+
+
+# ---- the same cases at the command line: exit 2, one line ------------------------------------------------
+
+
+def _bad_file(tmp_path, case) -> str:
+    path = tmp_path / "bad.tpv.safetensors"
+    if case == "folder":
+        return str(tmp_path)
+    if case == "pickle":
+        path.write_bytes(pickle.dumps({"task_prompt_vector": _Payload()}))
+    elif case == "tasks list":
+        _rewrite(_vector().save(path), tasks='["sst2"]')
+    elif case == "int tensor":
+        _save_raw(path, torch.ones(4, 8, dtype=torch.int32))
+    elif case == "negative tokens":
+        _rewrite(_vector().save(path), num_virtual_tokens="-4", num_transformer_submodules="-1")
+    elif case == "bad merge":
+        _rewrite(_vector().save(path), merge="{")
+    elif case == "origin file":
+        Origin(torch.zeros(4, 8), num_virtual_tokens=4).save(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("case, shown", [
+    ("folder", "is a folder; pass the path of a task prompt vector file inside it"),
+    ("pickle", "is not a safetensors file (it is a Python pickle)"),
+    ("tasks list", "is not a JSON object of task → coefficient"),
+    ("int tensor", "as torch.int32, but tpv/1 files hold float32"),
+    ("negative tokens", "num_virtual_tokens='-4' is not an integer ≥ 1"),
+    ("bad merge", "the merge record '{' is not a JSON object"),
+    ("origin file", "is not a task prompt vector file: it is a tpv origin file (load it with tpv.Origin.load)"),
+])
+@pytest.mark.parametrize("command", [["vector", "info"], ["vector", "similarity"], ["vector", "combine", "-o", "x"]])
+def test_cli_bad_vector_files(command, case, shown, tmp_path, capsys):
+    assert shown in _cli_error(capsys, [*command, _bad_file(tmp_path, case)])
+
+
+def test_cli_train_into_a_file_or_with_a_broken_run_record(model_dir, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    train = ["train", "sst2", "--steps", "1", "--batch-size", "2", "--limit", "4", "--eval-limit", "0",
+             "--virtual-tokens", "2", "--model", str(model_dir)]
+    err = _cli_error(capsys, [*train, "--output-dir", str(blocker / "run")])
+    assert f"'{blocker}" in err and ("a part of the path is a file" in err or "a file is in the way" in err), err
+    run = tmp_path / "run"
+    assert main([*train, "--output-dir", str(run)]) == 0
+    capsys.readouterr()
+    (run / "tpv_train.json").write_text("[1, 2")
+    err = _cli_error(capsys, [*train, "--output-dir", str(run)])
+    assert "the run record" in err and "is not valid JSON" in err and "delete it to train again" in err

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import pickle
 import sys
 from pathlib import Path
 
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(describe_os_error(error, getattr(error, "filename", None)))
     except UnicodeDecodeError as error:
         return _fail(f"a file is not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8")
+    except pickle.UnpicklingError as error:  # e.g. a tampered Trainer checkpoint; weights_only refused it
+        return _fail(f"refused to unpickle a file ({' '.join(str(error).split())[:200]}); tpv and transformers "
+                     "load checkpoints with weights_only=True: delete the run folder's checkpoint-* and rerun")
     except KeyboardInterrupt:
         _fail("interrupted; rerun the same command to resume (finished runs are cached)")
         return 130

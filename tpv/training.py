@@ -19,7 +19,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from ._io import atomic_write_text, dumps
+from ._io import atomic_write_text, dumps, read_json
 from .encoding import DEFAULT_MAX_LENGTH, Encoded, collate, encode_examples, is_seq2seq_model, resolve_task
 from .errors import TPVError
 from .evaluation import evaluate
@@ -267,7 +267,10 @@ def _load_finished(output_dir: Path, fingerprint: str, peft_model, origin, task,
     path = output_dir / RESULT_FILENAME
     if not path.is_file():
         return None
-    record = json.loads(path.read_text())
+    record = read_json(path, "the run record", f"delete it to train again in '{output_dir}'")
+    if not {"fingerprint", "adapter_dir", "vector", "history", "metrics"} <= set(record):
+        raise TPVError(f"the run record '{path}' lacks {sorted({'fingerprint', 'adapter_dir', 'vector'} - set(record))}"
+                       f"; delete it to train again in '{output_dir}'")
     if record.get("fingerprint") != fingerprint:
         raise TPVError(
             f"'{output_dir}' holds a finished run with other settings or data; pass a new output_dir, or delete "

@@ -45,7 +45,8 @@ def _positive_float(key: str, value) -> None:
 
 
 def _tasks(key: str, value, minimum: int = 1) -> None:
-    if not isinstance(value, list) or len(value) < minimum or len(set(value)) != len(value):
+    if not isinstance(value, list) or len(value) < minimum or not all(isinstance(v, str) for v in value) \
+            or len(set(value)) != len(value):
         _fail(key, value, f"use a list of {minimum} or more distinct task names")
     for name in value:
         try:
@@ -247,8 +248,9 @@ class ExperimentConfig:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\ "):
             _fail("name", self.name, "use a short name without spaces or slashes")
-        if not isinstance(self.seeds, list) or len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds) \
-                or any(isinstance(s, bool) or not isinstance(s, int) for s in self.seeds):
+        if not isinstance(self.seeds, list) or len(self.seeds) < 2 \
+                or any(isinstance(s, bool) or not isinstance(s, int) for s in self.seeds) \
+                or len(set(self.seeds)) != len(self.seeds):
             _fail("seeds", self.seeds, "use two or more distinct integer seeds (results are mean ± std over origins)")
         if not isinstance(self.studies, list) or not self.studies or any(s not in STUDIES for s in self.studies):
             _fail("studies", self.studies, f"use a non-empty list from {list(STUDIES)}")

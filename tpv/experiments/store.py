@@ -25,7 +25,7 @@ class ScoreStore:
         if self.path.is_file():
             try:
                 self._data = json.loads(self.path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 raise TPVError(f"the score store '{self.path}' is not valid JSON ({err}); delete it to recompute "
                                "the scores (trained prompts are kept)") from None
         else:

@@ -105,7 +105,11 @@ def _read_table(path: Path, task: Task) -> list[dict]:
     except csv.Error as err:
         raise TPVError(f"{path}: not a valid {path.suffix[1:].upper()} table ({err}); fix the file") from None
     # CSV cells are strings; labels become the numbers the task expects.
-    for row in rows:
+    for line, row in enumerate(rows, start=2):
+        if None in row:  # DictReader files cells beyond the header under the key None
+            raise TPVError(f"{path}, row {line}: {len(row) - 1 + len(row[None])} cells but the header names "
+                           f"{len(row) - 1} ({[k for k in row if k is not None]}); fix the file (quote cells that "
+                           "hold the delimiter)")
         value = row.get(task.label_key)
         if isinstance(value, str) and (task.is_classification or task.regression):
             row[task.label_key] = _parse_number(value, integer=task.is_classification)
