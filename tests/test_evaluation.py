@@ -10,15 +10,16 @@ from tpv.tasks import Task
 
 
 def _forced_model(tokenizer, next_token: dict[str, str]):
-    """A Llama with no layers: the next token depends only on the current one, so answers are forced.
+    """A Llama whose one layer adds nothing: the next token depends only on the current one, so answers are forced.
 
     With one-hot embeddings, the final norm keeps token i's direction, and lm_head row j, column i decides how
-    strongly token i is followed by token j.
+    strongly token i is followed by token j. The layer (attention and MLP outputs zeroed) gives the shared-prefix
+    engine keys and values to cache.
     """
     from transformers import LlamaConfig, LlamaForCausalLM
 
     vocab = 32
-    config = LlamaConfig(vocab_size=vocab, hidden_size=vocab, intermediate_size=8, num_hidden_layers=0,
+    config = LlamaConfig(vocab_size=vocab, hidden_size=vocab, intermediate_size=8, num_hidden_layers=1,
                          num_attention_heads=1, num_key_value_heads=1, tie_word_embeddings=False,
                          pad_token_id=0, bos_token_id=1, eos_token_id=2)
     model = LlamaForCausalLM(config).eval()
@@ -29,6 +30,8 @@ def _forced_model(tokenizer, next_token: dict[str, str]):
         for current, following in next_token.items():
             head[ids(following), ids(current)] = 10.0
         model.get_output_embeddings().weight.copy_(head)
+        model.model.layers[0].self_attn.o_proj.weight.zero_()
+        model.model.layers[0].mlp.down_proj.weight.zero_()
     return model
 
 
@@ -43,26 +46,45 @@ def forced(word_tokenizer):
     return peft_model, task
 
 
-def test_rank_and_generate_agree_on_forced_answers(forced, word_tokenizer):
+@pytest.mark.parametrize("shared_prefix", [True, False])
+def test_rank_and_generate_agree_on_forced_answers(forced, word_tokenizer, shared_prefix):
     peft_model, task = forced
     data = toy_examples(24, seed=1)
-    ranked = evaluate(peft_model, word_tokenizer, task, data, method="rank", batch_size=5, return_predictions=True)
+    ranked = evaluate(peft_model, word_tokenizer, task, data, method="rank", batch_size=5, return_predictions=True,
+                      shared_prefix=shared_prefix)
     generated = evaluate(peft_model, word_tokenizer, task, data, method="generate", batch_size=5,
-                         return_predictions=True)
+                         return_predictions=True, shared_prefix=shared_prefix)
     assert ranked["predictions"] == generated["predictions"] == [ex["label"] for ex in data]
     assert ranked["macro_f1"] == generated["macro_f1"] == 1.0
     assert ranked["accuracy"] == 1.0 and generated["invalid"] == 0
 
 
-def test_unparseable_generations_count_as_wrong(forced, word_tokenizer):
+@pytest.mark.parametrize("shared_prefix", [True, False])
+def test_unparseable_generations_count_as_wrong(forced, word_tokenizer, shared_prefix):
     peft_model, task = forced
     data = [{"text": "movie", "label": 1}, {"text": "good", "label": 1}]  # "movie" -> "film": no label word
     result = evaluate(peft_model, word_tokenizer, task, data, method="generate", max_new_tokens=3,
-                      return_predictions=True)
+                      return_predictions=True, shared_prefix=shared_prefix)
     assert result["predictions"] == [-1, 1]
     assert result["invalid"] == 1 and result["accuracy"] == 0.5
     # The official code's binary F1 of label 1: one hit, one miss (the invalid answer), no false alarm.
     assert result["binary_f1"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("shared_prefix", [True, False])
+def test_classification_generation_stops_once_the_label_is_decided(word_tokenizer, shared_prefix):
+    task = Task("forced", "sentiment", "{text}", ("negative", "positive"))
+    # "movie" and "film" follow each other forever and never emit EOS.
+    model = _forced_model(word_tokenizer, {"movie": "film", "film": "movie", "good": "positive"})
+    peft_model = init_prompt_tuning(model, origin=make_origin(model, 2, seed=0))
+    steps = []
+    peft_model.get_base_model().model.register_forward_hook(lambda *_: steps.append(1))
+    data = [{"text": "movie", "label": 1}, {"text": "good", "label": 1}]
+    result = evaluate(peft_model, word_tokenizer, task, data, method="generate", max_new_tokens=100,
+                      return_predictions=True, shared_prefix=shared_prefix)
+    assert result["predictions"] == [-1, 1]
+    # One-token labels: at most 1 + 1 new tokens (plus the prompt's one pass on the shared prefix), not 100.
+    assert len(steps) <= 3
 
 
 def test_prompt_argument_is_swapped_in_and_restored(make_tiny_model, word_tokenizer, toy_task):

@@ -86,3 +86,38 @@ def test_errors(make_tiny_model, word_tokenizer, toy_task, tmp_path):
     with pytest.raises(TPVError, match="label 7 is outside the label set"):
         train_prompt(model, word_tokenizer, toy_task, make_origin(model, 2), [{"text": "good", "label": 7}],
                      output_dir=tmp_path, max_steps=1)
+
+
+def test_both_engines_train_the_same_prompt_and_say_which_ran(make_tiny_model, word_tokenizer, toy_task, tmp_path,
+                                                               caplog):
+    from peft import PeftModel
+
+    kwargs = dict(max_steps=4, batch_size=4, num_virtual_tokens=3, progress=False,
+                  training_args={"gradient_accumulation_steps": 2, "save_strategy": "no"})
+    with caplog.at_level("INFO", logger="tpv.training"):
+        shared = train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(32),
+                              output_dir=tmp_path / "shared", **kwargs)
+    assert shared.engine == "shared_prefix" and "engine: shared_prefix" in caplog.text
+    full = train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(32),
+                        output_dir=tmp_path / "full", shared_prefix=False, **kwargs)
+    assert full.engine == "full"
+    torch.testing.assert_close(shared.vector.tensor, full.vector.tensor, rtol=1e-3, atol=1e-5)
+    # The saved adapter is a plain PEFT prompt-tuning adapter.
+    loaded = PeftModel.from_pretrained(make_tiny_model("llama"), str(shared.adapter_dir))
+    assert loaded.peft_config["default"].peft_type.value == "PROMPT_TUNING"
+
+
+def test_bf16_training_runs_on_the_shared_prefix(make_tiny_model, word_tokenizer, toy_task, tmp_path):
+    result = train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(16),
+                          output_dir=tmp_path / "bf16", max_steps=2, batch_size=4, num_virtual_tokens=3,
+                          progress=False, training_args={"bf16": True, "save_strategy": "no"})
+    assert result.engine == "shared_prefix" and torch.isfinite(result.vector.tensor).all()
+    assert result.vector.norm() > 0
+
+
+def test_encoder_decoder_training_falls_back_to_the_full_forward(make_tiny_model, word_tokenizer, toy_task,
+                                                                   tmp_path):
+    result = train_prompt(make_tiny_model("t5"), word_tokenizer, toy_task, 0, toy_examples(8),
+                          output_dir=tmp_path / "t5", max_steps=1, batch_size=4, num_virtual_tokens=3,
+                          progress=False, training_args={"save_strategy": "no"})
+    assert result.engine == "full"

@@ -12,6 +12,7 @@ from .encoding import DEFAULT_MAX_LENGTH, ENCODING_CACHE, Encoded, collate, is_s
 from .errors import TPVError
 from .metrics import compute_metric
 from .peft_io import get_prompt, set_prompt
+from .prefix import SHARED_PREFIX, choose_engine, generate_after_prefix, prompt_prefix
 from .scoring import label_word_logits, sequence_log_likelihoods
 from .tasks import Task
 
@@ -32,6 +33,7 @@ def evaluate(
     max_new_tokens: int = 128,
     return_predictions: bool = False,
     progress: bool = False,
+    shared_prefix: bool | None = None,
 ) -> dict:
     """Score ``peft_model`` (optionally with ``prompt`` swapped in for the call) on ``data``.
 
@@ -39,7 +41,13 @@ def evaluate(
     label words' rows of the vocabulary projection are computed when their first tokens differ; otherwise whole
     label sequences are scored). ``generate`` decodes greedily up to ``max_new_tokens`` or EOS, as the paper
     does, and maps the text to a label; text that matches no label counts as wrong and is counted in
-    ``invalid``. Regression and generation tasks are always generated.
+    ``invalid``. For classification tasks a row stops as soon as its label is decided (the text matches a label
+    word, or can no longer become one), and at most the longest label's token count + 1 new tokens are decoded:
+    an exact match of a label never needs more. Regression and generation tasks are always generated.
+
+    On decoder-only models the soft prompt's keys and values are computed once per call and shared by every
+    batch (``shared_prefix=None`` chooses automatically, True insists, False recomputes the prompt per row as
+    PEFT does); generation then also places left-padded inputs at the positions training gave them.
 
     Returns:
         ``{task.metric: value, "accuracy": …, "invalid": n, "n": len(data), "method": …}`` (scores in [0, 1]),
@@ -59,10 +67,14 @@ def evaluate(
     encoded = ENCODING_CACHE.get(tokenizer, task, data, seq2seq=seq2seq, max_length=max_length)
     references = [example[task.label_key] for example in data]
     with _prompt_swapped(peft_model, prompt, adapter_name), _eval_mode(peft_model), torch.inference_mode():
+        engine = choose_engine(peft_model, shared_prefix)
+        prefix = prompt_prefix(peft_model, adapter_name) if engine == SHARED_PREFIX else None
         if method == "rank":
-            predictions = _rank(peft_model, tokenizer, task, encoded, batch_size, adapter_name, seq2seq, progress)
+            predictions = _rank(peft_model, tokenizer, task, encoded, batch_size, adapter_name, seq2seq, progress,
+                                prefix)
         else:
-            texts = _generate(peft_model, tokenizer, encoded, batch_size, max_new_tokens, seq2seq, progress)
+            texts = _generate(peft_model, tokenizer, task, encoded, batch_size, max_new_tokens, seq2seq, progress,
+                              prefix)
             predictions = [task.parse_prediction(text) for text in texts]
     return _score(task, predictions, references, method, return_predictions)
 
@@ -93,7 +105,7 @@ def _score(task: Task, predictions: list, references: list, method: str, return_
     return result
 
 
-def _rank(peft_model, tokenizer, task, encoded, batch_size, adapter_name, seq2seq, progress) -> list[int]:
+def _rank(peft_model, tokenizer, task, encoded, batch_size, adapter_name, seq2seq, progress, prefix) -> list[int]:
     label_ids = label_token_ids(tokenizer, task, seq2seq)
     first = [ids[0] for ids in label_ids]
     pad = _pad_id(tokenizer)
@@ -104,7 +116,8 @@ def _rank(peft_model, tokenizer, task, encoded, batch_size, adapter_name, seq2se
         token_ids = torch.tensor(first, device=device)
         for indices in _progress(batches, progress, f"rank {task.name}"):
             batch = _to(collate([encoded[i] for i in indices], pad, seq2seq=seq2seq, with_targets=False), device)
-            logits = label_word_logits(peft_model, batch["input_ids"], batch["attention_mask"], token_ids, adapter_name)
+            logits = label_word_logits(peft_model, batch["input_ids"], batch["attention_mask"], token_ids, adapter_name,
+                                       prefix)
             for i, label in zip(indices, logits.argmax(dim=1).tolist()):
                 predictions[i] = label
         return predictions
@@ -114,7 +127,8 @@ def _rank(peft_model, tokenizer, task, encoded, batch_size, adapter_name, seq2se
     for indices in _progress(length_sorted_batches([len(e.input_ids) for e in encoded], per_batch), progress,
                              f"rank {task.name}"):
         candidates = [Encoded(encoded[i].input_ids, tuple(ids) + tuple(eos)) for i in indices for ids in label_ids]
-        scores = sequence_log_likelihoods(peft_model, _to(collate(candidates, pad, seq2seq=seq2seq), device), adapter_name)
+        candidate_batch = _to(collate(candidates, pad, seq2seq=seq2seq), device)
+        scores = sequence_log_likelihoods(peft_model, candidate_batch, adapter_name, prefix)
         for row, i in enumerate(indices):
             predictions[i] = int(scores[row * len(label_ids) : (row + 1) * len(label_ids)].argmax())
     return predictions
@@ -129,9 +143,13 @@ def label_token_ids(tokenizer, task: Task, seq2seq: bool) -> list[list[int]]:
     return ids
 
 
-def _generate(peft_model, tokenizer, encoded, batch_size, max_new_tokens, seq2seq, progress) -> list[str]:
+def _generate(peft_model, tokenizer, task, encoded, batch_size, max_new_tokens, seq2seq, progress, prefix) -> list[str]:
     pad = _pad_id(tokenizer)
     device = _device(peft_model)
+    finished = None
+    if task.is_classification:
+        max_new_tokens = min(max_new_tokens, max(len(ids) for ids in label_token_ids(tokenizer, task, seq2seq)) + 1)
+        finished = _label_decided(tokenizer, task)
     texts = [""] * len(encoded)
     for indices in _progress(length_sorted_batches([len(e.input_ids) for e in encoded], batch_size), progress,
                              "generate"):
@@ -140,15 +158,31 @@ def _generate(peft_model, tokenizer, encoded, batch_size, max_new_tokens, seq2se
         # Left padding: generation appends to the right end of every row.
         input_ids = torch.tensor([[pad] * (width - len(ids)) + list(ids) for ids in inputs], device=device)
         mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in inputs], device=device)
-        output = peft_model.generate(
-            input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=pad,
-        )
-        if not seq2seq and output.shape[1] >= width and torch.equal(output[:, :width], input_ids):
-            output = output[:, width:]
+        if prefix is not None:
+            output = generate_after_prefix(peft_model, prefix, input_ids, mask, max_new_tokens=max_new_tokens,
+                                           eos_token_id=tokenizer.eos_token_id, pad_token_id=pad, finished=finished)
+        else:
+            output = peft_model.generate(
+                input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=pad,
+            )
+            if not seq2seq and output.shape[1] >= width and torch.equal(output[:, :width], input_ids):
+                output = output[:, width:]
         for i, row in zip(indices, output.tolist()):
             texts[i] = tokenizer.decode(row, skip_special_tokens=True)
     return texts
+
+
+def _label_decided(tokenizer, task: Task):
+    # parse_prediction reads the stripped text's start, longest label word first: once no longer label word can
+    # still start the text, more tokens cannot change the label it maps to.
+    words = [word.lower() for word in task.label_words]
+
+    def decided(row: int, new_ids: list[int]) -> bool:
+        text = tokenizer.decode(new_ids, skip_special_tokens=True).strip().lower()
+        return bool(text) and not any(len(word) > len(text) and word.startswith(text) for word in words)
+
+    return decided
 
 
 def _pad_id(tokenizer) -> int:

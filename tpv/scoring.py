@@ -3,8 +3,9 @@
 The vocabulary projection is about a quarter of a small LM's forward FLOPs, yet prompt tuning scores only
 the few target tokens of each example. These functions run the frozen transformer body on
 ``[soft prompt; input]`` and apply the output embeddings to the scored positions alone (or, for ranking
-label words, to the label words' rows alone). Models whose logits need extra processing (soft-capping,
-logit scaling) or encoder-decoder models use PEFT's own forward instead.
+label words, to the label words' rows alone). Decoder-only models read the input after a shared prefix (the
+soft prompt's keys and values computed once, see :mod:`tpv.prefix`) unless told otherwise. Models whose logits need
+extra processing (soft-capping, logit scaling) or encoder-decoder models use PEFT's own forward instead.
 """
 
 from __future__ import annotations
@@ -13,24 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from .encoding import IGNORE_INDEX, is_seq2seq_model
-
-# Config attributes that change logits after the projection; such models take PEFT's generic path.
-_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale", "logits_scaling")
+from .prefix import SHARED_PREFIX, PromptPrefix, choose_engine, has_fast_path, prefixed_hidden_states, prompt_prefix
 
 
 def prompt_config(peft_model, adapter_name: str = "default"):
     return peft_model.peft_config[adapter_name]
-
-
-def has_fast_path(peft_model) -> bool:
-    """True for decoder-only models whose logits are a plain projection of the last hidden state."""
-    if is_seq2seq_model(peft_model):
-        return False
-    base = peft_model.get_base_model()
-    config = base.config
-    if any(getattr(config, name, None) not in (None, 1, 1.0) for name in _LOGIT_POSTPROCESSING):
-        return False
-    return base.get_output_embeddings() is not None and getattr(base, "base_model", None) is not base
 
 
 def causal_hidden_states(peft_model, input_ids, attention_mask, adapter_name: str = "default") -> torch.Tensor:
@@ -45,37 +33,59 @@ def causal_hidden_states(peft_model, input_ids, attention_mask, adapter_name: st
     return base.base_model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
 
 
-def target_logits(peft_model, batch: dict, adapter_name: str = "default") -> tuple[torch.Tensor, torch.Tensor]:
+def input_hidden_states(peft_model, input_ids, attention_mask, adapter_name: str = "default",
+                        prefix: PromptPrefix | None = None) -> torch.Tensor:
+    """Last hidden states of the input tokens (after the soft prompt): shape ``(batch, length, hidden)``.
+
+    With ``prefix`` the input runs against the prompt's stored keys and values; without, ``[prompt; input]`` runs
+    whole and the prompt's positions are dropped.
+    """
+    if prefix is not None:
+        return prefixed_hidden_states(peft_model, prefix, input_ids, attention_mask)
+    virtual = prompt_config(peft_model, adapter_name).num_virtual_tokens
+    return causal_hidden_states(peft_model, input_ids, attention_mask, adapter_name)[:, virtual:]
+
+
+def target_logits(peft_model, batch: dict, adapter_name: str = "default",
+                  prefix: PromptPrefix | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits at the positions that predict a target token, and those targets: ``(n, vocab)``, ``(n,)``."""
     labels = batch["labels"]
-    hidden = causal_hidden_states(peft_model, batch["input_ids"], batch["attention_mask"], adapter_name)
-    virtual = prompt_config(peft_model, adapter_name).num_virtual_tokens
-    # Token t of the input is predicted by the hidden state one step earlier, which sits after the prompt.
+    hidden = input_hidden_states(peft_model, batch["input_ids"], batch["attention_mask"], adapter_name, prefix)
+    # Token t of the input is predicted by the hidden state one step earlier.
     rows, cols = (labels[:, 1:] != IGNORE_INDEX).nonzero(as_tuple=True)
-    scored = hidden[rows, virtual + cols]
+    scored = hidden[rows, cols]
     logits = peft_model.get_base_model().get_output_embeddings()(scored)
     return logits, labels[rows, cols + 1]
 
 
-def prompt_tuning_loss(peft_model, batch: dict, adapter_name: str = "default") -> torch.Tensor:
-    """Mean cross-entropy over target tokens; the fast path where the model allows it, else PEFT's forward."""
+def prompt_tuning_loss(peft_model, batch: dict, adapter_name: str = "default",
+                       shared_prefix: bool | None = None) -> torch.Tensor:
+    """Mean cross-entropy over target tokens; the fast path where the model allows it, else PEFT's forward.
+
+    On the shared-prefix engine (chosen by :func:`tpv.prefix.choose_engine` from ``shared_prefix``) the prompt
+    runs once at batch size 1 and its gradient gathers every row's contribution through the broadcast.
+    """
     if has_fast_path(peft_model):
-        logits, targets = target_logits(peft_model, batch, adapter_name)
+        prefix = None
+        if choose_engine(peft_model, shared_prefix) == SHARED_PREFIX:
+            prefix = prompt_prefix(peft_model, adapter_name)
+        logits, targets = target_logits(peft_model, batch, adapter_name, prefix)
         return F.cross_entropy(logits.float(), targets)
     return peft_model(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}).loss
 
 
-def label_word_logits(peft_model, input_ids, attention_mask, token_ids: torch.Tensor, adapter_name="default"):
-    """Logits of ``token_ids`` at the position after each input: shape ``(batch, len(token_ids))``.
+def label_word_logits(peft_model, input_ids, attention_mask, token_ids: torch.Tensor, adapter_name="default",
+                      prefix: PromptPrefix | None = None):
+    """Logits of ``token_ids`` at the position after each right-padded input: shape ``(batch, len(token_ids))``.
 
     Only the label words' rows of the output embeddings are applied; ranking among them needs no softmax over
-    the whole vocabulary, because the normaliser is shared.
+    the whole vocabulary, because the normaliser is shared. ``prefix`` (from :func:`tpv.prefix.prompt_prefix`)
+    reuses the prompt's keys and values instead of recomputing them.
     """
     if is_seq2seq_model(peft_model) or not has_fast_path(peft_model):
         return _generic_next_token_logits(peft_model, input_ids, attention_mask)[:, token_ids]
-    hidden = causal_hidden_states(peft_model, input_ids, attention_mask, adapter_name)
-    virtual = prompt_config(peft_model, adapter_name).num_virtual_tokens
-    last = virtual + attention_mask.sum(dim=1) - 1
+    hidden = input_hidden_states(peft_model, input_ids, attention_mask, adapter_name, prefix)
+    last = attention_mask.sum(dim=1) - 1
     scored = hidden[torch.arange(hidden.shape[0]), last]
     head = peft_model.get_base_model().get_output_embeddings()
     bias = head.bias[token_ids] if getattr(head, "bias", None) is not None else None
@@ -94,11 +104,12 @@ def _generic_next_token_logits(peft_model, input_ids, attention_mask) -> torch.T
     return out.logits[torch.arange(input_ids.shape[0]), last]
 
 
-def sequence_log_likelihoods(peft_model, batch: dict, adapter_name: str = "default") -> torch.Tensor:
+def sequence_log_likelihoods(peft_model, batch: dict, adapter_name: str = "default",
+                             prefix: PromptPrefix | None = None) -> torch.Tensor:
     """Summed log-probability of each row's target tokens: shape ``(batch,)``; for labels sharing a first token."""
     labels = batch["labels"]
     if has_fast_path(peft_model):
-        logits, targets = target_logits(peft_model, batch, adapter_name)
+        logits, targets = target_logits(peft_model, batch, adapter_name, prefix)
         rows = (labels[:, 1:] != IGNORE_INDEX).nonzero(as_tuple=True)[0]
     else:
         out = peft_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels)

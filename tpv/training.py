@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,12 +26,14 @@ from .errors import TPVError
 from .evaluation import evaluate
 from .origin import Origin, make_origin
 from .peft_io import ORIGIN_FILENAME, get_prompt, init_prompt_tuning, record_origin, recorded_origin
+from .prefix import SHARED_PREFIX, choose_engine, shared_prefix_obstacle
 from .scoring import prompt_tuning_loss
 from .tasks import Task
 from .vector import TaskPromptVector
 
 DEFAULT_NUM_VIRTUAL_TOKENS = 20
 RESULT_FILENAME = "tpv_train.json"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,6 +46,8 @@ class TrainResult:
     metrics: dict = field(default_factory=dict)
     origin: Origin | None = None
     vector_path: Path | None = None
+    # "shared_prefix" (the prompt's keys and values computed once per step) or "full" (see tpv.prefix).
+    engine: str | None = None
 
 
 class OriginCallback(TrainerCallback):
@@ -85,7 +90,7 @@ class PromptTuningTrainer(Trainer):
     loss_is_scaled_for_ga = False  # our loss is a per-batch mean
 
     def __init__(self, *args, task: Task, tokenizer, eval_examples=None, eval_method="rank", eval_batch_size=32,
-                 max_length=DEFAULT_MAX_LENGTH, adapter_name="default", **kwargs):
+                 max_length=DEFAULT_MAX_LENGTH, adapter_name="default", shared_prefix: bool | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.tpv_task = task
         self.tpv_tokenizer = tokenizer
@@ -94,11 +99,12 @@ class PromptTuningTrainer(Trainer):
         self.tpv_eval_batch_size = eval_batch_size
         self.tpv_max_length = max_length
         self.tpv_adapter_name = adapter_name
+        self.tpv_shared_prefix = shared_prefix
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         unwrapped = self.accelerator.unwrap_model(model)
         if unwrapped is model:
-            loss = prompt_tuning_loss(model, inputs, self.tpv_adapter_name)
+            loss = prompt_tuning_loss(model, inputs, self.tpv_adapter_name, self.tpv_shared_prefix)
         else:
             # Under DDP the forward must go through the wrapper so gradients are synchronised.
             loss = model(**{k: inputs[k] for k in ("input_ids", "attention_mask", "labels")}).loss
@@ -110,7 +116,8 @@ class PromptTuningTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model)
         result = evaluate(model, self.tpv_tokenizer, self.tpv_task, self.tpv_eval_examples,
                           method=self.tpv_eval_method, batch_size=self.tpv_eval_batch_size,
-                          adapter_name=self.tpv_adapter_name, max_length=self.tpv_max_length)
+                          adapter_name=self.tpv_adapter_name, max_length=self.tpv_max_length,
+                          shared_prefix=self.tpv_shared_prefix)
         metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in result.items() if isinstance(v, (int, float))}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
@@ -165,6 +172,7 @@ def train_prompt(
     adapter_name: str = "default",
     callbacks: Sequence[TrainerCallback] = (),
     training_args: dict | None = None,
+    shared_prefix: bool | None = None,
 ) -> TrainResult:
     """Tune a soft prompt for ``task`` from ``origin`` (optionally moved by ``init_vector``) and return its vector.
 
@@ -178,6 +186,10 @@ def train_prompt(
         origin: an :class:`Origin`, or an int seed for ``make_origin(model, num_virtual_tokens, seed)``.
         train_data, eval_data: lists of examples (dicts) of ``task``; eval data must be validation data.
         training_args: extra ``TrainingArguments`` fields, which override ours.
+        shared_prefix: decoder-only models run the soft prompt once per step and every input against its keys
+            and values (same loss and gradient, less work); None chooses that automatically where it applies,
+            True insists, False runs ``[prompt; input]`` whole per row as PEFT does. ``TrainResult.engine``
+            and the log say which ran.
     """
     task = check_training_inputs(task, train_data, max_steps, batch_size)
     output_dir = Path(output_dir)
@@ -206,6 +218,9 @@ def train_prompt(
         args.update(eval_strategy="steps", eval_steps=eval_every, load_best_model_at_end=True,
                     metric_for_best_model=f"eval_{task.metric}", greater_is_better=True)
     args.update(training_args or {})
+    engine = choose_engine(peft_model, shared_prefix, gradient_checkpointing=bool(args.get("gradient_checkpointing")))
+    obstacle = shared_prefix_obstacle(peft_model, bool(args.get("gradient_checkpointing")))
+    logger.info("prompt tuning engine: %s%s", engine, f" ({obstacle})" if engine != SHARED_PREFIX and obstacle else "")
     trainer = PromptTuningTrainer(
         model=peft_model, args=TrainingArguments(**args), train_dataset=_EncodedDataset(encoded),
         # Trainer insists on an eval_dataset when evaluating; our evaluate() reads the raw examples instead.
@@ -213,13 +228,16 @@ def train_prompt(
         data_collator=_Collator(pad_id, seq2seq), callbacks=[OriginCallback(origin, adapter_name), *callbacks],
         task=task, tokenizer=tokenizer, eval_examples=list(eval_data) if eval_data else None,
         eval_method=eval_method, eval_batch_size=eval_batch_size, max_length=max_length, adapter_name=adapter_name,
+        shared_prefix=engine == SHARED_PREFIX,
     )
     last = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
     train_output = trainer.train(resume_from_checkpoint=last)
     metrics = dict(train_output.metrics)
     if eval_data:
         metrics.update(trainer.evaluate())
-    return _finish(peft_model, origin, task, output_dir, adapter_name, trainer.state.log_history, metrics, fingerprint)
+    result = _finish(peft_model, origin, task, output_dir, adapter_name, trainer.state.log_history, metrics, fingerprint)
+    result.engine = engine
+    return result
 
 
 def check_training_inputs(task: str | Task, train_data, max_steps: int, batch_size: int) -> Task:
