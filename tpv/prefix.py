@@ -13,6 +13,7 @@ drops caches) the engine falls back to running ``[soft prompt; input]`` whole, a
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 
@@ -51,7 +52,7 @@ def shared_prefix_obstacle(peft_model, gradient_checkpointing: bool = False) -> 
     attention = getattr(base.config, "_attn_implementation", None) or "eager"
     if attention not in _PREFIX_ATTENTION:
         return f"its attention implementation {attention!r} is not one of {list(_PREFIX_ATTENTION)}"
-    if gradient_checkpointing or getattr(base, "is_gradient_checkpointing", False):
+    if gradient_checkpointing or _checkpointing(base):
         return "gradient checkpointing is on, and checkpointed layers drop the prefix cache"
     try:
         from transformers import DynamicCache
@@ -157,10 +158,21 @@ def input_positions(attention_mask, num_virtual_tokens: int, left_padded: bool) 
 
 def _body_forward(base, **kwargs):
     body = base.base_model
-    # transformers 5 renamed `past_key_values` to `cache`; older releases know only the first name.
-    name = "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
-    kwargs[name] = kwargs.pop("cache")
+    kwargs[_cache_argument(type(body))] = kwargs.pop("cache")
     return body(**kwargs, use_cache=True)
+
+
+@functools.cache
+def _cache_argument(body_class) -> str:
+    # transformers 5 renamed `past_key_values` to `cache`; older releases know only the first name.
+    return "cache" if "cache" in inspect.signature(body_class.forward).parameters else "past_key_values"
+
+
+def _checkpointing(base) -> bool:
+    # transformers 5 renamed the flag; reading the old name there warns.
+    name = "is_activation_checkpointing" if hasattr(type(base), "is_activation_checkpointing") else \
+        "is_gradient_checkpointing"
+    return bool(getattr(base, name, False))
 
 
 def generate_after_prefix(peft_model, prefix: PromptPrefix, input_ids, attention_mask, *, max_new_tokens: int,
