@@ -714,3 +714,35 @@ def test_cli_train_into_a_file_or_with_a_broken_run_record(model_dir, tmp_path, 
     (run / "tpv_train.json").write_text("[1, 2")
     err = _cli_error(capsys, [*train, "--output-dir", str(run)])
     assert "the run record" in err and "is not valid JSON" in err and "delete it to train again" in err
+
+
+def test_writing_over_a_fifo_is_refused_not_replaced(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(TPVError, match="cannot write '.*pipe': it is not a regular file"):
+        _vector().save(fifo)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode), "the FIFO must still be there"
+
+
+@pytest.mark.parametrize("call, shown", [
+    (lambda v: combine(None), "combine takes a list of vectors or \\(vector, weight\\) pairs, got None"),
+    (lambda v: combine(5), "combine takes a list .* got 5"),
+    (lambda v: merge(None), "merge takes a list of vectors or a mapping name → vector, got None"),
+    (lambda v: similarity_matrix(None), "similarity_matrix takes a mapping name → vector or a list"),
+    (lambda v: v.save(None), "a file path is needed, got a NoneType"),
+    (lambda v: v.save_pretrained(1), "save_pretrained needs a folder path, got 1"),
+    (lambda v: TaskPromptVector.from_pretrained(None), "from_pretrained needs a folder, a vector file or a Hub"),
+    (lambda v: load_split("sst2", "train", 5), "data_dir must be a folder path, got 5"),
+])
+def test_wrong_argument_types(call, shown):
+    with pytest.raises(TPVError, match=shown):
+        call(_vector())
+
+
+def test_prompt_cosine_refuses_non_tensors_and_nan():
+    from tpv.similarity import prompt_cosine
+
+    with pytest.raises(TPVError, match="compares two tensors, got a int and a int"):
+        prompt_cosine(1, 2)
+    with pytest.raises(TPVError, match="holding NaN/inf values"):
+        prompt_cosine(torch.full((2, 2), float("nan")), torch.ones(2, 2))

@@ -74,11 +74,23 @@ def _check_target(path: PathLike) -> Path:
     path = Path(path)
     if path.is_dir():
         raise TPVError(f"cannot write '{path}': it is a folder; pass a file path inside it, e.g. '{path / 'x'}'")
+    if path.exists() and not path.is_file():
+        # The rename would replace a device, FIFO or socket (e.g. /dev/null) with a regular file.
+        raise TPVError(f"cannot write '{path}': it is not a regular file (a device, FIFO or socket); pass the path "
+                       "of a regular file")
     return path
 
 
 def _umask() -> int:
-    with _UMASK_LOCK:  # os.umask can only be read by setting it
+    # Linux reports the umask in /proc; elsewhere it can only be read by setting it (and setting it back).
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
         current = os.umask(0o022)
         os.umask(current)
     return current
@@ -179,7 +191,7 @@ def read_safetensors(path: PathLike, expected: str) -> tuple[dict[str, torch.Ten
     except (SafetensorError, OSError, ValueError, TypeError, RuntimeError, OverflowError) as error:
         raise TPVError(
             f"'{path}' is not a safetensors file ({_sniff(path)}); tpv reads {expected}s only in the safetensors "
-            "format and never unpickles files; re-save it with safetensors.torch.save_file"
+            "format and never unpickles them; re-save it with safetensors.torch.save_file"
         ) from error
     return tensors, metadata
 

@@ -50,6 +50,8 @@ def save_pretrained(vector: TaskPromptVector, folder: PathLike, scores: Scores |
     """
     if not isinstance(vector, TaskPromptVector):
         raise TPVError(f"save_pretrained takes a TaskPromptVector, got a {type(vector).__name__}")
+    if not isinstance(folder, (str, os.PathLike)) or os.fspath(folder) == "":
+        raise TPVError(f"save_pretrained needs a folder path, got {folder!r}")
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise TPVError(f"'{folder}' is a file; pass a folder to save the vector and its model card into")
@@ -69,6 +71,8 @@ def from_pretrained(repo_id_or_folder: PathLike, *, revision: str | None = None,
         revision: the Hub branch, tag or commit.
         token: a Hub token for private repositories.
     """
+    if not isinstance(repo_id_or_folder, (str, os.PathLike)) or os.fspath(repo_id_or_folder) == "":
+        raise TPVError(f"from_pretrained needs a folder, a vector file or a Hub repo id, got {repo_id_or_folder!r}")
     path = Path(repo_id_or_folder)
     if path.is_dir():
         return _load_folder(path)

@@ -307,6 +307,8 @@ def _own_disjoint_merge(tensors: torch.Tensor, mask: torch.Tensor) -> torch.Tens
 def _named_vectors(vectors) -> tuple[list[str], list[TaskPromptVector]]:
     if isinstance(vectors, TaskPromptVector):
         vectors = [vectors]
+    if not isinstance(vectors, (Sequence, Mapping)) or isinstance(vectors, (str, bytes)):
+        raise TPVError(f"merge takes a list of vectors or a mapping name → vector, got {vectors!r}")
     items = list(vectors.items()) if isinstance(vectors, Mapping) else list(enumerate(vectors))
     if not items:
         raise TPVError("cannot merge an empty list of vectors; pass at least one TaskPromptVector")

@@ -219,11 +219,9 @@ def read_adapter_config(folder: PathLike) -> dict:
     if peft_type != "PROMPT_TUNING":
         raise TPVError(_not_prompt_tuning(peft_type, f"'{folder}'"))
     for key in ("num_virtual_tokens", "num_transformer_submodules", "token_dim"):
-        value = config.get(key, 1 if key == "num_transformer_submodules" else None)
-        if key == "token_dim" and value is None:
-            continue
-        if value is None and key == "num_transformer_submodules":
-            continue
+        value = config.get(key)
+        if value is None and key != "num_virtual_tokens":
+            continue  # PEFT fills these in from the model when they are missing
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise TPVError(f"'{folder}/adapter_config.json' has {key}={value!r}, not an integer ≥ 1; save the "
                            "adapter again with PeftModel.save_pretrained")

@@ -25,9 +25,14 @@ def prompt_cosine(a: torch.Tensor, b: torch.Tensor, pooling: str = "mean") -> fl
     """
     if pooling not in POOLINGS:
         raise TPVError(f"unknown pooling {pooling!r}; use one of {list(POOLINGS)}")
+    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+        raise TPVError(f"prompt_cosine compares two tensors, got a {type(a).__name__} and a {type(b).__name__}")
     if a.shape != b.shape:
         raise TPVError(f"cannot compare tensors of shape {tuple(a.shape)} and {tuple(b.shape)}; pass equal shapes")
     a, b = a.float(), b.to(a.device, torch.float32)
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        raise TPVError("cannot compare prompts holding NaN/inf values; they are corrupt, or the training that made "
+                       "them diverged")
     if pooling == "per_token":
         _require_nonzero(a.norm(dim=-1).min(), b.norm(dim=-1).min(), "a token")
         return float(torch.nn.functional.cosine_similarity(a, b, dim=-1).mean())
@@ -74,6 +79,8 @@ def similarity_matrix(
 
 
 def _named_tensors(vectors) -> tuple[list[str], list[torch.Tensor]]:
+    if not isinstance(vectors, (Mapping, Sequence)) or isinstance(vectors, (str, bytes)):
+        raise TPVError(f"similarity_matrix takes a mapping name → vector or a list of vectors, got {vectors!r}")
     items = list(vectors.items()) if isinstance(vectors, Mapping) else [(None, v) for v in vectors]
     if not items:
         raise TPVError("similarity_matrix got no vectors; pass a mapping name → vector or a non-empty list")

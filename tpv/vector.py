@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -191,7 +190,7 @@ class TaskPromptVector:
         }
         if self.merge:
             metadata["merge"] = self.merge
-        return atomic_save({VECTOR_KEY: self.tensor}, os.fspath(path), metadata)
+        return atomic_save({VECTOR_KEY: self.tensor}, path, metadata)
 
     # Sharing lives in the interfaces layer (tpv.hub); these thin methods import it lazily, as from_peft does
     # with the PEFT bridge, so `import tpv` never needs huggingface_hub.
@@ -409,7 +408,11 @@ def combine(vectors: Iterable[TaskPromptVector | tuple[TaskPromptVector, float]]
         >>> combine([a, (b, 0.5)])
         TaskPromptVector(1·a + 0.5·b, 1×2, base=None)
     """
-    items = list(vectors) if not isinstance(vectors, TaskPromptVector) else [vectors]
+    if isinstance(vectors, TaskPromptVector):
+        vectors = [vectors]
+    if not isinstance(vectors, Iterable) or isinstance(vectors, (str, bytes, Mapping, torch.Tensor)):
+        raise TPVError(f"combine takes a list of vectors or (vector, weight) pairs, got {vectors!r}")
+    items = list(vectors)
     if not items:
         raise TPVError("cannot combine an empty list of vectors; pass at least one TaskPromptVector")
     total = None

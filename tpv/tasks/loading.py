@@ -46,6 +46,8 @@ def load_split(task: str | Task, split: str, data_dir: str | os.PathLike | None 
     task = get_task(task)
     if getattr(task, "data", None):
         return task.split(split)  # a task made by Task.from_files carries its own examples
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise TPVError(f"data_dir must be a folder path, got {data_dir!r}")
     folder = Path(data_dir) if data_dir is not None else data_dir_from_env()
     if folder is None:
         if importlib.util.find_spec("datasets") is None:
