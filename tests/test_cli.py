@@ -221,3 +221,85 @@ def test_console_script():
     done = subprocess.run([*command, "vector", "info", "missing.tpv.safetensors"], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_help_imports_neither_torch_nor_transformers():
+    # `tpv --help` must answer at once; torch alone takes seconds to import (benchmarks/cli_startup.py times it).
+    code = ("import sys\nfrom tpv.cli import main\n"
+            "codes = [main(argv) for argv in (['--help'], ['train', '--help'], ['vector', 'combine', '--help'])]\n"
+            "print(codes, [m for m in ('torch', 'transformers', 'peft') if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[0, 0, 0] []"
+
+
+def test_merge_method_names_match_the_library():
+    from tpv.cli import MERGE_METHOD_NAMES
+    from tpv.merge import MERGE_METHODS
+
+    assert sorted(MERGE_METHOD_NAMES) == sorted(MERGE_METHODS)
+
+
+def test_every_option_has_help_text():
+    import argparse
+
+    missing = []
+
+    def walk(parser, words):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*words, name])
+            elif not action.help:
+                missing.append(" ".join([*words, *(action.option_strings or [action.dest])]))
+
+    walk(build_parser(), ["tpv"])
+    assert missing == []
+    eval_help = build_parser()._subparsers._group_actions[0].choices["eval"].format_help()
+    assert "--max-length N" in eval_help and "registered task" in eval_help
+
+
+def test_vector_info_reads_an_adapter_folder(model_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "sst2", "--output-dir", str(run), "--steps", "1", "--batch-size", "2", "--virtual-tokens",
+                 "2", "--limit", "4", "--eval-limit", "0", "--model", str(model_dir)]) == 0
+    capsys.readouterr()
+    assert main(["vector", "info", str(run), "--json"]) == 0
+    [info] = json.loads(capsys.readouterr().out)
+    assert info["tasks"] == {"sst2": 1.0} and info["shape"] == [2, 16]
+    # Without the vector file beside it, the adapter's own prompt and origin give the same vector.
+    (run / "sst2.tpv.safetensors").unlink()
+    assert main(["vector", "info", str(run), "--json"]) == 0
+    [from_adapter] = json.loads(capsys.readouterr().out)
+    assert from_adapter["shape"] == [2, 16] and abs(from_adapter["norm"] - info["norm"]) < 1e-4
+    # A folder that is neither says so, and what to pass.
+    assert main(["vector", "info", str(tmp_path)]) == 2
+    assert "is a folder, not a vector file" in _error_line(capsys)
+
+
+def test_eval_max_length_is_passed_and_checked(model_dir, vector_files, capsys, monkeypatch):
+    import tpv.evaluation
+
+    seen = {}
+    real = tpv.evaluation.evaluate
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tpv.evaluation, "evaluate", spy)
+    argv = ["eval", "--vector", vector_files["sst2"], "--task", "sst2", "--limit", "2", "--model", str(model_dir)]
+    assert main([*argv, "--max-length", "24"]) == 0 and seen["max_length"] == 24
+    capsys.readouterr()
+    assert main([*argv, "--max-length", "0"]) == 2
+    assert "--max-length must be a positive number of tokens, got 0" in _error_line(capsys)
+
+
+def test_train_verbose_prints_trainer_records(model_dir, tmp_path, capfd):
+    argv = ["train", "sst2", "--steps", "2", "--batch-size", "2", "--virtual-tokens", "2", "--limit", "4",
+            "--eval-limit", "0", "--model", str(model_dir)]
+    assert main([*argv, "--output-dir", str(tmp_path / "quiet")]) == 0
+    out, err = capfd.readouterr()
+    assert "{'loss'" not in out + err and "trained sst2: 2 steps" in err
+    assert main([*argv, "--output-dir", str(tmp_path / "loud"), "--verbose"]) == 0
+    out, err = capfd.readouterr()
+    assert "{'loss'" in out + err or "{'train_runtime'" in out + err

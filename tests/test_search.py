@@ -68,10 +68,10 @@ def fake_evaluate(monkeypatch):
     """Stands in for tpv.evaluation.evaluate: records every call; the score peaks where the prompt mean is 0.4."""
     calls = []
 
-    def evaluate(model, tokenizer, task, examples, method="rank", batch_size=32):
+    def evaluate(model, tokenizer, task, examples, method="rank", batch_size=32, progress=False, **lengths):
         prompt = get_prompt(model)
         calls.append(dict(model=model, tokenizer=tokenizer, task=task, examples=list(examples), method=method,
-                          batch_size=batch_size, prompt=prompt))
+                          batch_size=batch_size, prompt=prompt, progress=progress, **lengths))
         return {get_task(task).metric: -abs(prompt.mean().item() - 0.4), "accuracy": 0.0}
 
     monkeypatch.setitem(sys.modules, "tpv.evaluation", types.SimpleNamespace(evaluate=evaluate))

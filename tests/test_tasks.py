@@ -62,6 +62,21 @@ def test_register_task_from_kwargs(scratch_task):
         register_task({"name": "x", "family": "nli", "template": "{a}", "labels": ("a", "b")})
 
 
+def test_register_task_without_label_words_says_what_it_would_be():
+    spec = {"name": "no_words", "family": "sentiment", "template": "review: {text}\nsentiment:"}
+    with pytest.raises(TPVError, match=r"task 'no_words' has no label_words, so tpv would treat it as a generation "
+                                       r"task .* metric 'macro_f1' scores classes; .*label_words=\('negative'"):
+        register_task(spec)
+    assert "no_words" not in TASKS
+    # Asked for explicitly, generation is accepted and formats the label field as the answer text.
+    task = register_task({**spec, "metric": "exact_match"})
+    try:
+        assert not task.is_classification
+        assert task.format({"text": "fine", "label": "good"}) == ("review: fine\nsentiment:", "good")
+    finally:
+        TASKS.pop("no_words")
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"family": ""}, r"family must be a non-empty name such as one of \['nli'"),
     ({"metric": "f1"}, r"unknown metric 'f1'; use one of \['macro_f1'"),

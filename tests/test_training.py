@@ -121,3 +121,48 @@ def test_encoder_decoder_training_falls_back_to_the_full_forward(make_tiny_model
                           output_dir=tmp_path / "t5", max_steps=1, batch_size=4, num_virtual_tokens=3,
                           progress=False, training_args={"save_strategy": "no"})
     assert result.engine == "full"
+
+
+def test_result_evaluates_its_ready_model_and_reports_one_line(make_tiny_model, word_tokenizer, toy_task, tmp_path,
+                                                               capfd):
+    from tpv.evaluation import evaluate
+    from tpv.training import TrainResult
+
+    test = toy_examples(12, seed=5)
+    result = train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(32),
+                          output_dir=tmp_path / "run", eval_data=toy_examples(8, seed=9), max_steps=6, batch_size=8,
+                          num_virtual_tokens=4, progress=True, max_length=48)
+    out, err = capfd.readouterr()
+    assert "{'loss'" not in out + err and "{'train_runtime'" not in out + err  # no raw Trainer dicts
+    assert "train toy" in err  # the step bar, named after the task
+    [summary] = [line for line in err.splitlines() if line.startswith("trained toy: 6 steps")]
+    assert "validation macro_f1" in summary and str(result.vector_path) in summary
+    assert result.history and "loss" in result.history[0]  # the records are kept, only not printed
+
+    score = result.evaluate(test)
+    # The same score as rebuilding the model from the saved vector by hand.
+    by_hand = tpv_init(make_tiny_model("llama"), result)
+    assert score == evaluate(by_hand, word_tokenizer, toy_task, test, max_length=48)
+    assert result.evaluate(test, method="generate")["method"] == "generate"
+
+    again = train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(32),
+                         output_dir=tmp_path / "run", eval_data=toy_examples(8, seed=9), max_steps=6, batch_size=8,
+                         num_virtual_tokens=4, progress=True, max_length=48)
+    assert "reused the finished run" in capfd.readouterr().err
+    assert again.evaluate(test) == score
+    with pytest.raises(TPVError, match="holds no model"):
+        TrainResult(vector=result.vector, adapter_dir=result.adapter_dir).evaluate(test)
+
+
+def tpv_init(model, result):
+    from tpv import init_prompt_tuning
+
+    return init_prompt_tuning(model, result.vector, origin=result.origin)
+
+
+def test_log_records_prints_trainer_dicts(make_tiny_model, word_tokenizer, toy_task, tmp_path, capfd):
+    train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(16), output_dir=tmp_path / "run",
+                 max_steps=2, batch_size=8, num_virtual_tokens=4, progress=False, log_records=True,
+                 training_args={"logging_steps": 1})
+    out, err = capfd.readouterr()
+    assert "{'loss'" in out + err

@@ -2,6 +2,9 @@
 
 Every subcommand is a thin layer over the library; a :class:`tpv.TPVError` (or a missing file) becomes one
 line ``tpv: error: …`` on stderr and exit status 2, with no traceback.
+
+This module imports nothing heavy at the top: torch, transformers and peft are imported inside the command
+handlers, so ``tpv --help`` and usage errors answer at once (``python benchmarks/cli_startup.py`` measures it).
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from .errors import TPVError
 
 EXIT_ERROR = 2
 _DTYPES = ("auto", "float32", "bfloat16")
+# tpv.merge.MERGE_METHODS' names, spelled out so that building the parser does not import torch
+# (tests/test_cli.py checks that the two agree).
+MERGE_METHOD_NAMES = ("dare_linear", "dare_ties", "magnitude_prune", "mean", "sum", "ties")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -157,14 +163,29 @@ def _load_model(args):
 
 def _vector_specs(specs: list[str]):
     """``FILE[:WEIGHT]`` strings → ``[(label, vector, weight)]``."""
-    from .vector import TaskPromptVector
-
     items = []
     for spec in specs:
         path, weight = _split_weight(spec)
-        vector = TaskPromptVector.load(path)
+        vector = read_vector(path)
         items.append((_label(path, vector), vector, weight))
     return items
+
+
+def read_vector(path: str):
+    """A vector file, or the vector of a PEFT adapter folder (the one ``tpv train`` saved there, else ``from_peft``)."""
+    from .vector import TaskPromptVector
+
+    folder = Path(path)
+    if not folder.is_dir():
+        return TaskPromptVector.load(path)
+    saved = sorted(folder.glob("*.tpv.safetensors"))
+    if len(saved) == 1:
+        return TaskPromptVector.load(saved[0])
+    if (folder / "adapter_config.json").is_file():
+        return TaskPromptVector.from_peft(folder)
+    raise TPVError(f"'{path}' is a folder, not a vector file, and holds no PEFT adapter (adapter_config.json)"
+                   + (f" but {len(saved)} vector files; pass one of them" if saved else
+                      "; pass a *.tpv.safetensors file or a prompt-tuning adapter folder"))
 
 
 def _split_weight(spec: str) -> tuple[str, float]:
@@ -247,7 +268,12 @@ def _add_train(commands) -> None:
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="use the first N training examples")
     parser.add_argument("--eval-limit", type=int, default=200, metavar="N",
                         help="validation examples for picking the best checkpoint; 0 turns it off (default: %(default)s)")
-    parser.add_argument("--eval-method", choices=("rank", "generate"), default="rank")
+    parser.add_argument("--eval-method", choices=("rank", "generate"), default="rank",
+                        help="how validation examples are scored: rank the label words (fast) or generate and "
+                             "parse the answer (the paper's; needed for tasks without label words) "
+                             "(default: %(default)s)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also print Trainer's raw log records ({'loss': …}) every few steps")
     _model_options(parser)
     _data_options(parser)
     parser.set_defaults(run=_run_train)
@@ -268,7 +294,7 @@ def _run_train(args) -> int:
         model, tokenizer, args.task, args.origin_seed, train_data, output_dir=args.output_dir, eval_data=eval_data,
         max_steps=args.steps, learning_rate=args.lr, batch_size=args.batch_size,
         num_virtual_tokens=args.virtual_tokens, init_vector=init, init_scale=args.scale,
-        eval_method=args.eval_method,
+        eval_method=args.eval_method, log_records=args.verbose,
     )
     scores = {k: v for k, v in result.metrics.items() if k.startswith("eval_") and isinstance(v, (int, float))}
     print(f"vector  {result.vector_path}  {result.vector!r}")
@@ -292,14 +318,14 @@ def _add_vector(commands) -> None:
     sub = vector.add_subparsers(title="vector commands", metavar="COMMAND", required=True, parser_class=_Parser)
 
     info = sub.add_parser("info", help="print what a vector file holds", formatter_class=_formatter,
-                          description="Print the tasks, shape, norm, base model and origin recipe of vector files.",
+                          description="Print the tasks, shape, norm, base model and origin recipe of vector files (or of the "
+                    "vector of a PEFT prompt-tuning adapter folder, e.g. a tpv train run folder).",
                           epilog=_examples("tpv vector info sst2.tpv.safetensors",
                                            "tpv vector info combo.tpv.safetensors --json"))
-    info.add_argument("files", nargs="+", metavar="FILE")
+    info.add_argument("files", nargs="+", metavar="FILE_OR_FOLDER",
+                      help="*.tpv.safetensors files, or PEFT adapter folders (their vector is read)")
     info.add_argument("--json", action="store_true", help="print JSON (a list, one object per file)")
     info.set_defaults(run=_run_info)
-
-    from .merge import MERGE_METHODS
 
     comb = sub.add_parser(
         "combine", help="weighted sum (or TIES, DARE, …) of vectors", formatter_class=_formatter,
@@ -308,20 +334,24 @@ def _add_vector(commands) -> None:
                          "tpv vector combine a.tpv.safetensors b.tpv.safetensors:-1 -o a_minus_b.tpv.safetensors",
                          "tpv vector combine a.tpv.safetensors b.tpv.safetensors --method ties --density 0.3 -o t.tpv.safetensors"),
     )
-    comb.add_argument("files", nargs="+", metavar="FILE[:WEIGHT]")
+    comb.add_argument("files", nargs="+", metavar="FILE[:WEIGHT]",
+                      help="vector files, each with an optional weight (default 1), e.g. yelp.tpv.safetensors:0.5")
     comb.add_argument("-o", "--output", required=True, metavar="FILE", help="the *.tpv.safetensors to write")
-    comb.add_argument("--method", choices=sorted(MERGE_METHODS), default="sum", help="merge method (default: sum)")
+    comb.add_argument("--method", choices=MERGE_METHOD_NAMES, default="sum", help="merge method (default: sum)")
     comb.add_argument("--density", type=float, default=None, help="fraction of entries kept (ties, dare, prune)")
     comb.add_argument("--seed", type=int, default=None, help="seed of DARE's random drop")
-    comb.add_argument("--majority-sign-method", choices=("total", "frequency"), default=None)
+    comb.add_argument("--majority-sign-method", choices=("total", "frequency"), default=None,
+                      help="how ties and dare_ties elect each entry's sign (default: total)")
     comb.set_defaults(run=_run_combine)
 
     sim = sub.add_parser("similarity", help="pairwise cosine similarities", formatter_class=_formatter,
                          description="Print the cosine similarity matrix of vectors (mean pooling is the paper's).",
                          epilog=_examples("tpv vector similarity a.tpv.safetensors b.tpv.safetensors c.tpv.safetensors",
                                           "tpv vector similarity runs/*/*.tpv.safetensors --plot similarity.png --json"))
-    sim.add_argument("files", nargs="+", metavar="FILE")
-    sim.add_argument("--pooling", choices=("mean", "flat", "per_token"), default="mean")
+    sim.add_argument("files", nargs="+", metavar="FILE", help="vector files (no weights)")
+    sim.add_argument("--pooling", choices=("mean", "flat", "per_token"), default="mean",
+                     help="mean over virtual tokens (the paper's), the flattened prompt, or token by token "
+                          "(default: %(default)s)")
     sim.add_argument("--plot", default=None, metavar="PNG", help="also write a heatmap (needs matplotlib)")
     sim.add_argument("--json", action="store_true", help='print {"names": [...], "matrix": [[...]]}')
     sim.set_defaults(run=_run_similarity)
@@ -330,9 +360,8 @@ def _add_vector(commands) -> None:
 def vector_info(path: str) -> dict:
     """What ``tpv vector info`` reports for one file, as a dict."""
     from .merge import merge_record
-    from .vector import TaskPromptVector
 
-    vector = TaskPromptVector.load(path)
+    vector = read_vector(path)
     return {
         "file": str(path), "repr": repr(vector), "tasks": vector.tasks, "shape": list(vector.shape),
         "num_virtual_tokens": vector.num_virtual_tokens,
@@ -435,7 +464,7 @@ def _add_init(commands) -> None:
           "output folder records the ranked table.",
     )
     parser.add_argument("vectors", nargs="*", metavar="FILE[:WEIGHT]", help="vectors to add (none: the origin alone)")
-    parser.add_argument("-o", "--output-dir", required=True, metavar="DIR")
+    parser.add_argument("-o", "--output-dir", required=True, metavar="DIR", help="the adapter folder to write")
     parser.add_argument("--scale", type=float, default=1.0, help="λ (default: %(default)s)")
     parser.add_argument("--virtual-tokens", type=int, default=None,
                         help="soft-prompt length when no vector gives it (default: 20)")
@@ -530,12 +559,16 @@ def _add_eval(commands) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--adapter", metavar="DIR", help="a folder written by save_pretrained (PEFT prompt tuning)")
     source.add_argument("--vector", nargs="+", metavar="FILE[:WEIGHT]", help="vectors summed and applied to the origin")
-    parser.add_argument("--task", default=None, help="a registered task (or a name for --data)")
+    parser.add_argument("--task", default=None,
+                        help="the registered task to score on, e.g. sst2 (see docs/tasks.md), or a name for --data")
     parser.add_argument("--split", default="test", help="data split (default: %(default)s)")
     parser.add_argument("--method", choices=("rank", "generate"), default="rank",
                         help="rank label words (fast) or generate and parse (the paper's) (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="score the first N examples")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="examples scored per forward pass; lower it if memory runs out (default: %(default)s)")
+    parser.add_argument("--max-length", type=int, default=None, metavar="N",
+                        help="tokens kept per example; longer inputs are truncated (default: 256)")
     parser.add_argument("--scale", type=float, default=1.0, help="λ for --vector (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     _origin_options(parser)
@@ -547,6 +580,8 @@ def _add_eval(commands) -> None:
 def _run_eval(args) -> int:
     from .evaluation import evaluate
 
+    if args.max_length is not None and args.max_length < 1:
+        raise TPVError(f"--max-length must be a positive number of tokens, got {args.max_length}")
     args.task = _require_task(args, _user_task(args, args.task))
     data = _examples_of(args.task, args.split, args.limit, args.data_dir)
     combo = _combination(args.vector) if args.vector else None
@@ -568,8 +603,9 @@ def _run_eval(args) -> int:
         origin = _make_origin(args, model, combo.num_virtual_tokens)
         peft_model = init_prompt_tuning(model, combo, origin=origin, scale=args.scale)
         source = f"{origin!r} + {args.scale:g}·({combo.name})"
+    lengths = {"max_length": args.max_length} if args.max_length else {}
     result = evaluate(peft_model, tokenizer, args.task, data, method=args.method, batch_size=args.batch_size,
-                      progress=True)
+                      progress=True, **lengths)
     result = {"task": args.task, "split": args.split, "source": source, **result}
     if args.json:
         _print_json(result)
@@ -606,15 +642,19 @@ def _add_search(commands) -> None:
                          "tpv search combo.tpv.safetensors --task sst2 --grid 0,0.25,0.5,0.75,1 --json",
                          "tpv search sst2.tpv.safetensors --data my_reviews/ --text-field review --label-field stars"),
     )
-    parser.add_argument("vectors", nargs="+", metavar="FILE[:WEIGHT]")
+    parser.add_argument("vectors", nargs="+", metavar="FILE[:WEIGHT]",
+                        help="vectors whose weighted sum is scaled by each λ")
     parser.add_argument("--task", action="append", default=None,
                         help="task to score (repeatable; default: the tasks the vectors express)")
     parser.add_argument("--grid", default=None, metavar="L1,L2,...",
                         help="λ values, comma-separated (default: 0, 0.05, …, 1)")
-    parser.add_argument("--aggregate", choices=("mean", "min"), default="mean")
+    parser.add_argument("--aggregate", choices=("mean", "min"), default="mean",
+                        help="how the tasks' scores combine into one per λ (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="validation examples per task")
-    parser.add_argument("--method", choices=("rank", "generate"), default="rank")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--method", choices=("rank", "generate"), default="rank",
+                        help="rank label words (fast) or generate and parse (the paper's) (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="examples scored per forward pass (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the result and the whole curve as JSON")
     _origin_options(parser)
     _model_options(parser)
@@ -641,7 +681,7 @@ def _run_search(args) -> int:
     origin = _make_origin(args, model, combo.num_virtual_tokens)
     peft_model = init_prompt_tuning(model, origin=origin)
     score_fn = evaluation_score_fn(peft_model, tokenizer, data, method=args.method, batch_size=args.batch_size,
-                                   data_dir=args.data_dir)
+                                   data_dir=args.data_dir, progress=True)
     result = search_scale(combo, origin, score_fn, grid=grid, aggregate=args.aggregate, progress=True)
     if args.json:
         _print_json({"best_scale": result.best_scale, "best_score": result.best_score, "aggregate": args.aggregate,

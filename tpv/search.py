@@ -96,6 +96,8 @@ def evaluation_score_fn(
     batch_size: int = 32,
     adapter_name: str = "default",
     data_dir: str | os.PathLike | None = None,
+    max_length: int | None = None,
+    progress: bool = False,
 ) -> Callable[[torch.Tensor], dict[str, float]]:
     """A ``score_fn`` for :func:`search_scale` that scores each candidate prompt with the engine's ``evaluate``.
 
@@ -111,6 +113,8 @@ def evaluation_score_fn(
         batch_size: evaluation batch size.
         adapter_name: the adapter whose prompt is replaced.
         data_dir: where split names are loaded from (default ``TPV_DATA_DIR``).
+        max_length: tokens kept per example (default: ``evaluate``'s).
+        progress: a progress bar over each evaluation's batches (one λ can take minutes on a CPU).
 
     Returns:
         ``score_fn(prompt) -> {task: score of the task's main metric}``.
@@ -142,6 +146,8 @@ def evaluation_score_fn(
             examples = validation_data(task.name, data_dir)
         data[task.name] = _refuse_test_examples(task.name, list(examples), data_dir)
 
+    lengths = {"max_length": max_length} if max_length is not None else {}
+
     def score_fn(prompt: torch.Tensor) -> dict[str, float]:
         # The engine sits beside this module's caller, not below it at import time; import it when scoring.
         evaluation = importlib.import_module("tpv.evaluation")
@@ -150,7 +156,8 @@ def evaluation_score_fn(
         for task_name, examples in data.items():
             metric = get_task(task_name).metric
             result = evaluation.evaluate(
-                peft_model, tokenizer, task_name, examples, method=method, batch_size=batch_size
+                peft_model, tokenizer, task_name, examples, method=method, batch_size=batch_size,
+                progress=progress, **lengths
             )
             if metric not in result:
                 raise TPVError(

@@ -12,12 +12,14 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from ._io import atomic_write_text, dumps, read_json
@@ -38,7 +40,18 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:
-    """What a prompt-tuning run produced."""
+    """What a prompt-tuning run produced.
+
+    Attributes:
+        vector: the task prompt vector, tuned prompt − origin.
+        adapter_dir: the PEFT adapter folder (``PeftModel.from_pretrained`` reads it).
+        history: Trainer's log records (loss, learning rate, evaluations).
+        metrics: the final training and validation metrics (``eval_<metric>``).
+        origin: the origin the prompt was tuned from.
+        vector_path: the saved ``*.tpv.safetensors`` file.
+        peft_model: the ready ``PeftModel`` holding the tuned (best) prompt, when the run came from
+            :func:`train_prompt` in this process; :meth:`evaluate` scores it.
+    """
 
     vector: TaskPromptVector
     adapter_dir: Path
@@ -48,6 +61,41 @@ class TrainResult:
     vector_path: Path | None = None
     # "shared_prefix" (the prompt's keys and values computed once per step) or "full" (see tpv.prefix).
     engine: str | None = None
+    peft_model: object = field(default=None, repr=False, compare=False)
+    tokenizer: object = field(default=None, repr=False, compare=False)
+    task: Task | None = field(default=None, repr=False)
+    max_length: int = DEFAULT_MAX_LENGTH
+
+    def evaluate(self, data: Sequence[dict], **options) -> dict:
+        """Score the tuned prompt on ``data`` (e.g. the test split) with :func:`tpv.evaluation.evaluate`.
+
+        Args:
+            data: examples of the task the prompt was tuned on.
+            options: ``evaluate``'s keyword arguments (``method``, ``batch_size``, ``progress``, …); ``max_length``
+                defaults to the training run's.
+
+        Returns:
+            ``evaluate``'s dict: the task's metric, ``accuracy`` where it applies, ``n``, ``method``.
+        """
+        if self.peft_model is None:
+            raise TPVError("this TrainResult holds no model (it was built by hand or unpickled); rebuild one with "
+                           "tpv.init_prompt_tuning(model, result.vector, origin=result.origin)")
+        options.setdefault("max_length", self.max_length)
+        return evaluate(self.peft_model, self.tokenizer, self.task, data, **options)
+
+    def summary(self) -> str:
+        """One line: the task, steps, time, final loss, validation score and the vector file."""
+        steps = next((record["step"] for record in reversed(self.history) if "step" in record), 0)
+        seconds = self.metrics.get("train_runtime")
+        loss = next((record["loss"] for record in reversed(self.history) if "loss" in record), None)
+        name = self.task.name if self.task is not None else ", ".join(self.vector.tasks)
+        parts = [f"trained {name}: {steps} steps" + (f" in {seconds:.0f} s" if seconds is not None else "")]
+        if loss is not None:
+            parts.append(f"loss {loss:.3f}")
+        if self.task is not None and isinstance(self.metrics.get(f"eval_{self.task.metric}"), (int, float)):
+            parts.append(f"validation {self.task.metric} {self.metrics[f'eval_{self.task.metric}']:.3f}")
+        parts.append(f"|τ| {self.vector.norm():.1f}")
+        return ", ".join(parts) + (f" → {self.vector_path}" if self.vector_path is not None else "")
 
 
 class OriginCallback(TrainerCallback):
@@ -117,11 +165,30 @@ class PromptTuningTrainer(Trainer):
         result = evaluate(model, self.tpv_tokenizer, self.tpv_task, self.tpv_eval_examples,
                           method=self.tpv_eval_method, batch_size=self.tpv_eval_batch_size,
                           adapter_name=self.tpv_adapter_name, max_length=self.tpv_max_length,
-                          shared_prefix=self.tpv_shared_prefix)
+                          shared_prefix=self.tpv_shared_prefix, progress=not self.args.disable_tqdm)
         metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in result.items() if isinstance(v, (int, float))}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+
+class _StepProgress(ProgressCallback):
+    """Trainer's step bar, named after the task, with the latest loss on it instead of printed log dicts."""
+
+    def __init__(self, desc: str):
+        super().__init__()
+        self.desc = desc
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        if self.training_bar is not None:
+            self.training_bar.set_description(self.desc)
+            self.training_bar.update(state.global_step)  # a resumed run starts where it stopped
+            self.current_step = state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.training_bar is not None and logs and "loss" in logs:
+            self.training_bar.set_postfix(loss=f"{logs['loss']:.3f}", refresh=False)
 
 
 class _EncodedDataset(torch.utils.data.Dataset):
@@ -169,6 +236,7 @@ def train_prompt(
     seed: int = 0,
     resume: bool = True,
     progress: bool = True,
+    log_records: bool = False,
     adapter_name: str = "default",
     callbacks: Sequence[TrainerCallback] = (),
     training_args: dict | None = None,
@@ -185,11 +253,17 @@ def train_prompt(
         model: a transformers model, or a PeftModel made by :func:`tpv.init_prompt_tuning`.
         origin: an :class:`Origin`, or an int seed for ``make_origin(model, num_virtual_tokens, seed)``.
         train_data, eval_data: lists of examples (dicts) of ``task``; eval data must be validation data.
+        progress: show a progress bar over steps (and evaluations) and print a one-line summary on stderr.
+        log_records: also print Trainer's raw log records (``{'loss': …}``) every ``logging_steps``.
         training_args: extra ``TrainingArguments`` fields, which override ours.
         shared_prefix: decoder-only models run the soft prompt once per step and every input against its keys
             and values (same loss and gradient, less work); None chooses that automatically where it applies,
             True insists, False runs ``[prompt; input]`` whole per row as PEFT does. ``TrainResult.engine``
             and the log say which ran.
+
+    Returns:
+        A :class:`TrainResult`; its ``peft_model`` holds the tuned prompt and ``result.evaluate(test_data)``
+        scores it.
     """
     task = check_training_inputs(task, train_data, max_steps, batch_size)
     output_dir = Path(output_dir)
@@ -201,7 +275,7 @@ def train_prompt(
         seed=seed, training_args=training_args or {}))
     finished = _load_finished(output_dir, fingerprint, peft_model, origin, task, adapter_name)
     if finished is not None:
-        return finished
+        return _ready(finished, peft_model, tokenizer, task, max_length, progress, "reused the finished run in")
 
     encoded = encode_examples(tokenizer, task, train_data, seq2seq=seq2seq, max_length=max_length)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -230,13 +304,29 @@ def train_prompt(
         eval_method=eval_method, eval_batch_size=eval_batch_size, max_length=max_length, adapter_name=adapter_name,
         shared_prefix=engine == SHARED_PREFIX,
     )
+    # Trainer prints its log records as raw dicts, between the lines of the caller's own output; the bar shows
+    # the loss instead, and the records stay in the result's history (and on screen with log_records=True).
+    if not log_records:
+        trainer.remove_callback(PrinterCallback)
+        if trainer.pop_callback(ProgressCallback) is not None:
+            trainer.add_callback(_StepProgress(f"train {task.name}"))
     last = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
     train_output = trainer.train(resume_from_checkpoint=last)
     metrics = dict(train_output.metrics)
     if eval_data:
         metrics.update(trainer.evaluate())
-    result = _finish(peft_model, origin, task, output_dir, adapter_name, trainer.state.log_history, metrics, fingerprint)
+    result = _finish(peft_model, origin, task, output_dir, adapter_name, trainer.state.log_history, metrics,
+                     fingerprint)
     result.engine = engine
+    return _ready(result, peft_model, tokenizer, task, max_length, progress)
+
+
+def _ready(result: TrainResult, peft_model, tokenizer, task: Task, max_length: int, progress: bool,
+           cached: str | None = None) -> TrainResult:
+    result.peft_model, result.tokenizer, result.task, result.max_length = peft_model, tokenizer, task, max_length
+    if progress:
+        line = f"{task.name}: {cached} {result.adapter_dir}" if cached else result.summary()
+        print(line, file=sys.stderr, flush=True)
     return result
 
 

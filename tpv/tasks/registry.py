@@ -114,11 +114,17 @@ def list_tasks(family: str | None = None) -> list[str]:
     return sorted(name for name, task in TASKS.items() if family is None or task.family == family)
 
 
+_CLASS_METRICS = ("macro_f1", "accuracy", "binary_f1")
+
+
 def register_task(task: Task | Mapping, *, overwrite: bool = False) -> Task:
     """Add a task to the registry, from a ``Task`` or the keyword arguments of one.
 
     Args:
         task: a ``Task``, or a mapping such as ``{"name": ..., "family": ..., "template": ..., "label_words": ...}``.
+            With ``label_words`` it is a classification task scored by ranking those words; without them, a
+            generation task (the model writes the text of ``label_key``), which needs a generation metric
+            (``exact_match``, ``squad_f1``, ``rouge_l``), or a regression task (``regression=True``).
         overwrite: replace a task already registered under the same name.
 
     Returns:
@@ -140,5 +146,15 @@ def register_task(task: Task | Mapping, *, overwrite: bool = False) -> Task:
         raise TPVError(f"register_task takes a Task or a mapping of its fields, got {type(task).__name__}")
     if task.name in TASKS and not overwrite:
         raise TPVError(f"task {task.name!r} is already registered; pick another name or pass overwrite=True")
+    if task.label_words is None and not task.regression and task.metric in _CLASS_METRICS:
+        # Without label words a task is a generation task whose label field holds the answer text; with a
+        # class metric that is almost always a forgotten label_words, which would only fail at data loading
+        # ("answer 0 is neither text …"), far from its cause.
+        raise TPVError(
+            f"task {task.name!r} has no label_words, so tpv would treat it as a generation task (the model writes "
+            f"the text in {task.label_key!r}), but its metric {task.metric!r} scores classes; for classification "
+            "pass label_words, one word per label id, e.g. label_words=('negative', 'positive'); for generation "
+            "pass metric='exact_match', 'squad_f1' or 'rouge_l'"
+        )
     TASKS[task.name] = task
     return task
