@@ -9,7 +9,8 @@ on a laptop CPU:
    paper does), and score the target task imdb at 0 shots against that random origin alone.
 
 Runs are cached in ``--output-dir`` (default ``runs/demo``): a second call reuses the trained prompts, and a
-killed call resumes from its last checkpoint. Data comes from ``TPV_DATA_DIR`` (or the Hugging Face Hub when
+killed call resumes from its last checkpoint. Progress bars (stderr) show every step, evaluation batch and λ;
+results go to stdout. Data comes from ``TPV_DATA_DIR`` (or the Hugging Face Hub when
 unset and ``datasets`` is installed).
 """
 
@@ -23,6 +24,7 @@ import torch
 from tpv import TaskPromptVector, init_prompt_tuning, make_origin, similarity_matrix
 from tpv.evaluation import evaluate
 from tpv.models import load_model
+from tpv.precision import hardware_summary
 from tpv.search import evaluation_score_fn, search_scale
 from tpv.tasks import load_split
 from tpv.training import train_prompt
@@ -48,10 +50,12 @@ def main(argv=None) -> None:
     torch.manual_seed(0)
 
     vectors: dict[str, TaskPromptVector] = {}
-    scores: dict[str, float] = {}
     for task in SOURCES:
         # A fresh base model per run: PEFT wraps (and so changes) the model it is given.
         model, tokenizer = load_model(args.model, dtype=args.dtype)
+        if not vectors:
+            print(f"model {model.name_or_path} in {str(model.dtype).removeprefix('torch.')} on "
+                  f"{hardware_summary()}", flush=True)
         result = train_prompt(
             model, tokenizer, task, 0, load_split(task, "train")[: args.train_examples],
             eval_data=load_split(task, "validation")[: args.eval_examples], output_dir=f"{args.output_dir}/{task}",
@@ -59,10 +63,7 @@ def main(argv=None) -> None:
             # The demo's few steps need no mid-run evaluations; one at the end picks nothing but costs time.
             eval_steps=args.steps,
         )
-        vectors[task] = result.vector
-        scores[task] = result.metrics.get("eval_macro_f1", float("nan"))
-        print(f"trained {task:14s} {args.steps} steps  validation macro-F1 {scores[task]:.3f}  "
-              f"|τ| = {result.vector.norm():.2f}", flush=True)
+        vectors[task] = result.vector  # train_prompt printed its one-line summary
 
     names, matrix = similarity_matrix(vectors)
     print(f"\ncosine similarity of the two task prompt vectors: {matrix[0, 1].item():.3f}")
@@ -79,14 +80,15 @@ def main(argv=None) -> None:
     rows += [("origin + (τ_sst2 + τ_yelp)", combo.apply_to(origin))]
     # The paper picks λ on the target's validation data: a sum of two vectors at λ = 1 overshoots.
     validation = {TARGET: load_split(TARGET, "validation")[: args.eval_examples]}
-    search = search_scale(combo, origin, evaluation_score_fn(peft_model, tokenizer, validation, batch_size=25),
-                          grid=[0.2, 0.4, 0.6, 0.8, 1.0], progress=False)
+    score_fn = evaluation_score_fn(peft_model, tokenizer, validation, batch_size=25, max_length=args.max_length,
+                                   progress=True)
+    search = search_scale(combo, origin, score_fn, grid=[0.2, 0.4, 0.6, 0.8, 1.0], progress=True)
     rows += [(f"origin + {search.best_scale:.1f}·(τ_sst2 + τ_yelp)", combo.apply_to(origin, search.best_scale))]
     print(f"{TARGET} test, 0 shots, {len(test)} examples")
     print(f"{'initialisation':30s} {'macro-F1':>9s} {'accuracy':>9s}")
     for label, prompt in rows:
         result = evaluate(peft_model, tokenizer, TARGET, test, prompt=prompt.to(model.dtype), batch_size=25,
-                          max_length=args.max_length)
+                          max_length=args.max_length, progress=True)
         print(f"{label:30s} {result['macro_f1']:9.3f} {result['accuracy']:9.3f}", flush=True)
     print(f"\ndone in {time.perf_counter() - start:.0f} s; runs cached in {args.output_dir}/")
 

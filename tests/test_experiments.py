@@ -71,11 +71,28 @@ def test_a_killed_run_resumes_from_its_cached_prompts(smoke_run, tmp_path, monke
 
 
 def test_dry_run_prints_a_plan_with_a_cost(tmp_path, capsys):
-    summary = reproduce("cpu", run_dir=tmp_path, dry_run=True)
+    summary = reproduce("cpu", run_dir=tmp_path, dry_run=True, measure=False)
     printed = capsys.readouterr().out
     assert "tune source prompts" in printed and "estimated" in printed and " h " in printed
+    assert "the profile's constants, not measured here" in printed
     assert summary["estimated_seconds"] > 3600 and not summary["studies"]
     assert not (tmp_path / f"cpu-{summary['fingerprint']}").exists()  # a dry run writes nothing
+
+
+def test_plan_is_priced_by_speeds_measured_here(tmp_path):
+    from tpv.experiments.lab import Lab
+    from tpv.experiments.plan import RUN_OVERHEAD_S, Speed, build_plan, format_plan, measure_speed
+
+    lab = Lab(load_config("smoke"), tmp_path / "run", progress=False)
+    speed = measure_speed(lab, repeats=2)
+    assert speed.seconds_per_step > 0 and speed.seconds_per_example > 0
+    assert "measured here: median of 2 steps of 4 × 64 tokens on " in speed.source and "float32" in speed.source
+    items = build_plan(lab, speed)
+    doubled = build_plan(lab, Speed(2 * speed.seconds_per_step, 2 * speed.seconds_per_example, "x"))
+    for one, two in zip(items, doubled):
+        overhead = RUN_OVERHEAD_S * (one.count if one.steps else 0)
+        assert two.seconds - overhead == pytest.approx(2 * (one.seconds - overhead))
+    assert speed.source in format_plan(lab, items, speed)
 
 
 def test_shipped_profiles_load():

@@ -19,3 +19,17 @@ def test_public_api_is_exported():
     for name in ("TaskPromptVector", "make_origin", "init_prompt_tuning", "get_prompt", "set_prompt", "TPVError"):
         assert name in tpv.__all__ and hasattr(tpv, name)
     assert issubclass(tpv.TPVError, ValueError)
+
+
+def test_demo_script_installs_what_the_cli_plot_needs():
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = (root / "examples" / "demo.sh").read_text()
+    [extras] = re.findall(r'pip install -q -e "\.\[([\w,]+)\]"', script)
+    optional = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    installed = {re.split(r"[<>=\[]", req)[0] for extra in extras.split(",") for req in optional[extra]}
+    # `tpv vector similarity --plot` draws with matplotlib (tpv/plots.py); the demo's environment must have it.
+    assert "matplotlib" in installed, f"examples/demo.sh installs [{extras}], which lacks matplotlib"

@@ -275,7 +275,7 @@ def train_prompt(
         seed=seed, training_args=training_args or {}))
     finished = _load_finished(output_dir, fingerprint, peft_model, origin, task, adapter_name)
     if finished is not None:
-        return _ready(finished, peft_model, tokenizer, task, max_length, progress, "reused the finished run in")
+        return _ready(finished, peft_model, tokenizer, task, max_length, progress, cached=True)
 
     encoded = encode_examples(tokenizer, task, train_data, seq2seq=seq2seq, max_length=max_length)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -322,11 +322,10 @@ def train_prompt(
 
 
 def _ready(result: TrainResult, peft_model, tokenizer, task: Task, max_length: int, progress: bool,
-           cached: str | None = None) -> TrainResult:
+           cached: bool = False) -> TrainResult:
     result.peft_model, result.tokenizer, result.task, result.max_length = peft_model, tokenizer, task, max_length
     if progress:
-        line = f"{task.name}: {cached} {result.adapter_dir}" if cached else result.summary()
-        print(line, file=sys.stderr, flush=True)
+        print(result.summary() + (" (reused the finished run)" if cached else ""), file=sys.stderr, flush=True)
     return result
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tpv._io import atomic_write_text
 from tpv.errors import TPVError
-from tpv.experiments.config import PROFILES, STUDIES, ExperimentConfig, load_config
+from tpv.experiments.config import PROFILES, STUDIES, TINY_MODEL, ExperimentConfig, load_config
 from tpv.experiments.lab import Lab
 from tpv.experiments.result import StudyResult
 
@@ -29,7 +29,7 @@ DEFAULT_RUN_ROOT = "runs"
 
 
 def reproduce(profile: str | os.PathLike | ExperimentConfig, studies=None, run_dir=None, dry_run: bool = False,
-              progress: bool = True) -> dict:
+              progress: bool = True, measure: bool = True) -> dict:
     """Run (or plan) the paper's studies under a profile.
 
     Args:
@@ -39,6 +39,8 @@ def reproduce(profile: str | os.PathLike | ExperimentConfig, studies=None, run_d
             to ``<run_dir>/<profile name>-<config fingerprint>``.
         dry_run: print the plan and its estimated cost, and run nothing.
         progress: show tqdm progress bars and print what is written.
+        measure: price the plan by a few steps measured on this machine (seconds) rather than by the profile's
+            ``seconds_per_step`` / ``seconds_per_example``.
 
     Returns:
         ``{"profile", "run_dir", "output_dir", "fingerprint", "commit", "plan"(dry run), "studies": {name:
@@ -60,10 +62,13 @@ def reproduce(profile: str | os.PathLike | ExperimentConfig, studies=None, run_d
     folder = root / f"{config.name}-{config.fingerprint()}"
     lab = Lab(config, folder, progress=progress)
     lab.output_dir = Path(config.output_dir) if config.output_dir else folder / "results"
-    from tpv.experiments.plan import build_plan, format_plan
+    from tpv.experiments.plan import build_plan, format_plan, measure_speed
 
-    items = build_plan(lab)
-    plan_text = format_plan(lab, items)
+    # The smoke profile's tiny random model says nothing about real speeds, and building it would write into
+    # the run folder, which a dry run must not touch.
+    speed = measure_speed(lab) if measure and config.model.name != TINY_MODEL else None
+    items = build_plan(lab, speed)
+    plan_text = format_plan(lab, items, speed)
     summary = {"profile": config.name, "run_dir": str(folder), "output_dir": str(lab.output_dir),
                "fingerprint": config.fingerprint(), "commit": git_commit(),
                "estimated_seconds": sum(item.seconds for item in items), "studies": {}}

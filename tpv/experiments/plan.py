@@ -1,14 +1,22 @@
 """The dry-run plan: every unit of work of a run, what is already cached, and the estimated time left.
 
-Cost = training steps × ``model.seconds_per_step`` + scored examples × ``model.seconds_per_example``, both
-scaled per task by its mean sequence length relative to 64 tokens (estimated from characters, ≈4 per token,
-capped at ``prompt.max_length``): long-text tasks (imdb, yelp) cost several times what short ones (sst2) do.
+Cost = training steps × seconds per step + scored examples × seconds per example, both scaled per task by its
+mean sequence length relative to 64 tokens (estimated from characters, ≈4 per token, capped at
+``prompt.max_length``): long-text tasks (imdb, yelp) cost several times what short ones (sst2) do.
+
+The two speeds are measured on the machine at hand (:func:`measure_speed`: a few steps of the profile's model,
+dtype and batch size, seconds in all); the profile's ``model.seconds_per_step`` / ``seconds_per_example`` are
+only the fallback when measuring is turned off, since a constant written on one machine is wrong on the next.
 """
 
 from __future__ import annotations
 
 import itertools
+import statistics
+import time
 from dataclasses import dataclass
+
+import torch
 
 from tpv.experiments.config import ExperimentConfig
 from tpv.tasks import get_task
@@ -29,6 +37,73 @@ class PlanItem:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Speed:
+    """Seconds per training step (``prompt.batch_size`` sequences of 64 tokens) and per scored example."""
+
+    seconds_per_step: float
+    seconds_per_example: float
+    source: str  # where the figures come from, printed with the plan
+
+
+def profile_speed(config: ExperimentConfig) -> Speed:
+    """The profile's own constants, for when nothing is measured."""
+    return Speed(config.model.seconds_per_step, config.model.seconds_per_example,
+                 "the profile's constants, not measured here")
+
+
+def measure_speed(lab, repeats: int = 3) -> Speed:
+    """Time ``repeats`` training steps and scoring passes of the profile's model on this machine (median of each).
+
+    The batch is ``prompt.batch_size`` random sequences of 64 tokens, soft prompt included: the reference length
+    that :func:`build_plan` scales per task.
+    """
+    from tpv.encoding import Encoded, collate, is_seq2seq_model
+    from tpv.peft_io import init_prompt_tuning
+    from tpv.scoring import prompt_tuning_loss
+
+    config = lab.config
+    model, tokenizer = lab.load()
+    peft_model = init_prompt_tuning(lab.fresh_model(), origin=lab.origin(config.seeds[0]))
+    length = max(2, REFERENCE_TOKENS - config.prompt.num_virtual_tokens)
+    vocab = model.get_input_embeddings().num_embeddings
+    rows = torch.randint(3, vocab, (config.prompt.batch_size, length), generator=torch.Generator().manual_seed(0))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    batch = collate([Encoded(tuple(r[:-1]), (r[-1],)) for r in rows.tolist()], pad_id,
+                    seq2seq=is_seq2seq_model(peft_model))
+    batch = {k: v.to(model.device) for k, v in batch.items()}
+
+    def train_step():
+        prompt_tuning_loss(peft_model, batch).backward()
+        peft_model.zero_grad(set_to_none=True)
+
+    def score_batch():
+        with torch.no_grad():
+            prompt_tuning_loss(peft_model, batch)
+
+    step, score = _median_seconds(train_step, repeats), _median_seconds(score_batch, repeats)
+    from tpv.precision import hardware_summary
+
+    where = torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else hardware_summary()
+    return Speed(step, score / config.prompt.batch_size,
+                 f"measured here: median of {repeats} steps of {config.prompt.batch_size} × {REFERENCE_TOKENS} "
+                 f"tokens on {where}, {str(model.dtype).removeprefix('torch.')}")
+
+
+def _median_seconds(run, repeats: int) -> float:
+    run()  # warm-up: the first call pays for kernel selection and allocation
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        run()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def _length_factor(lab, task: str) -> float:
     config = lab.config
     sample = lab.data(task, "train")[:200]
@@ -38,18 +113,22 @@ def _length_factor(lab, task: str) -> float:
     return max(0.25, tokens / REFERENCE_TOKENS)
 
 
-def build_plan(lab) -> list[PlanItem]:
-    """Enumerate the work of ``lab.config``'s studies, counting each shared unit once (under its first study)."""
+def build_plan(lab, speed: Speed | None = None) -> list[PlanItem]:
+    """Enumerate the work of ``lab.config``'s studies, counting each shared unit once (under its first study).
+
+    ``speed`` prices it (default: the profile's constants; see :func:`measure_speed`).
+    """
     config: ExperimentConfig = lab.config
-    model, prompt, transfer = config.model, config.prompt, config.transfer
+    speed = speed or profile_speed(config)
+    prompt, transfer = config.prompt, config.transfer
     seeds, studies = config.seeds, config.studies
     factor = {t: _length_factor(lab, t) for t in sorted(lab.all_tasks())}
     items: list[PlanItem] = []
     done_sources: set = set()
 
     def cost(task, steps, examples, batch=prompt.batch_size):
-        per_step = model.seconds_per_step * batch / prompt.batch_size
-        return factor[task] * (steps * per_step + examples * model.seconds_per_example)
+        per_step = speed.seconds_per_step * batch / prompt.batch_size
+        return factor[task] * (steps * per_step + examples * speed.seconds_per_example)
 
     def add(study, what, units):
         units = list(units)
@@ -111,9 +190,10 @@ def _split_size(lab, task: str, split: str) -> int:
     return len(lab.data(task, split))
 
 
-def format_plan(lab, items: list[PlanItem]) -> str:
+def format_plan(lab, items: list[PlanItem], speed: Speed | None = None) -> str:
     config = lab.config
-    lines = [f"Plan for profile {config.name!r} (model {config.model.name}, {config.model.dtype}, device "
+    speed = speed or profile_speed(config)
+    lines = [f"Plan for profile {config.name!r} (model {config.model.name}, dtype {config.model.dtype}, device "
              f"{config.model.device}; origins {config.seeds}); run folder {lab.run_dir}",
              f"studies: {', '.join(config.studies)}", ""]
     lines.append(f"{'study':<22} {'work':<62} {'units':>6} {'steps':>8} {'scored':>8} {'est. time':>10}")
@@ -123,8 +203,8 @@ def format_plan(lab, items: list[PlanItem]) -> str:
     total = sum(item.seconds for item in items)
     steps = sum(item.steps for item in items)
     lines += ["", f"total: {steps} training steps, {sum(i.examples for i in items)} scored examples, estimated "
-              f"{_duration(total)} at {config.model.seconds_per_step} s/step and {config.model.seconds_per_example} "
-              f"s/example (64-token sequences; set model.seconds_per_step to this machine's speed)",
+              f"{_duration(total)} at {speed.seconds_per_step:.3g} s/step and {speed.seconds_per_example:.3g} s/example "
+              f"for 64-token sequences ({speed.source})",
               f"already cached in the run folder: {len(lab.store)} scores (cached work is skipped and costs ~0)"]
     return "\n".join(lines)
 
