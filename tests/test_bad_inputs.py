@@ -746,3 +746,40 @@ def test_prompt_cosine_refuses_non_tensors_and_nan():
         prompt_cosine(1, 2)
     with pytest.raises(TPVError, match="holding NaN/inf values"):
         prompt_cosine(torch.full((2, 2), float("nan")), torch.ones(2, 2))
+
+
+@pytest.mark.parametrize("argv, shown", [
+    (["eval", "--vector", "V", "--task", "sst2", "--batch-size", "0"], "--batch-size must be ≥ 1, got 0"),
+    (["search", "V", "--batch-size", "-1"], "--batch-size must be ≥ 1, got -1"),
+    (["init", "V", "-o", "V"], "is a file; pass a folder for the adapter"),
+])
+def test_cli_argument_checks_before_the_model_loads(argv, shown, tmp_path, capsys):
+    path = str(_vector(rows=4, dim=16).save(tmp_path / "v.tpv.safetensors"))
+    # No --model: a check that ran after loading would fail on the missing default model instead.
+    argv = [path if a == "V" else a for a in argv] + ["--model", str(tmp_path / "no-model")]
+    assert shown in _cli_error(capsys, argv)
+
+
+@pytest.fixture
+def peft_model(make_tiny_model):
+    model = make_tiny_model("llama")
+    return init_prompt_tuning(model, origin=make_origin(model, 4, seed=0))
+
+
+@pytest.mark.parametrize("call, shown", [
+    (lambda pm, tok: __import__("tpv").set_prompt(pm, torch.ones(4, 16, dtype=torch.long)),
+     "the prompt has dtype torch.int64, but soft prompts are real floating-point"),
+    (lambda pm, tok: __import__("tpv").set_prompt(pm, torch.ones(4, 16, dtype=torch.complex64)), "torch.complex64"),
+    (lambda pm, tok: init_prompt_tuning(TINY_MODELS["llama"](), origin=make_origin(pm, 4), peft_config=5),
+     "peft_config must be a peft.PromptTuningConfig, got 5"),
+    (lambda pm, tok: __import__("tpv.evaluation").evaluation.evaluate(pm, tok, "sst2", [5]),
+     "task 'sst2': an example must be a dict of fields, got 5"),
+    (lambda pm, tok: __import__("tpv.evaluation").evaluation.evaluate(
+        pm, tok, "sst2", [{"sentence": "a", "label": 0}], batch_size="x"), "batch_size must be ≥ 1, got x"),
+    (lambda pm, tok: __import__("tpv.search").search.search_scale(
+        _vector(rows=4, dim=16), make_origin(pm, 4), lambda p: 1.0, grid="x"),
+     "the λ grid must be a non-empty list of finite numbers, got 'x'"),
+])
+def test_peft_and_engine_calls(call, shown, peft_model, word_tokenizer):
+    with pytest.raises(TPVError, match=shown):
+        call(peft_model, word_tokenizer)

@@ -490,6 +490,8 @@ def _add_init(commands) -> None:
 
 
 def _run_init(args) -> int:
+    if Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
+        raise TPVError(f"-o {args.output_dir!r} is a file; pass a folder for the adapter (it is created if missing)")
     if args.auto:
         return _run_auto_init(args)
     if args.task or args.data:
@@ -582,6 +584,7 @@ def _run_eval(args) -> int:
 
     if args.max_length is not None and args.max_length < 1:
         raise TPVError(f"--max-length must be a positive number of tokens, got {args.max_length}")
+    _check_batch_size(args.batch_size)
     args.task = _require_task(args, _user_task(args, args.task))
     data = _examples_of(args.task, args.split, args.limit, args.data_dir)
     combo = _combination(args.vector) if args.vector else None
@@ -622,6 +625,12 @@ def _require_task(args, task: str | None) -> str:
         raise TPVError("no task: name a registered task (e.g. sst2, see docs/tasks.md) or pass --data DIR with "
                        "your own examples")
     return task
+
+
+def _check_batch_size(batch_size: int) -> None:
+    # Checked before the model loads, so the mistake costs no waiting.
+    if batch_size < 1:
+        raise TPVError(f"--batch-size must be ≥ 1, got {batch_size}")
 
 
 def _task_metric(task: str) -> str:
@@ -666,6 +675,7 @@ def _run_search(args) -> int:
     from .peft_io import init_prompt_tuning
     from .search import evaluation_score_fn, search_scale
 
+    _check_batch_size(args.batch_size)
     combo = _combination(args.vectors)
     if args.data:
         if args.task and len(args.task) > 1:

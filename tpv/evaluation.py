@@ -59,7 +59,7 @@ def evaluate(
     get_prompt(peft_model, adapter_name)  # a model without this prompt-tuning adapter fails here, in one line
     if not data:
         raise TPVError(f"no examples to evaluate task {task.name!r} on; pass a non-empty list")
-    if batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise TPVError(f"batch_size must be ≥ 1, got {batch_size}")
     if not task.is_classification:
         method = "generate"

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import torch
 
+from . import _checks
 from ._io import PathLike, os_errors, read_json, read_safetensors
 from .errors import TPVError
-from .origin import Origin, base_model_name, check_finite, input_embedding_weight, is_seq2seq
+from .origin import Origin, base_model_name, input_embedding_weight, is_seq2seq
 from .vector import TaskPromptVector, combine
 
 ORIGIN_FILENAME = "tpv_origin.safetensors"
@@ -37,7 +38,7 @@ def set_prompt(peft_model, prompt: torch.Tensor, adapter_name: str = "default") 
             f"cannot set a prompt of shape {got} on adapter '{adapter_name}' of shape {tuple(parameter.shape)}; "
             "make the prompt from an origin of the same num_virtual_tokens"
         )
-    check_finite(prompt, "prompt")
+    prompt = _checks.prompt_tensor(prompt, "the prompt")
     with torch.no_grad():
         parameter.copy_(prompt.to(parameter.device, parameter.dtype))
 
@@ -331,6 +332,8 @@ def _is_pair(value) -> bool:
 
 
 def _check_config(peft_config, origin: Origin) -> None:
+    if not hasattr(peft_config, "peft_type"):
+        raise TPVError(f"peft_config must be a peft.PromptTuningConfig, got {peft_config!r}")
     peft_type = str(getattr(peft_config.peft_type, "value", peft_config.peft_type))
     if peft_type != "PROMPT_TUNING":
         raise TPVError(_not_prompt_tuning(peft_type, "peft_config"))

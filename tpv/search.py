@@ -211,9 +211,13 @@ def _fingerprint(example) -> str:
 
 
 def _grid(grid) -> list[float]:
-    values = np.asarray(grid, dtype=np.float64).ravel()
-    if values.size == 0 or not np.isfinite(values).all():
-        raise TPVError(f"the λ grid must be a non-empty list of finite numbers, got {list(values)}; e.g. "
+    try:
+        values = np.asarray(grid, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        values = np.array([np.nan])
+    if isinstance(grid, (str, bytes)) or values.size == 0 or not np.isfinite(values).all():
+        shown = grid if isinstance(grid, (str, bytes)) else [float(v) for v in values]
+        raise TPVError(f"the λ grid must be a non-empty list of finite numbers, got {shown!r}; e.g. "
                        "np.arange(0, 1.05, 0.05)")
     # np.arange accumulates float error (0.15000000000000002); round so λ prints and compares as written.
     return [round(float(value), 10) for value in values]

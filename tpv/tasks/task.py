@@ -142,6 +142,8 @@ class Task:
 
     def input_text(self, example: Mapping) -> str:
         """The model input of one example (the template filled in)."""
+        if not isinstance(example, Mapping):
+            raise TPVError(f"task {self.name!r}: an example must be a dict of fields, got {example!r}")
         missing = [f for f in self.fields if f not in example]
         if missing:
             raise TPVError(
