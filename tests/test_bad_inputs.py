@@ -688,7 +688,7 @@ def _bad_file(tmp_path, case) -> str:
 
 
 @pytest.mark.parametrize("case, shown", [
-    ("folder", "is a folder; pass the path of a task prompt vector file inside it"),
+    ("folder", "is a folder"),
     ("pickle", "is not a safetensors file (it is a Python pickle)"),
     ("tasks list", "is not a JSON object of task → coefficient"),
     ("int tensor", "as torch.int32, but tpv/1 files hold float32"),

@@ -16,7 +16,7 @@ import pickle
 import sys
 from pathlib import Path
 
-from .errors import TPVError
+from .errors import TPVError, describe_os_error
 
 EXIT_ERROR = 2
 _DTYPES = ("auto", "float32", "bfloat16")
@@ -53,8 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     except TPVError as error:
         return _fail(str(error))
     except OSError as error:  # the library maps its own; this catches those raised inside other libraries
-        from ._io import describe_os_error
-
         return _fail(describe_os_error(error, getattr(error, "filename", None)))
     except UnicodeDecodeError as error:
         return _fail(f"a file is not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8")
