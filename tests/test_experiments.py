@@ -3,9 +3,9 @@
 import csv
 import json
 import shutil
-import time
 
 import pytest
+import torch
 
 from tpv import TPVError
 from tpv.experiments import STUDIES, load_config, reproduce
@@ -14,14 +14,14 @@ from tpv.experiments.config import PROFILES
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
+    # Its time is a CI budget (measured in docs/protocol.md), not an assertion: a shared runner can be slow.
     root = tmp_path_factory.mktemp("runs")
-    start = time.perf_counter()
     summary = reproduce("smoke", run_dir=root, progress=False)
-    return root, summary, time.perf_counter() - start
+    return root, summary, None
 
 
 def test_smoke_profile_runs_every_study_and_writes_its_outputs(smoke_run):
-    root, summary, seconds = smoke_run
+    root, summary, _ = smoke_run
     assert list(summary["studies"]) == list(STUDIES)
     out = root / f"smoke-{summary['fingerprint']}" / "results"
     assert str(out) == summary["output_dir"]
@@ -37,7 +37,8 @@ def test_smoke_profile_runs_every_study_and_writes_its_outputs(smoke_run):
     rows = json.loads((out / "origin_independence.json").read_text())["rows"]
     assert {r["kind"] for r in rows} == {"original", "mixed"} and len(rows) == 2 * 2 * 2
     methods = {r["method"] for r in json.loads((out / "initialisation.json").read_text())["rows"]}
-    assert methods == {"random", "spot:sst2", "spot:yelp_polarity", "spot_multi", "attempt", "sum"}
+    assert methods == {"random", "spot:sst2", "spot:yelp_polarity", "spot_multi", "attempt", "sum_search"}
+    assert payload["device"] == "cpu" and payload["hardware"] and payload["fingerprint"] == summary["fingerprint"]
 
 
 def test_a_second_run_trains_nothing(smoke_run, monkeypatch):
@@ -126,3 +127,121 @@ def test_unknown_profile_and_study(tmp_path):
         load_config("laptop")
     with pytest.raises(TPVError, match="unknown studies"):
         reproduce("smoke", studies=["table9"], run_dir=tmp_path, dry_run=True, progress=False)
+
+
+# ---- the paper's protocol ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def paper_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("paper-runs")
+    summary = reproduce("paper-smoke", run_dir=root, progress=False)
+    folder = root / f"paper-smoke-{summary['fingerprint']}"
+    return folder, summary
+
+
+def _paper_lab(folder):
+    from tpv.experiments.lab import Lab
+
+    return Lab(load_config("paper-smoke"), folder, progress=False)
+
+
+def test_paper_smoke_runs_every_study_with_generation_binary_f1_and_lambdas(paper_run):
+    folder, summary = paper_run
+    assert list(summary["studies"]) == list(STUDIES)
+    out = folder / "results"
+    payload = json.loads((out / "initialisation.json").read_text())
+    rows = payload["rows"]
+    assert {r["scoring"] for r in rows} == {"generate"} and all("rank_score" in r for r in rows)
+    assert all(0 <= r["invalid"] <= r["n"] and r["binary_f1"] is not None for r in rows)  # imdb is binary
+    # λ = 1 for the paper's sum; the searched λ is published per origin for tpv's extra row.
+    assert {r["scale"] for r in rows if r["method"] == "sum"} == {1.0}
+    assert all(r["scale"] in (0.5, 1.0) for r in rows if r["method"] == "sum_search")
+    assert set(payload["summary"]["significance"]["imdb"]) == {"0", "2"}
+    table = (out / "initialisation.md").read_text()
+    assert "(ours, λ = 1)" in table and "(sum, λ on target validation)" in table and "binary F1" in table
+    assert "Bonferroni" in table and "protocol `paper`" in table
+    with open(out / "pairwise_sums.csv", newline="") as handle:
+        assert all(row["scale"] for row in csv.DictReader(handle))
+
+
+def test_paper_protocol_uses_the_official_origins(paper_run):
+    from tpv.origin import make_origin
+
+    lab = _paper_lab(paper_run[0])
+    origin = lab.origin(1)
+    assert origin.recipe == "paper(seed=1)"
+    assert torch.equal(origin.tensor, make_origin(lab.load()[0], 4, seed=1, method="paper").tensor)
+
+
+def test_paper_protocol_draws_the_same_k_shots_for_every_origin(tmp_path):
+    from tpv.experiments.lab import Lab
+
+    paper = Lab(load_config("paper-smoke"), tmp_path, progress=False)
+    assert paper.shots("imdb", 2, seed=0) == paper.shots("imdb", 2, seed=1) == paper.shots("imdb", 2, seed=7)
+    tpv_lab = Lab(load_config("smoke"), tmp_path, progress=False)
+    draws = {tuple(e["text"] for e in tpv_lab.shots("imdb", 4, seed=s)) for s in range(4)}
+    assert len(draws) > 1  # tpv's protocol draws per origin
+
+
+def test_paper_sum_at_zero_shots_is_origin_plus_vectors_at_lambda_one(paper_run):
+    from tpv.experiments.studies.transfer import _initial_prompt
+
+    lab = _paper_lab(paper_run[0])
+    family = lab.config.transfer.families[0]
+    expected = lab.origin(0).tensor + sum(lab.source_vector(s, 0).tensor for s in family.sources)
+    torch.testing.assert_close(_initial_prompt(lab, family, "imdb", "sum", 0), expected)
+    assert lab.trained == 0  # everything came from the run folder
+
+
+def test_paper_attempt_is_untrained_at_zero_shots_and_trained_on_the_shots_only(paper_run):
+    from tpv.baselines.attempt import Attempt
+
+    folder = paper_run[0]
+    lab = _paper_lab(folder)
+    module = lab.attempt(["sst2", "yelp_polarity"], seed=0)
+    fresh = Attempt(lab.attempt_base, {s: lab.source_vector(s, 0).apply_to(lab.origin(0))
+                                       for s in ["sst2", "yelp_polarity"]}, variant="reference", seed=0)
+    assert module.variant == "reference" and all(torch.equal(a, b) for a, b in
+                                                zip(module.state().values(), fresh.state().values()))
+    torch.testing.assert_close(module.target_prompt.detach(), lab.source_vector("sst2", 0).apply_to(lab.origin(0)))
+    assert not (folder / "prompts" / "attempt").exists()  # no multi-task training on the sources
+    record = json.loads((folder / "prompts/transfer/imdb/attempt/seed0/shots2/attempt.json").read_text())
+    assert record["settings"]["task"] == "imdb" and record["settings"]["attention_learning_rate"] is None
+
+
+def test_paper_k_shot_runs_keep_the_best_checkpoint_by_validation_loss(paper_run):
+    record = json.loads((paper_run[0] / "prompts/transfer/imdb/random/seed0/shots2/tpv_train.json").read_text())
+    assert "eval_loss" in record["metrics"]
+
+
+def test_paper_mixing_is_proportional_to_the_full_training_sets(tmp_path):
+    from tpv.experiments.lab import FULL_TRAIN_SIZES, Lab
+    from tpv.tasks.mixture import TASK_TAG
+
+    lab = Lab(load_config("paper-smoke"), tmp_path, progress=False)
+    mixed = lab.mixture(["sst2", "yelp_polarity"], seed=0)
+    counts = {t: sum(e[TASK_TAG] == t for e in mixed) for t in ("sst2", "yelp_polarity")}
+    assert counts["yelp_polarity"] == 16  # the larger dataset gives its whole subset
+    assert counts["sst2"] == round(16 * FULL_TRAIN_SIZES["sst2"] / FULL_TRAIN_SIZES["yelp_polarity"])
+
+
+def test_paper_cpu_dry_run_prints_its_plan_and_cost(tmp_path, capsys):
+    summary = reproduce("paper-cpu", run_dir=tmp_path, dry_run=True)
+    printed = capsys.readouterr().out
+    assert "protocol 'paper'" in printed and "k-shot prompt tuning" in printed and "estimated" in printed
+    assert summary["estimated_seconds"] > 3600
+
+
+def test_the_run_key_covers_protocol_version_and_model(monkeypatch):
+    import tpv
+    from tpv.experiments import store
+
+    paper, tpv_config = load_config("paper-smoke"), load_config("smoke")
+    assert paper.fingerprint() != tpv_config.fingerprint()
+    before = tpv_config.fingerprint()
+    monkeypatch.setattr(tpv, "__version__", "999.0")
+    assert tpv_config.fingerprint() != before
+    monkeypatch.undo()
+    store.model_fingerprint.cache_clear()
+    monkeypatch.setattr(store, "model_fingerprint", lambda name: "other-weights")
+    assert tpv_config.fingerprint() != before

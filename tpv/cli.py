@@ -722,7 +722,7 @@ def _add_reproduce(commands) -> None:
         epilog=_examples("tpv reproduce --profile smoke --dry-run", "tpv reproduce --profile cpu --study origin_independence",
                          "tpv reproduce --profile gpu --run-dir /scratch/tpv-runs"),
     )
-    parser.add_argument("--profile", default="smoke", metavar="smoke|cpu|gpu|PATH", help="(default: %(default)s)")
+    parser.add_argument("--profile", default="smoke", metavar="smoke|cpu|gpu|paper-smoke|paper-cpu|paper-gpu|PATH", help="(default: %(default)s)")
     parser.add_argument("--study", action="append", default=None, metavar="NAME", help="run only this study (repeatable)")
     parser.add_argument("--run-dir", default=None, metavar="DIR", help="where runs and results go")
     parser.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")

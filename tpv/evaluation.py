@@ -31,6 +31,7 @@ def evaluate(
     adapter_name: str = "default",
     max_length: int = DEFAULT_MAX_LENGTH,
     max_new_tokens: int = 128,
+    answer_match: str = "prefix",
     return_predictions: bool = False,
     progress: bool = False,
     shared_prefix: bool | None = None,
@@ -41,9 +42,11 @@ def evaluate(
     label words' rows of the vocabulary projection are computed when their first tokens differ; otherwise whole
     label sequences are scored). ``generate`` decodes greedily up to ``max_new_tokens`` or EOS, as the paper
     does, and maps the text to a label; text that matches no label counts as wrong and is counted in
-    ``invalid``. For classification tasks a row stops as soon as its label is decided (the text matches a label
-    word, or can no longer become one), and at most the longest label's token count + 1 new tokens are decoded:
-    an exact match of a label never needs more. Regression and generation tasks are always generated.
+    ``invalid``; ``answer_match="exact"`` accepts only the bare label word (the official code's exact match),
+    ``"prefix"`` text that starts with it. For classification tasks a row stops as soon as its label is decided
+    (the text matches a label word, or can no longer become one; under ``"exact"`` a complete label word goes on
+    to the next token, which must be EOS), and at most the longest label's token count + 1 new tokens are
+    decoded: an exact match of a label never needs more. Regression and generation tasks are always generated.
 
     On decoder-only models the soft prompt's keys and values are computed once per call and shared by every
     batch (``shared_prefix=None`` chooses automatically, True insists, False recomputes the prompt per row as
@@ -57,6 +60,8 @@ def evaluate(
     if method not in METHODS:
         raise TPVError(f"unknown evaluation method {method!r}; use one of {list(METHODS)}")
     get_prompt(peft_model, adapter_name)  # a model without this prompt-tuning adapter fails here, in one line
+    if answer_match not in ("prefix", "exact"):
+        raise TPVError(f"unknown answer_match {answer_match!r}; use 'prefix' or 'exact'")
     if not data:
         raise TPVError(f"no examples to evaluate task {task.name!r} on; pass a non-empty list")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -74,8 +79,8 @@ def evaluate(
                                 prefix)
         else:
             texts = _generate(peft_model, tokenizer, task, encoded, batch_size, max_new_tokens, seq2seq, progress,
-                              prefix)
-            predictions = [task.parse_prediction(text) for text in texts]
+                              prefix, exact=answer_match == "exact")
+            predictions = [task.parse_prediction(text, exact=answer_match == "exact") for text in texts]
     return _score(task, predictions, references, method, return_predictions)
 
 
@@ -143,13 +148,14 @@ def label_token_ids(tokenizer, task: Task, seq2seq: bool) -> list[list[int]]:
     return ids
 
 
-def _generate(peft_model, tokenizer, task, encoded, batch_size, max_new_tokens, seq2seq, progress, prefix) -> list[str]:
+def _generate(peft_model, tokenizer, task, encoded, batch_size, max_new_tokens, seq2seq, progress, prefix,
+              exact: bool = False) -> list[str]:
     pad = _pad_id(tokenizer)
     device = _device(peft_model)
     finished = None
     if task.is_classification:
         max_new_tokens = min(max_new_tokens, max(len(ids) for ids in label_token_ids(tokenizer, task, seq2seq)) + 1)
-        finished = _label_decided(tokenizer, task)
+        finished = _label_decided(tokenizer, task, exact)
     texts = [""] * len(encoded)
     for indices in _progress(length_sorted_batches([len(e.input_ids) for e in encoded], batch_size), progress,
                              "generate"):
@@ -173,13 +179,16 @@ def _generate(peft_model, tokenizer, task, encoded, batch_size, max_new_tokens, 
     return texts
 
 
-def _label_decided(tokenizer, task: Task):
+def _label_decided(tokenizer, task: Task, exact: bool = False):
     # parse_prediction reads the stripped text's start, longest label word first: once no longer label word can
-    # still start the text, more tokens cannot change the label it maps to.
+    # still start the text, more tokens cannot change the label it maps to. An exact match also needs what
+    # follows a complete label word (EOS, or text that makes the answer invalid), so it waits one token more.
     words = [word.lower() for word in task.label_words]
 
     def decided(row: int, new_ids: list[int]) -> bool:
         text = tokenizer.decode(new_ids, skip_special_tokens=True).strip().lower()
+        if exact:
+            return bool(text) and not any(word.startswith(text) for word in words)
         return bool(text) and not any(len(word) > len(text) and word.startswith(text) for word in words)
 
     return decided

@@ -19,7 +19,7 @@ __all__ = ["PROPORTIONS", "mix_tasks", "mixture_task"]
 
 
 def mix_tasks(data_by_task: Mapping[str, Sequence[dict]], proportions: str = "equal", seed: int = 0,
-              total: int | None = None) -> list[dict]:
+              total: int | None = None, weights: Mapping[str, float] | None = None) -> list[dict]:
     """Shuffle the examples of several tasks into one list, each tagged with its task (``TASK_TAG``).
 
     Args:
@@ -28,6 +28,9 @@ def mix_tasks(data_by_task: Mapping[str, Sequence[dict]], proportions: str = "eq
             source cannot drown a small one); ``"size"`` takes every example (tasks weigh by their size).
         seed: the shuffle's seed.
         total: cap on the number of examples returned, keeping the proportions.
+        weights: with ``"size"``, the sizes to be proportional to when the data at hand are subsets (e.g. the
+            full training sets' sizes, as the paper mixes them); each task then gives ``weight × c`` examples,
+            ``c`` as large as the subsets allow.
 
     Returns:
         New dicts (the inputs are not modified), in a seeded random order.
@@ -54,8 +57,16 @@ def mix_tasks(data_by_task: Mapping[str, Sequence[dict]], proportions: str = "eq
             share = min(share, max(1, total // len(names)))
         counts = dict.fromkeys(names, share)
     else:
-        scale = 1.0 if total is None else min(1.0, total / sum(sizes.values()))
-        counts = {name: max(1, round(sizes[name] * scale)) for name in names}
+        target = sizes
+        if weights is not None:
+            missing = [name for name in names if not (isinstance(weights.get(name), (int, float)) and weights[name] > 0)]
+            if missing:
+                raise TPVError(f"weights lack a positive size for {missing}; pass {{task: size}} for every task")
+            # The largest multiple of the weights that every subset can supply.
+            factor = min(sizes[name] / weights[name] for name in names)
+            target = {name: weights[name] * factor for name in names}
+        scale = 1.0 if total is None else min(1.0, total / sum(target.values()))
+        counts = {name: min(sizes[name], max(1, round(target[name] * scale))) for name in names}
     mixed = []
     for name in names:
         # A seeded sample rather than the head, so subsets sorted by label are not taken one-sided.

@@ -1,6 +1,7 @@
 """Re-running the paper's studies on any model and data: ``reproduce(profile)`` (the ``tpv reproduce`` command).
 
-Profiles are TOML files (``tpv/experiments/profiles/{smoke,cpu,gpu}.toml``; copy one and pass its path). A run
+Profiles are TOML files (``tpv/experiments/profiles/{smoke,cpu,gpu}.toml`` run tpv's protocol, their
+``paper-`` twins the paper's official code's; copy one and pass its path). A run
 lives in ``<run_dir>/<name>-<fingerprint>/``: trained prompts under ``prompts/`` (cached and resumed by
 ``train_prompt``), scores and λs in ``scores.json``; a killed run resumes where it stopped.
 """
@@ -33,7 +34,8 @@ def reproduce(profile: str | os.PathLike | ExperimentConfig, studies=None, run_d
     """Run (or plan) the paper's studies under a profile.
 
     Args:
-        profile: ``"smoke"``, ``"cpu"``, ``"gpu"``, the path of a TOML profile, or an ``ExperimentConfig``.
+        profile: a name from ``PROFILES`` (``"smoke"``, ``"cpu"``, ``"gpu"``, ``"paper-smoke"``, ``"paper-cpu"``,
+            ``"paper-gpu"``), the path of a TOML profile, or an ``ExperimentConfig``.
         studies: names from ``STUDIES`` to run (default: the profile's list).
         run_dir: folder that holds run folders (default ``$TPV_RUN_DIR`` or ``./runs``); the run itself goes
             to ``<run_dir>/<profile name>-<config fingerprint>``.
@@ -102,17 +104,17 @@ def write_outputs(result: StudyResult, lab: Lab, seconds: float) -> list[Path]:
     config = lab.config
     command = f"tpv reproduce {config.name}" + (f" --studies {result.name}" if len(config.studies) == 1 else "")
     header = [f"# {result.title}", "",
-              f"Produced by `{command}` (profile `{config.name}`, model `{config.model.name}` in "
-              f"{lab.dtype} on {lab.device}: {lab.hardware}; git commit `{git_commit()}`), wall-clock time of this "
-              f"study "
+              f"Produced by `{command}` (profile `{config.name}`, protocol `{config.protocol.name}`, model "
+              f"`{config.model.name}` in {lab.dtype} on {lab.device}: {lab.hardware}; git commit `{git_commit()}`, "
+              f"run folder key `{config.fingerprint()}`), wall-clock time of this study "
               f"{seconds:.1f} s (cached work excluded). Raw per-origin scores: `{result.name}.csv` / "
               f"`{result.name}.json`.", ""]
     figures = [f"![{f.stem}]({f.name})" for f in result.figures]
     markdown = "\n".join(header + [result.table, "", *result.notes, "", *figures]) + "\n"
     paths = [atomic_write_text(out / f"{result.name}.md", markdown)]
     payload = {"study": result.name, "title": result.title, "config": config.to_dict(), "commit": git_commit(),
-               "device": lab.device, "hardware": lab.hardware, "dtype": lab.dtype, "seconds": seconds,
-               "summary": result.summary, "rows": result.rows}
+               "device": lab.device, "hardware": lab.hardware, "dtype": lab.dtype, "fingerprint": config.fingerprint(),
+               "seconds": seconds, "summary": result.summary, "rows": result.rows}
     paths.append(atomic_write_text(out / f"{result.name}.json", json.dumps(payload, indent=1, default=str)))
     if result.rows:
         buffer = io.StringIO()

@@ -22,9 +22,11 @@ from tpv.errors import TPVError
 from tpv.tasks import get_task
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
-PROFILES = ("smoke", "cpu", "gpu")
+PROFILES = ("smoke", "cpu", "gpu", "paper-smoke", "paper-cpu", "paper-gpu")
 STUDIES = ("origin_independence", "similarity", "pairwise_sums", "initialisation", "few_shot")
-METHODS = ("random", "spot", "spot_multi", "attempt", "sum")
+METHODS = ("random", "spot", "spot_multi", "attempt", "sum", "sum_search")
+SCORING = ("rank", "generate")
+PROTOCOLS = ("tpv", "paper")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("cpu", "cuda", "auto")
 TINY_MODEL = "tiny"  # a random tiny Llama with a word-level tokenizer, built in the run folder (smoke profile)
@@ -125,6 +127,46 @@ class PromptConfig:
 
 
 @dataclass
+class ProtocolConfig:
+    """How prompts are initialised, drawn, trained and scored: tpv's own protocol or the paper's official code.
+
+    Attributes:
+        name: ``"tpv"`` or ``"paper"``, a label printed with every table (the settings below decide).
+        origin_method: ``make_origin`` method: ``"sample_vocab"`` (tpv) or ``"paper"`` (the official
+            ``create_origin.py``: ids without replacement from the first 5000, one NumPy stream seeded 1024).
+        scoring: scoring methods, the first one fills the tables: ``"rank"`` (label words ranked, tpv) and/or
+            ``"generate"`` (greedy generation, the paper's).
+        answer_match: ``"exact"`` (the official code's exact match: only the bare label word is valid) or
+            ``"prefix"`` (text starting with a label word) for generated answers.
+        max_new_tokens: tokens generated per answer (label words are a few tokens; the rest is never valid).
+        shot_draw: ``"per_origin"`` (tpv: the k shots are drawn with each origin's seed) or ``"per_target"``
+            (the paper: one seeded draw per target and k, the same examples for every origin).
+        attempt: ``"reference"`` (ATTEMPT's code: no multi-task training, untrained attention at 0 shots,
+            k-shot training on the target's shots only) or ``"tpv"`` (tpv's first variant, trained on the
+            sources' mixture first); see ``tpv.baselines.attempt``.
+    """
+
+    name: str = "tpv"
+    origin_method: str = "sample_vocab"
+    scoring: list = field(default_factory=lambda: ["rank"])
+    answer_match: str = "prefix"
+    max_new_tokens: int = 16
+    shot_draw: str = "per_origin"
+    attempt: str = "tpv"
+
+    def __post_init__(self):
+        choices = {"name": PROTOCOLS, "origin_method": ("sample_vocab", "paper"), "answer_match": ("prefix", "exact"),
+                   "shot_draw": ("per_origin", "per_target"), "attempt": ("reference", "tpv")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                _fail(f"protocol.{key}", getattr(self, key), f"use one of {list(allowed)}")
+        if not isinstance(self.scoring, list) or not self.scoring or len(set(self.scoring)) != len(self.scoring) \
+                or any(m not in SCORING for m in self.scoring):
+            _fail("protocol.scoring", self.scoring, f"use a non-empty list from {list(SCORING)}; the first fills the tables")
+        _positive_int("protocol.max_new_tokens", self.max_new_tokens)
+
+
+@dataclass
 class SourceConfig:
     """Source task prompts (studies 1–3 and the sources of studies 4–5).
 
@@ -177,13 +219,19 @@ class TransferConfig:
 
     Attributes:
         families: source → target groups.
-        methods: initialisations compared (``spot`` means one SPoT run per single source).
+        methods: initialisations compared (``spot`` means one SPoT run per single source; ``sum`` is origin +
+            Σ τ at λ = 1, as the official code; ``sum_search`` picks λ on the target's validation data).
         shots: shot counts of study 4 (0 evaluates the initialisation directly).
         curve_shots: shot counts of study 5.
         steps: training steps of every k-shot run (a fixed budget whatever k is).
+        checkpoint_examples: held validation examples on which k-shot runs keep their best checkpoint (0: keep
+            the last step); ``checkpoint_every`` steps apart, judged by ``checkpoint_metric`` (``"loss"``, the
+            official few-shot configs, or ``"score"``, the task's metric by rank scoring).
         multi_steps: training steps of SPoT-multi's source prompt and of ATTEMPT's multi-task training.
-        proportions: how SPoT-multi / ATTEMPT mix the sources' data (``equal`` or ``size``).
-        attention_learning_rate: ATTEMPT's attention-module learning rate.
+        proportions: how SPoT-multi / ATTEMPT mix the sources' data: ``equal``, or ``size`` (in proportion to
+            the full training sets' sizes, as the paper).
+        attention_learning_rate: ATTEMPT's attention-module learning rate; 0 gives it the prompt's (ATTEMPT's
+            reference code trains everything at one learning rate).
         scale_grid: the λ values searched on validation data (studies 3 and 4).
     """
 
@@ -192,6 +240,9 @@ class TransferConfig:
     shots: list = field(default_factory=lambda: [0, 100])
     curve_shots: list = field(default_factory=lambda: [5, 10, 25, 100, 250, 500])
     steps: int = 30
+    checkpoint_examples: int = 0
+    checkpoint_every: int = 10
+    checkpoint_metric: str = "loss"
     multi_steps: int = 100
     proportions: str = "equal"
     attention_learning_rate: float = 1e-3
@@ -215,10 +266,15 @@ class TransferConfig:
                     isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in value):
                 _fail(f"transfer.{key}", value, "use a non-empty list of integers ≥ 0")
         _positive_int("transfer.steps", self.steps)
+        _positive_int("transfer.checkpoint_examples", self.checkpoint_examples, minimum=0)
+        _positive_int("transfer.checkpoint_every", self.checkpoint_every)
+        if self.checkpoint_metric not in ("loss", "score"):
+            _fail("transfer.checkpoint_metric", self.checkpoint_metric, "use 'loss' or 'score'")
         _positive_int("transfer.multi_steps", self.multi_steps)
         if self.proportions not in ("equal", "size"):
             _fail("transfer.proportions", self.proportions, "use 'equal' or 'size'")
-        _positive_float("transfer.attention_learning_rate", self.attention_learning_rate)
+        if self.attention_learning_rate != 0:
+            _positive_float("transfer.attention_learning_rate", self.attention_learning_rate)
         if not isinstance(self.scale_grid, list) or not self.scale_grid or any(
                 isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) for x in self.scale_grid):
             _fail("transfer.scale_grid", self.scale_grid, "use a non-empty list of finite numbers, e.g. [0.5, 1.0]")
@@ -239,6 +295,7 @@ class ExperimentConfig:
     seeds: list = field(default_factory=lambda: [0, 1, 2])
     studies: list = field(default_factory=lambda: list(STUDIES))
     output_dir: str = ""
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
@@ -256,7 +313,7 @@ class ExperimentConfig:
             _fail("studies", self.studies, f"use a non-empty list from {list(STUDIES)}")
         if not isinstance(self.output_dir, str):
             _fail("output_dir", self.output_dir, "use a folder path as a string, or '' for the run folder")
-        for key, cls in (("model", ModelConfig), ("data", DataConfig), ("prompt", PromptConfig),
+        for key, cls in (("protocol", ProtocolConfig), ("model", ModelConfig), ("data", DataConfig), ("prompt", PromptConfig),
                          ("source", SourceConfig), ("transfer", TransferConfig)):
             value = getattr(self, key)
             if isinstance(value, dict):
@@ -278,14 +335,21 @@ class ExperimentConfig:
         return sorted(wanted)
 
     def fingerprint(self) -> str:
-        """A hash of the settings that change results (see the module docstring)."""
+        """A hash of the settings that change results (see the module docstring), of the tpv version and of
+        the model's files, so a code or model change never reuses stale scores."""
+        from tpv import __version__
+        from tpv.experiments.store import model_fingerprint
+
         keyed = {
-            "model": {"name": self.model.name, "dtype": self.model.dtype},
+            "tpv": __version__,
+            "protocol": {k: v for k, v in asdict(self.protocol).items() if k != "name"},
+            "model": {"name": self.model.name, "dtype": self.model.dtype, "files": model_fingerprint(self.model.name)},
             "data": {k: v for k, v in asdict(self.data).items() if k != "data_dir"},
             "prompt": asdict(self.prompt),
             "source": {"steps": self.source.steps, "checkpoint_examples": self.source.checkpoint_examples},
             "transfer": {k: getattr(self.transfer, k) for k in
-                         ("steps", "multi_steps", "proportions", "attention_learning_rate", "scale_grid")},
+                         ("steps", "checkpoint_examples", "checkpoint_every", "checkpoint_metric", "multi_steps",
+                          "proportions", "attention_learning_rate", "scale_grid")},
         }
         return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -306,7 +370,8 @@ def _build(cls, table: dict, section: str):
 
 
 def load_config(profile: str | os.PathLike) -> ExperimentConfig:
-    """Read a profile: a shipped name (``"smoke"``, ``"cpu"``, ``"gpu"``) or the path of a TOML file.
+    """Read a profile: a shipped name (``PROFILES``: ``"smoke"``, ``"cpu"``, ``"gpu"`` and their ``paper-``
+    twins, which follow the paper's official code) or the path of a TOML file.
 
     Example:
         >>> load_config("smoke").model.name

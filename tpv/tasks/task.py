@@ -184,9 +184,12 @@ class Task:
         rounded = round(float(value) / self.regression_step) * self.regression_step
         return f"{rounded:.{decimals}f}"
 
-    def parse_prediction(self, text: str):
+    def parse_prediction(self, text: str, exact: bool = False):
         """Map generated text back to a label: a label id (-1 when no label word matches), a float for
         regression (NaN when no number is found), or the stripped text for generation tasks.
+
+        With ``exact`` a label must be the whole stripped text (the official code's exact match, where
+        "positive." or "positive review" is an invalid answer); otherwise the text need only start with it.
 
         Example:
             >>> from tpv.tasks import get_task
@@ -195,6 +198,8 @@ class Task:
         """
         text = text.strip()
         if self.label_words is not None:
+            if exact:
+                return next((i for i, word in enumerate(self.label_words) if text == word), -1)
             lowered = text.lower()
             # Longest word first, so "not entailment" is not read as "entailment" and vice versa.
             for i in sorted(range(len(self.label_words)), key=lambda i: -len(self.label_words[i])):

@@ -15,8 +15,12 @@ TITLE = "Origin independence (§4.2, Table 1)"
 
 def original_score(lab, task: str, seed: int) -> float:
     """Test score of the task prompt tuned from origin ``seed`` (also study 3's per-task reference)."""
+    return original_fields(lab, task, seed)["score"]
+
+
+def original_fields(lab, task: str, seed: int) -> dict:
     vector = lambda: lab.source_vector(task, seed)  # noqa: E731  (only trained when the score is not cached)
-    return lab.score(task, f"source:{task}@{seed}+origin{seed}", lambda: vector().apply_to(lab.origin(seed)))
+    return lab.score_fields(task, f"source:{task}@{seed}+origin{seed}", lambda: vector().apply_to(lab.origin(seed)))
 
 
 def run(lab, progress: bool = True) -> StudyResult:
@@ -26,12 +30,12 @@ def run(lab, progress: bool = True) -> StudyResult:
     for task in progress_bar(tasks, progress, "origin independence"):
         for i in seeds:
             rows.append({"task": task, "vector_seed": i, "origin_seed": i, "kind": "original",
-                         "score": original_score(lab, task, i)})
+                         **original_fields(lab, task, i)})
             for j in seeds:
                 if j != i:
-                    score = lab.score(task, f"source:{task}@{i}+origin{j}",
-                                      lambda i=i, j=j: lab.source_vector(task, i).apply_to(lab.origin(j)))
-                    rows.append({"task": task, "vector_seed": i, "origin_seed": j, "kind": "mixed", "score": score})
+                    fields = lab.score_fields(task, f"source:{task}@{i}+origin{j}",
+                                              lambda i=i, j=j: lab.source_vector(task, i).apply_to(lab.origin(j)))
+                    rows.append({"task": task, "vector_seed": i, "origin_seed": j, "kind": "mixed", **fields})
     body, summary = [], {}
     for task in tasks + ["avg"]:
         if task == "avg":
@@ -50,7 +54,8 @@ def run(lab, progress: bool = True) -> StudyResult:
         summary[task] = {"original_mean": mean_std(original)[0], "mixed_mean": mean_std(mixed)[0], "delta": delta,
                          "p_bonferroni": test.p_value, "significant": test.significant}
     table = markdown_table(["Task", "Original", "Mixed", "Δ"], body)
-    notes = [f"Scores ×100 (macro F1; Pearson for STS-B) on the test subsets; {len(seeds)} origins "
+    notes = [f"Scores ×100 (macro F1; Pearson for STS-B; scored by {config.protocol.scoring[0]}, protocol "
+             f"`{config.protocol.name}`; invalid answers and binary F1 per row in the CSV/JSON) on the test subsets; {len(seeds)} origins "
              f"(seeds {seeds}); original: mean ± std over origins; mixed: over the {len(seeds) * (len(seeds) - 1)} "
              f"(vector origin, other origin) pairs; * = p < 0.05 after Bonferroni over {len(tasks)} tasks."]
     return StudyResult("origin_independence", TITLE, table, rows, summary, notes=notes)

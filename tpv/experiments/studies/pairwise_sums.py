@@ -31,11 +31,11 @@ def run(lab, progress: bool = True) -> StudyResult:
             vectors = lambda a=a, b=b, i=i: [lab.source_vector(a, i), lab.source_vector(b, i)]  # noqa: E731
             scale = lab.search_scale(f"sum:{a}+{b}", vectors, i, [a, b])
             for task in (a, b):
-                score = lab.score(task, f"sum:{a}+{b}@{i}x{scale}",
-                                  lambda i=i, scale=scale, vectors=vectors: sum(vectors()).apply_to(lab.origin(i), scale))
-                own = original_score(lab, task, i)
+                fields = lab.score_fields(task, f"sum:{a}+{b}@{i}x{scale}",
+                                          lambda i=i, scale=scale, vectors=vectors: sum(vectors()).apply_to(lab.origin(i), scale))
+                score, own = fields["score"], original_score(lab, task, i)
                 rows.append({"pair": f"{a}+{b}", "task": task, "other": b if task == a else a, "seed": i,
-                             "scale": scale, "score": score, "own_score": own,
+                             "scale": scale, **fields, "own_score": own,
                              "relative": score / own if own > 0 else float("nan")})
     matrix = np.full((len(tasks), len(tasks)), np.nan)
     body = []
