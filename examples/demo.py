@@ -78,7 +78,8 @@ def main(argv=None) -> None:
     rows = [("random origin (seed 1)", origin.tensor)]
     rows += [(f"origin + τ_{task}", vectors[task].apply_to(origin)) for task in SOURCES]
     rows += [("origin + (τ_sst2 + τ_yelp)", combo.apply_to(origin))]
-    # The paper picks λ on the target's validation data: a sum of two vectors at λ = 1 overshoots.
+    # tpv's extra row, not the paper's: λ picked on the target's validation data. The official code initialises
+    # a new task with the sum at λ = 1 (the row above), and searches λ only on the source tasks' validation data.
     validation = {TARGET: load_split(TARGET, "validation")[: args.eval_examples]}
     score_fn = evaluation_score_fn(peft_model, tokenizer, validation, batch_size=25, max_length=args.max_length,
                                    progress=True)

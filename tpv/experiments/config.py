@@ -175,12 +175,15 @@ class SourceConfig:
         pairwise_tasks: the tasks whose pairs study 3 sums; empty means all of ``tasks``.
         steps: training steps of every source prompt.
         checkpoint_examples: validation examples used to keep the best checkpoint (0: keep the last).
+        checkpoint_metric: ``"score"`` (the task's metric, tpv) or ``"loss"`` (validation loss every tenth of
+            training, as the official configs' ``load_best_model_at_end`` with no metric).
     """
 
     tasks: list = field(default_factory=lambda: ["mnli", "qnli", "dbpedia", "trec", "sst2", "yelp_polarity"])
     pairwise_tasks: list = field(default_factory=list)
     steps: int = 100
     checkpoint_examples: int = 0
+    checkpoint_metric: str = "score"
 
     def __post_init__(self):
         _tasks("source.tasks", self.tasks, minimum=2)
@@ -188,6 +191,8 @@ class SourceConfig:
             _tasks("source.pairwise_tasks", self.pairwise_tasks, minimum=2)
         _positive_int("source.steps", self.steps)
         _positive_int("source.checkpoint_examples", self.checkpoint_examples, minimum=0)
+        if self.checkpoint_metric not in ("loss", "score"):
+            _fail("source.checkpoint_metric", self.checkpoint_metric, "use 'loss' or 'score'")
 
     @property
     def pairs_of(self) -> list:
@@ -346,7 +351,8 @@ class ExperimentConfig:
             "model": {"name": self.model.name, "dtype": self.model.dtype, "files": model_fingerprint(self.model.name)},
             "data": {k: v for k, v in asdict(self.data).items() if k != "data_dir"},
             "prompt": asdict(self.prompt),
-            "source": {"steps": self.source.steps, "checkpoint_examples": self.source.checkpoint_examples},
+            "source": {"steps": self.source.steps, "checkpoint_examples": self.source.checkpoint_examples,
+                       "checkpoint_metric": self.source.checkpoint_metric},
             "transfer": {k: getattr(self.transfer, k) for k in
                          ("steps", "checkpoint_examples", "checkpoint_every", "checkpoint_metric", "multi_steps",
                           "proportions", "attention_learning_rate", "scale_grid")},

@@ -143,18 +143,19 @@ class Lab:
 
     # ---- prompts ----------------------------------------------------------------------------------------
     def train(self, task, origin_seed: int, train_data: list[dict], folder: str, *, steps: int,
-              init_vector=None, init_scale: float = 1.0, eval_data=None, checkpoint: bool = False):
-        """``train_prompt`` into ``<run>/prompts/<folder>`` (cached there), returning its vector. With
-        ``checkpoint`` (k-shot runs) the best checkpoint on ``transfer.checkpoint_examples`` held validation
-        examples is kept, judged by ``transfer.checkpoint_metric``."""
+              init_vector=None, init_scale: float = 1.0, checkpoint=None):
+        """``train_prompt`` into ``<run>/prompts/<folder>`` (cached there), returning its vector. ``checkpoint``
+        = ``(held validation examples, every n steps, "loss" | "score")`` keeps the best checkpoint on the
+        task's first validation examples (``None``: the last step)."""
         from tpv.training import RESULT_FILENAME, train_prompt
 
-        prompt, transfer = self.config.prompt, self.config.transfer
-        extra_args, callbacks, eval_steps = {"save_total_limit": 1}, [], None
-        if checkpoint and transfer.checkpoint_examples:
-            eval_data = self.data(get_task(task).name, "validation")[:transfer.checkpoint_examples]
-            eval_steps = min(transfer.checkpoint_every, steps)
-            if transfer.checkpoint_metric == "loss":
+        prompt = self.config.prompt
+        extra_args, callbacks, eval_data, eval_steps = {"save_total_limit": 1}, [], None, None
+        if checkpoint and checkpoint[0]:
+            examples, every, metric = checkpoint
+            eval_data = self.data(get_task(task).name, "validation")[:examples]
+            eval_steps = min(every, steps) if every else None
+            if metric == "loss":
                 from tpv.experiments.checkpoint import LOSS_CHECKPOINT_ARGS, ValidationLossCallback
 
                 extra_args.update(LOSS_CHECKPOINT_ARGS)
@@ -177,10 +178,12 @@ class Lab:
         """The task prompt vector of source ``task`` tuned from origin ``seed``."""
         key = ("source", task, seed)
         if key not in self._vectors:
-            checkpoint = self.config.source.checkpoint_examples
-            eval_data = self.data(task, "validation")[:checkpoint] if checkpoint else None
+            source = self.config.source
+            # Every tenth of training, as the official configs' eval_steps = 0.1.
+            checkpoint = (source.checkpoint_examples, max(1, source.steps // 10) if source.checkpoint_metric == "loss"
+                          else None, source.checkpoint_metric)
             self._vectors[key] = self.train(task, seed, self.data(task, "train"), f"source/{task}/seed{seed}",
-                                            steps=self.config.source.steps, eval_data=eval_data)
+                                            steps=source.steps, checkpoint=checkpoint)
         return self._vectors[key]
 
     def multi_vector(self, sources: list[str], seed: int):

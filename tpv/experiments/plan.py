@@ -148,7 +148,9 @@ def build_plan(lab, speed: Speed | None = None) -> list[PlanItem]:
     def sources(study, tasks):
         new = [(t, i) for t in tasks for i in seeds if (t, i) not in done_sources]
         done_sources.update(new)
-        checkpoints = config.source.checkpoint_examples * 6  # 5 evaluations during training + the final one
+        # 5 evaluations during training + the final one; by loss, one every tenth of training, each scoring twice.
+        by_loss = config.source.checkpoint_metric == "loss"
+        checkpoints = config.source.checkpoint_examples * (22 if by_loss else 6)
         add(study, "tune source prompts", [(t, config.source.steps, checkpoints) for t, _ in new])
 
     tasks = config.source.tasks

@@ -48,11 +48,12 @@ def transfer_fields(lab, family: Family, target: str, method: str, shots: int, s
         return {**lab.score_fields(target, key, lambda: _initial_prompt(lab, family, target, method, seed)), **scale}
 
     def prompt():
+        transfer = lab.config.transfer
         vectors, init_scale = _init_vectors(lab, family, target, method, seed)
         tuned = lab.train(target, seed, lab.shots(target, shots, seed),
                           f"transfer/{target}/{method.replace(':', '_')}/seed{seed}/shots{shots}",
-                          steps=lab.config.transfer.steps, init_vector=vectors, init_scale=init_scale,
-                          checkpoint=True)
+                          steps=transfer.steps, init_vector=vectors, init_scale=init_scale,
+                          checkpoint=(transfer.checkpoint_examples, transfer.checkpoint_every, transfer.checkpoint_metric))
         return tuned.apply_to(lab.origin(seed))
 
     return {**lab.score_fields(target, key, prompt), **scale}
