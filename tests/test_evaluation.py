@@ -123,3 +123,22 @@ def test_errors(forced, word_tokenizer):
         evaluate(peft_model, word_tokenizer, task, toy_examples(2), method="beam")
     with pytest.raises(TPVError, match="no examples to evaluate task 'forced'"):
         evaluate(peft_model, word_tokenizer, task, [])
+
+
+@pytest.mark.parametrize("shared_prefix", [True, False])
+def test_exact_match_needs_the_bare_label_word(word_tokenizer, shared_prefix):
+    # "bad" -> "negative" -> EOS is an exact answer; "good" -> "positive" -> "film" is not (the official code's
+    # exact match), though it starts with a label word.
+    task = Task("forced", "sentiment", "{text}", ("negative", "positive"))
+    rules = {"good": "positive", "bad": "negative", "positive": "film", "negative": "</s>", "film": "</s>"}
+    model = _forced_model(word_tokenizer, rules)
+    peft_model = init_prompt_tuning(model, origin=make_origin(model, 2, seed=0))
+    data = [{"text": "good", "label": 1}, {"text": "bad", "label": 0}]
+    prefix = evaluate(peft_model, word_tokenizer, task, data, method="generate", return_predictions=True,
+                      shared_prefix=shared_prefix)
+    exact = evaluate(peft_model, word_tokenizer, task, data, method="generate", answer_match="exact",
+                     return_predictions=True, shared_prefix=shared_prefix)
+    assert prefix["predictions"] == [1, 0] and prefix["invalid"] == 0
+    assert exact["predictions"] == [-1, 0] and exact["invalid"] == 1
+    with pytest.raises(TPVError, match="unknown answer_match 'loose'"):
+        evaluate(peft_model, word_tokenizer, task, data, method="generate", answer_match="loose")
