@@ -783,3 +783,38 @@ def peft_model(make_tiny_model):
 def test_peft_and_engine_calls(call, shown, peft_model, word_tokenizer):
     with pytest.raises(TPVError, match=shown):
         call(peft_model, word_tokenizer)
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path):
+    path = _vector().save(tmp_path / "v.tpv.safetensors")
+    path.chmod(0o600)
+    _vector(seed=1).save(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+@pytest.mark.parametrize("read", ["vector", "data", "profile"])
+def test_permission_denied_on_read_is_one_tpv_error(read, tmp_path, monkeypatch):
+    import pathlib
+
+    import tpv._io
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "locked"))
+
+    if read == "vector":
+        path = _vector().save(tmp_path / "v.tpv.safetensors")
+        monkeypatch.setattr(tpv._io, "safe_open", refuse)
+        call = lambda: TaskPromptVector.load(path)  # noqa: E731
+    elif read == "data":
+        (tmp_path / "sst2").mkdir()
+        (tmp_path / "sst2" / "train.jsonl").write_text("{}\n")
+        monkeypatch.setattr(pathlib.Path, "read_bytes", refuse)
+        call = lambda: load_split("sst2", "train", tmp_path)  # noqa: E731
+    else:
+        from tpv.experiments.config import load_config
+
+        (tmp_path / "p.toml").write_text("")
+        monkeypatch.setattr(pathlib.Path, "read_bytes", refuse)
+        call = lambda: load_config(tmp_path / "p.toml")  # noqa: E731
+    with pytest.raises(TPVError, match="cannot read '.*locked': permission denied; pick a path you may read"):
+        call()

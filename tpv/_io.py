@@ -6,6 +6,7 @@ import contextlib
 import glob
 import json
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -73,8 +74,9 @@ def remove_stale_temps(folder: Path, prefix: str, age: float = STALE_TEMP_SECOND
 def atomic_target(path: PathLike):
     """Yield a temporary path beside ``path``; on success it replaces ``path``, so readers never see half a file.
 
-    The file gets the mode a plain ``open()`` would give it (``0o666`` less the umask), and temporaries that
-    killed writes left beside ``path`` more than an hour ago are removed. OS errors become :class:`TPVError`.
+    A new file gets the mode a plain ``open()`` would give it (``0o666`` less the umask); a replaced file keeps
+    its mode. Temporaries that killed writes left beside ``path`` more than an hour ago are removed. OS errors
+    become :class:`TPVError`.
     """
     path = _check_target(path)
     with os_errors(path, "write"):
@@ -86,7 +88,8 @@ def atomic_target(path: PathLike):
         yield tmp
         with os_errors(path, "write"):
             # mkstemp creates 0600 files and the mode survives the rename; results are meant to be shared.
-            os.chmod(tmp, 0o666 & ~_umask())
+            mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else 0o666 & ~_umask()
+            os.chmod(tmp, mode)
             os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
