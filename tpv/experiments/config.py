@@ -160,8 +160,8 @@ class ProtocolConfig:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 _fail(f"protocol.{key}", getattr(self, key), f"use one of {list(allowed)}")
-        if not isinstance(self.scoring, list) or not self.scoring or len(set(self.scoring)) != len(self.scoring) \
-                or any(m not in SCORING for m in self.scoring):
+        if not isinstance(self.scoring, list) or not self.scoring or any(m not in SCORING for m in self.scoring) \
+                or len(set(self.scoring)) != len(self.scoring):
             _fail("protocol.scoring", self.scoring, f"use a non-empty list from {list(SCORING)}; the first fills the tables")
         _positive_int("protocol.max_new_tokens", self.max_new_tokens)
 
@@ -255,6 +255,8 @@ class TransferConfig:
 
     def __post_init__(self):
         families = []
+        if not isinstance(self.families, list):
+            _fail("transfer.families", self.families, "use a list of tables {name=..., sources=[...], targets=[...]}")
         for i, item in enumerate(self.families):
             if isinstance(item, Family):
                 families.append(item)
