@@ -6,6 +6,7 @@ import contextlib
 import glob
 import json
 import os
+import shutil
 import stat
 import tempfile
 import threading
@@ -57,8 +58,6 @@ def _umask() -> int:
 
 def remove_stale_temps(folder: Path, prefix: str, age: float = STALE_TEMP_SECONDS) -> None:
     """Delete hidden ``prefix*`` temporaries in ``folder`` left by writes killed more than ``age`` seconds ago."""
-    import shutil
-
     cutoff = time.time() - age
     with contextlib.suppress(OSError):
         for leftover in folder.glob(f"{glob.escape(prefix)}*"):
