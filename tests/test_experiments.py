@@ -245,3 +245,14 @@ def test_the_run_key_covers_protocol_version_and_model(monkeypatch):
     store.model_fingerprint.cache_clear()
     monkeypatch.setattr(store, "model_fingerprint", lambda name: "other-weights")
     assert tpv_config.fingerprint() != before
+
+
+def test_paper_source_prompts_keep_the_best_checkpoint_by_validation_loss(tmp_path):
+    from tpv.experiments.lab import Lab
+
+    config = load_config("paper-smoke")
+    config.source.checkpoint_examples = 4
+    lab = Lab(config, tmp_path, progress=False)
+    lab.source_vector("sst2", 0)
+    record = json.loads((tmp_path / "prompts/source/sst2/seed0/tpv_train.json").read_text())
+    assert "eval_loss" in record["metrics"] and lab.trained == 1

@@ -717,9 +717,11 @@ def _add_reproduce(commands) -> None:
     parser = commands.add_parser(
         "reproduce", help="run the paper's studies (tpv.experiments)", formatter_class=_formatter,
         description="Run the paper's studies with a profile: smoke (minutes, checks the pipeline), cpu (hours "
-                    "on a laptop), gpu (the paper's scale), or a path to a profile file. Runs are cached in "
+                    "on a laptop), gpu (the paper's scale), their paper-smoke/paper-cpu/paper-gpu twins that follow "
+                    "the paper's official code (docs/protocol.md), or a path to a profile file. Runs are cached in "
                     "--run-dir, so a rerun resumes.",
-        epilog=_examples("tpv reproduce --profile smoke --dry-run", "tpv reproduce --profile cpu --study origin_independence",
+        epilog=_examples("tpv reproduce --profile smoke --dry-run", "tpv reproduce --profile paper-cpu --dry-run",
+                         "tpv reproduce --profile cpu --study origin_independence",
                          "tpv reproduce --profile gpu --run-dir /scratch/tpv-runs"),
     )
     parser.add_argument("--profile", default="smoke", metavar="smoke|cpu|gpu|paper-smoke|paper-cpu|paper-gpu|PATH", help="(default: %(default)s)")
