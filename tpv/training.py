@@ -28,7 +28,7 @@ from .errors import TPVError
 from .evaluation import evaluate
 from .origin import Origin, make_origin
 from .peft_io import ORIGIN_FILENAME, get_prompt, init_prompt_tuning, record_origin, recorded_origin
-from .prefix import SHARED_PREFIX, choose_engine, shared_prefix_obstacle
+from .prefix import FULL, SHARED_PREFIX, choose_engine, has_fast_path, shared_prefix_obstacle
 from .scoring import prompt_tuning_loss
 from .tasks import Task
 from .vector import TaskPromptVector
@@ -148,12 +148,15 @@ class PromptTuningTrainer(Trainer):
         self.tpv_max_length = max_length
         self.tpv_adapter_name = adapter_name
         self.tpv_shared_prefix = shared_prefix
+        self.tpv_engines_run: set[str] = set()  # what compute_loss actually ran, for TrainResult.engine
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         unwrapped = self.accelerator.unwrap_model(model)
         if unwrapped is model:
             loss = prompt_tuning_loss(model, inputs, self.tpv_adapter_name, self.tpv_shared_prefix)
+            self.tpv_engines_run.add(choose_engine(model, self.tpv_shared_prefix) if has_fast_path(model) else FULL)
         else:
+            self.tpv_engines_run.add(FULL)
             # Under DDP the forward must go through the wrapper so gradients are synchronised.
             loss = model(**{k: inputs[k] for k in ("input_ids", "attention_mask", "labels")}).loss
         return (loss, None) if return_outputs else loss
@@ -319,7 +322,8 @@ def train_prompt(
         metrics.update(trainer.evaluate())
     result = _finish(peft_model, origin, task, output_dir, adapter_name, trainer.state.log_history, metrics,
                      fingerprint)
-    result.engine = engine
+    # Under DDP the loss runs through the wrapper, i.e. the full forward, whatever was chosen.
+    result.engine = "+".join(sorted(trainer.tpv_engines_run)) or engine
     return _ready(result, peft_model, tokenizer, task, max_length, progress)
 
 
