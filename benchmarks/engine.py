@@ -307,6 +307,7 @@ def engine_comparison(args) -> dict:
             _warm_up(model, tokenizer, task, origin, train)
             run = {"dtype": dtype, "virtual": virtual, "hardware": hardware_summary(dtype)}
             run["step"] = _time_engine_steps(model, tokenizer, task, origin, train, args)
+            print(f"[engines] {dtype}, {virtual}: step seconds {run['step']}", file=sys.stderr, flush=True)
             run["rank"] = _time_engine_rank(model, tokenizer, task, origin, val, args)
             if args.quality_steps:
                 run["quality"] = _engine_quality(model, tokenizer, task, origin, train, val, args)
