@@ -68,6 +68,8 @@ def test_subcommands_show_examples():
     ([], "the following arguments are required: COMMAND"),
     (["vector"], "the following arguments are required: COMMAND"),
     (["train", "no_such_task", "--output-dir", "x"], "unknown task 'no_such_task'"),
+    (["train", "sst2", "--output-dir", "{tmp}/run", "--limit", "4", "--lr", "nan"], "learning_rate must be a positive"),
+    (["train", "sst2", "--output-dir", "{tmp}/run", "--limit", "4", "--lr", "-1"], "learning_rate must be a positive"),
     (["vector", "info", "{bad}"], "it is a Python pickle"),
     (["vector", "combine", "{sst2}:abc", "-o", "x.tpv.safetensors"], "bad weight 'abc'"),
     (["vector", "combine", "{sst2}", "--method", "median", "-o", "x.tpv.safetensors"], "invalid choice: 'median'"),
@@ -192,6 +194,16 @@ def test_train_reuses_a_finished_run(model_dir, tmp_path, capsys):
     again = capsys.readouterr().out.splitlines()
     assert "loss" not in " ".join(again)  # nothing trained the second time
     assert again[-2:] == first[-2:]
+
+    # Other settings into the same folder: one line naming what differs and the two ways out.
+    assert main([*argv, "--lr", "0.1"]) == 2
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr
+    error = stderr.strip().splitlines()[-1]
+    assert error.startswith("tpv: error: ")
+    assert "learning_rate 0.3 there, 0.1 now" in error and "--overwrite" in error and "new output_dir" in error
+    assert main([*argv, "--lr", "0.1", "--overwrite"]) == 0
+    assert "loss" in capsys.readouterr().out
 
 
 def test_reproduce_calls_experiments_with_the_documented_signature(monkeypatch, capsys, tmp_path):

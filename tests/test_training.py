@@ -5,7 +5,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from conftest import toy_examples
-from tpv import TaskPromptVector, TPVError, make_origin
+from tpv import TaskPromptVector, TPVError, init_prompt_tuning, make_origin
 from tpv.training import OriginCallback, train_prompt
 
 
@@ -13,15 +13,32 @@ def _losses(history):
     return [h["loss"] for h in history if "loss" in h]
 
 
+def _mean_loss(peft_model, tokenizer, task, data, prompt):
+    from tpv.encoding import collate, encode_examples, is_seq2seq_model
+    from tpv.peft_io import set_prompt
+    from tpv.scoring import prompt_tuning_loss
+
+    seq2seq = is_seq2seq_model(peft_model)
+    set_prompt(peft_model, prompt)
+    batch = collate(encode_examples(tokenizer, task, data, seq2seq=seq2seq), 0, seq2seq=seq2seq)
+    with torch.no_grad():
+        return prompt_tuning_loss(peft_model.eval(), batch).item()
+
+
 @pytest.mark.parametrize("kind", ["llama", "t5"])
 def test_training_lowers_loss_and_changes_only_the_prompt(kind, make_tiny_model, word_tokenizer, toy_task, tmp_path):
     model = make_tiny_model(kind)
     before = {n: p.clone() for n, p in model.named_parameters()}
-    result = train_prompt(model, word_tokenizer, toy_task, 0, toy_examples(64), output_dir=tmp_path / "run",
+    origin = make_origin(model, 4, seed=0)
+    data = toy_examples(64)
+    result = train_prompt(model, word_tokenizer, toy_task, origin, data, output_dir=tmp_path / "run",
                           eval_data=toy_examples(16, seed=9), max_steps=30, batch_size=8, learning_rate=0.3,
                           num_virtual_tokens=4, progress=False, training_args={"logging_steps": 5})
-    losses = _losses(result.history)
-    assert losses[-1] < losses[0]
+    assert len(_losses(result.history)) == 6
+    # The logged losses are single noisy batches (T5 trains with dropout); the whole set, without dropout, is not.
+    peft_model = init_prompt_tuning(make_tiny_model(kind), origin=origin)
+    assert _mean_loss(peft_model, word_tokenizer, toy_task, data, result.vector.apply_to(origin)) < \
+        _mean_loss(peft_model, word_tokenizer, toy_task, data, origin.tensor)
     for name, param in model.named_parameters():
         assert torch.equal(param, before[name]), f"{name} changed"
     assert result.vector.norm() > 0 and result.vector.tasks == {"toy": 1.0}
@@ -166,3 +183,33 @@ def test_log_records_prints_trainer_dicts(make_tiny_model, word_tokenizer, toy_t
                  training_args={"logging_steps": 1})
     out, err = capfd.readouterr()
     assert "{'loss'" in out + err
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"max_steps": 10.0}, r"max_steps must be a whole number ≥ 1, got 10.0; pass an int"),
+    ({"max_steps": True}, r"max_steps must be a whole number ≥ 1, got True"),
+    ({"batch_size": 0}, r"batch_size must be a whole number ≥ 1, got 0"),
+    ({"learning_rate": float("nan")}, r"learning_rate must be a positive number such as 0.3, got nan"),
+    ({"learning_rate": -0.1}, r"learning_rate must be a positive number such as 0.3, got -0.1"),
+    ({"learning_rate": "0.3"}, r"learning_rate must be a positive number such as 0.3, got '0.3'"),
+    ({"weight_decay": float("inf")}, r"weight_decay must be a number ≥ 0 such as 1e-5, got inf"),
+    ({"warmup_ratio": 1.5}, r"warmup_ratio must be a fraction in \[0, 1\] such as 0.1, got 1.5"),
+    ({"init_scale": float("nan")}, r"init_scale must be a finite number such as 1.0, got nan"),
+    ({"eval_steps": 0}, r"eval_steps must be a whole number ≥ 1, got 0"),
+    ({"eval_method": "vote"}, r"unknown eval_method 'vote'; use one of \['rank', 'generate'\]"),
+    ({"seed": -1}, r"seed must be a whole number between 0 and 4294967295, got -1"),
+    ({"num_virtual_tokens": 2.5}, r"num_virtual_tokens must be a whole number ≥ 1, got 2.5"),
+    ({"training_args": {"learning_rte": 0.1}}, r"training_args has 'learning_rte', which is not a TrainingArguments "
+                                               r"field; did you mean 'learning_rate'"),
+    ({"training_args": {"output_dir": "elsewhere"}}, r"training_args may not set 'output_dir'; pass "
+                                                     r"train_prompt\(output_dir=...\)"),
+    ({"training_args": ["save_steps"]}, r"training_args must be a dict of TrainingArguments fields, got list"),
+    ({"training_args": {"lr_scheduler_type": "wobbly"}}, r"transformers.TrainingArguments rejected the settings: .*"
+                                                         r"wobbly.*fix the value passed in training_args"),
+])
+def test_bad_settings_are_refused_before_anything_is_written(settings, message, make_tiny_model, word_tokenizer,
+                                                             toy_task, tmp_path):
+    with pytest.raises(TPVError, match=message):
+        train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(4), output_dir=tmp_path / "run",
+                     progress=False, **{"max_steps": 1, "batch_size": 2, "num_virtual_tokens": 2} | settings)
+    assert not (tmp_path / "run").exists()

@@ -11,8 +11,8 @@ import inspect
 # The public modules, in the order a reader meets them (DESIGN.md's layers, bottom up).
 MODULES = (
     "tpv", "tpv.vector", "tpv.origin", "tpv.merge", "tpv.similarity", "tpv.peft_io", "tpv.models", "tpv.precision",
-    "tpv.tasks", "tpv.tasks.files", "tpv.training", "tpv.evaluation", "tpv.search", "tpv.selection", "tpv.auto_init",
-    "tpv.zoo", "tpv.plots", "tpv.hub", "tpv.cli",
+    "tpv.tasks", "tpv.tasks.files", "tpv.training", "tpv.run_folder", "tpv.evaluation", "tpv.search",
+    "tpv.selection", "tpv.auto_init", "tpv.zoo", "tpv.plots", "tpv.hub", "tpv.cli",
 )
 
 

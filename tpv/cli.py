@@ -243,7 +243,8 @@ def _add_train(commands) -> None:
         description="Prompt-tune TASK from a seeded random origin (optionally moved by --init vectors) with "
                     "transformers.Trainer. The run folder holds the PEFT adapter, its origin, the vector "
                     "<task>.tpv.safetensors and tpv_train.json; rerunning the same command reuses a finished run "
-                    "and resumes a killed one.",
+                    "and resumes a killed one. A folder holding a run with other settings is refused unless "
+                    "--overwrite; one folder takes one run at a time.",
         epilog=_examples(
             "tpv train sst2 --output-dir runs/sst2",
             "tpv train imdb --init runs/sst2/sst2.tpv.safetensors runs/yelp/yelp_polarity.tpv.safetensors "
@@ -272,16 +273,26 @@ def _add_train(commands) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--verbose", action="store_true",
                         help="also print Trainer's raw log records ({'loss': …}) every few steps")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="discard the run already in --output-dir (needed when its settings differ)")
     _model_options(parser)
     _data_options(parser)
     parser.set_defaults(run=_run_train)
 
 
 def _run_train(args) -> int:
-    from .training import train_prompt
+    from .training import check_training_inputs, train_prompt
 
     args.task = _require_task(args, _user_task(args, args.task))
     train_data = _examples_of(args.task, "train", args.limit, args.data_dir)
+    # Before the model loads: a bad number should cost no wait, and the message names the option.
+    try:
+        check_training_inputs(args.task, train_data, args.steps, args.batch_size, learning_rate=args.lr)
+    except TPVError as error:
+        message = str(error)
+        for name, option in (("max_steps", "--steps"), ("batch_size", "--batch-size"), ("learning_rate", "--lr")):
+            message = message.replace(f"{name}={1}", f"{option} 1").replace(name, option)
+        raise TPVError(message) from None
     if args.eval_limit is not None and args.eval_limit < 0:
         raise TPVError(f"--eval-limit must be ≥ 0 (0 turns validation off), got {args.eval_limit}")
     eval_data = _examples_of(args.task, "validation", args.eval_limit, args.data_dir, "--eval-limit") \
@@ -292,7 +303,7 @@ def _run_train(args) -> int:
         model, tokenizer, args.task, args.origin_seed, train_data, output_dir=args.output_dir, eval_data=eval_data,
         max_steps=args.steps, learning_rate=args.lr, batch_size=args.batch_size,
         num_virtual_tokens=args.virtual_tokens, init_vector=init, init_scale=args.scale,
-        eval_method=args.eval_method, log_records=args.verbose,
+        eval_method=args.eval_method, log_records=args.verbose, overwrite=args.overwrite,
     )
     scores = {k: v for k, v in result.metrics.items() if k.startswith("eval_") and isinstance(v, (int, float))}
     print(f"vector  {result.vector_path}  {result.vector!r}")

@@ -8,9 +8,13 @@ and 50 tokens 0.89 in ~7.5 min (docs/benchmarks.md). Pass ``num_virtual_tokens=5
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import hashlib
 import json
 import logging
+import math
+import numbers
 import os
 import sys
 from collections.abc import Sequence
@@ -20,9 +24,10 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from ._io import atomic_write_text, dumps, read_json
+from . import run_folder
+from ._io import atomic_write_text, dumps
 from .encoding import DEFAULT_MAX_LENGTH, Encoded, collate, encode_examples, is_seq2seq_model, resolve_task
 from .errors import TPVError
 from .evaluation import evaluate
@@ -34,7 +39,7 @@ from .tasks import Task
 from .vector import TaskPromptVector
 
 DEFAULT_NUM_VIRTUAL_TOKENS = 20
-RESULT_FILENAME = "tpv_train.json"
+RESULT_FILENAME = run_folder.RESULT_FILENAME
 logger = logging.getLogger(__name__)
 
 
@@ -128,7 +133,7 @@ class OriginCallback(TrainerCallback):
         # Trainer saves through PeftModel.save_pretrained, which already writes the origin; this also covers
         # back-ends (DeepSpeed, FSDP) that save weights another way.
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if self.origin is not None and folder.is_dir() and not (folder / ORIGIN_FILENAME).exists():
+        if args.should_save and self.origin is not None and folder.is_dir() and not (folder / ORIGIN_FILENAME).exists():
             self.origin.save(folder / ORIGIN_FILENAME)
 
 
@@ -138,8 +143,10 @@ class PromptTuningTrainer(Trainer):
     loss_is_scaled_for_ga = False  # our loss is a per-batch mean
 
     def __init__(self, *args, task: Task, tokenizer, eval_examples=None, eval_method="rank", eval_batch_size=32,
-                 max_length=DEFAULT_MAX_LENGTH, adapter_name="default", shared_prefix: bool | None = None, **kwargs):
+                 max_length=DEFAULT_MAX_LENGTH, adapter_name="default", shared_prefix: bool | None = None,
+                 fingerprint: str = "", **kwargs):
         super().__init__(*args, **kwargs)
+        self.tpv_fingerprint = fingerprint
         self.tpv_task = task
         self.tpv_tokenizer = tokenizer
         self.tpv_eval_examples = eval_examples
@@ -161,14 +168,39 @@ class PromptTuningTrainer(Trainer):
             loss = model(**{k: inputs[k] for k in ("input_ids", "attention_mask", "labels")}).loss
         return (loss, None) if return_outputs else loss
 
+    def _save_checkpoint(self, model, trial):
+        # Trainer would delete old checkpoints before this one is known to be whole; a kill in between could leave
+        # none to resume from. So: save, mark complete (after every process wrote its RNG state), then prune.
+        folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+        if self.args.should_save:
+            (folder / run_folder.CHECKPOINT_MARKER).unlink(missing_ok=True)
+        limit, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            run_folder.mark_complete(folder, self.tpv_fingerprint)
+            run_folder.prune_checkpoints(folder.parent, limit, keep=[folder, self.state.best_model_checkpoint])
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_train_sampler(train_dataset)
+        # Trainer's sampler draws each epoch's order from the global RNG, whose state a resumed run does not share
+        # with an uninterrupted one; an order seeded by (seed, epoch) makes a resumed run the same run.
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return _EpochSeededLengthSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                         dataset=train_dataset or self.train_dataset, seed=seed)
+
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         if not self.tpv_eval_examples:
             return {}
         model = self.accelerator.unwrap_model(self.model)
-        result = evaluate(model, self.tpv_tokenizer, self.tpv_task, self.tpv_eval_examples,
-                          method=self.tpv_eval_method, batch_size=self.tpv_eval_batch_size,
-                          adapter_name=self.tpv_adapter_name, max_length=self.tpv_max_length,
-                          shared_prefix=self.tpv_shared_prefix, progress=not self.args.disable_tqdm)
+        result = _evaluate_sharded(self.accelerator, model, self.tpv_tokenizer, self.tpv_task, self.tpv_eval_examples,
+                                   method=self.tpv_eval_method, batch_size=self.tpv_eval_batch_size,
+                                   adapter_name=self.tpv_adapter_name, max_length=self.tpv_max_length,
+                                   shared_prefix=self.tpv_shared_prefix, progress=not self.args.disable_tqdm)
         metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in result.items() if isinstance(v, (int, float))}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
@@ -194,6 +226,39 @@ class _StepProgress(ProgressCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.training_bar is not None and logs and "loss" in logs:
             self.training_bar.set_postfix(loss=f"{logs['loss']:.3f}", refresh=False)
+
+
+class _EpochSeededLengthSampler(LengthGroupedSampler):
+    def __init__(self, batch_size: int, dataset, seed: int):
+        super().__init__(batch_size, dataset=dataset)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return super().__iter__()
+
+
+def _evaluate_sharded(accelerator, model, tokenizer, task, examples, **kwargs) -> dict:
+    """``evaluate`` on this process's share of ``examples``; the predictions of all processes scored together."""
+    if accelerator.num_processes == 1:
+        return evaluate(model, tokenizer, task, examples, **kwargs)
+    import torch.distributed as dist
+
+    from .evaluation import _score
+
+    rank, world = accelerator.process_index, accelerator.num_processes
+    share = examples[rank::world]
+    mine = evaluate(model, tokenizer, task, share, return_predictions=True, **kwargs)["predictions"] if share else []
+    gathered = [None] * world
+    dist.all_gather_object(gathered, mine)
+    predictions = [None] * len(examples)
+    for index, part in enumerate(gathered):
+        predictions[index::world] = part
+    method = kwargs.get("method", "rank") if task.is_classification else "generate"
+    return _score(task, predictions, [e[task.label_key] for e in examples], method, False)
 
 
 class _EncodedDataset(torch.utils.data.Dataset):
@@ -240,6 +305,7 @@ def train_prompt(
     max_length: int = DEFAULT_MAX_LENGTH,
     seed: int = 0,
     resume: bool = True,
+    overwrite: bool = False,
     progress: bool = True,
     log_records: bool = False,
     adapter_name: str = "default",
@@ -251,8 +317,11 @@ def train_prompt(
 
     The run lives in ``output_dir``: checkpoints (each with its origin), the final adapter (PEFT's files plus
     ``tpv_origin.safetensors``), the vector file and ``tpv_train.json``. Calling again with the same settings
-    returns the finished run without training; a killed run resumes from its last checkpoint. With
-    ``eval_data`` the best checkpoint by the task's validation metric is kept.
+    returns the finished run without training; a killed run resumes from its last complete checkpoint and ends
+    with the vector an uninterrupted run gives. Other settings (data, model, origin, tpv version, any argument)
+    in a used folder are refused unless ``overwrite``; a lock keeps a second process out while one trains. Under
+    ``torchrun``/``accelerate launch`` only the main process writes, and evaluation is split across processes.
+    With ``eval_data`` the best checkpoint by the task's validation metric is kept.
 
     Args:
         model: a transformers model, or a PeftModel made by :func:`tpv.init_prompt_tuning`.
@@ -261,6 +330,8 @@ def train_prompt(
         progress: show a progress bar over steps (and evaluations) and print a one-line summary on stderr.
         log_records: also print Trainer's raw log records (``{'loss': …}``) every ``logging_steps``.
         training_args: extra ``TrainingArguments`` fields, which override ours.
+        resume: continue from the folder's last complete checkpoint (``False``: start again, same settings).
+        overwrite: discard whatever run the folder holds (its checkpoints, adapter, vectors, records) first.
         shared_prefix: decoder-only models run the soft prompt once per step and every input against its keys
             and values (same loss and gradient, less work); None chooses that automatically where it applies,
             True insists, False runs ``[prompt; input]`` whole per row as PEFT does. ``TrainResult.engine``
@@ -268,22 +339,21 @@ def train_prompt(
 
     Returns:
         A :class:`TrainResult`; its ``peft_model`` holds the tuned prompt and ``result.evaluate(test_data)``
-        scores it.
+        scores it; on every process of a multi-process launch.
     """
-    task = check_training_inputs(task, train_data, max_steps, batch_size)
+    task = check_training_inputs(task, train_data, max_steps, batch_size, learning_rate=learning_rate,
+                                 weight_decay=weight_decay, warmup_ratio=warmup_ratio)
+    _check_prompt_settings(num_virtual_tokens, init_scale, eval_steps, eval_method, eval_batch_size, max_length, seed,
+                           training_args)
     output_dir = Path(output_dir)
     peft_model, origin = _prepare(model, origin, num_virtual_tokens, init_vector, init_scale, adapter_name)
     seq2seq = is_seq2seq_model(peft_model)
-    fingerprint = _fingerprint(task, origin, train_data, eval_data, init_vector, init_scale, dict(
+    settings = _settings(peft_model, task, origin, train_data, eval_data, init_vector, init_scale, dict(
         max_steps=max_steps, learning_rate=learning_rate, batch_size=batch_size, weight_decay=weight_decay,
         warmup_ratio=warmup_ratio, eval_steps=eval_steps, eval_method=eval_method, max_length=max_length,
         seed=seed, training_args=training_args or {}))
-    finished = _load_finished(output_dir, fingerprint, peft_model, origin, task, adapter_name)
-    if finished is not None:
-        return _ready(finished, peft_model, tokenizer, task, max_length, progress, cached=True)
+    fingerprint = run_folder.fingerprint_of(settings)
 
-    encoded = encode_examples(tokenizer, task, train_data, seq2seq=seq2seq, max_length=max_length)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     eval_every = eval_steps or max(1, max_steps // 5)
     args = dict(
         output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=batch_size,
@@ -297,34 +367,53 @@ def train_prompt(
         args.update(eval_strategy="steps", eval_steps=eval_every, load_best_model_at_end=True,
                     metric_for_best_model=f"eval_{task.metric}", greater_is_better=True)
     args.update(training_args or {})
-    engine = choose_engine(peft_model, shared_prefix, gradient_checkpointing=bool(args.get("gradient_checkpointing")))
-    obstacle = shared_prefix_obstacle(peft_model, bool(args.get("gradient_checkpointing")))
-    logger.info("prompt tuning engine: %s%s", engine, f" ({obstacle})" if engine != SHARED_PREFIX and obstacle else "")
-    trainer = PromptTuningTrainer(
-        model=peft_model, args=TrainingArguments(**args), train_dataset=_EncodedDataset(encoded),
-        # Trainer insists on an eval_dataset when evaluating; our evaluate() reads the raw examples instead.
-        eval_dataset=list(eval_data) if eval_data else None,
-        data_collator=_Collator(pad_id, seq2seq), callbacks=[OriginCallback(origin, adapter_name), *callbacks],
-        task=task, tokenizer=tokenizer, eval_examples=list(eval_data) if eval_data else None,
-        eval_method=eval_method, eval_batch_size=eval_batch_size, max_length=max_length, adapter_name=adapter_name,
-        shared_prefix=engine == SHARED_PREFIX,
-    )
-    # Trainer prints its log records as raw dicts, between the lines of the caller's own output; the bar shows
-    # the loss instead, and the records stay in the result's history (and on screen with log_records=True).
-    if not log_records:
-        trainer.remove_callback(PrinterCallback)
-        if trainer.pop_callback(ProgressCallback) is not None:
-            trainer.add_callback(_StepProgress(f"train {task.name}"))
-    last = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
-    train_output = trainer.train(resume_from_checkpoint=last)
-    metrics = dict(train_output.metrics)
-    if eval_data:
-        metrics.update(trainer.evaluate())
-    result = _finish(peft_model, origin, task, output_dir, adapter_name, trainer.state.log_history, metrics,
-                     fingerprint)
+    try:
+        arguments = TrainingArguments(**args)
+    except (ValueError, TypeError) as error:
+        raise TPVError(f"transformers.TrainingArguments rejected the settings: {error}; fix the value passed in "
+                       f"training_args (or the matching train_prompt argument)") from None
+
+    # One process decides what the folder holds and trains into it while the others follow (torchrun,
+    # accelerate launch); the lock keeps out every other run until this one returns.
+    lock = run_folder.RunLock(output_dir)
+    try:
+        state = _on_main_process(arguments, lambda: (lock.acquire(), run_folder.open_run(
+            output_dir, settings, overwrite=overwrite, resume=resume))[1])
+        if "finished" in state:
+            finished = _load_finished(output_dir, state["finished"], peft_model, origin, adapter_name)
+            return _ready(finished, peft_model, tokenizer, task, max_length, progress and arguments.should_save,
+                          cached=True)
+        encoded = encode_examples(tokenizer, task, train_data, seq2seq=seq2seq, max_length=max_length)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        engine = choose_engine(peft_model, shared_prefix, gradient_checkpointing=bool(args.get("gradient_checkpointing")))
+        obstacle = shared_prefix_obstacle(peft_model, bool(args.get("gradient_checkpointing")))
+        logger.info("prompt tuning engine: %s%s", engine, f" ({obstacle})" if engine != SHARED_PREFIX and obstacle else "")
+        trainer = PromptTuningTrainer(
+            model=peft_model, args=arguments, train_dataset=_EncodedDataset(encoded),
+            # Trainer insists on an eval_dataset when evaluating; our evaluate() reads the raw examples instead.
+            eval_dataset=list(eval_data) if eval_data else None,
+            data_collator=_Collator(pad_id, seq2seq), callbacks=[OriginCallback(origin, adapter_name), *callbacks],
+            task=task, tokenizer=tokenizer, eval_examples=list(eval_data) if eval_data else None,
+            eval_method=eval_method, eval_batch_size=eval_batch_size, max_length=max_length,
+            adapter_name=adapter_name, shared_prefix=engine == SHARED_PREFIX, fingerprint=fingerprint,
+        )
+        # Trainer prints its log records as raw dicts, between the lines of the caller's own output; the bar shows
+        # the loss instead, and the records stay in the result's history (and on screen with log_records=True).
+        if not log_records:
+            trainer.remove_callback(PrinterCallback)
+            if trainer.pop_callback(ProgressCallback) is not None:
+                trainer.add_callback(_StepProgress(f"train {task.name}"))
+        train_output = trainer.train(resume_from_checkpoint=state["checkpoint"])
+        metrics = dict(train_output.metrics)
+        if eval_data:
+            metrics.update(trainer.evaluate())
+        result = _finish(peft_model, origin, task, output_dir, adapter_name, trainer.state.log_history, metrics,
+                         fingerprint, settings, arguments)
+    finally:
+        lock.release()
     # Under DDP the loss runs through the wrapper, i.e. the full forward, whatever was chosen.
     result.engine = "+".join(sorted(trainer.tpv_engines_run)) or engine
-    return _ready(result, peft_model, tokenizer, task, max_length, progress)
+    return _ready(result, peft_model, tokenizer, task, max_length, progress and arguments.should_save)
 
 
 def _ready(result: TrainResult, peft_model, tokenizer, task: Task, max_length: int, progress: bool,
@@ -335,14 +424,84 @@ def _ready(result: TrainResult, peft_model, tokenizer, task: Task, max_length: i
     return result
 
 
-def check_training_inputs(task: str | Task, train_data, max_steps: int, batch_size: int) -> Task:
+def check_training_inputs(task: str | Task, train_data, max_steps: int, batch_size: int, *,
+                          learning_rate: float = 1.0, weight_decay: float = 0.0, warmup_ratio: float = 0.0) -> Task:
     """The checks every training loop shares; returns the resolved task."""
     task = resolve_task(task)
     if not train_data:
         raise TPVError(f"no training examples for task {task.name!r}; pass a non-empty list")
-    if max_steps < 1 or batch_size < 1:
-        raise TPVError(f"max_steps and batch_size must be ≥ 1, got {max_steps} and {batch_size}")
+    _check_whole("max_steps", max_steps)
+    _check_whole("batch_size", batch_size)
+    _check_real("learning_rate", learning_rate, "a positive number such as 0.3", lambda v: v > 0)
+    _check_real("weight_decay", weight_decay, "a number ≥ 0 such as 1e-5", lambda v: v >= 0)
+    _check_real("warmup_ratio", warmup_ratio, "a fraction in [0, 1] such as 0.1", lambda v: 0 <= v <= 1)
     return task
+
+
+def _check_whole(name: str, value, minimum: int = 1, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum \
+            or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"≥ {minimum}"
+        raise TPVError(f"{name} must be a whole number {bound}, got {value!r}; pass an int such as {name}={minimum}")
+
+
+def _check_real(name: str, value, wanted: str, ok) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not ok(value):
+        raise TPVError(f"{name} must be {wanted}, got {value!r}")
+
+
+def _check_prompt_settings(num_virtual_tokens, init_scale, eval_steps, eval_method, eval_batch_size, max_length,
+                           seed, training_args) -> None:
+    from .evaluation import METHODS
+
+    _check_whole("num_virtual_tokens", num_virtual_tokens)
+    _check_real("init_scale", init_scale, "a finite number such as 1.0", lambda v: True)
+    if eval_steps is not None:
+        _check_whole("eval_steps", eval_steps)
+    if eval_method not in METHODS:
+        raise TPVError(f"unknown eval_method {eval_method!r}; use one of {list(METHODS)}")
+    _check_whole("eval_batch_size", eval_batch_size)
+    _check_whole("max_length", max_length)
+    _check_whole("seed", seed, 0, 2**32 - 1)  # numpy's seeds are 32-bit
+    if training_args is None:
+        return
+    if not isinstance(training_args, dict):
+        raise TPVError(f"training_args must be a dict of TrainingArguments fields, got {type(training_args).__name__}")
+    known = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+    for key in training_args:
+        if key == "output_dir":
+            raise TPVError("training_args may not set 'output_dir'; pass train_prompt(output_dir=...) instead")
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=3)
+            hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "see transformers.TrainingArguments"
+            raise TPVError(f"training_args has {key!r}, which is not a TrainingArguments field; {hint}")
+
+
+def _on_main_process(args: TrainingArguments, decide):
+    """``decide()`` on the main process only; its answer (or its TPVError) is shared with every process."""
+    if args.world_size <= 1:
+        return decide()
+    import torch.distributed as dist
+
+    box = [None]
+    if args.process_index == 0:
+        try:
+            box[0] = ("ok", decide())
+        except Exception as error:
+            dist.broadcast_object_list([("error", str(error))], src=0)
+            raise
+    dist.broadcast_object_list(box, src=0)
+    kind, value = box[0]
+    if kind == "error":
+        raise TPVError(f"the main process stopped: {value}")
+    return value
+
+
+def _barrier(args: TrainingArguments) -> None:
+    if args.world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 def _prepare(model, origin, num_virtual_tokens, init_vector, init_scale, adapter_name):
@@ -362,57 +521,70 @@ def _prepare(model, origin, num_virtual_tokens, init_vector, init_scale, adapter
     return peft_model, origin
 
 
-def _finish(peft_model, origin, task, output_dir, adapter_name, history, metrics, fingerprint) -> TrainResult:
-    peft_model.save_pretrained(str(output_dir), selected_adapters=[adapter_name])
+def _finish(peft_model, origin, task, output_dir, adapter_name, history, metrics, fingerprint, settings,
+            args) -> TrainResult:
     adapter_dir = output_dir if adapter_name == "default" else output_dir / adapter_name
     vector = TaskPromptVector.from_peft(peft_model, origin=origin, task=task.name, adapter_name=adapter_name)
     result = TrainResult(vector=vector, adapter_dir=adapter_dir, history=history, metrics=metrics, origin=origin,
                          vector_path=adapter_dir / f"{task.name}.tpv.safetensors")
-    vector.save(result.vector_path)
-    atomic_write_text(output_dir / RESULT_FILENAME, json.dumps({
-        "fingerprint": fingerprint, "task": task.name, "metrics": metrics, "history": history,
-        "vector": result.vector_path.name, "adapter_dir": str(adapter_dir.relative_to(output_dir)),
-    }, indent=1, default=str))
+    if args.should_save:
+        peft_model.save_pretrained(str(output_dir), selected_adapters=[adapter_name])
+        vector.save(result.vector_path)
+        # Written last: its presence is what makes the run finished.
+        atomic_write_text(output_dir / RESULT_FILENAME, json.dumps({
+            "fingerprint": fingerprint, "settings": settings, "task": task.name, "metrics": metrics,
+            "history": history, "vector": result.vector_path.name,
+            "adapter_dir": str(adapter_dir.relative_to(output_dir)),
+        }, indent=1, default=str))
+    _barrier(args)
     return result
 
 
-def _load_finished(output_dir: Path, fingerprint: str, peft_model, origin, task, adapter_name) -> TrainResult | None:
-    path = output_dir / RESULT_FILENAME
-    if not path.is_file():
-        return None
-    record = read_json(path, "the run record", f"delete it to train again in '{output_dir}'")
-    if not {"fingerprint", "adapter_dir", "vector", "history", "metrics"} <= set(record):
-        raise TPVError(f"the run record '{path}' lacks {sorted({'fingerprint', 'adapter_dir', 'vector'} - set(record))}"
-                       f"; delete it to train again in '{output_dir}'")
-    if record.get("fingerprint") != fingerprint:
-        raise TPVError(
-            f"'{output_dir}' holds a finished run with other settings or data; pass a new output_dir, or delete "
-            f"'{path}' to train again there"
-        )
-    adapter_dir = output_dir / record["adapter_dir"]
-    vector = TaskPromptVector.load(adapter_dir / record["vector"])
-    # Leave the model where the finished run ended, as if it had just trained.
+def _load_finished(output_dir: Path, record: dict, peft_model, origin, adapter_name) -> TrainResult:
     from .peft_io import set_prompt
 
+    try:
+        adapter_dir = output_dir / record["adapter_dir"]
+        vector_path = adapter_dir / record["vector"]
+        history, metrics = list(record["history"]), dict(record["metrics"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise TPVError(f"'{output_dir / RESULT_FILENAME}' lacks {error} or holds the wrong type; pass "
+                       f"overwrite=True (tpv train --overwrite) to train the run again") from None
+    vector = TaskPromptVector.load(vector_path)
+    # Leave the model where the finished run ended, as if it had just trained.
     set_prompt(peft_model, vector.apply_to(origin), adapter_name)
-    return TrainResult(vector=vector, adapter_dir=adapter_dir, history=record["history"],
-                       metrics=record["metrics"], origin=origin, vector_path=adapter_dir / record["vector"])
+    return TrainResult(vector=vector, adapter_dir=adapter_dir, history=history, metrics=metrics, origin=origin,
+                       vector_path=vector_path)
 
 
-def _fingerprint(task, origin, train_data, eval_data, init_vector, init_scale, settings) -> str:
-    digest = hashlib.sha256()
-    digest.update(dumps({"task": asdict(task) | {"hub_splits": None}, "origin": origin.sha256,
-                         "settings": settings, "init_scale": init_scale}).encode())
-    for example in train_data:
-        digest.update(dumps(example).encode())
-    digest.update(b"|eval|")
-    for example in eval_data or ():
-        digest.update(dumps(example).encode())
+def _settings(peft_model, task, origin, train_data, eval_data, init_vector, init_scale, options) -> dict:
+    """What makes a run this run, readable enough to name what differs; its hash is the run's fingerprint."""
+    from . import __version__
+
+    base = peft_model.get_base_model()
+    config = {k: v for k, v in base.config.to_dict().items()
+              if k not in ("_name_or_path", "transformers_version", "torch_dtype", "dtype")}
+    settings = {
+        "task": task.name, "task_definition": _digest([asdict(task) | {"hub_splits": None}]),
+        "model": getattr(base, "name_or_path", "") or base.config._name_or_path,
+        "model_config": _digest([config]), "model_dtype": str(next(base.parameters()).dtype),
+        "tpv_version": __version__, "origin": origin.sha256,
+        "train_data": f"{len(train_data)} examples, {_digest(train_data)}",
+        "eval_data": f"{len(eval_data)} examples, {_digest(eval_data)}" if eval_data else None,
+        "init_vector": None, "init_scale": init_scale,
+    }
     if init_vector is not None:
         items = init_vector if isinstance(init_vector, (list, tuple)) else [init_vector]
+        digest = hashlib.sha256()
         for item in items:
             vector, weight = item if isinstance(item, tuple) else (item, 1.0)
             digest.update(vector.tensor.cpu().numpy().tobytes() + str(weight).encode())
-    return digest.hexdigest()
+        settings["init_vector"] = f"{len(items)} vectors, sha256 {digest.hexdigest()[:16]}"
+    return settings | options
 
 
+def _digest(items) -> str:
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(dumps(item).encode())
+    return f"sha256 {digest.hexdigest()[:16]}"

@@ -1,0 +1,170 @@
+"""Run folders survive kills and mix-ups: complete checkpoints only, settings on record, one run at a time.
+
+The kill tests run ``tests/train_worker.py`` in a subprocess, SIGKILL it at a chosen or a (seeded) random
+file-system change, rerun it, and compare the vector with an uninterrupted run's.
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import toy_examples
+from tpv import TPVError
+from tpv.run_folder import (CHECKPOINT_MARKER, RUN_FILENAME, RunLock, is_complete, mark_complete, open_run,
+                            prune_checkpoints)
+from tpv.training import train_prompt
+
+WORKER = Path(__file__).with_name("train_worker.py")
+REPO = WORKER.parents[1]
+
+
+def _worker(folder, *extra):
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(WORKER), str(folder), *map(str, extra)], capture_output=True,
+                          text=True, env=env, timeout=600)
+    result = json.loads(done.stdout.splitlines()[-1]) if done.returncode == 0 else None
+    return done.returncode, result, done.stderr
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    returncode, result, stderr = _worker(tmp_path_factory.mktemp("uninterrupted") / "run")
+    assert returncode == 0, stderr
+    return result
+
+
+def _assert_same_vector(result, uninterrupted):
+    torch.testing.assert_close(torch.tensor(result["vector"]), torch.tensor(uninterrupted["vector"]),
+                               rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("kill", ["checkpoint-6/optimizer.pt", "toy.tpv.safetensors"])
+def test_a_kill_in_the_middle_of_a_write_resumes_to_the_same_vector(kill, uninterrupted, tmp_path):
+    run = tmp_path / "run"
+    returncode, _, _ = _worker(run, "--kill-on", kill, "--torn")
+    assert returncode == -signal.SIGKILL
+    returncode, result, stderr = _worker(run)
+    assert returncode == 0, stderr
+    _assert_same_vector(result, uninterrupted)
+
+
+def test_kills_at_random_points_resume_to_the_same_vector(uninterrupted, tmp_path):
+    run, rng = tmp_path / "run", random.Random(0)
+    for _ in range(3):
+        returncode, result, stderr = _worker(run, "--kill-at", rng.randint(1, uninterrupted["events"]), "--torn")
+        assert returncode in (0, -signal.SIGKILL), stderr
+    returncode, result, stderr = _worker(run)
+    assert returncode == 0, stderr
+    _assert_same_vector(result, uninterrupted)
+
+
+def test_an_empty_or_torn_checkpoint_folder_is_skipped(tmp_path):
+    """The issue's reproduction: ``mkdir checkpoint-5`` used to make a run that could never resume."""
+    (tmp_path / "checkpoint-5").mkdir()
+    assert open_run(tmp_path, {"max_steps": 4}) == {"checkpoint": None}
+    assert not (tmp_path / "checkpoint-5").exists() and (tmp_path / RUN_FILENAME).is_file()
+
+    fingerprint = json.loads((tmp_path / RUN_FILENAME).read_text())["fingerprint"]
+    for step in (2, 4):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "optimizer.pt").write_bytes(b"x" * 100)
+        mark_complete(tmp_path / f"checkpoint-{step}", fingerprint)
+    assert open_run(tmp_path, {"max_steps": 4}) == {"checkpoint": str(tmp_path / "checkpoint-4")}
+    (tmp_path / "checkpoint-4" / "optimizer.pt").write_bytes(b"x" * 7)  # torn after it was marked
+    assert not is_complete(tmp_path / "checkpoint-4", fingerprint)
+    assert not is_complete(tmp_path / "checkpoint-2", "another run")
+    assert open_run(tmp_path, {"max_steps": 4}) == {"checkpoint": str(tmp_path / "checkpoint-2")}
+    assert not (tmp_path / "checkpoint-4").exists()
+
+
+def test_checkpoints_nobody_recorded_are_refused_not_resumed(tmp_path):
+    (tmp_path / "checkpoint-5").mkdir()
+    (tmp_path / "checkpoint-5" / "trainer_state.json").write_text("{}")
+    with pytest.raises(TPVError, match=r"holds checkpoints that no tpv run recorded \(checkpoint-5\).*overwrite"):
+        open_run(tmp_path, {"max_steps": 4})
+    assert open_run(tmp_path, {"max_steps": 4}, overwrite=True) == {"checkpoint": None}
+    assert not (tmp_path / "checkpoint-5").exists()
+
+
+def test_pruning_keeps_the_newest_and_the_best(tmp_path):
+    for step in (3, 6, 9, 12):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / CHECKPOINT_MARKER).write_text("{}")
+    prune_checkpoints(tmp_path, 2, keep=[tmp_path / "checkpoint-12", str(tmp_path / "checkpoint-3")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-12", "checkpoint-3"]
+
+
+def _killed_run(make_tiny_model, word_tokenizer, toy_task, folder, **settings):
+    from transformers import TrainerCallback
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise KeyboardInterrupt("simulated kill")
+
+    with pytest.raises(KeyboardInterrupt):
+        train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(16), output_dir=folder,
+                     batch_size=4, num_virtual_tokens=2, progress=False, callbacks=[Crash()],
+                     training_args={"save_steps": 2}, **settings)
+
+
+def test_an_unfinished_run_with_other_settings_is_refused_naming_them(make_tiny_model, word_tokenizer, toy_task,
+                                                                      tmp_path):
+    """A killed 6-step run rerun with 4 steps used to return its step-4 prompt under the 4-step fingerprint."""
+    run = tmp_path / "run"
+    _killed_run(make_tiny_model, word_tokenizer, toy_task, run, max_steps=6)
+    assert (run / "checkpoint-2" / CHECKPOINT_MARKER).is_file()
+    again = dict(output_dir=run, batch_size=4, num_virtual_tokens=2, progress=False, training_args={"save_steps": 2})
+    with pytest.raises(TPVError, match=r"holds an unfinished run with other settings \(max_steps 6 there, 4 now\); "
+                                       r"train into a new output_dir, or pass overwrite=True"):
+        train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(16), max_steps=4, **again)
+    with pytest.raises(TPVError, match="origin .* there, .* now"):
+        train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 5, toy_examples(16), max_steps=6, **again)
+    with pytest.raises(TPVError, match="train_data 16 examples, sha256 [0-9a-f]+ there, 15 examples"):
+        train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(15), max_steps=6, **again)
+
+    result = train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(16), max_steps=4,
+                          overwrite=True, **again)
+    assert [h["step"] for h in result.history if "loss" in h][-1] == 4
+    assert json.loads((run / "tpv_train.json").read_text())["settings"]["max_steps"] == 4
+
+
+def test_the_fingerprint_covers_the_model_and_tpv_version(make_tiny_model, word_tokenizer, toy_task, tmp_path,
+                                                          monkeypatch):
+    settings = dict(output_dir=tmp_path, max_steps=1, batch_size=4, num_virtual_tokens=2, progress=False)
+    train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8), **settings)
+    recorded = json.loads((tmp_path / "tpv_train.json").read_text())["settings"]
+    assert recorded["tpv_version"] and recorded["model_dtype"] == "torch.float32"
+    other = make_tiny_model("llama")
+    other.config.rms_norm_eps = 1e-3
+    with pytest.raises(TPVError, match="model_config sha256"):
+        train_prompt(other, word_tokenizer, toy_task, 0, toy_examples(8), **settings)
+    monkeypatch.setattr("tpv.__version__", "99.0")
+    with pytest.raises(TPVError, match=r"tpv_version \S+ there, 99.0 now"):
+        train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8), **settings)
+
+
+def test_a_folder_in_use_is_refused(make_tiny_model, word_tokenizer, toy_task, tmp_path):
+    with RunLock(tmp_path):
+        with pytest.raises(TPVError, match=rf"is in use by another tpv run \(pid {os.getpid()} on .*\); wait for it"):
+            train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8), output_dir=tmp_path,
+                         max_steps=1, batch_size=4, num_virtual_tokens=2, progress=False)
+    assert not (tmp_path / RUN_FILENAME).exists()  # refused before touching the folder
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    code = (f"import os, signal; from tpv.run_folder import RunLock; RunLock({str(tmp_path)!r}).acquire(); "
+            f"print(os.getpid(), flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == -signal.SIGKILL and done.stdout.strip()
+    assert json.loads((tmp_path / ".tpv.lock").read_text())["pid"] == int(done.stdout)  # the dead holder's id
+    with RunLock(tmp_path):
+        pass
