@@ -168,3 +168,46 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     assert json.loads((tmp_path / ".tpv.lock").read_text())["pid"] == int(done.stdout)  # the dead holder's id
     with RunLock(tmp_path):
         pass
+
+
+# ---- two processes (torchrun, gloo on CPU) -----------------------------------------------------------------
+
+
+def _torchrun(folder, *extra):
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+                        "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(WORKER), str(folder), "--batch-size", "2", *map(str, extra)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"vector"')]
+    return done.returncode, results, done.stderr
+
+
+def test_two_processes_give_one_process_vector_and_write_each_file_once(uninterrupted, tmp_path):
+    """2 processes × batch 2 against 1 × batch 4: the same global batch, so the same run."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    returncode, results, stderr = _torchrun(tmp_path / "run", "--log-writes", logs)
+    assert returncode == 0, stderr[-3000:]
+    assert len(results) == 2  # every process gets the result
+    for result in results:
+        _assert_same_vector(result, uninterrupted)
+
+    writes = {rank: (logs / f"writes-{rank}.txt").read_text().splitlines() for rank in (0, 1)}
+    assert set(writes[0]).isdisjoint(writes[1])
+    assert sorted(Path(p).name for p in writes[1]) == ["rng_state_1.pth"] * 4  # its own RNG state per checkpoint
+    final = [p for p in writes[0] if not Path(p).name.startswith(".")]  # temporary files are renamed into place
+    assert len(final) == len(set(final)) and str(tmp_path / "run" / "toy.tpv.safetensors") in final
+    # Evaluation is split: each process scores half of the 8 validation examples at each evaluation.
+    for rank in (0, 1):
+        assert set((logs / f"evaluated-{rank}.txt").read_text().split()) == {"4"}
+
+
+def test_two_processes_resume_after_a_kill(uninterrupted, tmp_path):
+    returncode, _, _ = _torchrun(tmp_path / "run", "--kill-on", "checkpoint-6/optimizer.pt", "--torn")
+    assert returncode != 0
+    assert not (tmp_path / "run" / "tpv_train.json").exists()
+    returncode, results, stderr = _torchrun(tmp_path / "run")
+    assert returncode == 0, stderr[-3000:]
+    for result in results:
+        _assert_same_vector(result, uninterrupted)

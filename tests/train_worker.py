@@ -5,7 +5,8 @@
 an epoch) and prints the vector as JSON. An audit hook counts the file-system changes it makes in OUTPUT_DIR (a
 file opened for writing, a rename, a deletion); the process SIGKILLs itself at the N-th, or at the first that
 touches a path matching PATTERN (relative to OUTPUT_DIR). With ``--torn`` it first leaves half a file there, as a
-kill in the middle of a write would. ``--log-writes`` records every file each rank writes.
+kill in the middle of a write would. ``--log-writes DIR`` records every file each rank writes, and how many
+examples it evaluates, in DIR.
 """
 
 from __future__ import annotations
@@ -88,6 +89,18 @@ def _log_writes(folder: Path, log_dir: Path) -> None:
             note(args[1])
 
     sys.addaudithook(hook)
+
+    # How many examples each process scores, to show evaluation is split between them.
+    import tpv.training
+
+    evaluate = tpv.training.evaluate
+
+    def counted(model, tokenizer, task, data, **kwargs):
+        with open(log_dir / f"evaluated-{rank}.txt", "a") as counts:
+            counts.write(f"{len(data)}\n")
+        return evaluate(model, tokenizer, task, data, **kwargs)
+
+    tpv.training.evaluate = counted
 
 
 def _announce_native_writes() -> None:
