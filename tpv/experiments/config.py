@@ -13,13 +13,18 @@ import hashlib
 import json
 import math
 import os
-import tomllib
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from tpv._io import read_text
 from tpv.errors import TPVError
 from tpv.tasks import get_task
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the standard library's TOML reader, as it was published before 3.11; pyproject requires it on 3.10
+    import tomli as tomllib
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 PROFILES = ("smoke", "cpu", "gpu", "paper-smoke", "paper-cpu", "paper-gpu")
