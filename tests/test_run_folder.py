@@ -211,3 +211,16 @@ def test_two_processes_resume_after_a_kill(uninterrupted, tmp_path):
     assert returncode == 0, stderr[-3000:]
     for result in results:
         _assert_same_vector(result, uninterrupted)
+
+
+def test_reproduce_takes_the_same_guarantees(tmp_path):
+    """tpv reproduce trains through train_prompt (so its prompts resume and refuse other settings) and locks its
+    run folder, so two reproduce processes cannot interleave their scores."""
+    from tpv.experiments import load_config, reproduce
+
+    config = load_config("smoke")
+    folder = tmp_path / f"smoke-{config.fingerprint()}"
+    with RunLock(folder):
+        with pytest.raises(TPVError, match="is in use by another tpv run"):
+            reproduce(config, run_dir=tmp_path, progress=False)
+    assert not (folder / "scores.json").exists()

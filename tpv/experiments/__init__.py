@@ -23,6 +23,7 @@ from tpv.errors import TPVError
 from tpv.experiments.config import PROFILES, STUDIES, TINY_MODEL, ExperimentConfig, load_config
 from tpv.experiments.lab import Lab
 from tpv.experiments.result import StudyResult
+from tpv.run_folder import RunLock
 
 __all__ = ["PROFILES", "STUDIES", "ExperimentConfig", "StudyResult", "load_config", "reproduce"]
 
@@ -79,7 +80,13 @@ def reproduce(profile: str | os.PathLike | ExperimentConfig, studies=None, run_d
             print(plan_text)
         summary["plan"] = plan_text
         return summary
-    folder.mkdir(parents=True, exist_ok=True)
+    # A second reproduce into this run folder is refused rather than interleaved with the first (scores.json).
+    with RunLock(folder):
+        return _run_studies(lab, config, summary, plan_text, progress)
+
+
+def _run_studies(lab: Lab, config: ExperimentConfig, summary: dict, plan_text: str, progress: bool) -> dict:
+    folder = lab.run_dir
     atomic_write_text(folder / "config.json", json.dumps(config.to_dict(), indent=1))
     if progress:
         print(plan_text, file=sys.stderr)
