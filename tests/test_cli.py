@@ -68,8 +68,8 @@ def test_subcommands_show_examples():
     ([], "the following arguments are required: COMMAND"),
     (["vector"], "the following arguments are required: COMMAND"),
     (["train", "no_such_task", "--output-dir", "x"], "unknown task 'no_such_task'"),
-    (["train", "sst2", "--output-dir", "{tmp}/run", "--limit", "4", "--lr", "nan"], "learning_rate must be a positive"),
-    (["train", "sst2", "--output-dir", "{tmp}/run", "--limit", "4", "--lr", "-1"], "learning_rate must be a positive"),
+    (["train", "sst2", "--output-dir", "{tmp}/run", "--limit", "4", "--lr", "nan"], "--lr must be a positive number such as 0.3, got nan"),
+    (["train", "sst2", "--output-dir", "{tmp}/run", "--limit", "4", "--lr", "-1"], "--lr must be a positive number such as 0.3, got -1.0"),
     (["vector", "info", "{bad}"], "it is a Python pickle"),
     (["vector", "combine", "{sst2}:abc", "-o", "x.tpv.safetensors"], "bad weight 'abc'"),
     (["vector", "combine", "{sst2}", "--method", "median", "-o", "x.tpv.safetensors"], "invalid choice: 'median'"),
@@ -203,7 +203,8 @@ def test_train_reuses_a_finished_run(model_dir, tmp_path, capsys):
     assert error.startswith("tpv: error: ")
     assert "learning_rate 0.3 there, 0.1 now" in error and "--overwrite" in error and "new output_dir" in error
     assert main([*argv, "--lr", "0.1", "--overwrite"]) == 0
-    assert "loss" in capsys.readouterr().out
+    assert "reused the finished run" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "run" / "tpv_train.json").read_text())["settings"]["learning_rate"] == 0.1
 
 
 def test_reproduce_calls_experiments_with_the_documented_signature(monkeypatch, capsys, tmp_path):
