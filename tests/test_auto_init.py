@@ -91,7 +91,7 @@ def test_without_a_helpful_source_the_plan_keeps_the_origin(tuned, word_tokenize
 
 def test_the_saved_plan_is_a_ready_to_train_adapter(tuned, word_tokenizer, tmp_path):
     task, origin, vector = tuned
-    plan = auto_init(_model(), word_tokenizer, task, _sources(vector), validation=_skewed(32, 5),
+    plan = auto_init(_model(), word_tokenizer, task, _sources(vector), validation=_skewed(48, 5),
                      origin=origin, k=1, grid=[1.0], progress=False)
     folder = plan.save_pretrained(tmp_path / "start")
     assert (folder / "tpv_origin.safetensors").is_file()

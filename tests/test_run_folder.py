@@ -224,3 +224,11 @@ def test_reproduce_takes_the_same_guarantees(tmp_path):
         with pytest.raises(TPVError, match="is in use by another tpv run"):
             reproduce(config, run_dir=tmp_path, progress=False)
     assert not (folder / "scores.json").exists()
+
+
+def test_a_broken_run_record_is_refused_and_overwrite_discards_it(tmp_path):
+    (tmp_path / "tpv_train.json").write_text("[1, 2")
+    with pytest.raises(TPVError, match="is not valid JSON .*delete it to train again, or pass overwrite=True"):
+        open_run(tmp_path, {"max_steps": 4})
+    assert open_run(tmp_path, {"max_steps": 4}, overwrite=True) == {"checkpoint": None}
+    assert not (tmp_path / "tpv_train.json").exists()

@@ -173,12 +173,16 @@ def _short(value) -> str:
 def _read_record(path: Path) -> dict | None:
     if not path.is_file():
         return None
-    return read_json(path, "the run record", "pass overwrite=True (tpv train --overwrite) to discard the run")
+    return read_json(path, "the run record",
+                     "delete it to train again, or pass overwrite=True (tpv train --overwrite) to discard the run")
 
 
 def clear_run(folder: Path) -> None:
     """Remove what a tpv run wrote in ``folder`` (checkpoints, adapter, vectors, records), nothing else."""
-    record = _read_record(folder / RESULT_FILENAME) if (folder / RESULT_FILENAME).is_file() else None
+    try:
+        record = _read_record(folder / RESULT_FILENAME)
+    except TPVError:  # a broken record is one more thing to discard
+        record = None
     for path in _checkpoints(folder):
         remove_checkpoint(path)
     if record and isinstance(record.get("adapter_dir"), str) and record["adapter_dir"] not in ("", "."):

@@ -237,7 +237,8 @@ class _EpochSeededLengthSampler(LengthGroupedSampler):
         self.epoch = epoch
 
     def __iter__(self):
-        self.generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        # seed + 0 for the first epoch: the order Trainer itself draws there, right after set_seed(seed).
+        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
         return super().__iter__()
 
 
