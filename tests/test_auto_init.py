@@ -150,3 +150,26 @@ def test_retrieval_reports_cosines_to_a_briefly_tuned_target(tuned, word_tokeniz
     cosines = {row.source: row.cosine for row in plan.table}
     assert cosines["own_copy"] == pytest.approx(-cosines["negated"])
     assert all(-1.0 <= value <= 1.0 for value in cosines.values())
+
+
+@pytest.mark.slow
+def test_auto_init_on_the_default_model_starts_imdb_from_the_zoo_without_imdb(tmp_path):
+    """The paper's use: a new task (imdb) starts from the other tasks' zoo vectors, chosen on validation only."""
+    from tpv import zoo
+    from tpv.models import load_model
+
+    model, tokenizer = load_model()
+    plan = auto_init(model, tokenizer, "imdb", "zoo", exclude=["imdb"], max_validation=48, max_k=2,
+                     grid=[0.5, 1.0], progress=False)
+    names = [row.source for row in plan.table]
+    assert "imdb" not in names and set(names) == set(zoo.manifest()["tasks"]) - {"imdb"}
+    assert plan.n_validation == 48 and plan.origin.recipe == zoo.origin().recipe
+    # Every candidate's score is a real validation score, and the start is the best point searched (or the origin).
+    assert all(0.0 <= row.score <= 1.0 for row in plan.table)
+    best = max([plan.origin_score] + [score for _, _, score in plan.searched])
+    assert plan.start_score == best
+    if plan.chosen:
+        assert plan.start_score > plan.origin_score and plan.chosen == names[: len(plan.chosen)]
+    folder = plan.save_pretrained(tmp_path / "imdb-start")
+    start = TaskPromptVector.from_peft(folder)
+    assert torch.allclose(start.apply_to(plan.origin), plan.prompt, atol=1e-5)

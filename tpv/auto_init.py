@@ -159,6 +159,7 @@ def auto_init(
     max_validation: int | None = DEFAULT_MAX_VALIDATION,
     method: str = "rank",
     batch_size: int = 32,
+    max_length: int | None = None,
     data_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> InitPlan:
@@ -183,6 +184,7 @@ def auto_init(
             source's cosine to it (SPoT-style retrieval); the ranking stays by validation score.
         max_validation: cap on validation examples (``None``: all).
         method, batch_size: how candidates are scored (see :func:`tpv.evaluation.evaluate`).
+        max_length: tokens kept per input (default: the engine's 256); fewer make long texts cheaper to score.
         data_dir: where task splits are read from (default ``TPV_DATA_DIR``).
         progress: show progress bars while scoring.
 
@@ -198,7 +200,7 @@ def auto_init(
     from .peft_io import init_prompt_tuning, set_prompt
 
     task = resolve_task(task)
-    _check_options(k, max_k, grid, retrieval_steps, max_validation, batch_size)
+    _check_options(k, max_k, grid, retrieval_steps, max_validation, batch_size, max_length)
     examples = _validation(task, validation, max_validation, data_dir)
     candidates = load_sources(sources, exclude=exclude, target=task.name)
     origin = _origin(model, origin, candidates)
@@ -210,13 +212,14 @@ def auto_init(
             )
     peft_model = init_prompt_tuning(model, origin=origin)
     cache: dict[bytes, float] = {}
+    length = {} if max_length is None else {"max_length": max_length}
 
     def score(prompt: torch.Tensor) -> float:
         key = prompt.numpy().tobytes()
         if key not in cache:
             set_prompt(peft_model, prompt)
             cache[key] = float(evaluate(peft_model, tokenizer, task, examples, method=method,
-                                        batch_size=batch_size)[task.metric])
+                                        batch_size=batch_size, **length)[task.metric])
         return cache[key]
 
     origin_score = score(origin.tensor)
@@ -320,9 +323,9 @@ def _name(stem: str, vector: TaskPromptVector) -> str:
     return stem
 
 
-def _check_options(k, max_k, grid, retrieval_steps, max_validation, batch_size) -> None:
+def _check_options(k, max_k, grid, retrieval_steps, max_validation, batch_size, max_length) -> None:
     for name, value, allow_none in (("k", k, True), ("max_k", max_k, False), ("batch_size", batch_size, False),
-                                    ("max_validation", max_validation, True)):
+                                    ("max_validation", max_validation, True), ("max_length", max_length, True)):
         if value is None and allow_none:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
