@@ -131,6 +131,7 @@ def test_sources_from_files_folders_and_peft_adapters(tuned, tmp_path):
     ({"validation": []}, r"no validation examples for task 'toy'"),
     ({"validation": [{"text": "good"}]}, r"validation example 1: .*lacks its label key 'label'"),
     ({"origin": "seven"}, r"origin must be a tpv.Origin or an int seed"),
+    ({"merge_method": "average"}, r"unknown merge_method 'average'; use one of \["),
     ({"retrieval_steps": 2}, r"retrieval_steps=2 tunes a target prompt on training examples; pass train="),
     ({"sources": {"wide": TaskPromptVector(torch.zeros(6, 16), tasks={"wide": 1.0})}},
      r"source 'wide' has shape \(6, 16\) but the origin has \(4, 16\)"),
@@ -141,6 +142,15 @@ def test_bad_inputs_raise_one_tpverror(tuned, word_tokenizer, options, message):
     kwargs.update(options)
     with pytest.raises(TPVError, match=message):
         auto_init(_model(), word_tokenizer, task, **kwargs)
+
+
+def test_a_merge_method_combines_the_best_k(tuned, word_tokenizer):
+    task, origin, vector = tuned
+    plan = auto_init(_model(), word_tokenizer, task, _sources(vector), validation=_skewed(16, 5), origin=origin,
+                     k=2, grid=[1.0], merge_method="ties", merge_options={"density": 0.5}, progress=False)
+    assert [n for n, _, _ in plan.searched] == [2]
+    if plan.chosen:
+        assert '"method":"ties"' in plan.vector.merge.replace(" ", "")
 
 
 def test_retrieval_reports_cosines_to_a_briefly_tuned_target(tuned, word_tokenizer):
@@ -160,7 +170,7 @@ def test_auto_init_on_the_default_model_starts_imdb_from_the_zoo_without_imdb(tm
 
     model, tokenizer = load_model()
     plan = auto_init(model, tokenizer, "imdb", "zoo", exclude=["imdb"], max_validation=48, max_k=2,
-                     grid=[0.5, 1.0], progress=False)
+                     grid=[0.5, 1.0], max_length=128, progress=False)
     names = [row.source for row in plan.table]
     assert "imdb" not in names and set(names) == set(zoo.manifest()["tasks"]) - {"imdb"}
     assert plan.n_validation == 48 and plan.origin.recipe == zoo.origin().recipe

@@ -155,6 +155,8 @@ def auto_init(
     max_k: int = DEFAULT_MAX_K,
     grid: Sequence[float] = DEFAULT_GRID,
     exclude: Sequence[str] = (),
+    merge_method: str = "sum",
+    merge_options: Mapping | None = None,
     retrieval_steps: int = 0,
     max_validation: int | None = DEFAULT_MAX_VALIDATION,
     method: str = "rank",
@@ -180,6 +182,8 @@ def auto_init(
         max_k: the largest k tried when ``k`` is not given.
         grid: the λ values tried for each k.
         exclude: source names to leave out, e.g. the target itself.
+        merge_method, merge_options: how the best k are combined: ``"sum"`` (the paper's) or another
+            :func:`tpv.merge` method (``"ties"``, ``"dare_ties"``, …) with its options (e.g. ``{"density": 0.3}``).
         retrieval_steps: when > 0, also tune a target prompt for this many steps on ``train`` and report each
             source's cosine to it (SPoT-style retrieval); the ranking stays by validation score.
         max_validation: cap on validation examples (``None``: all).
@@ -201,6 +205,10 @@ def auto_init(
 
     task = resolve_task(task)
     _check_options(k, max_k, grid, retrieval_steps, max_validation, batch_size, max_length)
+    from .merge import MERGE_METHODS
+
+    if merge_method not in MERGE_METHODS:
+        raise TPVError(f"unknown merge_method {merge_method!r}; use one of {sorted(MERGE_METHODS)}")
     examples = _validation(task, validation, max_validation, data_dir)
     candidates = load_sources(sources, exclude=exclude, target=task.name)
     origin = _origin(model, origin, candidates)
@@ -233,20 +241,29 @@ def auto_init(
     best = (origin_score, 0, 0.0)  # (score, k, λ): the origin unless something beats it
     ks = [k] if k is not None else list(range(1, min(max_k, len(table)) + 1))
     trials = [(n, scale) for n in ks for scale in grid]
+    combined = {n: _combine({row.source: candidates[row.source] for row in table[:n]}, merge_method, merge_options)
+                for n in ks}
     for n, scale in _bar(trials, progress, "searching k and λ"):
-        summed = combine([candidates[row.source] for row in table[:n]])
-        value = score(summed.apply_to(origin, scale))
+        value = score(combined[n].apply_to(origin, scale))
         searched.append((n, float(scale), value))
         # Strictly better only: ties keep the smaller k and λ, and the origin beats an equal combination.
         if value > best[0]:
             best = (value, n, float(scale))
     start_score, n, scale = best
     chosen = [row.source for row in table[:n]]
-    vector = combine([candidates[name] for name in chosen]) if chosen else None
+    vector = combined[n] if chosen else None
     set_prompt(peft_model, origin.tensor if vector is None else vector.apply_to(origin, scale))
     return InitPlan(task=task.name, metric=task.metric, table=table, chosen=chosen, scale=scale,
                     origin_score=origin_score, start_score=start_score, n_validation=len(examples), origin=origin,
                     vector=vector, searched=searched, _peft_model=peft_model)
+
+
+def _combine(vectors: dict, method: str, options) -> TaskPromptVector:
+    if method == "sum":
+        return combine(list(vectors.values()))
+    from .merge import merge
+
+    return merge(vectors, method=method, **dict(options or {}))
 
 
 def load_sources(sources, *, exclude: Sequence[str] = (), target: str | None = None) -> dict[str, TaskPromptVector]:

@@ -489,6 +489,8 @@ def _add_init(commands) -> None:
     auto.add_argument("--grid", default=None, metavar="L1,L2,...", help="λ values tried (default: 0.25,0.5,0.75,1)")
     auto.add_argument("--limit", type=int, default=200, metavar="N",
                       help="validation examples scored (default: %(default)s)")
+    auto.add_argument("--merge-method", default="sum", metavar="METHOD",
+                      help="how the best k are combined: sum (the paper's), ties, dare_ties, … (default: sum)")
     auto.add_argument("--max-length", type=int, default=None, metavar="N",
                       help="tokens kept per input while scoring (default: 256); fewer make long texts cheaper")
     auto.add_argument("--json", action="store_true", help="print the plan as JSON")
@@ -541,6 +543,7 @@ def _run_auto_init(args) -> int:
     model, tokenizer = _load_model(args)
     plan = auto_init(model, tokenizer, task, sources, exclude=args.exclude, k=args.k, max_k=args.max_k, grid=grid,
                      origin=args.origin_seed, max_validation=args.limit, max_length=args.max_length,
+                     merge_method=args.merge_method,
                      data_dir=args.data_dir, progress=True)
     plan.save_pretrained(args.output_dir)
     if args.json:
