@@ -102,6 +102,9 @@ def main(argv=None) -> int:
     for number, task in enumerate(tasks, start=1):
         print(f"[{number}/{len(tasks)}] {task}: {STEPS[task]} steps", flush=True)
         entry = build_task(task, args, dtype, origin)
+        # Re-read before writing: two builds on disjoint task lists may share the manifest.
+        if manifest_path.is_file():
+            manifest["tasks"] = json.loads(manifest_path.read_text())["tasks"]
         manifest["tasks"][task] = entry
         manifest["tasks"] = dict(sorted(manifest["tasks"].items()))
         manifest["total_bytes"] = sum((args.zoo_dir / e["file"]).stat().st_size for e in manifest["tasks"].values())
