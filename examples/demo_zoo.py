@@ -16,7 +16,10 @@ bars (stderr) show the scoring; results go to stdout. Data comes from ``TPV_DATA
 from __future__ import annotations
 
 import argparse
+import os
 import time
+
+import torch
 
 from tpv import auto_init, zoo
 from tpv.evaluation import evaluate
@@ -35,8 +38,12 @@ def main(argv=None) -> None:
                         help="tokens kept per review; reviews are long, and short inputs keep the demo fast")
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
                         help="auto: bfloat16 where this CPU multiplies it faster than float32 (default: %(default)s)")
+    parser.add_argument("--threads", default="auto",
+                        help="torch threads; auto: 1 when other jobs already keep every core busy (load average ≥ "
+                             "cores), else torch's default (default: %(default)s)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    _set_threads(args.threads)
 
     print(zoo.available(), end="\n\n")
     sst2, yelp = zoo.load("sst2"), zoo.load("yelp_polarity")
@@ -62,7 +69,20 @@ def main(argv=None) -> None:
         result = evaluate(peft_model, tokenizer, TARGET, test, prompt=prompt, max_length=args.max_length,
                           progress=True)
         print(f"{label:32s} {result['macro_f1']:9.3f} {result['accuracy']:9.3f}", flush=True)
-    print(f"\ndone in {time.perf_counter() - start:.0f} s")
+    load = f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores" if hasattr(os, "getloadavg") else ""
+    print(f"\ndone in {time.perf_counter() - start:.0f} s{load}")
+
+
+def _set_threads(choice: str) -> None:
+    # On a CPU that other jobs keep busy, torch's threads (one per core) wait for each other whenever one is
+    # descheduled: here, under a load average of 8-14 on 2 cores, a training step took 60-75 s with 2 threads
+    # and 7-14 s with 1 (scripts/build_zoo.py's note). On a quiet machine all cores help.
+    if choice == "auto":
+        busy = hasattr(os, "getloadavg") and os.getloadavg()[0] >= (os.cpu_count() or 1)
+        threads = 1 if busy else torch.get_num_threads()
+    else:
+        threads = int(choice)
+    torch.set_num_threads(threads)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ No training: the zoo's vectors ship with tpv. The output of this script is what 
 from __future__ import annotations
 
 import argparse
+import os
 import time
+
+import torch
 
 from tpv import auto_init, zoo
 from tpv.evaluation import evaluate
@@ -28,6 +31,8 @@ def main(argv=None) -> None:
     parser.add_argument("--output-dir", default=None, help="also write the ready-to-train adapter there")
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    if hasattr(os, "getloadavg") and os.getloadavg()[0] >= (os.cpu_count() or 1):
+        torch.set_num_threads(1)  # busy cores: torch's threads would wait on each other (see examples/demo.py)
 
     print(zoo.available(), end="\n\n")
     model, tokenizer = load_model()
@@ -47,7 +52,8 @@ def main(argv=None) -> None:
     for label, prompt in rows:
         result = evaluate(peft_model, tokenizer, args.target, test, prompt=prompt, max_length=args.max_length)
         print(f"  {label:14s} {metric} {result[metric]:.3f}  accuracy {result['accuracy']:.3f}")
-    print(f"\n{hardware_summary(model.dtype)}; {time.perf_counter() - start:.0f} s in all")
+    load = f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores" if hasattr(os, "getloadavg") else ""
+    print(f"\n{hardware_summary(model.dtype)}; {time.perf_counter() - start:.0f} s in all{load}")
 
 
 if __name__ == "__main__":
