@@ -1,97 +1,88 @@
-"""The tpv demo: two source prompts → their vectors → similarity → sum → a better start for a new task.
+"""The tpv demo: start a new task from the vector zoo that ships with tpv, with no training at all.
 
-On the embedded default model (SmolLM2-135M-Instruct, in the dtype this machine runs fastest), in a few minutes
-on a laptop CPU:
+On the embedded default model (SmolLM2-135M-Instruct, in the dtype this machine runs fastest):
 
-1. prompt-tune sst2 and yelp_polarity for a few dozen steps each, from the same seeded random origin;
-2. turn each tuned prompt into a task prompt vector (tuned − origin) and print their cosine similarity;
-3. add them, apply the sum to a *fresh* random origin (λ = 1, and λ chosen on imdb's validation data as the
-   paper does), and score the target task imdb at 0 shots against that random origin alone.
+1. list the zoo: one task prompt vector per task of the benchmark subsets, tuned by ``scripts/build_zoo.py``;
+2. compare two of them (cosine similarity) and add them, as plain vectors;
+3. let :func:`tpv.auto_init` rank every zoo vector except imdb's own on imdb's *validation* examples and
+   choose how many to add (k) and how much to scale them (λ) there;
+4. score imdb's test examples at 0 shots from the random origin, from the hand-made sum, and from the
+   chosen start.
 
-Runs are cached in ``--output-dir`` (default ``runs/demo``): a second call reuses the trained prompts, and a
-killed call resumes from its last checkpoint. Progress bars (stderr) show every step, evaluation batch and λ;
-results go to stdout. Data comes from ``TPV_DATA_DIR`` (or the Hugging Face Hub when
-unset and ``datasets`` is installed).
+Training sources stays one call away (``tpv train sst2 --output-dir runs/sst2``); this demo needs none. Progress
+bars (stderr) show the scoring; results go to stdout. Data comes from ``TPV_DATA_DIR``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
 
-from tpv import TaskPromptVector, init_prompt_tuning, make_origin, similarity_matrix
+from tpv import auto_init, zoo
 from tpv.evaluation import evaluate
 from tpv.models import load_model
 from tpv.precision import hardware_summary
-from tpv.search import evaluation_score_fn, search_scale
 from tpv.tasks import load_split
-from tpv.training import train_prompt
 
-SOURCES = ("sst2", "yelp_polarity")
 TARGET = "imdb"
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="runs/demo", help="where the runs are cached (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=30, help="training steps per source task")
-    parser.add_argument("--train-examples", type=int, default=320, help="training examples per source task")
-    parser.add_argument("--eval-examples", type=int, default=100, help="validation/test examples scored per task")
-    parser.add_argument("--max-length", type=int, default=128,
-                        help="tokens kept per example; reviews are long, and short sequences keep the demo fast")
-    parser.add_argument("--model", default=None, help="model id or folder (default: the embedded SmolLM2-135M)")
+    parser.add_argument("--validation", type=int, default=32, help="imdb validation examples that rank and choose")
+    parser.add_argument("--test", type=int, default=100, help="imdb test examples scored at the end")
+    parser.add_argument("--max-length", type=int, default=64,
+                        help="tokens kept per review; reviews are long, and short inputs keep the demo fast")
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
-                        help="auto: bfloat16 where this CPU multiplies it faster than float32, else float32 "
-                             "(default: %(default)s)")
+                        help="auto: bfloat16 where this CPU multiplies it faster than float32 (default: %(default)s)")
+    parser.add_argument("--threads", default="auto",
+                        help="torch threads; auto: 1 when other jobs already keep every core busy (load average ≥ "
+                             "cores), else torch's default (default: %(default)s)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    torch.manual_seed(0)
+    _set_threads(args.threads)
 
-    vectors: dict[str, TaskPromptVector] = {}
-    for task in SOURCES:
-        # A fresh base model per run: PEFT wraps (and so changes) the model it is given.
-        model, tokenizer = load_model(args.model, dtype=args.dtype)
-        if not vectors:
-            print(f"model {model.name_or_path} in {str(model.dtype).removeprefix('torch.')} on "
-                  f"{hardware_summary()}", flush=True)
-        result = train_prompt(
-            model, tokenizer, task, 0, load_split(task, "train")[: args.train_examples],
-            eval_data=load_split(task, "validation")[: args.eval_examples], output_dir=f"{args.output_dir}/{task}",
-            max_steps=args.steps, batch_size=8, num_virtual_tokens=20, eval_batch_size=50, max_length=args.max_length,
-            # The demo's few steps need no mid-run evaluations; one at the end picks nothing but costs time.
-            eval_steps=args.steps,
-        )
-        vectors[task] = result.vector  # train_prompt printed its one-line summary
+    print(zoo.available(), end="\n\n")
+    sst2, yelp = zoo.load("sst2"), zoo.load("yelp_polarity")
+    print(f"cosine(τ_sst2, τ_yelp_polarity) = {sst2.cosine(yelp):.3f}")
+    handmade = sst2 + yelp
+    print(f"hand-made sum: {handmade!r}\n")
 
-    names, matrix = similarity_matrix(vectors)
-    print(f"\ncosine similarity of the two task prompt vectors: {matrix[0, 1].item():.3f}")
-    combo = sum(vectors.values())
-    print(f"combination: {combo!r}\n")
+    model, tokenizer = load_model(dtype=args.dtype)
+    print(f"model {model.name_or_path} in {str(model.dtype).removeprefix('torch.')} on {hardware_summary()}",
+          flush=True)
+    plan = auto_init(model, tokenizer, TARGET, "zoo", exclude=[TARGET], max_validation=args.validation,
+                     max_length=args.max_length, max_k=2, grid=[0.5, 1.0])
+    print(plan, end="\n\n", flush=True)
 
-    model, tokenizer = load_model(args.model, dtype=args.dtype)
-    # A new seed: the vectors were tuned from seed 0's origin, and they carry over to any other origin.
-    origin = make_origin(model, 20, seed=1)
-    peft_model = init_prompt_tuning(model, origin=origin)
-    test = load_split(TARGET, "test")[: args.eval_examples]
-    rows = [("random origin (seed 1)", origin.tensor)]
-    rows += [(f"origin + τ_{task}", vectors[task].apply_to(origin)) for task in SOURCES]
-    rows += [("origin + (τ_sst2 + τ_yelp)", combo.apply_to(origin))]
-    # tpv's extra row, not the paper's: λ picked on the target's validation data. The official code initialises
-    # a new task with the sum at λ = 1 (the row above), and searches λ only on the source tasks' validation data.
-    validation = {TARGET: load_split(TARGET, "validation")[: args.eval_examples]}
-    score_fn = evaluation_score_fn(peft_model, tokenizer, validation, batch_size=25, max_length=args.max_length,
-                                   progress=True)
-    search = search_scale(combo, origin, score_fn, grid=[0.2, 0.4, 0.6, 0.8, 1.0], progress=True)
-    rows += [(f"origin + {search.best_scale:.1f}·(τ_sst2 + τ_yelp)", combo.apply_to(origin, search.best_scale))]
-    print(f"{TARGET} test, 0 shots, {len(test)} examples")
-    print(f"{'initialisation':30s} {'macro-F1':>9s} {'accuracy':>9s}")
+    # Test data only now, after every choice was made on validation data.
+    test = load_split(TARGET, "test")[: args.test]
+    peft_model = plan.peft_model()
+    rows = [("random origin", plan.origin.tensor), ("origin + 0.5·(τ_sst2 + τ_yelp)", handmade.apply_to(plan.origin, 0.5)),
+            ("auto_init's start", plan.prompt)]
+    print(f"{TARGET} test, 0 shots, {len(test)} examples (first {args.max_length} tokens of each review)")
+    print(f"{'initialisation':32s} {'macro-F1':>9s} {'accuracy':>9s}")
     for label, prompt in rows:
-        result = evaluate(peft_model, tokenizer, TARGET, test, prompt=prompt.to(model.dtype), batch_size=25,
-                          max_length=args.max_length, progress=True)
-        print(f"{label:30s} {result['macro_f1']:9.3f} {result['accuracy']:9.3f}", flush=True)
-    print(f"\ndone in {time.perf_counter() - start:.0f} s; runs cached in {args.output_dir}/")
+        result = evaluate(peft_model, tokenizer, TARGET, test, prompt=prompt, max_length=args.max_length,
+                          progress=True)
+        print(f"{label:32s} {result['macro_f1']:9.3f} {result['accuracy']:9.3f}", flush=True)
+    load = f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores" if hasattr(os, "getloadavg") else ""
+    print(f"\ndone in {time.perf_counter() - start:.0f} s{load}")
+
+
+def _set_threads(choice: str) -> None:
+    # On a CPU that other jobs keep busy, torch's threads (one per core) wait for each other whenever one is
+    # descheduled: here, under a load average of 8-14 on 2 cores, a training step took 60-75 s with 2 threads
+    # and 7-14 s with 1 (scripts/build_zoo.py's note). On a quiet machine all cores help.
+    if choice == "auto":
+        busy = hasattr(os, "getloadavg") and os.getloadavg()[0] >= (os.cpu_count() or 1)
+        threads = 1 if busy else torch.get_num_threads()
+    else:
+        threads = int(choice)
+    torch.set_num_threads(threads)
 
 
 if __name__ == "__main__":

