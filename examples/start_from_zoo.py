@@ -25,8 +25,8 @@ from tpv.tasks import get_task, load_split
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="imdb", help="the new task (left out of the candidates)")
-    parser.add_argument("--validation", type=int, default=48, help="validation examples that rank and choose")
-    parser.add_argument("--test", type=int, default=200, help="test examples for the final comparison")
+    parser.add_argument("--validation", type=int, default=32, help="validation examples that rank and choose")
+    parser.add_argument("--test", type=int, default=100, help="test examples for the final comparison")
     parser.add_argument("--max-length", type=int, default=128, help="tokens kept per input (long reviews cost more)")
     parser.add_argument("--output-dir", default=None, help="also write the ready-to-train adapter there")
     args = parser.parse_args(argv)
@@ -37,7 +37,7 @@ def main(argv=None) -> None:
     print(zoo.available(), end="\n\n")
     model, tokenizer = load_model()
     plan = auto_init(model, tokenizer, args.target, "zoo", exclude=[args.target], max_validation=args.validation,
-                     max_length=args.max_length)
+                     max_length=args.max_length, max_k=2, grid=[0.5, 1.0])
     print(plan, end="\n\n")
     if args.output_dir:
         plan.save_pretrained(args.output_dir)

@@ -235,6 +235,7 @@ def _header(dtype, origin) -> dict:
             "recipe": origin.recipe, "seed": ORIGIN_SEED, "method": ORIGIN_METHOD,
             "num_virtual_tokens": NUM_VIRTUAL_TOKENS, "file": "origin.safetensors"},
         "command": "python scripts/build_zoo.py", "budget_note": BUDGET_NOTE, "at_chance_rule": AT_CHANCE_RULE,
+        "planned": sorted(STEPS),
         "selection": f"best of 2 checkpoints on the first {SELECT_EXAMPLES} validation examples (classification); "
                      "the last checkpoint for regression",
     }

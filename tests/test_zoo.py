@@ -37,6 +37,8 @@ def test_the_manifest_records_how_each_vector_was_made():
     manifest = zoo.manifest()
     for key in ("commit", "dtype", "cpu", "budget_note", "at_chance_rule", "command"):
         assert manifest[key], key
+    # Every planned task is either built or listed as pending, never silently missing.
+    assert sorted(zoo.pending() + list(manifest["tasks"])) == sorted(manifest["planned"])
     for row in zoo.available():
         assert set(row["data_sha256"]) == {"train", "validation", "test"}
         assert row["steps"] > 0 and 0 <= row["validation"] <= 1 and isinstance(row["at_chance"], bool)

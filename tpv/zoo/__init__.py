@@ -22,7 +22,7 @@ from ..errors import TPVError
 from ..origin import Origin
 from ..vector import TaskPromptVector
 
-__all__ = ["ZOO_DIR", "ZooTable", "available", "load", "manifest", "origin", "vectors"]
+__all__ = ["ZOO_DIR", "ZooTable", "available", "load", "manifest", "origin", "pending", "vectors"]
 
 ZOO_DIR = Path(__file__).resolve().parent
 _COLUMNS = (("task", "{}"), ("family", "{}"), ("steps", "{}"), ("metric", "{}"), ("validation", "{:.3f}"),
@@ -90,6 +90,11 @@ def vectors(exclude=(), include_at_chance: bool = False) -> dict[str, TaskPrompt
     if unknown:
         raise TPVError(f"cannot exclude {sorted(unknown)}: not in the zoo, which has {sorted(manifest()['tasks'])}")
     return {row["task"]: load(row["task"]) for row in available(include_at_chance) if row["task"] not in exclude}
+
+
+def pending() -> list[str]:
+    """Tasks the build script plans a vector for but this zoo does not hold yet (a build cut short)."""
+    return sorted(set(manifest().get("planned", ())) - set(manifest()["tasks"]))
 
 
 def origin() -> Origin:
