@@ -256,3 +256,15 @@ def test_paper_source_prompts_keep_the_best_checkpoint_by_validation_loss(tmp_pa
     lab.source_vector("sst2", 0)
     record = json.loads((tmp_path / "prompts/source/sst2/seed0/tpv_train.json").read_text())
     assert "eval_loss" in record["metrics"] and lab.trained == 1
+
+
+def test_auto_dtype_is_keyed_as_what_it_resolves_to(monkeypatch):
+    # A run folder moved from a bfloat16 machine to a float32 one must not reuse bfloat16 scores.
+    config = load_config("cpu")
+    assert config.model.dtype == "auto"
+    monkeypatch.setenv("TPV_DTYPE", "bfloat16")
+    on_bf16_machine = config.fingerprint()
+    monkeypatch.setenv("TPV_DTYPE", "float32")
+    on_fp32_machine = config.fingerprint()
+    assert on_bf16_machine != on_fp32_machine
+    assert config.model.resolved_dtype() == "float32"

@@ -90,6 +90,22 @@ class ModelConfig:
         _positive_float("model.seconds_per_step", self.seconds_per_step)
         _positive_float("model.seconds_per_example", self.seconds_per_example)
 
+    def resolved_device(self) -> str:
+        """The device the run uses here: ``"auto"`` is CUDA when one is visible, else the CPU."""
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise TPVError("config key 'model.device' = 'cuda' but no CUDA device is visible; use 'cpu' or 'auto'")
+        return self.device
+
+    def resolved_dtype(self) -> str:
+        """The dtype name the run uses here: ``"auto"`` resolved for this machine's device (``tpv.precision``)."""
+        from tpv.precision import resolve_dtype
+
+        return str(resolve_dtype(self.dtype, self.resolved_device())).removeprefix("torch.")
+
 
 @dataclass
 class DataConfig:
@@ -355,7 +371,10 @@ class ExperimentConfig:
         keyed = {
             "tpv": __version__,
             "protocol": {k: v for k, v in asdict(self.protocol).items() if k != "name"},
-            "model": {"name": self.model.name, "dtype": self.model.dtype, "files": model_fingerprint(self.model.name)},
+            # "auto" is keyed as what it resolves to here: bfloat16 and float32 runs give different scores, so a
+            # run folder carried between machines that choose differently must not share cached results.
+            "model": {"name": self.model.name, "dtype": self.model.resolved_dtype(),
+                      "files": model_fingerprint(self.model.name)},
             "data": {k: v for k, v in asdict(self.data).items() if k != "data_dir"},
             "prompt": asdict(self.prompt),
             "source": {"steps": self.source.steps, "checkpoint_examples": self.source.checkpoint_examples,

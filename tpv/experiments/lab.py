@@ -62,12 +62,7 @@ class Lab:
     # ---- model ------------------------------------------------------------------------------------------
     @property
     def device(self) -> str:
-        wanted = self.config.model.device
-        if wanted == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        if wanted == "cuda" and not torch.cuda.is_available():
-            raise TPVError("config key 'model.device' = 'cuda' but no CUDA device is visible; use 'cpu' or 'auto'")
-        return wanted
+        return self.config.model.resolved_device()
 
     @property
     def dtype(self) -> str:
