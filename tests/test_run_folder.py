@@ -232,3 +232,20 @@ def test_a_broken_run_record_is_refused_and_overwrite_discards_it(tmp_path):
         open_run(tmp_path, {"max_steps": 4})
     assert open_run(tmp_path, {"max_steps": 4}, overwrite=True) == {"checkpoint": None}
     assert not (tmp_path / "tpv_train.json").exists()
+
+
+def test_a_tampered_checkpoint_is_one_tpv_error_and_nothing_in_it_runs(uninterrupted, tmp_path):
+    run = tmp_path / "run"
+    returncode, _, _ = _worker(run, "--kill-on", "toy.tpv.safetensors")  # every checkpoint complete, no result yet
+    assert returncode == -signal.SIGKILL
+    checkpoint = max(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    target, witness = checkpoint / "rng_state.pth", tmp_path / "payload-ran"
+    # A pickle that would create a file if it were ever unpickled unsafely, padded to the recorded size so the
+    # checkpoint still counts as complete.
+    payload = b"cbuiltins\nopen\n(" + repr(str(witness)).encode() + b"\nVw\ntR."
+    target.write_bytes(payload.ljust(target.stat().st_size, b" "))
+    returncode, _, stderr = _worker(run)
+    assert returncode != 0 and not witness.exists()
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("tpv.errors.TPVError: refused to unpickle") and checkpoint.name in last, last
+    assert "--overwrite" in last

@@ -16,6 +16,7 @@ import logging
 import math
 import numbers
 import os
+import pickle
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -404,7 +405,15 @@ def train_prompt(
             trainer.remove_callback(PrinterCallback)
             if trainer.pop_callback(ProgressCallback) is not None:
                 trainer.add_callback(_StepProgress(f"train {task.name}"))
-        train_output = trainer.train(resume_from_checkpoint=state["checkpoint"])
+        try:
+            train_output = trainer.train(resume_from_checkpoint=state["checkpoint"])
+        except pickle.UnpicklingError as error:
+            # Trainer reads optimizer, scheduler and RNG states with weights_only=True; a file it refuses was not
+            # written by a run (tampered or foreign), so nothing in it ran and nothing of it can be trusted.
+            raise TPVError(f"refused to unpickle a file of checkpoint {state['checkpoint']!r} "
+                           f"({' '.join(str(error).split())[:160]}); delete that checkpoint folder and rerun "
+                           "to resume from the one before it, or rerun with overwrite=True (--overwrite) to start "
+                           "again") from error
         metrics = dict(train_output.metrics)
         if eval_data:
             metrics.update(trainer.evaluate())
