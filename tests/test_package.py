@@ -23,7 +23,12 @@ def test_public_api_is_exported():
 
 def test_demo_script_installs_what_the_cli_plot_needs():
     import re
-    import tomllib
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # the stdlib's TOML reader arrived in 3.11; tpv requires its backport below that
+        import tomli as tomllib
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]

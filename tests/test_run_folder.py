@@ -179,8 +179,18 @@ def _torchrun(folder, *extra):
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            str(WORKER), str(folder), "--batch-size", "2", *map(str, extra)],
                           capture_output=True, text=True, env=env, timeout=600)
-    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"vector"')]
-    return done.returncode, results, done.stderr
+    return done.returncode, _results(done.stdout), done.stderr
+
+
+def _results(stdout: str) -> list[dict]:
+    # Both ranks print to one pipe, and an unbuffered print writes its text and its newline separately, so two
+    # ranks' lines can arrive as '{…}{…}\n\n': decode objects where they start rather than line by line.
+    decoder, found, start = json.JSONDecoder(), [], stdout.find('{"vector"')
+    while start != -1:
+        result, end = decoder.raw_decode(stdout, start)
+        found.append(result)
+        start = stdout.find('{"vector"', end)
+    return found
 
 
 def test_two_processes_give_one_process_vector_and_write_each_file_once(uninterrupted, tmp_path):
