@@ -19,6 +19,8 @@ import signal
 import sys
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SETTINGS = dict(max_steps=12, batch_size=4, num_virtual_tokens=3, learning_rate=0.3, eval_steps=3, progress=False,
@@ -141,6 +143,10 @@ def main() -> None:
     # Last line of stdout (Trainer prints its logs there too).
     print(json.dumps({"vector": result.vector.tensor.flatten().tolist(), "path": str(result.vector_path),
                       "events": events[0]}))
+    # Trainer leaves the gloo group to interpreter exit, where tearing it down can abort a rank
+    # ("terminate called without an active exception", seen with torch 2.13 on Python 3.13): close it here.
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
