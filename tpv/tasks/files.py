@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tpv.errors import TPVError
+from tpv.tasks.loading import read_jsonl
 from tpv.tasks.task import Task
 
 __all__ = ["FileTask", "from_files"]
@@ -187,18 +188,7 @@ def _read_file(path: Path) -> list[dict]:
         return [{k: _cell(v) for k, v in row.items()} for row in rows]
     if path.suffix not in (".jsonl", ".json"):
         raise TPVError(f"'{path}' is neither .jsonl, .csv nor .tsv; convert it to one of those")
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise TPVError(f"'{path}', line {number}: not valid JSON ({error}); write one object a line") from None
-                if not isinstance(row, dict):
-                    raise TPVError(f"'{path}', line {number}: expected a JSON object, got {row!r:.80}")
-                rows.append(row)
-    return rows
+    return read_jsonl(path)
 
 
 def _cell(value: str):

@@ -61,7 +61,7 @@ def load_split(task: str | Task, split: str, data_dir: str | os.PathLike | None 
         source = f"the Hub dataset {task.hub_id!r}"
     else:
         path = _find_split_file(folder, task.name, split)
-        examples = _read_jsonl(path) if path.suffix == ".jsonl" else _read_table(path, task)
+        examples = read_jsonl(path) if path.suffix == ".jsonl" else _read_table(path, task)
         source = str(path)
     for line, example in enumerate(examples, start=1):
         try:
@@ -82,7 +82,8 @@ def _find_split_file(folder: Path, task_name: str, split: str) -> Path:
     )
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
+    """The JSON objects of a JSON-lines file, one a line; blank lines skipped, anything else a TPVError."""
     examples = []
     for line_number, line in enumerate(_text(path).splitlines(), start=1):
         if not line.strip():
