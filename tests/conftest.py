@@ -119,3 +119,18 @@ def toy_examples(n: int, seed: int = 0) -> list[dict]:
                           for _ in range(rng.randint(1, 6)))
         out.append({"text": f"{filler} {word}", "label": label})
     return out
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A tiny Llama and the word tokenizer saved as a folder, so `--model DIR` loads like a Hub model."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=128, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                         pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    folder = tmp_path_factory.mktemp("tiny-model")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    make_word_tokenizer().save_pretrained(folder)
+    return folder

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import TINY_MODELS, make_word_tokenizer
+from conftest import TINY_MODELS
 from tpv import Origin, TaskPromptVector, TPVError, combine, make_origin, merge, similarity_matrix
 from tpv._io import STALE_TEMP_SECONDS, atomic_write_text
 from tpv.cli import main
@@ -435,18 +435,6 @@ def test_from_peft_refuses_an_origin_naming_another_base(adapter_dir):
         TaskPromptVector.from_peft(adapter_dir)
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=128, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-                         pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    folder = tmp_path_factory.mktemp("tiny-model")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    make_word_tokenizer().save_pretrained(folder)
-    return folder
 
 
 def _gpt2_adapter(folder, n_embd=24):

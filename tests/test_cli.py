@@ -9,7 +9,6 @@ import types
 import pytest
 import torch
 
-from conftest import make_word_tokenizer
 from tpv import Origin, TaskPromptVector, get_prompt
 from tpv.cli import build_parser, main
 
@@ -17,19 +16,6 @@ SUBCOMMANDS = [["train"], ["vector"], ["vector", "info"], ["vector", "combine"],
                ["eval"], ["search"], ["reproduce"]]
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """A tiny Llama and the word tokenizer saved as a folder, so `--model DIR` loads like a Hub model."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=128, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-                         pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    folder = tmp_path_factory.mktemp("tiny-model")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    make_word_tokenizer().save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture
