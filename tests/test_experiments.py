@@ -113,6 +113,10 @@ def test_shipped_profiles_load():
     ('[transfer]\ncurve_shots = [5000]', "'transfer.curve_shots' = 5000"),
     ('[data]\ntrain_exampels = 3', "unknown config key data.'train_exampels'"),
     ('studies = ["everything"]', "config key 'studies'"),
+    ('[source]\ntask_steps = { nope = 10 }', "'source.task_steps' names an unknown task"),
+    ('[source]\ntask_steps = { sst2 = 0 }', "'source.task_steps.sst2' = 0"),
+    ('[source]\ntask_steps = 10', "'source.task_steps' = 10 is invalid: use a table"),
+    ('[source]\nearly_stopping_patience = 2', "set source.checkpoint_examples > 0 too"),
 ])
 def test_config_errors_name_the_bad_key(tmp_path, edit, match):
     path = tmp_path / "profile.toml"
@@ -256,6 +260,34 @@ def test_paper_source_prompts_keep_the_best_checkpoint_by_validation_loss(tmp_pa
     lab.source_vector("sst2", 0)
     record = json.loads((tmp_path / "prompts/source/sst2/seed0/tpv_train.json").read_text())
     assert "eval_loss" in record["metrics"] and lab.trained == 1
+
+
+def test_source_prompts_take_their_task_budget_and_stop_on_a_plateau(tmp_path):
+    from tpv.experiments.lab import Lab
+
+    config = load_config("paper-smoke")
+    config.source.checkpoint_examples, config.source.checkpoint_metric = 4, "score"
+    config.source.task_steps = {"sst2": 8}
+    config.source.early_stopping_patience = 1
+    before = config.fingerprint()
+    lab = Lab(config, tmp_path, progress=False)
+    lab.source_vector("sst2", 0)
+    record = json.loads((tmp_path / "prompts/source/sst2/seed0/tpv_train.json").read_text())
+    assert record["settings"]["max_steps"] == 8
+    assert record["settings"]["callbacks"][-1]["patience"] == 1
+    # train_prompt scores the kept checkpoint once more at the end, under the last step's number: keep the first.
+    by_step: dict = {}
+    for h in record["history"]:
+        if "eval_macro_f1" in h:
+            by_step.setdefault(h["step"], h["eval_macro_f1"])
+    evaluated, scores = list(by_step), list(by_step.values())
+    # Stopped exactly one evaluation after the last improvement (evaluations come every step here), unless the
+    # improvements went on to the end of the budget.
+    last_gain = max(i for i, s in enumerate(scores) if s > max(scores[:i], default=-1.0))
+    assert evaluated == list(range(1, len(scores) + 1)) and len(scores) == min(8, last_gain + 2)
+    assert config.source.steps_for("mnli") == config.source.steps
+    config.source.task_steps = {"sst2": 9}
+    assert config.fingerprint() != before
 
 
 def test_auto_dtype_is_keyed_as_what_it_resolves_to(monkeypatch):

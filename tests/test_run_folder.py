@@ -259,3 +259,24 @@ def test_a_tampered_checkpoint_is_one_tpv_error_and_nothing_in_it_runs(uninterru
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("tpv.errors.TPVError: refused to unpickle") and checkpoint.name in last, last
     assert "--overwrite" in last
+
+
+def test_an_early_stop_is_part_of_the_run(make_tiny_model, word_tokenizer, toy_task, tmp_path):
+    """A finished run without early stopping is not returned for a call that stops early, nor the reverse."""
+    from transformers import EarlyStoppingCallback
+
+    settings = dict(output_dir=tmp_path, max_steps=2, batch_size=4, num_virtual_tokens=2, progress=False,
+                    eval_data=toy_examples(4), eval_steps=1)
+    train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8), **settings)
+    with pytest.raises(TPVError, match=r"callbacks .* now"):
+        train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8),
+                     callbacks=[EarlyStoppingCallback(early_stopping_patience=1)], **settings)
+    stopping = dict(settings, output_dir=tmp_path / "stopping")
+    train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8),
+                 callbacks=[EarlyStoppingCallback(early_stopping_patience=1)], **stopping)
+    recorded = json.loads((tmp_path / "stopping" / "tpv_train.json").read_text())["settings"]["callbacks"]
+    assert recorded == [{"class": "transformers.trainer_callback.EarlyStoppingCallback", "patience": 1,
+                         "threshold": 0.0}]
+    with pytest.raises(TPVError, match=r"callbacks .* now"):
+        train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8),
+                     callbacks=[EarlyStoppingCallback(early_stopping_patience=2)], **stopping)

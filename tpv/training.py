@@ -354,6 +354,8 @@ def train_prompt(
         max_steps=max_steps, learning_rate=learning_rate, batch_size=batch_size, weight_decay=weight_decay,
         warmup_ratio=warmup_ratio, eval_steps=eval_steps, eval_method=eval_method, max_length=max_length,
         seed=seed, training_args=training_args or {}))
+    if callbacks:  # only when given, so that runs without callbacks keep their fingerprint
+        settings["callbacks"] = [_callback_settings(callback) for callback in callbacks]
     fingerprint = run_folder.fingerprint_of(settings)
 
     eval_every = eval_steps or max(1, max_steps // 5)
@@ -591,6 +593,20 @@ def _settings(peft_model, task, origin, train_data, eval_data, init_vector, init
             digest.update(vector.tensor.cpu().numpy().tobytes() + str(weight).encode())
         settings["init_vector"] = f"{len(items)} vectors, sha256 {digest.hexdigest()[:16]}"
     return settings | options
+
+
+def _callback_settings(callback) -> dict:
+    """What a callback changes about a run: an early stop changes which steps run, so it is part of the run's
+    identity. A callback of the user's may say so with a ``tpv_settings()`` method returning plain values;
+    otherwise only its class is recorded."""
+    from transformers import EarlyStoppingCallback
+
+    described = {"class": f"{type(callback).__module__}.{type(callback).__qualname__}"}
+    if callable(getattr(callback, "tpv_settings", None)):
+        described |= dict(callback.tpv_settings())
+    elif isinstance(callback, EarlyStoppingCallback):
+        described |= {"patience": callback.early_stopping_patience, "threshold": callback.early_stopping_threshold}
+    return described
 
 
 def _digest(items) -> str:

@@ -194,7 +194,11 @@ class SourceConfig:
     Attributes:
         tasks: tasks of studies 1–3 (origin independence, similarity, pairwise sums).
         pairwise_tasks: the tasks whose pairs study 3 sums; empty means all of ``tasks``.
-        steps: training steps of every source prompt.
+        steps: training steps of a source prompt whose task has no entry in ``task_steps``.
+        task_steps: per-task budgets (``{task: steps}``), e.g. the ones ``scripts/learnability.py`` found to
+            leave chance (docs/results/learnability/budgets.json).
+        early_stopping_patience: stop a source prompt after this many checkpoint evaluations without a better
+            checkpoint metric (0: train the whole budget); needs ``checkpoint_examples``.
         checkpoint_examples: validation examples used to keep the best checkpoint (0: keep the last).
         checkpoint_metric: ``"score"`` (the task's metric, tpv) or ``"loss"`` (validation loss every tenth of
             training, as the official configs' ``load_best_model_at_end`` with no metric).
@@ -203,6 +207,8 @@ class SourceConfig:
     tasks: list = field(default_factory=lambda: ["mnli", "qnli", "dbpedia", "trec", "sst2", "yelp_polarity"])
     pairwise_tasks: list = field(default_factory=list)
     steps: int = 100
+    task_steps: dict = field(default_factory=dict)
+    early_stopping_patience: int = 0
     checkpoint_examples: int = 0
     checkpoint_metric: str = "score"
 
@@ -211,6 +217,15 @@ class SourceConfig:
         if self.pairwise_tasks:
             _tasks("source.pairwise_tasks", self.pairwise_tasks, minimum=2)
         _positive_int("source.steps", self.steps)
+        if not isinstance(self.task_steps, dict):
+            _fail("source.task_steps", self.task_steps, "use a table of task = steps, e.g. { mnli = 300 }")
+        for name, steps in self.task_steps.items():
+            _tasks("source.task_steps", [name])
+            _positive_int(f"source.task_steps.{name}", steps)
+        _positive_int("source.early_stopping_patience", self.early_stopping_patience, minimum=0)
+        if self.early_stopping_patience and not self.checkpoint_examples:
+            _fail("source.early_stopping_patience", self.early_stopping_patience,
+                  "early stopping judges checkpoints: set source.checkpoint_examples > 0 too, or use 0")
         _positive_int("source.checkpoint_examples", self.checkpoint_examples, minimum=0)
         if self.checkpoint_metric not in ("loss", "score"):
             _fail("source.checkpoint_metric", self.checkpoint_metric, "use 'loss' or 'score'")
@@ -218,6 +233,10 @@ class SourceConfig:
     @property
     def pairs_of(self) -> list:
         return self.pairwise_tasks or self.tasks
+
+    def steps_for(self, task: str) -> int:
+        """The training budget of ``task``'s source prompt."""
+        return self.task_steps.get(task, self.steps)
 
 
 @dataclass
@@ -378,7 +397,11 @@ class ExperimentConfig:
             "data": {k: v for k, v in asdict(self.data).items() if k != "data_dir"},
             "prompt": asdict(self.prompt),
             "source": {"steps": self.source.steps, "checkpoint_examples": self.source.checkpoint_examples,
-                       "checkpoint_metric": self.source.checkpoint_metric},
+                       "checkpoint_metric": self.source.checkpoint_metric,
+                       # Only when set, so that profiles without them keep their cache key.
+                       **({"task_steps": self.source.task_steps} if self.source.task_steps else {}),
+                       **({"early_stopping_patience": self.source.early_stopping_patience}
+                          if self.source.early_stopping_patience else {})},
             "transfer": {k: getattr(self.transfer, k) for k in
                          ("steps", "checkpoint_examples", "checkpoint_every", "checkpoint_metric", "multi_steps",
                           "proportions", "attention_learning_rate", "scale_grid")},

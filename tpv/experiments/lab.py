@@ -138,10 +138,11 @@ class Lab:
 
     # ---- prompts ----------------------------------------------------------------------------------------
     def train(self, task, origin_seed: int, train_data: list[dict], folder: str, *, steps: int,
-              init_vector=None, init_scale: float = 1.0, checkpoint=None):
+              init_vector=None, init_scale: float = 1.0, checkpoint=None, early_stopping_patience: int = 0):
         """``train_prompt`` into ``<run>/prompts/<folder>`` (cached there), returning its vector. ``checkpoint``
         = ``(held validation examples, every n steps, "loss" | "score")`` keeps the best checkpoint on the
-        task's first validation examples (``None``: the last step)."""
+        task's first validation examples (``None``: the last step); ``early_stopping_patience`` > 0 stops after
+        that many evaluations without a better one."""
         from tpv.training import RESULT_FILENAME, train_prompt
 
         prompt = self.config.prompt
@@ -156,6 +157,11 @@ class Lab:
                 extra_args.update(LOSS_CHECKPOINT_ARGS)
                 callbacks.append(ValidationLossCallback(self.tokenizer, get_task(task), eval_data,
                                                         prompt.eval_batch_size, prompt.max_length))
+            if early_stopping_patience:
+                from transformers import EarlyStoppingCallback
+
+                # After the validation-loss callback, which adds the metric that this one reads.
+                callbacks.append(EarlyStoppingCallback(early_stopping_patience=early_stopping_patience))
         output_dir = self.run_dir / "prompts" / folder
         if not (output_dir / RESULT_FILENAME).is_file():
             self.trained += 1
@@ -175,10 +181,12 @@ class Lab:
         if key not in self._vectors:
             source = self.config.source
             # Every tenth of training, as the official configs' eval_steps = 0.1.
-            checkpoint = (source.checkpoint_examples, max(1, source.steps // 10) if source.checkpoint_metric == "loss"
+            steps = source.steps_for(task)
+            checkpoint = (source.checkpoint_examples, max(1, steps // 10) if source.checkpoint_metric == "loss"
                           else None, source.checkpoint_metric)
             self._vectors[key] = self.train(task, seed, self.data(task, "train"), f"source/{task}/seed{seed}",
-                                            steps=source.steps, checkpoint=checkpoint)
+                                            steps=steps, checkpoint=checkpoint,
+                                            early_stopping_patience=source.early_stopping_patience)
         return self._vectors[key]
 
     def multi_vector(self, sources: list[str], seed: int):

@@ -151,7 +151,7 @@ def build_plan(lab, speed: Speed | None = None) -> list[PlanItem]:
         # 5 evaluations during training + the final one; by loss, one every tenth of training, each scoring twice.
         by_loss = config.source.checkpoint_metric == "loss"
         checkpoints = config.source.checkpoint_examples * (22 if by_loss else 6)
-        add(study, "tune source prompts", [(t, config.source.steps, checkpoints) for t, _ in new])
+        add(study, "tune source prompts", [(t, config.source.steps_for(t), checkpoints) for t, _ in new])
 
     tasks = config.source.tasks
     val = config.data.validation_examples
