@@ -26,6 +26,7 @@ the profiles use) and ``curves.png``, rewritten after every run.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import io
 import json
@@ -118,7 +119,8 @@ def run(model, tokenizer, task_name: str, tokens: int, lr: float, args) -> dict:
     held = validation[args.selection_examples: args.selection_examples + args.held_examples]
     origin = make_origin(model, tokens, **ORIGIN)
     started = time.perf_counter()
-    result = train_prompt(model, tokenizer, task, origin, load_split(task_name, "train"), output_dir=folder,
+    # PEFT's wrapping changes the model it wraps; every run gets its own copy of the base model.
+    result = train_prompt(copy.deepcopy(model), tokenizer, task, origin, load_split(task_name, "train"), output_dir=folder,
                           eval_data=selection, eval_steps=args.eval_every, max_steps=args.max_steps,
                           learning_rate=lr, batch_size=args.batch_size, num_virtual_tokens=tokens,
                           max_length=args.max_length, seed=0, progress=True)
@@ -158,6 +160,8 @@ def run(model, tokenizer, task_name: str, tokens: int, lr: float, args) -> dict:
         "left_chance": bool(test["p_value"] < ALPHA and margin >= MIN_MARGIN),
         "curve": history, "train_loss": losses, "engine": result.engine,
         "train_seconds_this_call": round(train_seconds, 1), "vector_sha": _sha(result.vector_path),
+        # Kept so that later comparisons (scripts/build_zoo.py's margin over the origin) pair the same examples.
+        "held_predictions": predicted, "origin_held_predictions": _numeric(untrained["predictions"]),
         "vector_file": str(result.vector_path.relative_to(args.run_dir)), "device": _device_line(),
         "commit": _commit(), "dtype": str(_dtype(peft_model)).removeprefix("torch."),
     }
@@ -244,9 +248,56 @@ def write_outputs(args) -> None:
     atomic_write_text(args.out / "runs.json", json.dumps(
         {"settings": {"origin": ORIGIN, "alpha": ALPHA, "min_margin": MIN_MARGIN, "permutations": PERMUTATIONS,
                       "rule": LEAVES_CHANCE_RULE},
-         "runs": [{k: v for k, v in s.items() if k != "train_loss"} for s in runs]}, indent=1) + "\n")
+         "runs": [{k: v for k, v in s.items() if k not in ("train_loss", "held_predictions", "origin_held_predictions")}
+                  for s in runs]}, indent=1) + "\n")
     atomic_write_text(args.out / "budgets.json", json.dumps(budgets(runs), indent=1) + "\n")
     _plot(runs, args.out / "curves.png")
+    atomic_write_text(args.out / "README.md", report(runs))
+
+
+def report(runs: list[dict]) -> str:
+    """The results page: every number in it is a cell of runs.csv (rounded)."""
+    lines = [
+        "# Learnability: does a soft prompt of the default model leave chance, and after how many steps?",
+        "",
+        "Made by `python scripts/learnability.py` (50 virtual tokens, the source tasks) and `python scripts/build_zoo.py`",
+        "(20 virtual tokens, every local task; the zoo's vectors are these runs' kept prompts); `python",
+        "scripts/learnability.py --report-only` rewrites this page, `curves.csv`, `runs.csv`, `runs.json`, `budgets.json`",
+        "and `curves.png` from the finished runs. Model: SmolLM2-135M-Instruct (dequantised GGUF), on the CPU named in",
+        "each row of `runs.csv`.",
+        "",
+        "**Protocol.** `train_prompt` from the paper's origin 0 (`make_origin(method=\"paper\", seed=0)`), AdamW at",
+        "the learning rate shown, linear decay after 10 % warm-up, batch 8; every 50 steps the prompt is rank-scored on",
+        "the first 100 validation examples (the *selection* set, plotted) and the best checkpoint is kept. The kept",
+        "prompt and the untrained origin are then scored on the next 300 validation examples (*held*: never used for",
+        "selection). " + LEAVES_CHANCE_RULE[0].upper() + LEAVES_CHANCE_RULE[1:] + "; the shuffles' mean is the no-skill",
+        "level for these predictions' label frequencies (about 1/classes for macro-F1). The *budget* is the step of",
+        "the kept checkpoint.",
+        "",
+        "**Where this differs from the paper.** The paper tunes T5-base for 10 epochs of the full training sets",
+        "(tens of thousands of steps at batch 32); here at most 300 steps at batch 8 (2,400 examples, about one",
+        "epoch of the 2,000-example subsets), on a 135M decoder-only model, scored by ranking the label words rather",
+        "than by generation. A task at chance here is unlearnable *at this budget on this model*, not in general.",
+        "Steps are those of one run with a linear schedule over its whole budget: the score at step 100 of a",
+        "300-step run is not what a 100-step run would reach.",
+        "",
+        "| task | classes | tokens | lr | budget tried | kept step | held score (± SE) | origin held | no-skill | "
+        "p | verdict |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |",
+    ]
+    for s in runs:
+        verdict = f"left chance (+{s['margin']:.3f})" if s["left_chance"] else \
+            f"**at chance** at {s['max_steps']} steps (margin {s['margin']:+.3f})"
+        lines.append(
+            f"| {s['task']} | {s['num_labels'] or 'regression'} | {s['virtual_tokens']} | {s['learning_rate']:g} | "
+            f"{s['max_steps']} | {s['best_step']} | {s['metric']} {s['held_score']:.3f} ± {s['held_score_se']:.3f} | "
+            f"{s['origin_held_score']:.3f} | {s['null_mean']:.3f} | {s['p_value']:.4f} | {verdict} |")
+    left = sorted({s["task"] for s in runs if s["left_chance"]})
+    never = sorted({s["task"] for s in runs} - set(left))
+    lines += ["", f"Left chance in at least one run: {', '.join(left) or 'none'}.",
+              f"At chance in every run tried: {', '.join(never) or 'none'}; their rows in later studies are not "
+              "evidence for or against a finding.", "", "![curves](curves.png)", ""]
+    return "\n".join(lines)
 
 
 LEAVES_CHANCE_RULE = (f"left chance: on the held validation examples, one-sided permutation p < {ALPHA} "
