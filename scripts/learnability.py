@@ -106,7 +106,7 @@ def _load(args):
 
 
 def run_folder(args, task: str, tokens: int, lr: float) -> Path:
-    return args.run_dir / task / f"vt{tokens}_lr{lr:g}"
+    return args.run_dir / task / f"vt{tokens}_lr{lr:g}_steps{args.max_steps}"
 
 
 def run(model, tokenizer, task_name: str, tokens: int, lr: float, args) -> dict:
