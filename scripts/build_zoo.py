@@ -75,6 +75,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", default="auto", help="auto (tpv's choice for this CPU), bfloat16 or float32")
     parser.add_argument("--plan", action="store_true", help="print the tasks and budgets, train nothing")
     args = parser.parse_args(argv)
+    learnability._commit_at_start()
 
     local = {p.name for p in args.data_dir.iterdir() if p.is_dir() and p.name in TASKS}
     tasks = args.tasks or [t for t in STEPS if t in local] + sorted(local - set(STEPS))

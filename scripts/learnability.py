@@ -76,6 +76,7 @@ def main(argv=None) -> None:
     parser.add_argument("--report-only", action="store_true", help="only rewrite the outputs from finished runs")
     parser.add_argument("--smoke", action="store_true", help="tiny random model and tiny budgets (CI)")
     args = parser.parse_args(argv)
+    _commit_at_start()
     if args.smoke:
         args.max_steps, args.eval_every = min(args.max_steps, 4), min(args.eval_every, 2)
         args.selection_examples, args.held_examples = min(args.selection_examples, 8), min(args.held_examples, 16)
@@ -163,7 +164,7 @@ def run(model, tokenizer, task_name: str, tokens: int, lr: float, args) -> dict:
         # Kept so that later comparisons (scripts/build_zoo.py's margin over the origin) pair the same examples.
         "held_predictions": predicted, "origin_held_predictions": _numeric(untrained["predictions"]),
         "vector_file": str(result.vector_path.relative_to(args.run_dir)), "device": _device_line(),
-        "commit": _commit(), "dtype": str(_dtype(peft_model)).removeprefix("torch."),
+        "commit": _commit_at_start(), "dtype": str(_dtype(peft_model)).removeprefix("torch."),
     }
     atomic_write_text(scores_path, json.dumps(scores, indent=1) + "\n")
     return scores
@@ -379,6 +380,17 @@ def _sha(path) -> str:
 
 def _device_line() -> str:
     return f"{hardware_summary()}, {platform.machine()}"
+
+
+def _commit_at_start() -> str:
+    # The code that trains is the code the process started with: read the commit once, not when a run ends.
+    global _COMMIT
+    if _COMMIT is None:
+        _COMMIT = _commit()
+    return _COMMIT
+
+
+_COMMIT: str | None = None
 
 
 def _commit() -> str:
