@@ -397,7 +397,7 @@ def _commit() -> str:
     try:
         head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "tpv"], capture_output=True,
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "tpv", "scripts"], capture_output=True,
                                text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
