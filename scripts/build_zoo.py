@@ -1,4 +1,4 @@
-"""Build the vector zoo shipped in ``tpv/zoo``: one task prompt vector of the default model per local task.
+"""Build the vector zoo shipped in ``tpv/compose/zoo``: one task prompt vector of the default model per local task.
 
     nice -n 10 python scripts/build_zoo.py              # every task of $TPV_DATA_DIR; resumable
     python scripts/build_zoo.py --tasks sst2 imdb       # some tasks only (the manifest keeps the others)
@@ -8,7 +8,7 @@ Each task is prompt-tuned with the library's own ``train_prompt`` from one recor
 (``sample_vocab(seed=0)``, 20 virtual tokens: the length docs/benchmarks.md recommends on a CPU), the best
 checkpoint picked on the first ``SELECT_EXAMPLES`` validation examples. The tuned prompt and the untrained
 origin are then scored on the whole validation split (up to ``SCORE_EXAMPLES``) and the prompt on the test
-split; ``tpv/zoo/<task>.tpv.safetensors`` and ``tpv/zoo/manifest.json`` are written after every task, so a
+split; ``tpv/compose/zoo/<task>.tpv.safetensors`` and ``tpv/compose/zoo/manifest.json`` are written after every task, so a
 killed build keeps what it finished. Run folders live in ``runs/zoo/<task>``: a rerun reuses finished runs
 and resumes a killed one from its last checkpoint (``train_prompt``'s cache), and the scores are cached
 beside them, so a rerun of a finished build only rewrites the manifest.
@@ -40,12 +40,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tpv import init_prompt_tuning, make_origin  # noqa: E402
-from tpv._io import atomic_write_text  # noqa: E402
-from tpv.evaluation import evaluate  # noqa: E402
-from tpv.models import DEFAULT_MODEL, load_model  # noqa: E402
-from tpv.peft_io import set_prompt  # noqa: E402
-from tpv.tasks import TASKS, get_task, load_split  # noqa: E402
-from tpv.training import train_prompt  # noqa: E402
+from tpv.core._io import atomic_write_text  # noqa: E402
+from tpv.engine.evaluation import evaluate  # noqa: E402
+from tpv.bridge.models import DEFAULT_MODEL, load_model  # noqa: E402
+from tpv.bridge.peft_io import set_prompt  # noqa: E402
+from tpv.data import TASKS, get_task, load_split  # noqa: E402
+from tpv.engine.training import train_prompt  # noqa: E402
 
 NUM_VIRTUAL_TOKENS = 20
 ORIGIN_SEED = 0
@@ -243,7 +243,7 @@ def _header(dtype, origin) -> dict:
 
 def _dtype(name: str) -> torch.dtype:
     # tpv's own choice: bfloat16 only where this CPU multiplies it faster (avx512_bf16/AMX), measured and cached.
-    from tpv.precision import resolve_dtype
+    from tpv.bridge.precision import resolve_dtype
 
     return resolve_dtype(name)
 

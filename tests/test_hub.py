@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tpv import TaskPromptVector, TPVError
-from tpv.hub import CARD_FILENAME, VECTOR_FILENAME, from_pretrained, model_card, read_card, save_pretrained
+from tpv.bridge.hub import CARD_FILENAME, VECTOR_FILENAME, from_pretrained, model_card, read_card, save_pretrained
 
 
 @pytest.fixture
