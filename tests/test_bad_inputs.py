@@ -17,7 +17,7 @@ from tpv import Origin, TaskPromptVector, TPVError, combine, make_origin, merge,
 from tpv.core._io import STALE_TEMP_SECONDS, atomic_write_text
 from tpv.cli import main
 from tpv.bridge.hub import push_to_hub, read_card, save_pretrained
-from tpv.compose.merge import merge_record
+from tpv.core.provenance import merge_record
 from tpv.bridge.peft_io import ORIGIN_FILENAME, init_prompt_tuning
 from tpv.data import load_split
 

@@ -237,13 +237,13 @@ def test_paper_cpu_dry_run_prints_its_plan_and_cost(tmp_path, capsys):
 
 
 def test_the_run_key_covers_protocol_version_and_model(monkeypatch):
-    import tpv
+    from tpv.core import _version
     from tpv.experiments import store
 
     paper, tpv_config = load_config("paper-smoke"), load_config("smoke")
     assert paper.fingerprint() != tpv_config.fingerprint()
     before = tpv_config.fingerprint()
-    monkeypatch.setattr(tpv, "__version__", "999.0")
+    monkeypatch.setattr(_version, "__version__", "999.0")
     assert tpv_config.fingerprint() != before
     monkeypatch.undo()
     store.model_fingerprint.cache_clear()

@@ -146,7 +146,7 @@ def test_the_fingerprint_covers_the_model_and_tpv_version(make_tiny_model, word_
     other.config.rms_norm_eps = 1e-3
     with pytest.raises(TPVError, match="model_config sha256"):
         train_prompt(other, word_tokenizer, toy_task, 0, toy_examples(8), **settings)
-    monkeypatch.setattr("tpv.__version__", "99.0")
+    monkeypatch.setattr("tpv.core._version.__version__", "99.0")
     with pytest.raises(TPVError, match=r"tpv_version \S+ there, 99.0 now"):
         train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8), **settings)
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from tpv.core._version import __version__
 from tpv.core.errors import TPVError
-
-__version__ = "0.1.0"
 
 # Public name → the module that defines it. Imported on first use (PEP 562), so that `import tpv.cli` — and
 # with it `tpv --help` — does not pay seconds for torch and transformers before it has parsed its arguments.
@@ -21,7 +20,7 @@ _EXPORTS = {
     "InitPlan": "tpv.compose.auto_init",
     "auto_init": "tpv.compose.auto_init",
     "Origin": "tpv.core.origin",
-    "TaskPromptVector": "tpv.core.vector",
+    "TaskPromptVector": "tpv.bridge.vector",
     "combine": "tpv.core.vector",
     "get_prompt": "tpv.bridge.peft_io",
     "init_prompt_tuning": "tpv.bridge.peft_io",
@@ -40,6 +39,7 @@ __all__ = sorted(["TPVError", "__version__", *_EXPORTS])
 
 if TYPE_CHECKING:
     from tpv.bridge.peft_io import get_prompt, init_prompt_tuning, set_prompt
+    from tpv.bridge.vector import TaskPromptVector
     from tpv.compose import zoo
     from tpv.compose.auto_init import InitPlan, auto_init
     from tpv.compose.merge import merge
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from tpv.compose.selection import select_sources
     from tpv.core.origin import Origin, make_origin
     from tpv.core.similarity import similarity_matrix
-    from tpv.core.vector import TaskPromptVector, combine
+    from tpv.core.vector import combine
     from tpv.experiments.plots import plot_similarity
 
 

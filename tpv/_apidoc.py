@@ -11,8 +11,8 @@ import inspect
 # The public modules, in the order a reader meets them: the layers bottom up (docs/architecture.md).
 MODULES = (
     "tpv",
-    "tpv.core.vector", "tpv.core.origin", "tpv.core.similarity",
-    "tpv.bridge.peft_io", "tpv.bridge.models", "tpv.bridge.precision", "tpv.bridge.hub",
+    "tpv.core.vector", "tpv.core.provenance", "tpv.core.origin", "tpv.core.similarity",
+    "tpv.bridge.vector", "tpv.bridge.peft_io", "tpv.bridge.hub", "tpv.bridge.models", "tpv.bridge.precision",
     "tpv.data", "tpv.data.files",
     "tpv.engine.training", "tpv.engine.run_folder", "tpv.engine.evaluation",
     "tpv.compose.merge", "tpv.compose.search", "tpv.compose.selection", "tpv.compose.auto_init", "tpv.compose.zoo",

@@ -100,7 +100,7 @@ def _examples(*lines: str) -> str:
 
 
 def _version() -> str:
-    from tpv import __version__
+    from tpv.core._version import __version__
 
     return __version__
 
@@ -171,7 +171,7 @@ def _vector_specs(specs: list[str]):
 
 def read_vector(path: str):
     """A vector file, or the vector of a PEFT adapter folder (the one ``tpv train`` saved there, else ``from_peft``)."""
-    from tpv.core.vector import TaskPromptVector
+    from tpv.bridge.vector import TaskPromptVector
 
     folder = Path(path)
     if not folder.is_dir():
@@ -368,7 +368,7 @@ def _add_vector(commands) -> None:
 
 def vector_info(path: str) -> dict:
     """What ``tpv vector info`` reports for one file, as a dict."""
-    from tpv.compose.merge import merge_record
+    from tpv.core.provenance import merge_record
 
     vector = read_vector(path)
     return {

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tpv.core._io import PathLike, atomic_write_text, read_text
 from tpv.core.errors import TPVError
-from tpv.core.vector import TaskPromptVector
+from tpv.core.vector import BaseTaskPromptVector
 
 VECTOR_FILENAME = "task_prompt_vector.tpv.safetensors"
 CARD_FILENAME = "README.md"
@@ -31,7 +31,7 @@ _INSTALL = "install it with pip install 'tpv[hub]' (or pip install huggingface_h
 Scores = Mapping[str, float | Mapping[str, float]]
 
 
-def save_pretrained(vector: TaskPromptVector, folder: PathLike, scores: Scores | None = None) -> Path:
+def save_pretrained(vector: BaseTaskPromptVector, folder: PathLike, scores: Scores | None = None) -> Path:
     """Write ``vector`` and its model card into ``folder`` (created if needed); return the folder.
 
     Args:
@@ -41,14 +41,14 @@ def save_pretrained(vector: TaskPromptVector, folder: PathLike, scores: Scores |
 
     Example:
         >>> import tempfile, torch
-        >>> v = TaskPromptVector(torch.ones(2, 3), tasks={"sst2": 1.0}, base_model="HuggingFaceTB/SmolLM2-135M-Instruct")
+        >>> v = BaseTaskPromptVector(torch.ones(2, 3), tasks={"sst2": 1.0}, base_model="HuggingFaceTB/SmolLM2-135M-Instruct")
         >>> folder = save_pretrained(v, tempfile.mkdtemp(), scores={"sst2": 0.91})
         >>> sorted(p.name for p in folder.iterdir())
         ['README.md', 'task_prompt_vector.tpv.safetensors']
-        >>> from_pretrained(folder).tasks
-        {'sst2': 1.0}
+        >>> vector_file(folder).name
+        'task_prompt_vector.tpv.safetensors'
     """
-    if not isinstance(vector, TaskPromptVector):
+    if not isinstance(vector, BaseTaskPromptVector):
         raise TPVError(f"save_pretrained takes a TaskPromptVector, got a {type(vector).__name__}")
     if not isinstance(folder, (str, os.PathLike)) or os.fspath(folder) == "":
         raise TPVError(f"save_pretrained needs a folder path, got {folder!r}")
@@ -61,9 +61,11 @@ def save_pretrained(vector: TaskPromptVector, folder: PathLike, scores: Scores |
     return folder
 
 
-def from_pretrained(repo_id_or_folder: PathLike, *, revision: str | None = None,
-                    token: str | None = None) -> TaskPromptVector:
-    """Load a shared vector from a local folder (or vector file), else from a Hub model repository.
+def vector_file(repo_id_or_folder: PathLike, *, revision: str | None = None, token: str | None = None) -> Path:
+    """The vector file of a shared vector in a local folder (or that file itself), else downloaded from the Hub.
+
+    :meth:`tpv.TaskPromptVector.from_pretrained` loads what this finds; the file is found here, below the
+    public class, so that the class imports this module and not the other way round.
 
     Args:
         repo_id_or_folder: a folder written by :func:`save_pretrained`, a ``*.tpv.safetensors`` file, or a
@@ -75,9 +77,9 @@ def from_pretrained(repo_id_or_folder: PathLike, *, revision: str | None = None,
         raise TPVError(f"from_pretrained needs a folder, a vector file or a Hub repo id, got {repo_id_or_folder!r}")
     path = Path(repo_id_or_folder)
     if path.is_dir():
-        return _load_folder(path)
+        return _vector_file_in(path)
     if path.is_file():
-        return TaskPromptVector.load(path)
+        return path
     text = os.fspath(repo_id_or_folder)
     if not _is_repo_id(text):
         raise TPVError(
@@ -93,10 +95,10 @@ def from_pretrained(repo_id_or_folder: PathLike, *, revision: str | None = None,
             f"cannot download the vector {text!r} from the Hugging Face Hub ({type(error).__name__}: {error}); "
             "check the repo id, your network, and pass token= for a private repository"
         ) from error
-    return _load_folder(Path(folder))
+    return _vector_file_in(Path(folder))
 
 
-def push_to_hub(vector: TaskPromptVector, repo_id: str, scores: Scores | None = None, private: bool = False,
+def push_to_hub(vector: BaseTaskPromptVector, repo_id: str, scores: Scores | None = None, private: bool = False,
                 token: str | None = None, commit_message: str | None = None) -> str:
     """Upload ``vector`` with its model card to the Hub model repository ``repo_id`` (created if needed).
 
@@ -125,12 +127,12 @@ def push_to_hub(vector: TaskPromptVector, repo_id: str, scores: Scores | None = 
     return str(getattr(repo, "url", None) or f"https://huggingface.co/{repo_id}")
 
 
-def model_card(vector: TaskPromptVector, scores: Scores | None = None) -> str:
+def model_card(vector: BaseTaskPromptVector, scores: Scores | None = None) -> str:
     """The ``README.md`` model card of a shared vector: YAML front matter and a Markdown body.
 
     Example:
         >>> import torch
-        >>> card = model_card(TaskPromptVector(torch.ones(2, 3), tasks={"sst2": 1.0, "yelp_polarity": 0.5}))
+        >>> card = model_card(BaseTaskPromptVector(torch.ones(2, 3), tasks={"sst2": 1.0, "yelp_polarity": 0.5}))
         >>> print(card.splitlines()[1])
         library_name: tpv
         >>> "| yelp_polarity | 0.5 |" in card
@@ -203,7 +205,7 @@ def read_card(folder: PathLike) -> dict:
 
     Example:
         >>> import tempfile, torch
-        >>> folder = save_pretrained(TaskPromptVector(torch.ones(1, 2), tasks={"rte": 1.0}), tempfile.mkdtemp())
+        >>> folder = save_pretrained(BaseTaskPromptVector(torch.ones(1, 2), tasks={"rte": 1.0}), tempfile.mkdtemp())
         >>> read_card(folder)["tags"][-1]
         'rte'
     """
@@ -246,13 +248,13 @@ def _score_text(score, task: str) -> str:
     return f"{score:.4g}"
 
 
-def _load_folder(folder: Path) -> TaskPromptVector:
+def _vector_file_in(folder: Path) -> Path:
     preferred = folder / VECTOR_FILENAME
     if preferred.is_file():
-        return TaskPromptVector.load(preferred)
+        return preferred
     found = sorted(folder.glob("*.tpv.safetensors"))
     if len(found) == 1:
-        return TaskPromptVector.load(found[0])
+        return found[0]
     if not found:
         raise TPVError(f"'{folder}' holds no *.tpv.safetensors file; write one with vector.save_pretrained(folder)")
     raise TPVError(f"'{folder}' holds {len(found)} vector files {[p.name for p in found]} and no {VECTOR_FILENAME}; "

@@ -13,7 +13,7 @@ from tpv.core import _checks
 from tpv.core._io import PathLike, os_errors, read_json, read_safetensors
 from tpv.core.errors import TPVError
 from tpv.core.origin import Origin, base_model_name, input_embedding_weight, is_seq2seq
-from tpv.core.vector import TaskPromptVector, combine
+from tpv.core.vector import BaseTaskPromptVector, combine
 
 ORIGIN_FILENAME = "tpv_origin.safetensors"
 PROMPT_KEY = "prompt_embeddings"
@@ -45,7 +45,7 @@ def set_prompt(peft_model, prompt: torch.Tensor, adapter_name: str = "default") 
 
 def init_prompt_tuning(
     model,
-    vector: TaskPromptVector | list | None = None,
+    vector: BaseTaskPromptVector | list | None = None,
     *,
     origin: Origin | torch.Tensor | PathLike | None = None,
     scale: float = 1.0,
@@ -147,7 +147,7 @@ def save_origins(peft_model, save_directory: PathLike, selected_adapters=None) -
         origin.save(folder / ORIGIN_FILENAME)
 
 
-def vector_from_peft(cls, model_or_folder, *, origin=None, task=None, adapter_name="default") -> TaskPromptVector:
+def vector_from_peft(cls, model_or_folder, *, origin=None, task=None, adapter_name="default") -> BaseTaskPromptVector:
     if isinstance(model_or_folder, (str, os.PathLike)):
         folder = _adapter_folder(Path(model_or_folder), adapter_name)
         config, prompt = _read_adapter(folder)
@@ -326,8 +326,8 @@ def _as_origin(origin, model) -> Origin:
 
 
 def _is_pair(value) -> bool:
-    return isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], TaskPromptVector) and not isinstance(
-        value[1], TaskPromptVector
+    return isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], BaseTaskPromptVector) and not isinstance(
+        value[1], BaseTaskPromptVector
     )
 
 

@@ -23,7 +23,8 @@ from tpv.core._io import atomic_write_text
 from tpv.core.errors import TPVError
 from tpv.core.origin import Origin, make_origin
 from tpv.compose.selection import VECTOR_SUFFIX
-from tpv.core.vector import TaskPromptVector, combine
+from tpv.bridge.vector import TaskPromptVector
+from tpv.core.vector import combine
 
 __all__ = ["InitPlan", "SourceScore", "auto_init", "load_sources"]
 

@@ -7,7 +7,6 @@ filled in), which :func:`merge` records on the result. Add a method by adding it
 
 from __future__ import annotations
 
-import json
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 
@@ -16,7 +15,7 @@ import torch
 from tpv.core._io import dumps
 from tpv.core.errors import TPVError
 from tpv.core.origin import Origin
-from tpv.core.vector import TaskPromptVector
+from tpv.bridge.vector import TaskPromptVector
 
 MergeResult = tuple[torch.Tensor, dict]
 
@@ -83,52 +82,6 @@ def merge(
         origin=" | ".join(sorted({v.origin for v in items if v.origin})) or None,
         merge=dumps(record),
     )
-
-
-def merge_record(vector: TaskPromptVector | str | None) -> dict | None:
-    """The method, options and weights :func:`merge` recorded on ``vector`` (``None`` when it was not merged).
-
-    A merged vector later added to another merged vector keeps both records: ``{"combined": [...]}``.
-
-    Example:
-        >>> a = TaskPromptVector(torch.ones(1, 2), tasks={"a": 1.0})
-        >>> merge_record(merge([a, a], method="mean"))
-        {'method': 'mean', 'weights': {'0': 1.0, '1': 1.0}}
-    """
-    records = _merge_records(vector.merge if isinstance(vector, TaskPromptVector) else vector)
-    if not records:
-        return None
-    return records[0] if len(records) == 1 else {"combined": records}
-
-
-def join_merge_records(*texts: str | None) -> str | None:
-    """The ``merge`` text of a sum of vectors: every distinct record of the parts, as one JSON list."""
-    records = []
-    for text in texts:
-        for record in _merge_records(text):
-            if record not in records:
-                records.append(record)
-    if not records:
-        return None
-    return dumps(records[0]) if len(records) == 1 else dumps(sorted(records, key=dumps))
-
-
-def _merge_records(text: str | None) -> list[dict]:
-    if not text:
-        return []
-    try:
-        value = json.loads(text)
-    except ValueError:
-        # Files from tpv ≤ 0.1 joined records with " | ", which a task name may contain; read those if we can.
-        try:
-            value = [json.loads(part) for part in text.split(" | ")]
-        except ValueError:
-            value = None
-    records = value if isinstance(value, list) else [value]
-    if not records or not all(isinstance(record, dict) for record in records):
-        raise TPVError(f"the merge record {text[:200]!r} is not a JSON object (or list of them) as tpv.compose.merge "
-                       "writes it; re-save the vector with tpv, or drop its 'merge' metadata")
-    return records
 
 
 @torch.no_grad()

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tpv.core.errors import TPVError
-from tpv.core.vector import TaskPromptVector
+from tpv.bridge.vector import TaskPromptVector
 
 VECTOR_SUFFIX = ".tpv.safetensors"
 

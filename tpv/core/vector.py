@@ -1,4 +1,9 @@
-"""TaskPromptVector: a tuned soft prompt minus its origin (paper eq. 2), with arithmetic (eq. 3, 4)."""
+"""A tuned soft prompt minus its origin (paper eq. 2), with arithmetic (eq. 3, 4) and its file format.
+
+:class:`BaseTaskPromptVector` is everything a vector is without Hugging Face: the public
+:class:`tpv.TaskPromptVector` (``tpv.bridge.vector``) adds the constructors and sharing that go through PEFT
+and the Hub, so that this layer never imports the one above it.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from tpv.core._io import PathLike, atomic_save, describe_foreign_file, dumps, re
 from tpv.core.errors import TPVError
 from tpv.core._checks import file_metadata
 from tpv.core.origin import Origin
+from tpv.core.provenance import join_merge_records, merge_record
 from tpv.core.similarity import prompt_cosine
 
 VECTOR_FORMAT = "tpv/1"
@@ -22,8 +28,11 @@ VECTOR_KEY = "task_prompt_vector"
 _MISSING = object()
 
 
-class TaskPromptVector:
+class BaseTaskPromptVector:
     """The difference ``θ_tuned − θ_origin`` between a task prompt and its origin, plus where it came from.
+
+    Users work with its subclass :class:`tpv.TaskPromptVector`, which adds ``from_peft``, ``from_pretrained``,
+    ``save_pretrained`` and ``push_to_hub``; every operation here returns a vector of the operand's own class.
 
     ``tensor`` has shape ``(num_virtual_tokens × num_transformer_submodules, token_dim)``, PEFT's own layout,
     and is always float32: float16/bfloat16 input converts exactly, float64 input is rounded to float32 (and
@@ -36,10 +45,10 @@ class TaskPromptVector:
     the result loads back into PEFT unchanged.
 
     Example:
-        >>> a = TaskPromptVector(torch.ones(2, 3), tasks={"sst2": 1.0}, num_virtual_tokens=2)
-        >>> b = TaskPromptVector(torch.eye(2, 3), tasks={"yelp": 1.0}, num_virtual_tokens=2)
+        >>> a = BaseTaskPromptVector(torch.ones(2, 3), tasks={"sst2": 1.0}, num_virtual_tokens=2)
+        >>> b = BaseTaskPromptVector(torch.eye(2, 3), tasks={"yelp": 1.0}, num_virtual_tokens=2)
         >>> 0.5 * b + a
-        TaskPromptVector(0.5·yelp + 1·sst2, 2×3, base=None)
+        BaseTaskPromptVector(0.5·yelp + 1·sst2, 2×3, base=None)
         >>> sum([a, b]).tensor[0].tolist()
         [2.0, 1.0, 1.0]
     """
@@ -89,7 +98,7 @@ class TaskPromptVector:
         *,
         base_model: str | None = None,
         task_type: str | None = None,
-    ) -> TaskPromptVector:
+    ) -> BaseTaskPromptVector:
         """Build ``task_prompt − origin`` (paper eq. 2).
 
         Args:
@@ -99,7 +108,7 @@ class TaskPromptVector:
 
         Example:
             >>> origin = Origin(torch.zeros(2, 3), num_virtual_tokens=2, seed=0, method="normal")
-            >>> TaskPromptVector.from_prompts(torch.ones(2, 3), origin, task="sst2").tensor.sum().item()
+            >>> BaseTaskPromptVector.from_prompts(torch.ones(2, 3), origin, task="sst2").tensor.sum().item()
             6.0
         """
         origin_tensor, meta = _origin_parts(origin)
@@ -122,32 +131,7 @@ class TaskPromptVector:
         )
 
     @classmethod
-    def from_peft(
-        cls,
-        model_or_folder,
-        origin: Origin | torch.Tensor | PathLike | None = None,
-        task: str | None = None,
-        adapter_name: str = "default",
-    ) -> TaskPromptVector:
-        """Build a vector from a prompt-tuned ``PeftModel`` or a saved adapter folder.
-
-        The origin is taken from ``origin`` if given, else from what :func:`tpv.init_prompt_tuning` recorded:
-        the model's own record or ``tpv_origin.safetensors`` beside the adapter files.
-        """
-        # The PEFT bridge sits one layer above the core; importing it lazily keeps `tpv.core.vector` free of peft.
-        from tpv.bridge.peft_io import vector_from_peft
-
-        return vector_from_peft(cls, model_or_folder, origin=origin, task=task, adapter_name=adapter_name)
-
-    @classmethod
-    def from_zoo(cls, name: str) -> TaskPromptVector:
-        """The vector of task ``name`` from the zoo shipped with tpv (default model only; see :mod:`tpv.compose.zoo`)."""
-        from tpv.compose.zoo import load
-
-        return load(name)
-
-    @classmethod
-    def load(cls, path: PathLike) -> TaskPromptVector:
+    def load(cls, path: PathLike) -> BaseTaskPromptVector:
         """Read a ``*.tpv.safetensors`` file written by :meth:`save`."""
         tensors, metadata = read_safetensors(path, "task prompt vector file")
         if metadata.get("format") != VECTOR_FORMAT and VECTOR_KEY not in tensors:
@@ -163,8 +147,6 @@ class TaskPromptVector:
         try:
             merge_text = metadata.get("merge") or None
             if merge_text is not None:
-                from tpv.compose.merge import merge_record
-
                 merge_record(merge_text)
             return cls(tensors[VECTOR_KEY], tasks=tasks, base_model=metadata.get("base_model"),
                        task_type=metadata.get("task_type"), origin=metadata.get("origin"), merge=merge_text, **fields)
@@ -175,7 +157,7 @@ class TaskPromptVector:
 
     def save(self, path: PathLike) -> Path:
         """Write the vector as ``tpv/1`` safetensors (atomically) and return the path."""
-        from tpv import __version__
+        from tpv.core._version import __version__
 
         metadata = {
             "format": VECTOR_FORMAT,
@@ -191,29 +173,6 @@ class TaskPromptVector:
         if self.merge:
             metadata["merge"] = self.merge
         return atomic_save({VECTOR_KEY: self.tensor}, path, metadata)
-
-    # Sharing lives in the interfaces layer (tpv.bridge.hub); these thin methods import it lazily, as from_peft does
-    # with the PEFT bridge, so `import tpv` never needs huggingface_hub.
-
-    @classmethod
-    def from_pretrained(cls, repo_id_or_folder: PathLike, **kwargs) -> TaskPromptVector:
-        """Load a shared vector from a folder or a Hugging Face Hub repo id (see :func:`tpv.bridge.hub.from_pretrained`)."""
-        from tpv.bridge.hub import from_pretrained
-
-        return from_pretrained(repo_id_or_folder, **kwargs)
-
-    def save_pretrained(self, folder: PathLike, scores: Mapping | None = None) -> Path:
-        """Write the vector and a model card into ``folder`` (see :func:`tpv.bridge.hub.save_pretrained`)."""
-        from tpv.bridge.hub import save_pretrained
-
-        return save_pretrained(self, folder, scores=scores)
-
-    def push_to_hub(self, repo_id: str, scores: Mapping | None = None, private: bool = False,
-                    token: str | None = None) -> str:
-        """Upload the vector and its model card to the Hub; return the URL (see :func:`tpv.bridge.hub.push_to_hub`)."""
-        from tpv.bridge.hub import push_to_hub
-
-        return push_to_hub(self, repo_id, scores=scores, private=private, token=token)
 
     # ---- views --------------------------------------------------------------------------------------------
 
@@ -248,21 +207,21 @@ class TaskPromptVector:
         return text + "".join(f" {sign} {term}" for sign, term in terms[1:])
 
     def __repr__(self) -> str:
-        return f"TaskPromptVector({self.name}, {self.shape[0]}×{self.shape[1]}, base={self.base_model})"
+        return f"{type(self).__name__}({self.name}, {self.shape[0]}×{self.shape[1]}, base={self.base_model})"
 
     def norm(self) -> float:
         """Frobenius norm of the trained rows."""
         return float(self.active_tensor.norm())
 
-    def cosine(self, other: TaskPromptVector | torch.Tensor, pooling: str = "mean") -> float:
+    def cosine(self, other: BaseTaskPromptVector | torch.Tensor, pooling: str = "mean") -> float:
         """Cosine similarity with another vector; ``mean`` pooling is the paper's measure.
 
         Example:
-            >>> v = TaskPromptVector(torch.randn(4, 8), tasks={"a": 1.0})
+            >>> v = BaseTaskPromptVector(torch.randn(4, 8), tasks={"a": 1.0})
             >>> round(v.cosine(3 * v), 5)
             1.0
         """
-        if isinstance(other, TaskPromptVector):
+        if isinstance(other, BaseTaskPromptVector):
             self._check_compatible(other, "compare")
             return prompt_cosine(self.active_tensor, other.active_tensor, pooling)
         if not isinstance(other, torch.Tensor):
@@ -279,7 +238,7 @@ class TaskPromptVector:
         """The soft prompt ``θ_origin + λ·τ`` (paper eq. 3), on the origin's device, float32.
 
         Example:
-            >>> v = TaskPromptVector(torch.ones(2, 3), tasks={"a": 1.0})
+            >>> v = BaseTaskPromptVector(torch.ones(2, 3), tasks={"a": 1.0})
             >>> v.apply_to(torch.zeros(2, 3), scale=0.5)[0].tolist()
             [0.5, 0.5, 0.5]
         """
@@ -294,7 +253,7 @@ class TaskPromptVector:
         with torch.no_grad():
             return origin_tensor.float() + scale * self.tensor.to(origin_tensor.device)
 
-    def to(self, device: torch.device | str) -> TaskPromptVector:
+    def to(self, device: torch.device | str) -> BaseTaskPromptVector:
         """A copy on ``device``; vectors stay float32 so arithmetic is exact enough to compose many of them."""
         if isinstance(device, torch.dtype):
             raise TPVError(
@@ -310,22 +269,22 @@ class TaskPromptVector:
 
     # ---- arithmetic ---------------------------------------------------------------------------------------
 
-    def __add__(self, other: TaskPromptVector) -> TaskPromptVector:
+    def __add__(self, other: BaseTaskPromptVector) -> BaseTaskPromptVector:
         return self._combine(other, 1.0, "add")
 
-    def __radd__(self, other) -> TaskPromptVector:
+    def __radd__(self, other) -> BaseTaskPromptVector:
         # sum() starts from 0; accept exactly that and nothing else.
         if isinstance(other, numbers.Number) and not isinstance(other, bool) and other == 0:
             return self._replace(self.tensor, self.tasks)
         return self._combine(other, 1.0, "add")
 
-    def __sub__(self, other: TaskPromptVector) -> TaskPromptVector:
+    def __sub__(self, other: BaseTaskPromptVector) -> BaseTaskPromptVector:
         return self._combine(other, -1.0, "subtract")
 
-    def __neg__(self) -> TaskPromptVector:
+    def __neg__(self) -> BaseTaskPromptVector:
         return self * -1.0
 
-    def __mul__(self, scale: float) -> TaskPromptVector:
+    def __mul__(self, scale: float) -> BaseTaskPromptVector:
         scale = _check_scale(scale, "multiply a vector by")
         with torch.no_grad():
             tensor = self.tensor * scale
@@ -336,14 +295,14 @@ class TaskPromptVector:
 
     __rmul__ = __mul__
 
-    def __truediv__(self, divisor: float) -> TaskPromptVector:
+    def __truediv__(self, divisor: float) -> BaseTaskPromptVector:
         divisor = _check_scale(divisor, "divide a vector by")
         if divisor == 0:
             raise TPVError("cannot divide a task prompt vector by 0; pass a non-zero divisor")
         return self * (1.0 / divisor)
 
-    def _combine(self, other, sign: float, verb: str) -> TaskPromptVector:
-        if not isinstance(other, TaskPromptVector):
+    def _combine(self, other, sign: float, verb: str) -> BaseTaskPromptVector:
+        if not isinstance(other, BaseTaskPromptVector):
             raise TPVError(
                 f"cannot {verb} a {type(other).__name__} and a TaskPromptVector; both operands must be "
                 "TaskPromptVectors (build one with TaskPromptVector.from_prompts or from_peft)"
@@ -357,7 +316,6 @@ class TaskPromptVector:
         if not torch.isfinite(tensor).all():
             raise TPVError(f"cannot {verb} these vectors: the result overflows float32; rescale them first")
         origins = {o for o in (self.origin, other.origin) if o}
-        from tpv.compose.merge import join_merge_records
         return self._replace(
             tensor,
             tasks,
@@ -367,7 +325,7 @@ class TaskPromptVector:
             merge=join_merge_records(self.merge, other.merge),
         )
 
-    def _check_compatible(self, other: TaskPromptVector, verb: str) -> None:
+    def _check_compatible(self, other: BaseTaskPromptVector, verb: str) -> None:
         if self.shape != other.shape:
             if self.num_virtual_tokens != other.num_virtual_tokens:
                 why = f"num_virtual_tokens differ ({self.num_virtual_tokens} vs {other.num_virtual_tokens})"
@@ -386,7 +344,7 @@ class TaskPromptVector:
             )
         _check_same_base(self.base_model, other.base_model, f"{verb} vectors")
 
-    def _replace(self, tensor: torch.Tensor, tasks: Mapping[str, float], **changes) -> TaskPromptVector:
+    def _replace(self, tensor: torch.Tensor, tasks: Mapping[str, float], **changes) -> BaseTaskPromptVector:
         fields = dict(
             num_virtual_tokens=self.num_virtual_tokens,
             num_transformer_submodules=self.num_transformer_submodules,
@@ -396,19 +354,20 @@ class TaskPromptVector:
             merge=self.merge,
         )
         fields.update(changes)
-        return TaskPromptVector(tensor, tasks=tasks, **fields)
+        # type(self): arithmetic on a tpv.TaskPromptVector gives a tpv.TaskPromptVector, with its Hub methods.
+        return type(self)(tensor, tasks=tasks, **fields)
 
 
-def combine(vectors: Iterable[TaskPromptVector | tuple[TaskPromptVector, float]]) -> TaskPromptVector:
+def combine(vectors: Iterable[BaseTaskPromptVector | tuple[BaseTaskPromptVector, float]]) -> BaseTaskPromptVector:
     """The weighted sum of vectors given as vectors or ``(vector, weight)`` pairs (paper eq. 4).
 
     Example:
-        >>> a = TaskPromptVector(torch.ones(1, 2), tasks={"a": 1.0})
-        >>> b = TaskPromptVector(torch.ones(1, 2), tasks={"b": 1.0})
+        >>> a = BaseTaskPromptVector(torch.ones(1, 2), tasks={"a": 1.0})
+        >>> b = BaseTaskPromptVector(torch.ones(1, 2), tasks={"b": 1.0})
         >>> combine([a, (b, 0.5)])
-        TaskPromptVector(1·a + 0.5·b, 1×2, base=None)
+        BaseTaskPromptVector(1·a + 0.5·b, 1×2, base=None)
     """
-    if isinstance(vectors, TaskPromptVector):
+    if isinstance(vectors, BaseTaskPromptVector):
         vectors = [vectors]
     if not isinstance(vectors, Iterable) or isinstance(vectors, (str, bytes, Mapping, torch.Tensor)):
         raise TPVError(f"combine takes a list of vectors or (vector, weight) pairs, got {vectors!r}")
@@ -421,7 +380,7 @@ def combine(vectors: Iterable[TaskPromptVector | tuple[TaskPromptVector, float]]
             raise TPVError(f"cannot combine {item!r}: pairs are (vector, weight), got {len(item)} items")
         vector, weight = item if isinstance(item, tuple) else (item, 1.0)
         weight = _check_scale(weight, "combine a vector with weight")
-        if not isinstance(vector, TaskPromptVector):
+        if not isinstance(vector, BaseTaskPromptVector):
             raise TPVError(f"cannot combine a {type(vector).__name__}; pass TaskPromptVectors or (vector, weight) pairs")
         term = vector * weight if weight != 1.0 else vector
         total = term if total is None else total + term

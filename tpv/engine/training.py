@@ -37,7 +37,7 @@ from tpv.bridge.peft_io import ORIGIN_FILENAME, get_prompt, init_prompt_tuning, 
 from tpv.engine.prefix import FULL, SHARED_PREFIX, choose_engine, has_fast_path, shared_prefix_obstacle
 from tpv.engine.scoring import prompt_tuning_loss
 from tpv.data import Task
-from tpv.core.vector import TaskPromptVector
+from tpv.bridge.vector import TaskPromptVector
 
 DEFAULT_NUM_VIRTUAL_TOKENS = 20
 RESULT_FILENAME = run_folder.RESULT_FILENAME
@@ -571,7 +571,7 @@ def _load_finished(output_dir: Path, record: dict, peft_model, origin, adapter_n
 
 def _settings(peft_model, task, origin, train_data, eval_data, init_vector, init_scale, options) -> dict:
     """What makes a run this run, readable enough to name what differs; its hash is the run's fingerprint."""
-    from tpv import __version__
+    from tpv.core._version import __version__
 
     base = peft_model.get_base_model()
     config = {k: v for k, v in base.config.to_dict().items()

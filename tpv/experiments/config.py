@@ -384,7 +384,7 @@ class ExperimentConfig:
     def fingerprint(self) -> str:
         """A hash of the settings that change results (see the module docstring), of the tpv version and of
         the model's files, so a code or model change never reuses stale scores."""
-        from tpv import __version__
+        from tpv.core._version import __version__
         from tpv.experiments.store import model_fingerprint
 
         keyed = {

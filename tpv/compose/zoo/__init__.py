@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tpv.core.errors import TPVError
 from tpv.core.origin import Origin
-from tpv.core.vector import TaskPromptVector
+from tpv.bridge.vector import TaskPromptVector
 
 __all__ = ["ZOO_DIR", "ZooTable", "available", "load", "manifest", "origin", "pending", "vectors"]
 
