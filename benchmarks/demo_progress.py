@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tpv.precision import hardware_summary
+from tpv.bridge.precision import hardware_summary
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 

@@ -2,7 +2,7 @@
 
     python benchmarks/dtype_speed.py [--steps 3] [--batch-size 8] [--length 128]
 
-1. ``tpv.precision``'s matmul micro-benchmark (SmolLM2-135M's MLP shape), measured afresh (the cache is not read);
+1. ``tpv.bridge.precision``'s matmul micro-benchmark (SmolLM2-135M's MLP shape), measured afresh (the cache is not read);
 2. ``--steps`` forward+backward steps of tpv's training loss on the default model in each dtype, interleaved so
    that both see the same load on a shared machine (0 skips this part).
 
@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from tpv.precision import _measure_gflops, choose_dtype, hardware_summary
+from tpv.bridge.precision import _measure_gflops, choose_dtype, hardware_summary
 
 
 def main(argv=None) -> None:
@@ -41,9 +41,9 @@ def main(argv=None) -> None:
 
 def _train_steps(steps: int, batch_size: int, length: int) -> dict[str, list[float]]:
     from tpv import init_prompt_tuning, make_origin
-    from tpv.encoding import Encoded, collate
-    from tpv.models import load_model
-    from tpv.scoring import prompt_tuning_loss
+    from tpv.data.encoding import Encoded, collate
+    from tpv.bridge.models import load_model
+    from tpv.engine.scoring import prompt_tuning_loss
 
     models = {}
     for dtype in ("bfloat16", "float32"):

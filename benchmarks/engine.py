@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 
 from tpv import init_prompt_tuning, make_origin
-from tpv.encoding import collate, encode_examples, length_sorted_batches
-from tpv.evaluation import evaluate, label_token_ids
-from tpv.precision import hardware_summary
-from tpv.tasks import get_task, load_split
-from tpv import training as tpv_training
+from tpv.data.encoding import collate, encode_examples, length_sorted_batches
+from tpv.engine.evaluation import evaluate, label_token_ids
+from tpv.bridge.precision import hardware_summary
+from tpv.data import get_task, load_split
+from tpv.engine import training as tpv_training
 
 REPO = Path(__file__).resolve().parents[1]
 NOTES_MARKER = "<!-- notes: kept across reruns -->"
@@ -97,7 +97,7 @@ def main(argv=None) -> dict:
 
 def _load(args):
     if not args.smoke:
-        from tpv.models import load_model
+        from tpv.bridge.models import load_model
 
         return load_model(dtype=args.dtype)
     sys.path.insert(0, str(REPO / "tests"))
@@ -335,7 +335,7 @@ def _engine_batches(tokenizer, task, train, args):
 
 def _time_engine_steps(model, tokenizer, task, origin, train, args) -> dict:
     """Forward+backward of one batch (no optimizer, which costs the same everywhere), median over the steps."""
-    from tpv.scoring import prompt_tuning_loss
+    from tpv.engine.scoring import prompt_tuning_loss
 
     peft_model = init_prompt_tuning(model, origin=origin)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -453,7 +453,7 @@ def _engine_quality(model, tokenizer, task, origin, train, val, args) -> dict:
 
 
 def _bootstrap_se(task, predictions, gold, resamples: int = 200) -> float:
-    from tpv.metrics import compute_metric
+    from tpv.engine.metrics import compute_metric
 
     generator = torch.Generator().manual_seed(0)
     labels = list(range(task.num_labels))

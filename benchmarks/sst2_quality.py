@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 from tpv import init_prompt_tuning, make_origin
-from tpv.evaluation import evaluate
-from tpv.models import load_model
-from tpv.precision import hardware_summary
-from tpv.tasks import load_split
-from tpv.training import train_prompt
+from tpv.engine.evaluation import evaluate
+from tpv.bridge.models import load_model
+from tpv.bridge.precision import hardware_summary
+from tpv.data import load_split
+from tpv.engine.training import train_prompt
 
 
 def main(argv=None) -> dict:

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 from tpv import init_prompt_tuning, make_origin, similarity_matrix
-from tpv.evaluation import evaluate
-from tpv.merge import forget
-from tpv.models import load_model
-from tpv.precision import hardware_summary
-from tpv.search import evaluation_score_fn, search_scale
-from tpv.tasks import load_split
-from tpv.training import train_prompt
+from tpv.engine.evaluation import evaluate
+from tpv.compose.merge import forget
+from tpv.bridge.models import load_model
+from tpv.bridge.precision import hardware_summary
+from tpv.compose.search import evaluation_score_fn, search_scale
+from tpv.data import load_split
+from tpv.engine.training import train_prompt
 
 TASKS = ("sst2", "yelp_polarity", "trec")
 

@@ -22,10 +22,10 @@ import time
 import torch
 
 from tpv import auto_init, zoo
-from tpv.evaluation import evaluate
-from tpv.models import load_model
-from tpv.precision import hardware_summary
-from tpv.tasks import load_split
+from tpv.engine.evaluation import evaluate
+from tpv.bridge.models import load_model
+from tpv.bridge.precision import hardware_summary
+from tpv.data import load_split
 
 TARGET = "imdb"
 

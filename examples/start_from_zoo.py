@@ -16,10 +16,10 @@ import time
 import torch
 
 from tpv import auto_init, zoo
-from tpv.evaluation import evaluate
-from tpv.models import load_model
-from tpv.precision import hardware_summary
-from tpv.tasks import get_task, load_split
+from tpv.engine.evaluation import evaluate
+from tpv.bridge.models import load_model
+from tpv.bridge.precision import hardware_summary
+from tpv.data import get_task, load_split
 
 
 def main(argv=None) -> None:

@@ -11,8 +11,8 @@ every 50 steps on the first 100 validation examples, the best checkpoint kept), 
 runs. The
 learnability script scores the kept prompt and the untrained origin on the held validation examples (the
 300 after the selection set) and decides with a permutation test whether the prompt left chance; this script
-adds the test split's score, a paired-bootstrap margin over the origin, and writes ``tpv/zoo/<task>.tpv.safetensors``
-and ``tpv/zoo/manifest.json`` after every task, so a killed build keeps what it finished; a rerun reuses
+adds the test split's score, a paired-bootstrap margin over the origin, and writes ``tpv/compose/zoo/<task>.tpv.safetensors``
+and ``tpv/compose/zoo/manifest.json`` after every task, so a killed build keeps what it finished; a rerun reuses
 finished runs and resumes a killed one from its last checkpoint.
 
 Budgets (``STEPS``): the source tasks of the paper's studies get 150 steps (1,200 examples, 60 % of an epoch
@@ -44,11 +44,11 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import learnability  # noqa: E402
 from tpv import TaskPromptVector, make_origin  # noqa: E402
-from tpv._io import atomic_write_text  # noqa: E402
-from tpv.evaluation import evaluate  # noqa: E402
-from tpv.models import DEFAULT_MODEL, load_model  # noqa: E402
-from tpv.peft_io import init_prompt_tuning  # noqa: E402
-from tpv.tasks import TASKS, get_task, load_split  # noqa: E402
+from tpv.bridge.models import DEFAULT_MODEL, load_model  # noqa: E402
+from tpv.bridge.peft_io import init_prompt_tuning  # noqa: E402
+from tpv.core._io import atomic_write_text  # noqa: E402
+from tpv.data import TASKS, get_task, load_split  # noqa: E402
+from tpv.engine.evaluation import evaluate  # noqa: E402
 
 NUM_VIRTUAL_TOKENS = 20
 LEARNING_RATE = 0.3
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     parser.add_argument("--tasks", nargs="+", default=None, help="tasks to build (default: every local task)")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("TPV_DATA_DIR", REPO.parent / "shared/data")))
     parser.add_argument("--run-dir", type=Path, default=REPO / "runs" / "learnability")
-    parser.add_argument("--zoo-dir", type=Path, default=REPO / "tpv" / "zoo")
+    parser.add_argument("--zoo-dir", type=Path, default=REPO / "tpv" / "compose" / "zoo")
     parser.add_argument("--dtype", default="auto", help="auto (tpv's choice for this CPU), bfloat16 or float32")
     parser.add_argument("--plan", action="store_true", help="print the tasks and budgets, train nothing")
     args = parser.parse_args(argv)

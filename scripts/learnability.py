@@ -45,11 +45,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tpv import make_origin  # noqa: E402
-from tpv._io import atomic_write_text  # noqa: E402
-from tpv.evaluation import evaluate  # noqa: E402
-from tpv.precision import hardware_summary  # noqa: E402
-from tpv.tasks import get_task, load_split  # noqa: E402
-from tpv.training import train_prompt  # noqa: E402
+from tpv.core._io import atomic_write_text  # noqa: E402
+from tpv.engine.evaluation import evaluate  # noqa: E402
+from tpv.bridge.precision import hardware_summary  # noqa: E402
+from tpv.data import get_task, load_split  # noqa: E402
+from tpv.engine.training import train_prompt  # noqa: E402
 
 SOURCE_TASKS = ["mnli", "qnli", "rte", "mrpc", "cola", "qqp", "trec"]
 ORIGIN = {"method": "paper", "seed": 0}
@@ -97,11 +97,11 @@ def _load(args):
 
         tasks = [get_task(t) for t in args.tasks]
         sample = [example for t in tasks for example in load_split(t.name, "train")[:64]]
-        from tpv.models import load_model
+        from tpv.bridge.models import load_model
 
         folder = build_tiny_model(args.run_dir / "tiny-model", tasks, sample)
         return load_model(folder, dtype="float32")
-    from tpv.models import load_model
+    from tpv.bridge.models import load_model
 
     return load_model(dtype=args.dtype)
 
@@ -188,7 +188,7 @@ def metric_of(task):
 
 
 def macro_f1_many(predictions: np.ndarray, gold: np.ndarray, num_labels: int) -> np.ndarray:
-    """Macro-F1 of one prediction vector against each row of ``gold`` (shape: rows × examples), as tpv.metrics."""
+    """Macro-F1 of one prediction vector against each row of ``gold`` (shape: rows × examples), as tpv.engine.metrics."""
     # Invalid predictions (-1) count as wrong for every class.
     f1 = np.zeros(gold.shape[0])
     for label in range(num_labels):
@@ -227,7 +227,7 @@ def bootstrap_se(statistic, predictions, gold, resamples: int = BOOTSTRAP, seed:
 
 
 def _numeric(predictions) -> list:
-    # As tpv.evaluation: an unparseable regression answer (NaN) counts as 0, the bottom of the scale.
+    # As tpv.engine.evaluation: an unparseable regression answer (NaN) counts as 0, the bottom of the scale.
     return [0.0 if isinstance(p, float) and math.isnan(p) else p for p in predictions]
 
 

@@ -101,7 +101,7 @@ def word_tokenizer():
 @pytest.fixture
 def toy_task():
     """A two-class task over the toy vocabulary (not registered, so tests leave the registry alone)."""
-    from tpv.tasks import Task
+    from tpv.data import Task
 
     return Task("toy", "sentiment", "text: {text} label:", ("negative", "positive"))
 

@@ -7,9 +7,9 @@ import torch
 from conftest import toy_examples
 
 from tpv import TaskPromptVector, TPVError, auto_init, make_origin
-from tpv.auto_init import PLAN_FILENAME, load_sources
-from tpv.evaluation import evaluate
-from tpv.training import train_prompt
+from tpv.compose.auto_init import PLAN_FILENAME, load_sources
+from tpv.engine.evaluation import evaluate
+from tpv.engine.training import train_prompt
 
 TOKENS = 4
 
@@ -41,7 +41,7 @@ def _skewed(n: int, seed: int) -> list[dict]:
 def tuned(tmp_path_factory):
     """The toy task, the origin, and the task's own vector tuned from it."""
     from conftest import make_word_tokenizer
-    from tpv.tasks import Task
+    from tpv.data import Task
 
     task = Task("toy", "sentiment", "text: {text} label:", ("negative", "positive"), metric="accuracy")
     origin = make_origin(_model(), TOKENS, seed=0)
@@ -166,7 +166,7 @@ def test_retrieval_reports_cosines_to_a_briefly_tuned_target(tuned, word_tokeniz
 def test_auto_init_on_the_default_model_starts_imdb_from_the_zoo_without_imdb(tmp_path):
     """The paper's use: a new task (imdb) starts from the other tasks' zoo vectors, chosen on validation only."""
     from tpv import zoo
-    from tpv.models import load_model
+    from tpv.bridge.models import load_model
 
     model, tokenizer = load_model()
     plan = auto_init(model, tokenizer, "imdb", "zoo", exclude=["imdb"], max_validation=48, max_k=2,

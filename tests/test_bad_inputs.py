@@ -14,12 +14,12 @@ from safetensors.torch import save_file
 
 from conftest import TINY_MODELS
 from tpv import Origin, TaskPromptVector, TPVError, combine, make_origin, merge, similarity_matrix
-from tpv._io import STALE_TEMP_SECONDS, atomic_write_text
+from tpv.core._io import STALE_TEMP_SECONDS, atomic_write_text
 from tpv.cli import main
-from tpv.hub import push_to_hub, read_card, save_pretrained
-from tpv.merge import merge_record
-from tpv.peft_io import ORIGIN_FILENAME, init_prompt_tuning
-from tpv.tasks import load_split
+from tpv.bridge.hub import push_to_hub, read_card, save_pretrained
+from tpv.core.provenance import merge_record
+from tpv.bridge.peft_io import ORIGIN_FILENAME, init_prompt_tuning
+from tpv.data import load_split
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -474,7 +474,7 @@ def test_eval_adapter_of_another_token_dim_on_the_default_model(tmp_path, capsys
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_written_files_follow_the_umask(umask, mode, tmp_path):
     pytest.importorskip("matplotlib")
-    from tpv.plots import plot_similarity
+    from tpv.experiments.plots import plot_similarity
 
     old = os.umask(umask)
     try:
@@ -533,7 +533,7 @@ def test_stale_temporaries_of_killed_writes_are_removed(tmp_path):
 
 
 def test_stale_model_cache_conversions_are_removed(tmp_path, monkeypatch):
-    import tpv.models as models
+    import tpv.bridge.models as models
 
     monkeypatch.setenv("TPV_CACHE", str(tmp_path))
     folder = tmp_path / "models"
@@ -571,7 +571,7 @@ def test_search_without_a_positive_task_asks_for_task(tmp_path, capsys, model_di
 
 
 def test_a_missing_model_folder_is_called_a_missing_folder(tmp_path, capsys):
-    from tpv.models import load_model
+    from tpv.bridge.models import load_model
 
     missing = tmp_path / "no" / "such" / "model"
     with pytest.raises(TPVError, match=f"no model folder at '{missing}'") as info:
@@ -628,7 +628,7 @@ def test_make_origin_refuses_bools(make_tiny_model):
 
 
 def test_evaluate_on_a_model_without_prompt_tuning(make_tiny_model, word_tokenizer):
-    from tpv.evaluation import evaluate
+    from tpv.engine.evaluation import evaluate
 
     model = make_tiny_model("llama")
     with pytest.raises(TPVError, match="expected a peft.PeftModel with a prompt-tuning adapter, got LlamaForCausalLM"):
@@ -637,7 +637,7 @@ def test_evaluate_on_a_model_without_prompt_tuning(make_tiny_model, word_tokeniz
 
 @pytest.mark.parametrize("value", [None, ["a"], {"x": 1}])
 def test_a_null_or_structured_text_field_is_refused(value):
-    from tpv.tasks import get_task
+    from tpv.data import get_task
 
     with pytest.raises(TPVError, match=re.escape(f"task 'sst2': field 'sentence' is {value!r}, not text")):
         get_task("sst2").format({"sentence": value, "label": 1})
@@ -728,7 +728,7 @@ def test_wrong_argument_types(call, shown):
 
 
 def test_prompt_cosine_refuses_non_tensors_and_nan():
-    from tpv.similarity import prompt_cosine
+    from tpv.core.similarity import prompt_cosine
 
     with pytest.raises(TPVError, match="compares two tensors, got a int and a int"):
         prompt_cosine(1, 2)
@@ -760,11 +760,11 @@ def peft_model(make_tiny_model):
     (lambda pm, tok: __import__("tpv").set_prompt(pm, torch.ones(4, 16, dtype=torch.complex64)), "torch.complex64"),
     (lambda pm, tok: init_prompt_tuning(TINY_MODELS["llama"](), origin=make_origin(pm, 4), peft_config=5),
      "peft_config must be a peft.PromptTuningConfig, got 5"),
-    (lambda pm, tok: __import__("tpv.evaluation").evaluation.evaluate(pm, tok, "sst2", [5]),
+    (lambda pm, tok: __import__("tpv.engine.evaluation").engine.evaluation.evaluate(pm, tok, "sst2", [5]),
      "task 'sst2': an example must be a dict of fields, got 5"),
-    (lambda pm, tok: __import__("tpv.evaluation").evaluation.evaluate(
+    (lambda pm, tok: __import__("tpv.engine.evaluation").engine.evaluation.evaluate(
         pm, tok, "sst2", [{"sentence": "a", "label": 0}], batch_size="x"), "batch_size must be ≥ 1, got x"),
-    (lambda pm, tok: __import__("tpv.search").search.search_scale(
+    (lambda pm, tok: __import__("tpv.compose.search").compose.search.search_scale(
         _vector(rows=4, dim=16), make_origin(pm, 4), lambda p: 1.0, grid="x"),
      "the λ grid must be a non-empty list of finite numbers, got 'x'"),
 ])
@@ -784,14 +784,14 @@ def test_a_replaced_file_keeps_its_mode(tmp_path):
 def test_permission_denied_on_read_is_one_tpv_error(read, tmp_path, monkeypatch):
     import pathlib
 
-    import tpv._io
+    import tpv.core._io
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(tmp_path / "locked"))
 
     if read == "vector":
         path = _vector().save(tmp_path / "v.tpv.safetensors")
-        monkeypatch.setattr(tpv._io, "safe_open", refuse)
+        monkeypatch.setattr(tpv.core._io, "safe_open", refuse)
         call = lambda: TaskPromptVector.load(path)  # noqa: E731
     elif read == "data":
         (tmp_path / "sst2").mkdir()

@@ -8,10 +8,10 @@ import torch.nn.functional as F
 
 from conftest import toy_examples
 from tpv import TPVError
-from tpv.baselines.attempt import Attempt, train_attempt
-from tpv.baselines.spot import mix_tasks, mixture_task
-from tpv.encoding import collate, encode_examples
-from tpv.tasks.mixture import TASK_TAG, MixtureTask
+from tpv.compose.baselines.attempt import Attempt, train_attempt
+from tpv.compose.baselines.spot import mix_tasks, mixture_task
+from tpv.data.encoding import collate, encode_examples
+from tpv.data.mixture import TASK_TAG, MixtureTask
 
 
 def _pools():

@@ -233,7 +233,7 @@ def test_help_imports_neither_torch_nor_transformers():
 
 def test_merge_method_names_match_the_library():
     from tpv.cli import MERGE_METHOD_NAMES
-    from tpv.merge import MERGE_METHODS
+    from tpv.compose.merge import MERGE_METHODS
 
     assert sorted(MERGE_METHOD_NAMES) == sorted(MERGE_METHODS)
 
@@ -276,16 +276,16 @@ def test_vector_info_reads_an_adapter_folder(model_dir, tmp_path, capsys):
 
 
 def test_eval_max_length_is_passed_and_checked(model_dir, vector_files, capsys, monkeypatch):
-    import tpv.evaluation
+    import tpv.engine.evaluation
 
     seen = {}
-    real = tpv.evaluation.evaluate
+    real = tpv.engine.evaluation.evaluate
 
     def spy(*args, **kwargs):
         seen.update(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tpv.evaluation, "evaluate", spy)
+    monkeypatch.setattr(tpv.engine.evaluation, "evaluate", spy)
     argv = ["eval", "--vector", vector_files["sst2"], "--task", "sst2", "--limit", "2", "--model", str(model_dir)]
     assert main([*argv, "--max-length", "24"]) == 0 and seen["max_length"] == 24
     capsys.readouterr()

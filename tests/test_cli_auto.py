@@ -8,7 +8,7 @@ import torch
 from conftest import make_word_tokenizer, toy_examples
 from tpv import Origin, TaskPromptVector
 from tpv.cli import main
-from tpv.tasks import TASKS
+from tpv.data import TASKS
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ Conventions (docs/index.md states them for readers):
 
 - The blocks of one page run in order in one namespace, in a fresh temporary working directory, so a page reads
   like a notebook.
-- ``tpv.models.load_model()`` is replaced by a tiny Llama with a word-level tokenizer, so pages written for the
+- ``tpv.bridge.models.load_model()`` is replaced by a tiny Llama with a word-level tokenizer, so pages written for the
   real default model run in seconds; everything else (data from TPV_DATA_DIR, training, files) is real.
 - ```` ```python network ```` blocks talk to the Hugging Face Hub, which the test machine cannot reach: they are
   skipped with that reason.
@@ -33,7 +33,7 @@ def blocks(page: Path) -> list[tuple[int, str, str]]:
 def _tiny_load_model(name_or_path=None, *, dtype="auto", device="cpu", attn_implementation=None):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tpv.precision import resolve_dtype
+    from tpv.bridge.precision import resolve_dtype
 
     dtype = resolve_dtype(dtype, device)
 
@@ -50,9 +50,9 @@ def _tiny_load_model(name_or_path=None, *, dtype="auto", device="cpu", attn_impl
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_python_blocks_run(page, tmp_path, monkeypatch):
-    import tpv.models
+    import tpv.bridge.models
 
-    monkeypatch.setattr(tpv.models, "load_model", _tiny_load_model)
+    monkeypatch.setattr(tpv.bridge.models, "load_model", _tiny_load_model)
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__docs__"}
     for line, tags, code in blocks(page):

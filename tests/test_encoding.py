@@ -4,7 +4,7 @@ import pytest
 
 from conftest import toy_examples
 from tpv import TPVError
-from tpv.encoding import ENCODING_CACHE, IGNORE_INDEX, collate, encode_examples, length_sorted_batches
+from tpv.data.encoding import ENCODING_CACHE, IGNORE_INDEX, collate, encode_examples, length_sorted_batches
 
 
 def test_causal_targets_end_with_eos_and_labels_cover_only_them(word_tokenizer, toy_task):

@@ -5,8 +5,8 @@ import torch
 
 from conftest import make_word_tokenizer, toy_examples
 from tpv import TPVError, get_prompt, init_prompt_tuning, make_origin
-from tpv.evaluation import evaluate, label_token_ids
-from tpv.tasks import Task
+from tpv.engine.evaluation import evaluate, label_token_ids
+from tpv.data import Task
 
 
 def _forced_model(tokenizer, next_token: dict[str, str]):

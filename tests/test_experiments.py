@@ -42,8 +42,8 @@ def test_smoke_profile_runs_every_study_and_writes_its_outputs(smoke_run):
 
 
 def test_a_second_run_trains_nothing(smoke_run, monkeypatch):
-    import tpv.baselines.attempt as attempt
-    import tpv.training as training
+    import tpv.compose.baselines.attempt as attempt
+    import tpv.engine.training as training
 
     def refuse(*args, **kwargs):
         raise AssertionError("a resumed run must not train")
@@ -62,7 +62,7 @@ def test_a_killed_run_resumes_from_its_cached_prompts(smoke_run, tmp_path, monke
     copy = tmp_path / f"smoke-{first['fingerprint']}"
     shutil.copytree(folder, copy)
     (copy / "scores.json").unlink()  # as if killed before any score was written: prompts stay cached
-    import tpv.training as training
+    import tpv.engine.training as training
 
     monkeypatch.setattr(training.PromptTuningTrainer, "train",
                         lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained a cached prompt")))
@@ -169,7 +169,7 @@ def test_paper_smoke_runs_every_study_with_generation_binary_f1_and_lambdas(pape
 
 
 def test_paper_protocol_uses_the_official_origins(paper_run):
-    from tpv.origin import make_origin
+    from tpv.core.origin import make_origin
 
     lab = _paper_lab(paper_run[0])
     origin = lab.origin(1)
@@ -198,7 +198,7 @@ def test_paper_sum_at_zero_shots_is_origin_plus_vectors_at_lambda_one(paper_run)
 
 
 def test_paper_attempt_is_untrained_at_zero_shots_and_trained_on_the_shots_only(paper_run):
-    from tpv.baselines.attempt import Attempt
+    from tpv.compose.baselines.attempt import Attempt
 
     folder = paper_run[0]
     lab = _paper_lab(folder)
@@ -220,7 +220,7 @@ def test_paper_k_shot_runs_keep_the_best_checkpoint_by_validation_loss(paper_run
 
 def test_paper_mixing_is_proportional_to_the_full_training_sets(tmp_path):
     from tpv.experiments.lab import FULL_TRAIN_SIZES, Lab
-    from tpv.tasks.mixture import TASK_TAG
+    from tpv.data.mixture import TASK_TAG
 
     lab = Lab(load_config("paper-smoke"), tmp_path, progress=False)
     mixed = lab.mixture(["sst2", "yelp_polarity"], seed=0)
@@ -237,13 +237,13 @@ def test_paper_cpu_dry_run_prints_its_plan_and_cost(tmp_path, capsys):
 
 
 def test_the_run_key_covers_protocol_version_and_model(monkeypatch):
-    import tpv
+    from tpv.core import _version
     from tpv.experiments import store
 
     paper, tpv_config = load_config("paper-smoke"), load_config("smoke")
     assert paper.fingerprint() != tpv_config.fingerprint()
     before = tpv_config.fingerprint()
-    monkeypatch.setattr(tpv, "__version__", "999.0")
+    monkeypatch.setattr(_version, "__version__", "999.0")
     assert tpv_config.fingerprint() != before
     monkeypatch.undo()
     store.model_fingerprint.cache_clear()

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from tpv import Origin, TaskPromptVector, TPVError, init_prompt_tuning, make_origin
 from tpv.experiments.config import ExperimentConfig, load_config
-from tpv.tasks import load_split
+from tpv.data import load_split
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

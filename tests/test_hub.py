@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tpv import TaskPromptVector, TPVError
-from tpv.hub import CARD_FILENAME, VECTOR_FILENAME, from_pretrained, model_card, read_card, save_pretrained
+from tpv.bridge.hub import CARD_FILENAME, VECTOR_FILENAME, model_card, read_card, save_pretrained
 
 
 @pytest.fixture
@@ -50,19 +50,19 @@ def test_card_without_base_model_or_scores_omits_them():
 
 def test_from_pretrained_reads_a_vector_file_and_a_folder_with_one_vector(vector, tmp_path):
     path = vector.save(tmp_path / "other.tpv.safetensors")
-    assert from_pretrained(path).tasks == vector.tasks
-    assert from_pretrained(tmp_path).tasks == vector.tasks  # the one *.tpv.safetensors in the folder
+    assert TaskPromptVector.from_pretrained(path).tasks == vector.tasks
+    assert TaskPromptVector.from_pretrained(tmp_path).tasks == vector.tasks  # the one *.tpv.safetensors in the folder
 
 
 def test_errors(vector, tmp_path):
     with pytest.raises(TPVError, match="holds no \\*.tpv.safetensors"):
-        from_pretrained(tmp_path)
+        TaskPromptVector.from_pretrained(tmp_path)
     vector.save(tmp_path / "a.tpv.safetensors")
     vector.save(tmp_path / "b.tpv.safetensors")
     with pytest.raises(TPVError, match="holds 2 vector files"):
-        from_pretrained(tmp_path)
+        TaskPromptVector.from_pretrained(tmp_path)
     with pytest.raises(TPVError, match="neither an existing folder"):
-        from_pretrained("./no/such/folder")
+        TaskPromptVector.from_pretrained("./no/such/folder")
     with pytest.raises(TPVError, match="bad Hub repo id"):
         vector.push_to_hub("not a repo id")
     with pytest.raises(TPVError, match="scores must|pass numbers"):

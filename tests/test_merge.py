@@ -7,7 +7,8 @@ import torch
 from safetensors import safe_open
 
 from tpv import TaskPromptVector, TPVError
-from tpv.merge import MERGE_METHODS, forget, merge, merge_record, negate
+from tpv.compose.merge import MERGE_METHODS, forget, merge, negate
+from tpv.core.provenance import merge_record
 
 
 def _vectors(count=3, shape=(4, 6), seed=0):

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 from scipy.stats import pearsonr
 from sklearn.metrics import accuracy_score, f1_score
 
-from tpv.errors import TPVError
-from tpv.metrics import METRICS, accuracy, binary_f1, compute_metric, exact_match, macro_f1, pearson, rouge_l, squad_f1
-from tpv.tasks import METRIC_NAMES, TASKS
+from tpv.core.errors import TPVError
+from tpv.engine.metrics import METRICS, accuracy, binary_f1, compute_metric, exact_match, macro_f1, pearson, rouge_l, squad_f1
+from tpv.data import METRIC_NAMES, TASKS
 
 label_pairs = st.integers(1, 60).flatmap(
     lambda n: st.tuples(st.lists(st.integers(-1, 4), min_size=n, max_size=n),
@@ -142,5 +142,5 @@ def test_metrics_import_no_sklearn_or_scipy():
     import subprocess
     import sys
 
-    code = "import sys, tpv.metrics; print(any(m in sys.modules for m in ('sklearn', 'scipy')))"
+    code = "import sys, tpv.engine.metrics; print(any(m in sys.modules for m in ('sklearn', 'scipy')))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -8,9 +8,9 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-import tpv.models
-from tpv.errors import TPVError
-from tpv.models import DEFAULT_MODEL, load_model
+import tpv.bridge.models
+from tpv.core.errors import TPVError
+from tpv.bridge.models import DEFAULT_MODEL, load_model
 
 
 def _save_with_tokenizer(model, folder, *, with_eos=True):
@@ -37,14 +37,14 @@ def test_causal_folder_gets_eos_padding_on_the_left(make_tiny_model, tmp_path):
 
 @pytest.mark.parametrize("faster", ["bfloat16", "float32"])
 def test_default_dtype_is_the_auto_choice(faster, make_tiny_model, tmp_path, monkeypatch):
-    import tpv.precision
+    import tpv.bridge.precision
 
     folder = _save_with_tokenizer(make_tiny_model("gpt2"), tmp_path / "gpt2")
     monkeypatch.delenv("TPV_DTYPE", raising=False)
     monkeypatch.setenv("TPV_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(tpv.precision, "_cpuinfo", lambda: "model name: Test CPU\nflags: avx512_bf16\n")
+    monkeypatch.setattr(tpv.bridge.precision, "_cpuinfo", lambda: "model name: Test CPU\nflags: avx512_bf16\n")
     speeds = {"bfloat16": 200.0, "float32": 100.0} if faster == "bfloat16" else {"bfloat16": 5.0, "float32": 100.0}
-    monkeypatch.setattr(tpv.precision, "_measure_gflops", lambda dtype, *a, **k: speeds[str(dtype)[6:]])
+    monkeypatch.setattr(tpv.bridge.precision, "_measure_gflops", lambda dtype, *a, **k: speeds[str(dtype)[6:]])
     model, _ = load_model(folder)
     assert model.dtype == getattr(torch, faster)
     model, _ = load_model(folder, dtype="float32")
@@ -74,9 +74,9 @@ def test_missing_default_package_says_how_to_install(monkeypatch, tmp_path):
 
 def test_cache_folder_follows_tpv_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("TPV_CACHE", str(tmp_path))
-    assert tpv.models.cache_dir() == tmp_path
+    assert tpv.bridge.models.cache_dir() == tmp_path
     monkeypatch.delenv("TPV_CACHE")
-    assert tpv.models.cache_dir().parts[-2:] == (".cache", "tpv")
+    assert tpv.bridge.models.cache_dir().parts[-2:] == (".cache", "tpv")
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tpv import TPVError, similarity_matrix
-from tpv.plots import plot_similarity
+from tpv.experiments.plots import plot_similarity
 
 
 def _png_size(path):

@@ -5,11 +5,11 @@ import torch
 
 from conftest import toy_examples
 from tpv import init_prompt_tuning, make_origin
-from tpv.encoding import collate, encode_examples
-from tpv.errors import TPVError
-from tpv.prefix import (FULL, SHARED_PREFIX, choose_engine, generate_after_prefix, input_positions,
+from tpv.data.encoding import collate, encode_examples
+from tpv.core.errors import TPVError
+from tpv.engine.prefix import (FULL, SHARED_PREFIX, choose_engine, generate_after_prefix, input_positions,
                         prefixed_hidden_states, prompt_prefix)
-from tpv.scoring import input_hidden_states, prompt_tuning_loss
+from tpv.engine.scoring import input_hidden_states, prompt_tuning_loss
 
 
 def _prompt_tuned(model, virtual=5):
@@ -147,8 +147,8 @@ def test_an_attention_implementation_without_prefix_masks_falls_back(make_tiny_m
 
 @pytest.mark.slow
 def test_default_model_loss_and_gradient_equal_the_full_forward():
-    from tpv.models import load_model
-    from tpv.tasks import get_task, load_split
+    from tpv.bridge.models import load_model
+    from tpv.data import get_task, load_split
 
     model, tokenizer = load_model(dtype=torch.float32)
     peft_model = _prompt_tuned(model, virtual=20)

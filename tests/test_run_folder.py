@@ -17,9 +17,9 @@ import torch
 
 from conftest import toy_examples
 from tpv import TPVError
-from tpv.run_folder import (CHECKPOINT_MARKER, RUN_FILENAME, RunLock, is_complete, mark_complete, open_run,
+from tpv.engine.run_folder import (CHECKPOINT_MARKER, RUN_FILENAME, RunLock, is_complete, mark_complete, open_run,
                             prune_checkpoints)
-from tpv.training import train_prompt
+from tpv.engine.training import train_prompt
 
 WORKER = Path(__file__).with_name("train_worker.py")
 REPO = WORKER.parents[1]
@@ -146,7 +146,7 @@ def test_the_fingerprint_covers_the_model_and_tpv_version(make_tiny_model, word_
     other.config.rms_norm_eps = 1e-3
     with pytest.raises(TPVError, match="model_config sha256"):
         train_prompt(other, word_tokenizer, toy_task, 0, toy_examples(8), **settings)
-    monkeypatch.setattr("tpv.__version__", "99.0")
+    monkeypatch.setattr("tpv.core._version.__version__", "99.0")
     with pytest.raises(TPVError, match=r"tpv_version \S+ there, 99.0 now"):
         train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8), **settings)
 
@@ -160,7 +160,7 @@ def test_a_folder_in_use_is_refused(make_tiny_model, word_tokenizer, toy_task, t
 
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
-    code = (f"import os, signal; from tpv.run_folder import RunLock; RunLock({str(tmp_path)!r}).acquire(); "
+    code = (f"import os, signal; from tpv.engine.run_folder import RunLock; RunLock({str(tmp_path)!r}).acquire(); "
             f"print(os.getpid(), flush=True); os.kill(os.getpid(), signal.SIGKILL)")
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
@@ -257,7 +257,7 @@ def test_a_tampered_checkpoint_is_one_tpv_error_and_nothing_in_it_runs(uninterru
     returncode, _, stderr = _worker(run)
     assert returncode != 0 and not witness.exists()
     last = stderr.strip().splitlines()[-1]
-    assert last.startswith("tpv.errors.TPVError: refused to unpickle") and checkpoint.name in last, last
+    assert last.startswith("tpv.core.errors.TPVError: refused to unpickle") and checkpoint.name in last, last
     assert "--overwrite" in last
 
 

@@ -5,8 +5,8 @@ import torch
 
 from conftest import toy_examples
 from tpv import init_prompt_tuning, make_origin
-from tpv.encoding import collate, encode_examples
-from tpv.scoring import has_fast_path, label_word_logits, prompt_tuning_loss, sequence_log_likelihoods
+from tpv.data.encoding import collate, encode_examples
+from tpv.engine.scoring import has_fast_path, label_word_logits, prompt_tuning_loss, sequence_log_likelihoods
 
 
 @pytest.fixture(params=["llama", "gpt2"])
@@ -41,7 +41,7 @@ def test_label_word_logits_are_columns_of_the_full_logits(causal):
 
 
 def encode_examples_inputs(batch):
-    from tpv.encoding import Encoded
+    from tpv.data.encoding import Encoded
     rows = []
     for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"]):
         keep = (labels == -100) & (mask == 1)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-import tpv.search
+import tpv.compose.search
 from tpv import TaskPromptVector, TPVError, get_prompt, init_prompt_tuning, make_origin
-from tpv.search import ScaleSearch, evaluation_score_fn, search_scale, validation_data
-from tpv.tasks import get_task, load_split
+from tpv.compose.search import ScaleSearch, evaluation_score_fn, search_scale, validation_data
+from tpv.data import get_task, load_split
 
 
 def _vector(shape=(4, 16)):
@@ -65,7 +65,7 @@ def test_bad_arguments_are_refused():
 
 @pytest.fixture
 def fake_evaluate(monkeypatch):
-    """Stands in for tpv.evaluation.evaluate: records every call; the score peaks where the prompt mean is 0.4."""
+    """Stands in for tpv.engine.evaluation.evaluate: records every call; the score peaks where the prompt mean is 0.4."""
     calls = []
 
     def evaluate(model, tokenizer, task, examples, method="rank", batch_size=32, progress=False, **lengths):
@@ -74,7 +74,7 @@ def fake_evaluate(monkeypatch):
                           batch_size=batch_size, prompt=prompt, progress=progress, **lengths))
         return {get_task(task).metric: -abs(prompt.mean().item() - 0.4), "accuracy": 0.0}
 
-    monkeypatch.setitem(sys.modules, "tpv.evaluation", types.SimpleNamespace(evaluate=evaluate))
+    monkeypatch.setitem(sys.modules, "tpv.engine.evaluation", types.SimpleNamespace(evaluate=evaluate))
     return calls
 
 
@@ -88,8 +88,8 @@ def test_score_fn_sets_the_prompt_once_per_scale_reuses_one_model_and_passes_the
     peft_model, fake_evaluate, monkeypatch
 ):
     set_calls = []
-    real_set_prompt = tpv.search.set_prompt
-    monkeypatch.setattr(tpv.search, "set_prompt", lambda *a: set_calls.append(a) or real_set_prompt(*a))
+    real_set_prompt = tpv.compose.search.set_prompt
+    monkeypatch.setattr(tpv.compose.search, "set_prompt", lambda *a: set_calls.append(a) or real_set_prompt(*a))
     rte = [{"sentence1": "A man sleeps.", "sentence2": "Someone rests.", "label": 0}]
     sst2 = [{"sentence": "great fun", "label": 1}, {"sentence": "dull", "label": 0}]
     score_fn = evaluation_score_fn(peft_model, "tok", {"rte": rte, "sst2": sst2}, method="generate", batch_size=4)
@@ -140,7 +140,7 @@ def test_test_data_is_refused(peft_model, data_dir):
 
 
 def test_an_evaluate_without_the_main_metric_is_an_error(peft_model, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tpv.evaluation", types.SimpleNamespace(evaluate=lambda *a, **k: {"loss": 1.0}))
+    monkeypatch.setitem(sys.modules, "tpv.engine.evaluation", types.SimpleNamespace(evaluate=lambda *a, **k: {"loss": 1.0}))
     score_fn = evaluation_score_fn(peft_model, None, {"sst2": [{"sentence": "fine", "label": 1}]})
     with pytest.raises(TPVError, match=r"returned \['loss'\] for task 'sst2' but not its main metric"):
         score_fn(torch.zeros(4, 16))

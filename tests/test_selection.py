@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tpv import TaskPromptVector, TPVError
-from tpv.selection import select_sources
+from tpv.compose.selection import select_sources
 
 
 def _library(seed=0, count=6, shape=(8, 16)):

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tpv.errors import TPVError
-from tpv.tasks import few_shot, load_split
+from tpv.core.errors import TPVError
+from tpv.data import few_shot, load_split
 
 pools = st.lists(st.integers(1, 40), min_size=1, max_size=6).map(
     lambda sizes: [{"label": c, "id": f"{c}-{i}"} for c, n in enumerate(sizes) for i in range(n)]

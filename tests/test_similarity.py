@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tpv import TaskPromptVector, TPVError
-from tpv.similarity import POOLINGS, prompt_cosine, similarity_matrix
+from tpv.core.similarity import POOLINGS, prompt_cosine, similarity_matrix
 
 
 def _vectors(seed=0, count=4, shape=(5, 8)):

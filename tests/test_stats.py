@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
 from tpv import TPVError
-from tpv.stats import TTest, format_cell, mean_std, ttest
+from tpv.experiments.stats import TTest, format_cell, mean_std, ttest
 
 A = [0.852, 0.861, 0.849]
 B = [0.801, 0.812, 0.795]

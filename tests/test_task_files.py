@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tpv import TPVError
-from tpv.tasks import TASKS, FileTask, Task, get_task, load_split
+from tpv.data import TASKS, FileTask, Task, get_task, load_split
 
 
 @pytest.fixture(autouse=True)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tpv.errors import TPVError
-from tpv.tasks import FAMILIES, NO_ANSWER, SPLITS, TASKS, Task, get_task, list_tasks, load_split, register_task
-from tpv.tasks.doc import tasks_markdown
-from tpv.tasks.hub import _ADAPT
+from tpv.core.errors import TPVError
+from tpv.data import FAMILIES, NO_ANSWER, SPLITS, TASKS, Task, get_task, list_tasks, load_split, register_task
+from tpv.data.doc import tasks_markdown
+from tpv.data.hub import _ADAPT
 
 PAPER_TASKS = {
     "mnli", "qnli", "rte", "scitail", "snli", "dbpedia", "trec", "ag_news", "yahoo_answers", "sst2",
@@ -197,7 +197,7 @@ def test_hub_adapters_give_the_local_form():
 
 
 def test_docs_table_matches_the_registry(data_dir):
-    assert DOCS.read_text() == tasks_markdown(data_dir), "regenerate: python -m tpv.tasks.doc > docs/tasks.md"
+    assert DOCS.read_text() == tasks_markdown(data_dir), "regenerate: python -m tpv.data.doc > docs/tasks.md"
 
 
 def test_importing_tasks_loads_no_optional_packages():
@@ -212,14 +212,14 @@ def test_importing_tasks_loads_no_optional_packages():
 
     by_transformers = loaded("from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, "
                              "AutoTokenizer")
-    assert set(loaded("import tpv.tasks, tpv.models")) <= set(by_transformers)
+    assert set(loaded("import tpv.data, tpv.bridge.models")) <= set(by_transformers)
     assert "datasets" not in by_transformers and "gguf" not in by_transformers
 
 
 def _default_tokenizer():
     from transformers import AutoTokenizer
 
-    from tpv.models import DEFAULT_MODEL, _find_gguf, cache_dir
+    from tpv.bridge.models import DEFAULT_MODEL, _find_gguf, cache_dir
 
     cached = cache_dir() / "models" / DEFAULT_MODEL.split("/")[-1]
     if (cached / "tokenizer.json").is_file():

@@ -6,7 +6,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from conftest import toy_examples
 from tpv import TaskPromptVector, TPVError, init_prompt_tuning, make_origin
-from tpv.training import OriginCallback, train_prompt
+from tpv.engine.training import OriginCallback, train_prompt
 
 
 def _losses(history):
@@ -14,9 +14,9 @@ def _losses(history):
 
 
 def _mean_loss(peft_model, tokenizer, task, data, prompt):
-    from tpv.encoding import collate, encode_examples, is_seq2seq_model
-    from tpv.peft_io import set_prompt
-    from tpv.scoring import prompt_tuning_loss
+    from tpv.data.encoding import collate, encode_examples, is_seq2seq_model
+    from tpv.bridge.peft_io import set_prompt
+    from tpv.engine.scoring import prompt_tuning_loss
 
     seq2seq = is_seq2seq_model(peft_model)
     set_prompt(peft_model, prompt)
@@ -76,7 +76,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(make_tiny_model, word_tok
 def test_origin_callback_makes_plain_trainer_checkpoints_readable(make_tiny_model, word_tokenizer, toy_task,
                                                                   tmp_path):
     from peft import PromptTuningConfig, get_peft_model
-    from tpv.encoding import collate, encode_examples
+    from tpv.data.encoding import collate, encode_examples
 
     model = get_peft_model(make_tiny_model("gpt2"), PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3))
     start = model.prompt_encoder["default"].embedding.weight.detach().clone()
@@ -111,7 +111,7 @@ def test_both_engines_train_the_same_prompt_and_say_which_ran(make_tiny_model, w
 
     kwargs = dict(max_steps=4, batch_size=4, num_virtual_tokens=3, progress=False,
                   training_args={"gradient_accumulation_steps": 2, "save_strategy": "no"})
-    with caplog.at_level("INFO", logger="tpv.training"):
+    with caplog.at_level("INFO", logger="tpv.engine.training"):
         shared = train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(32),
                               output_dir=tmp_path / "shared", **kwargs)
     assert shared.engine == "shared_prefix" and "engine: shared_prefix" in caplog.text
@@ -142,8 +142,8 @@ def test_encoder_decoder_training_falls_back_to_the_full_forward(make_tiny_model
 
 def test_result_evaluates_its_ready_model_and_reports_one_line(make_tiny_model, word_tokenizer, toy_task, tmp_path,
                                                                capfd):
-    from tpv.evaluation import evaluate
-    from tpv.training import TrainResult
+    from tpv.engine.evaluation import evaluate
+    from tpv.engine.training import TrainResult
 
     test = toy_examples(12, seed=5)
     result = train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(32),

@@ -33,8 +33,8 @@ def run(output_dir, batch_size: int = 4, **overrides):
     """The run every test compares against: same data, model and settings in every process."""
     from conftest import TINY_MODELS, make_word_tokenizer, toy_examples
 
-    from tpv.tasks import Task
-    from tpv.training import train_prompt
+    from tpv.data import Task
+    from tpv.engine.training import train_prompt
 
     task = Task("toy", "sentiment", "text: {text} label:", ("negative", "positive"))
     settings = SETTINGS | {"batch_size": batch_size} | overrides
@@ -93,16 +93,16 @@ def _log_writes(folder: Path, log_dir: Path) -> None:
     sys.addaudithook(hook)
 
     # How many examples each process scores, to show evaluation is split between them.
-    import tpv.training
+    import tpv.engine.training
 
-    evaluate = tpv.training.evaluate
+    evaluate = tpv.engine.training.evaluate
 
     def counted(model, tokenizer, task, data, **kwargs):
         with open(log_dir / f"evaluated-{rank}.txt", "a") as counts:
             counts.write(f"{len(data)}\n")
         return evaluate(model, tokenizer, task, data, **kwargs)
 
-    tpv.training.evaluate = counted
+    tpv.engine.training.evaluate = counted
 
 
 def _announce_native_writes() -> None:

@@ -8,11 +8,16 @@ from __future__ import annotations
 import importlib
 import inspect
 
-# The public modules, in the order a reader meets them (DESIGN.md's layers, bottom up).
+# The public modules, in the order a reader meets them: the layers bottom up (docs/architecture.md).
 MODULES = (
-    "tpv", "tpv.vector", "tpv.origin", "tpv.merge", "tpv.similarity", "tpv.peft_io", "tpv.models", "tpv.precision",
-    "tpv.tasks", "tpv.tasks.files", "tpv.training", "tpv.run_folder", "tpv.evaluation", "tpv.search",
-    "tpv.selection", "tpv.auto_init", "tpv.zoo", "tpv.plots", "tpv.hub", "tpv.cli",
+    "tpv",
+    "tpv.core.vector", "tpv.core.provenance", "tpv.core.origin", "tpv.core.similarity",
+    "tpv.bridge.vector", "tpv.bridge.peft_io", "tpv.bridge.hub", "tpv.bridge.models", "tpv.bridge.precision",
+    "tpv.data", "tpv.data.files",
+    "tpv.engine.training", "tpv.engine.run_folder", "tpv.engine.evaluation",
+    "tpv.compose.merge", "tpv.compose.search", "tpv.compose.selection", "tpv.compose.auto_init", "tpv.compose.zoo",
+    "tpv.experiments.plots",
+    "tpv.cli",
 )
 
 

@@ -16,11 +16,11 @@ import pickle
 import sys
 from pathlib import Path
 
-from .errors import TPVError, describe_os_error
+from tpv.core.errors import TPVError, describe_os_error
 
 EXIT_ERROR = 2
 _DTYPES = ("auto", "float32", "bfloat16")
-# tpv.merge.MERGE_METHODS' names, spelled out so that building the parser does not import torch
+# tpv.compose.merge.MERGE_METHODS' names, spelled out so that building the parser does not import torch
 # (tests/test_cli.py checks that the two agree).
 MERGE_METHOD_NAMES = ("dare_linear", "dare_ties", "magnitude_prune", "mean", "sum", "ties")
 
@@ -100,7 +100,7 @@ def _examples(*lines: str) -> str:
 
 
 def _version() -> str:
-    from . import __version__
+    from tpv.core._version import __version__
 
     return __version__
 
@@ -123,7 +123,7 @@ def _data_options(parser) -> None:
 
 
 def _user_data_options(parser) -> None:
-    group = parser.add_argument_group("your own data (instead of a registered task; see tpv.tasks.Task.from_files)")
+    group = parser.add_argument_group("your own data (instead of a registered task; see tpv.data.Task.from_files)")
     group.add_argument("--data", default=None, metavar="DIR_OR_FILE",
                        help="a folder of train/validation/test .jsonl/.csv/.tsv files, or one such file")
     group.add_argument("--text-field", action="append", default=None, metavar="FIELD",
@@ -137,7 +137,7 @@ def _user_task(args, name: str | None = None) -> str | None:
     """Register the task of ``--data`` (if given) and return its name; else return ``name``."""
     if not getattr(args, "data", None):
         return name
-    from .tasks.files import from_files
+    from tpv.data.files import from_files
 
     labels = [word.strip() for word in args.labels.split(",")] if args.labels else None
     return from_files(args.data, text_fields=args.text_field, label_field=args.label_field, labels=labels,
@@ -154,7 +154,7 @@ def _origin_options(parser) -> None:
 
 
 def _load_model(args):
-    from .models import load_model
+    from tpv.bridge.models import load_model
 
     return load_model(args.model, dtype=args.dtype)
 
@@ -171,7 +171,7 @@ def _vector_specs(specs: list[str]):
 
 def read_vector(path: str):
     """A vector file, or the vector of a PEFT adapter folder (the one ``tpv train`` saved there, else ``from_peft``)."""
-    from .vector import TaskPromptVector
+    from tpv.bridge.vector import TaskPromptVector
 
     folder = Path(path)
     if not folder.is_dir():
@@ -207,13 +207,13 @@ def _label(path: str, vector) -> str:
 
 
 def _combination(specs: list[str]):
-    from .vector import combine
+    from tpv.core.vector import combine
 
     return combine([(vector, weight) for _, vector, weight in _vector_specs(specs)])
 
 
 def _make_origin(args, model, num_virtual_tokens: int):
-    from .origin import Origin, make_origin
+    from tpv.core.origin import Origin, make_origin
 
     if args.origin:
         return Origin.load(args.origin)
@@ -222,7 +222,7 @@ def _make_origin(args, model, num_virtual_tokens: int):
 
 
 def _examples_of(task: str, split: str, limit: int | None, data_dir, option: str = "--limit") -> list[dict]:
-    from .tasks import load_split
+    from tpv.data import load_split
 
     if limit is not None and limit < 1:
         raise TPVError(f"{option} must be a positive number of examples, got {limit}")
@@ -281,7 +281,7 @@ def _add_train(commands) -> None:
 
 
 def _run_train(args) -> int:
-    from .training import check_training_inputs, train_prompt
+    from tpv.engine.training import check_training_inputs, train_prompt
 
     args.task = _require_task(args, _user_task(args, args.task))
     train_data = _examples_of(args.task, "train", args.limit, args.data_dir)
@@ -368,7 +368,7 @@ def _add_vector(commands) -> None:
 
 def vector_info(path: str) -> dict:
     """What ``tpv vector info`` reports for one file, as a dict."""
-    from .merge import merge_record
+    from tpv.core.provenance import merge_record
 
     vector = read_vector(path)
     return {
@@ -401,7 +401,7 @@ def _run_info(args) -> int:
 
 
 def _run_combine(args) -> int:
-    from .merge import merge
+    from tpv.compose.merge import merge
 
     items = _vector_specs(args.files)
     labels = [label for label, _, _ in items]
@@ -418,7 +418,7 @@ def _run_combine(args) -> int:
 
 
 def _run_similarity(args) -> int:
-    from .similarity import similarity_matrix
+    from tpv.core.similarity import similarity_matrix
 
     items = _vector_specs([_no_weight(spec) for spec in args.files])
     labels = [label for label, _, _ in items]
@@ -428,7 +428,7 @@ def _run_similarity(args) -> int:
         labels = [f"{i}:{label}" for i, label in enumerate(labels)]
     names, matrix = similarity_matrix({label: vector for label, (_, vector, _) in zip(labels, items)}, args.pooling)
     if args.plot:
-        from .plots import plot_similarity
+        from tpv.experiments.plots import plot_similarity
 
         plot_similarity(names, matrix, args.plot, title=f"cosine similarity ({args.pooling} pooling)")
     if args.json:
@@ -509,7 +509,7 @@ def _run_init(args) -> int:
         return _run_auto_init(args)
     if args.task or args.data:
         raise TPVError("--task and --data choose sources automatically; add --auto (or drop them)")
-    from .peft_io import init_prompt_tuning
+    from tpv.bridge.peft_io import init_prompt_tuning
 
     combo = _combination(args.vectors) if args.vectors else None
     tokens = combo.num_virtual_tokens if combo is not None else (args.virtual_tokens or 20)
@@ -525,14 +525,14 @@ def _run_init(args) -> int:
 
 
 def _run_auto_init(args) -> int:
-    from .auto_init import DEFAULT_GRID, auto_init, load_sources
+    from tpv.compose.auto_init import DEFAULT_GRID, auto_init, load_sources
 
     if args.vectors:
         raise TPVError(f"--auto chooses the vectors itself; pass them as --sources {' '.join(args.vectors)}")
     if args.origin:
         raise TPVError("--auto builds on a seeded origin; use --origin-seed N instead of --origin")
     task = _require_task(args, _user_task(args, args.task))
-    from .tasks import get_task
+    from tpv.data import get_task
 
     get_task(task)  # an unknown task fails before anything loads
     sources = "zoo" if args.sources == ["zoo"] else args.sources[0] if len(args.sources) == 1 else args.sources
@@ -552,7 +552,7 @@ def _run_auto_init(args) -> int:
     print(plan)
     print(f"wrote {args.output_dir}: a ready-to-train PEFT adapter and the table (tpv_auto_init.json)")
     if plan.chosen and sources == "zoo":
-        from .zoo import ZOO_DIR
+        from tpv.compose.zoo import ZOO_DIR
 
         files = " ".join(str(ZOO_DIR / f"{name}.tpv.safetensors") for name in plan.chosen)
         print(f"train from this start:  tpv train {task} --init {files} --scale {plan.scale:g} "
@@ -595,7 +595,7 @@ def _add_eval(commands) -> None:
 
 
 def _run_eval(args) -> int:
-    from .evaluation import evaluate
+    from tpv.engine.evaluation import evaluate
 
     if args.max_length is not None and args.max_length < 1:
         raise TPVError(f"--max-length must be a positive number of tokens, got {args.max_length}")
@@ -606,17 +606,17 @@ def _run_eval(args) -> int:
     if args.adapter and not Path(args.adapter, "adapter_config.json").is_file():
         raise TPVError(f"'{args.adapter}' has no adapter_config.json; pass the folder given to save_pretrained")
     if args.adapter:
-        from .peft_io import read_adapter_config
+        from tpv.bridge.peft_io import read_adapter_config
 
         read_adapter_config(args.adapter)  # a LoRA or broken folder fails here, before the model loads
     model, tokenizer = _load_model(args)
     if args.adapter:
-        from .peft_io import load_prompt_adapter
+        from tpv.bridge.peft_io import load_prompt_adapter
 
         peft_model = load_prompt_adapter(model, args.adapter)
         source = args.adapter
     else:
-        from .peft_io import init_prompt_tuning
+        from tpv.bridge.peft_io import init_prompt_tuning
 
         origin = _make_origin(args, model, combo.num_virtual_tokens)
         peft_model = init_prompt_tuning(model, combo, origin=origin, scale=args.scale)
@@ -649,7 +649,7 @@ def _check_batch_size(batch_size: int) -> None:
 
 
 def _task_metric(task: str) -> str:
-    from .tasks import get_task
+    from tpv.data import get_task
 
     return get_task(task).metric
 
@@ -687,8 +687,8 @@ def _add_search(commands) -> None:
 
 
 def _run_search(args) -> int:
-    from .peft_io import init_prompt_tuning
-    from .search import evaluation_score_fn, search_scale
+    from tpv.bridge.peft_io import init_prompt_tuning
+    from tpv.compose.search import evaluation_score_fn, search_scale
 
     _check_batch_size(args.batch_size)
     combo = _combination(args.vectors)
@@ -751,7 +751,7 @@ def _add_reproduce(commands) -> None:
 
 def _run_reproduce(args) -> int:
     try:
-        from .experiments import reproduce
+        from tpv.experiments import reproduce
     except ImportError as error:
         missing = getattr(error, "name", None) or ""
         if isinstance(error, ModuleNotFoundError) and missing and not missing.startswith("tpv"):

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import torch
 from transformers import TrainerCallback
 
-from tpv.encoding import DEFAULT_MAX_LENGTH, collate, encode_examples, is_seq2seq_model, length_sorted_batches
-from tpv.scoring import prompt_tuning_loss
+from tpv.data.encoding import DEFAULT_MAX_LENGTH, collate, encode_examples, is_seq2seq_model, length_sorted_batches
+from tpv.engine.scoring import prompt_tuning_loss
 
 # The Trainer settings that make it keep the checkpoint with the lowest validation loss.
 LOSS_CHECKPOINT_ARGS = {"metric_for_best_model": "eval_loss", "greater_is_better": False}

@@ -17,9 +17,9 @@ import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from tpv._io import read_text
-from tpv.errors import TPVError
-from tpv.tasks import get_task
+from tpv.core._io import read_text
+from tpv.core.errors import TPVError
+from tpv.data import get_task
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -101,8 +101,8 @@ class ModelConfig:
         return self.device
 
     def resolved_dtype(self) -> str:
-        """The dtype name the run uses here: ``"auto"`` resolved for this machine's device (``tpv.precision``)."""
-        from tpv.precision import resolve_dtype
+        """The dtype name the run uses here: ``"auto"`` resolved for this machine's device (``tpv.bridge.precision``)."""
+        from tpv.bridge.precision import resolve_dtype
 
         return str(resolve_dtype(self.dtype, self.resolved_device())).removeprefix("torch.")
 
@@ -164,7 +164,7 @@ class ProtocolConfig:
             (the paper: one seeded draw per target and k, the same examples for every origin).
         attempt: ``"reference"`` (ATTEMPT's code: no multi-task training, untrained attention at 0 shots,
             k-shot training on the target's shots only) or ``"tpv"`` (tpv's first variant, trained on the
-            sources' mixture first); see ``tpv.baselines.attempt``.
+            sources' mixture first); see ``tpv.compose.baselines.attempt``.
     """
 
     name: str = "tpv"
@@ -384,7 +384,7 @@ class ExperimentConfig:
     def fingerprint(self) -> str:
         """A hash of the settings that change results (see the module docstring), of the tpv version and of
         the model's files, so a code or model change never reuses stale scores."""
-        from tpv import __version__
+        from tpv.core._version import __version__
         from tpv.experiments.store import model_fingerprint
 
         keyed = {

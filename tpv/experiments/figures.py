@@ -1,4 +1,4 @@
-"""Figures of the studies not covered by ``tpv.plots``: a value heatmap and few-shot curves (matplotlib, lazy)."""
+"""Figures of the studies not covered by ``tpv.experiments.plots``: a value heatmap and few-shot curves (matplotlib, lazy)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tpv.errors import TPVError
-from tpv.plots import _atomic_savefig
+from tpv.core.errors import TPVError
+from tpv.experiments.plots import _atomic_savefig
 
 
 def _figure(width: float, height: float):

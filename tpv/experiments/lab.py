@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from tpv.errors import TPVError
+from tpv.core.errors import TPVError
 from tpv.experiments.config import TINY_MODEL, ExperimentConfig
 from tpv.experiments.store import ScoreStore
-from tpv.tasks import get_task, load_split
-from tpv.tasks.shots import few_shot
+from tpv.data import get_task, load_split
+from tpv.data.shots import few_shot
 
 # Training-set sizes of the full datasets (Hugging Face versions the paper used), for mixing in proportion to
 # size as the paper does: the local subsets are capped at 2000 examples, so their own sizes say nothing.
@@ -74,13 +74,13 @@ class Lab:
         """What the timings of this run were measured on: the GPU's name, or the CPU's model and ISA."""
         if self.device.startswith("cuda"):
             return torch.cuda.get_device_name(self.device)
-        from tpv.precision import hardware_summary
+        from tpv.bridge.precision import hardware_summary
 
         return hardware_summary()
 
     def load(self):
         if self._model is None:
-            from tpv.models import load_model
+            from tpv.bridge.models import load_model
 
             name = self.config.model.name
             if name == TINY_MODEL:
@@ -114,7 +114,7 @@ class Lab:
 
     def origin(self, seed: int):
         if seed not in self._origins:
-            from tpv.origin import make_origin
+            from tpv.core.origin import make_origin
 
             self._origins[seed] = make_origin(self.load()[0], self.config.prompt.num_virtual_tokens, seed=seed,
                                               method=self.config.protocol.origin_method)
@@ -124,7 +124,7 @@ class Lab:
     def eval_model(self):
         """One prompt-tuning model for every evaluation; each call swaps its prompt in."""
         if self._eval_model is None:
-            from tpv.peft_io import init_prompt_tuning
+            from tpv.bridge.peft_io import init_prompt_tuning
 
             self._eval_model = init_prompt_tuning(self.fresh_model(), origin=self.origin(self.config.seeds[0]))
         return self._eval_model
@@ -143,7 +143,7 @@ class Lab:
         = ``(held validation examples, every n steps, "loss" | "score")`` keeps the best checkpoint on the
         task's first validation examples (``None``: the last step); ``early_stopping_patience`` > 0 stops after
         that many evaluations without a better one."""
-        from tpv.training import RESULT_FILENAME, train_prompt
+        from tpv.engine.training import RESULT_FILENAME, train_prompt
 
         prompt = self.config.prompt
         extra_args, callbacks, eval_data, eval_steps = {"save_total_limit": 1}, [], None, None
@@ -191,7 +191,7 @@ class Lab:
 
     def multi_vector(self, sources: list[str], seed: int):
         """SPoT-multi: one prompt tuned on the mixture of the sources' training data."""
-        from tpv.baselines.spot import mix_tasks, mixture_task
+        from tpv.compose.baselines.spot import mix_tasks, mixture_task
 
         key = ("multi", tuple(sources), seed)
         if key not in self._vectors:
@@ -203,7 +203,7 @@ class Lab:
     def mixture(self, sources: list[str], seed: int) -> list[dict]:
         """The sources' training data mixed for SPoT-multi / ATTEMPT: equal shares, or in proportion to the full
         training sets' sizes (``FULL_TRAIN_SIZES``, the paper's), cut to the subsets at hand."""
-        from tpv.baselines.spot import mix_tasks
+        from tpv.compose.baselines.spot import mix_tasks
 
         proportions = self.config.transfer.proportions
         weights = {s: FULL_TRAIN_SIZES.get(s, len(self.data(s, "train"))) for s in sources} \
@@ -214,8 +214,8 @@ class Lab:
         """A fresh ATTEMPT module over the sources' prompts from origin ``seed``: untrained, its target prompt
         the first source prompt (``protocol.attempt = "reference"``), or trained on the sources' mixture from
         the origin (``"tpv"``)."""
-        from tpv.baselines.attempt import Attempt
-        from tpv.baselines.spot import mixture_task
+        from tpv.compose.baselines.attempt import Attempt
+        from tpv.compose.baselines.spot import mixture_task
 
         origin = self.origin(seed)
         rows = self.config.prompt.num_virtual_tokens  # ATTEMPT prompts the encoder only: its rows come first
@@ -228,7 +228,7 @@ class Lab:
         return module
 
     def _train_attempt(self, module, task, data, folder, steps, seed):
-        from tpv.baselines.attempt import RESULT_FILENAME, train_attempt
+        from tpv.compose.baselines.attempt import RESULT_FILENAME, train_attempt
 
         prompt = self.config.prompt
         output_dir = self.run_dir / "prompts" / folder
@@ -244,7 +244,7 @@ class Lab:
     def evaluated(self, task: str, key: str, run, split: str = "test") -> dict:
         """Score fields of one prompt (or module) under every ``protocol.scoring`` method, each cached by key.
 
-        ``run(method)`` returns ``tpv.evaluation.evaluate``'s dict. The first method fills ``score``,
+        ``run(method)`` returns ``tpv.engine.evaluation.evaluate``'s dict. The first method fills ``score``,
         ``invalid`` (answers that match no label: counted wrong), ``n`` and, for binary tasks, ``binary_f1``
         (the official code's metric); every further method adds ``<method>_score`` and ``<method>_invalid``.
         """
@@ -267,7 +267,7 @@ class Lab:
         built = []
 
         def run(method):
-            from tpv.evaluation import evaluate
+            from tpv.engine.evaluation import evaluate
 
             if not built:
                 built.append(prompt_fn())
@@ -287,7 +287,7 @@ class Lab:
         """λ for ``sum(vectors_fn())`` on origin ``seed``, chosen on the tasks' validation data (cached; the
         vectors are only built, and so trained or loaded, when the search runs)."""
         def compute():
-            from tpv.search import evaluation_score_fn, search_scale
+            from tpv.compose.search import evaluation_score_fn, search_scale
 
             score_fn = evaluation_score_fn(self.eval_model, self.tokenizer,
                                            {t: self.data(t, "validation") for t in tasks},

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from tpv.experiments.config import ExperimentConfig
-from tpv.tasks import get_task
+from tpv.data import get_task
 
 REFERENCE_TOKENS = 64
 CHARS_PER_TOKEN = 4
@@ -66,9 +66,9 @@ def measure_speed(lab, repeats: int = 3) -> Speed:
     The batch is ``prompt.batch_size`` random sequences of 64 tokens, soft prompt included: the reference length
     that :func:`build_plan` scales per task.
     """
-    from tpv.encoding import Encoded, collate, is_seq2seq_model
-    from tpv.peft_io import init_prompt_tuning
-    from tpv.scoring import prompt_tuning_loss
+    from tpv.data.encoding import Encoded, collate, is_seq2seq_model
+    from tpv.bridge.peft_io import init_prompt_tuning
+    from tpv.engine.scoring import prompt_tuning_loss
 
     config = lab.config
     model, tokenizer = lab.load()
@@ -90,7 +90,7 @@ def measure_speed(lab, repeats: int = 3) -> Speed:
             prompt_tuning_loss(peft_model, batch)
 
     step, score = _median_seconds(train_step, repeats), _median_seconds(score_batch, repeats)
-    from tpv.precision import hardware_summary
+    from tpv.bridge.precision import hardware_summary
 
     where = torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else hardware_summary()
     return Speed(step, score / config.prompt.batch_size,

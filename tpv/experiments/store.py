@@ -15,8 +15,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from tpv._io import atomic_write_text
-from tpv.errors import TPVError
+from tpv.core._io import atomic_write_text
+from tpv.core.errors import TPVError
 
 
 class ScoreStore:
@@ -77,12 +77,12 @@ def model_fingerprint(name: str) -> str:
         >>> model_fingerprint("tiny")
         'tiny'
     """
-    from tpv.errors import TPVError
+    from tpv.core.errors import TPVError
 
     if name == "tiny":
         return name
     if name == "default":
-        from tpv.models import _find_gguf
+        from tpv.bridge.models import _find_gguf
 
         try:
             files = [_find_gguf()]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from tpv.experiments.result import StudyResult, markdown_table, progress_bar
 from tpv.experiments.studies.transfer import label, methods, transfer_fields
-from tpv.stats import format_cell, mean_std, ttest
-from tpv.tasks import get_task
+from tpv.experiments.stats import format_cell, mean_std, ttest
+from tpv.data import get_task
 
 TITLE = "Initialisation for new tasks (§4.3, Table 2)"
 

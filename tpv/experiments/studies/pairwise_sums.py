@@ -14,7 +14,7 @@ import numpy as np
 
 from tpv.experiments.result import StudyResult, markdown_table, progress_bar
 from tpv.experiments.studies.origin_independence import original_score
-from tpv.stats import mean_std
+from tpv.experiments.stats import mean_std
 
 TITLE = "Pairwise sums of task prompt vectors (§4.3, Figure 3)"
 

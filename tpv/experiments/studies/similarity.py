@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from tpv.experiments.result import StudyResult, markdown_table, progress_bar
-from tpv.similarity import prompt_cosine
+from tpv.core.similarity import prompt_cosine
 
 TITLE = "Similarity of task prompts and task prompt vectors (§4.2, Figure 2)"
 
 
 def run(lab, progress: bool = True) -> StudyResult:
-    from tpv.plots import plot_similarity
+    from tpv.experiments.plots import plot_similarity
 
     config = lab.config
     seeds, tasks = config.seeds, config.source.tasks

@@ -76,7 +76,7 @@ def _init_vectors(lab, family, target, method, seed, build: bool = True):
 
 
 def _initial_prompt(lab, family, target, method, seed):
-    from tpv.vector import combine
+    from tpv.core.vector import combine
 
     vectors, scale = _init_vectors(lab, family, target, method, seed)
     origin = lab.origin(seed)
@@ -86,7 +86,7 @@ def _initial_prompt(lab, family, target, method, seed):
 
 
 def _attempt_runner(lab, family, target, shots, seed):
-    from tpv.tasks import get_task
+    from tpv.data import get_task
 
     modules = []
 

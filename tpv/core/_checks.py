@@ -1,0 +1,117 @@
+"""Checks shared by every constructor and loader of vectors and origins, so bad values fail the same way."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+from tpv.core.errors import TPVError
+
+# Dtypes that float32 holds exactly; float64 is narrowed (see prompt_tensor) and everything else is refused.
+_WIDENED = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def prompt_tensor(tensor, what: str) -> torch.Tensor:
+    """A detached float32 copy of a 2-D, non-empty, real floating, finite ``tensor``; else one TPVError.
+
+    float16/bfloat16/float32 convert exactly. float64 is rounded to float32 (the precision vectors are kept in:
+    about 7 significant digits), and refused when a value lies beyond float32's range, so no value turns into
+    inf silently. Integer, bool and complex tensors are refused: they are not soft prompts, and a complex
+    tensor would lose its imaginary part.
+    """
+    if not isinstance(tensor, torch.Tensor):
+        raise TPVError(f"{what} must be a torch.Tensor, got a {type(tensor).__name__}")
+    if tensor.dim() != 2:
+        raise TPVError(f"{what} must be a 2-D tensor (virtual tokens × token_dim), got shape {tuple(tensor.shape)}")
+    if tensor.numel() == 0:
+        raise TPVError(f"{what} is empty (shape {tuple(tensor.shape)}); a soft prompt has ≥ 1 token and token_dim ≥ 1")
+    if tensor.dtype not in _WIDENED and tensor.dtype != torch.float64:
+        raise TPVError(
+            f"{what} has dtype {tensor.dtype}, but soft prompts are real floating-point tensors; "
+            + ("drop the imaginary part deliberately (tensor.real)" if tensor.is_complex()
+               else "pass the tuned float prompt, not ids or a mask") + ", then convert with .float()"
+        )
+    check_finite(tensor, what)
+    converted = tensor.detach().to(torch.float32, copy=True)
+    if tensor.dtype == torch.float64 and not torch.isfinite(converted).all():
+        largest = float(tensor.abs().max())
+        raise TPVError(f"{what} holds float64 values up to {largest:g}, beyond float32's range (3.4e38) that "
+                       "vectors are kept in; rescale it first")
+    return converted
+
+
+def check_finite(tensor: torch.Tensor, what: str) -> None:
+    """Refuse NaN or inf values in ``tensor``."""
+    if tensor.is_floating_point() or tensor.is_complex():
+        finite = torch.isfinite(tensor)
+        if not finite.all():
+            bad = int((~finite).sum())
+            raise TPVError(f"{what} holds {bad} NaN/inf values of {tensor.numel()}; it is corrupt, or the training "
+                           "that made it diverged (then lower the learning rate)")
+
+
+def count(value, what: str, minimum: int = 1) -> int:
+    """``value`` as an int ≥ ``minimum``; bools, floats and strings are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise TPVError(f"{what} must be an integer ≥ {minimum}, got {value!r}")
+    return int(value)
+
+
+def real(value, what: str) -> float:
+    """``value`` as a finite float; bools, strings, NaN and inf are refused."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise TPVError(f"{what} must be a finite real number, got {value!r}")
+    return float(value)
+
+
+def optional_text(value, what: str) -> str | None:
+    """``value`` as a non-empty string, or None for None/""."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise TPVError(f"{what} must be a string, got {value!r}")
+    return value
+
+
+def file_metadata(path, tensors: dict, metadata: dict, file_format: str, key: str, fix: str) -> dict[str, int]:
+    """Check a tpv safetensors file's format, tensor and sizes; return its ``num_virtual_tokens`` and submodules.
+
+    ``metadata`` comes from the file, so every value is checked here rather than trusted: the format tag, one
+    float32 tensor under ``key``, integer sizes ≥ 1 that match the tensor's rows, and ``token_dim`` equal to
+    its columns.
+    """
+    if metadata.get("format") != file_format:
+        raise TPVError(f"'{path}' holds a {key!r} tensor but its metadata says format={metadata.get('format')!r}, "
+                       f"not {file_format!r}; {fix}")
+    if key not in tensors:
+        raise TPVError(f"'{path}' has {file_format} metadata but no {key!r} tensor (it has {sorted(tensors)[:5]}); "
+                       f"the file is damaged: {fix}")
+    tensor = tensors[key]
+    if tensor.dtype != torch.float32:
+        raise TPVError(f"'{path}' stores {key!r} as {tensor.dtype}, but {file_format} files hold float32; {fix} "
+                       "(or convert the tensor with .float() and save it again)")
+    sizes = {}
+    for name in ("num_virtual_tokens", "num_transformer_submodules", "token_dim"):
+        text = metadata.get(name)
+        if name == "token_dim" and text in (None, ""):
+            continue  # files from before token_dim was recorded
+        try:
+            sizes[name] = int(text)
+        except (TypeError, ValueError):
+            sizes[name] = text
+        if isinstance(sizes[name], str) or text is None or sizes[name] < 1:
+            raise TPVError(f"'{path}' has broken {file_format} metadata: {name}={text!r} is not an integer ≥ 1; {fix}")
+    shape = tuple(tensor.shape)
+    rows = sizes["num_virtual_tokens"] * sizes["num_transformer_submodules"]
+    if len(shape) != 2 or shape[0] != rows or shape[1] != sizes.get("token_dim", shape[1]):
+        raise TPVError(
+            f"'{path}' has a {key!r} tensor of shape {shape}, but its metadata says num_virtual_tokens="
+            f"{sizes['num_virtual_tokens']} × num_transformer_submodules={sizes['num_transformer_submodules']} rows "
+            f"of token_dim={sizes.get('token_dim', '?')}; the file is damaged: {fix}"
+        )
+    sizes.pop("token_dim", None)
+    return sizes

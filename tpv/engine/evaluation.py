@@ -1,0 +1,240 @@
+"""Score a prompt-tuned model on a task: rank the label words in one batched pass, or generate and parse."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Sequence
+
+import torch
+
+from tpv.data.encoding import DEFAULT_MAX_LENGTH, ENCODING_CACHE, Encoded, collate, is_seq2seq_model, length_sorted_batches, resolve_task
+from tpv.core.errors import TPVError
+from tpv.engine.metrics import compute_metric
+from tpv.bridge.peft_io import get_prompt, set_prompt
+from tpv.engine.prefix import SHARED_PREFIX, choose_engine, generate_after_prefix, prompt_prefix
+from tpv.engine.scoring import label_word_logits, sequence_log_likelihoods
+from tpv.data import Task
+
+METHODS = ("rank", "generate")
+
+
+def evaluate(
+    peft_model,
+    tokenizer,
+    task: str | Task,
+    data: Sequence[dict],
+    *,
+    method: str = "rank",
+    batch_size: int = 32,
+    prompt: torch.Tensor | None = None,
+    adapter_name: str = "default",
+    max_length: int = DEFAULT_MAX_LENGTH,
+    max_new_tokens: int = 128,
+    answer_match: str = "prefix",
+    return_predictions: bool = False,
+    progress: bool = False,
+    shared_prefix: bool | None = None,
+) -> dict:
+    """Score ``peft_model`` (optionally with ``prompt`` swapped in for the call) on ``data``.
+
+    ``rank`` compares the label words' log-likelihoods after each input in one batched forward pass (only the
+    label words' rows of the vocabulary projection are computed when their first tokens differ; otherwise whole
+    label sequences are scored). ``generate`` decodes greedily up to ``max_new_tokens`` or EOS, as the paper
+    does, and maps the text to a label; text that matches no label counts as wrong and is counted in
+    ``invalid``; ``answer_match="exact"`` accepts only the bare label word (the official code's exact match),
+    ``"prefix"`` text that starts with it. For classification tasks a row stops as soon as its label is decided
+    (the text matches a label word, or can no longer become one; under ``"exact"`` a complete label word goes on
+    to the next token, which must be EOS), and at most the longest label's token count + 1 new tokens are
+    decoded: an exact match of a label never needs more. Regression and generation tasks are always generated.
+
+    On decoder-only models the soft prompt's keys and values are computed once per call and shared by every
+    batch (``shared_prefix=None`` chooses automatically, True insists, False recomputes the prompt per row as
+    PEFT does); generation then also places left-padded inputs at the positions training gave them.
+
+    Returns:
+        ``{task.metric: value, "accuracy": …, "invalid": n, "n": len(data), "method": …}`` (scores in [0, 1]),
+        plus ``"binary_f1"`` (F1 of label 1) for binary tasks and ``"predictions"`` when asked.
+    """
+    task = resolve_task(task)
+    if method not in METHODS:
+        raise TPVError(f"unknown evaluation method {method!r}; use one of {list(METHODS)}")
+    get_prompt(peft_model, adapter_name)  # a model without this prompt-tuning adapter fails here, in one line
+    if answer_match not in ("prefix", "exact"):
+        raise TPVError(f"unknown answer_match {answer_match!r}; use 'prefix' or 'exact'")
+    if not data:
+        raise TPVError(f"no examples to evaluate task {task.name!r} on; pass a non-empty list")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise TPVError(f"batch_size must be ≥ 1, got {batch_size}")
+    if not task.is_classification:
+        method = "generate"
+    seq2seq = is_seq2seq_model(peft_model)
+    encoded = ENCODING_CACHE.get(tokenizer, task, data, seq2seq=seq2seq, max_length=max_length)
+    references = [example[task.label_key] for example in data]
+    with _prompt_swapped(peft_model, prompt, adapter_name), _eval_mode(peft_model), torch.inference_mode():
+        engine = choose_engine(peft_model, shared_prefix)
+        prefix = prompt_prefix(peft_model, adapter_name) if engine == SHARED_PREFIX else None
+        if method == "rank":
+            predictions = _rank(peft_model, tokenizer, task, encoded, batch_size, adapter_name, seq2seq, progress,
+                                prefix)
+        else:
+            texts = _generate(peft_model, tokenizer, task, encoded, batch_size, max_new_tokens, seq2seq, progress,
+                              prefix, exact=answer_match == "exact")
+            predictions = [task.parse_prediction(text, exact=answer_match == "exact") for text in texts]
+    return _score(task, predictions, references, method, return_predictions)
+
+
+def _score(task: Task, predictions: list, references: list, method: str, return_predictions: bool) -> dict:
+    result: dict = {"n": len(references), "method": method}
+    if task.is_classification:
+        gold = [task.label_id(r) for r in references]
+        labels = list(range(task.num_labels))
+        result["invalid"] = sum(p == -1 for p in predictions)
+        result["accuracy"] = compute_metric("accuracy", predictions, gold)
+        result[task.metric] = compute_metric(task.metric, predictions, gold, labels=labels) if task.metric == "macro_f1" \
+            else compute_metric(task.metric, predictions, gold)
+        if task.num_labels == 2:
+            # The official code's metric for binary tasks, beside the paper's macro-F1 (tpv.engine.metrics.binary_f1).
+            result["binary_f1"] = compute_metric("binary_f1", predictions, gold)
+    elif task.regression:
+        result["invalid"] = sum(math.isnan(p) for p in predictions)
+        # An unparseable score counts as 0, the bottom of the scale, rather than being dropped.
+        numeric = [0.0 if math.isnan(p) else p for p in predictions]
+        result[task.metric] = compute_metric(task.metric, numeric, [float(r) for r in references])
+    else:
+        result["invalid"] = sum(not p for p in predictions)
+        for metric in (task.metric, *task.extra_metrics):
+            result[metric] = compute_metric(metric, predictions, references)
+    if return_predictions:
+        result["predictions"] = predictions
+    return result
+
+
+def _rank(peft_model, tokenizer, task, encoded, batch_size, adapter_name, seq2seq, progress, prefix) -> list[int]:
+    label_ids = label_token_ids(tokenizer, task, seq2seq)
+    first = [ids[0] for ids in label_ids]
+    pad = _pad_id(tokenizer)
+    device = _device(peft_model)
+    predictions = [0] * len(encoded)
+    batches = length_sorted_batches([len(e.input_ids) for e in encoded], batch_size)
+    if len(set(first)) == len(first):
+        token_ids = torch.tensor(first, device=device)
+        for indices in _progress(batches, progress, f"rank {task.name}"):
+            batch = _to(collate([encoded[i] for i in indices], pad, seq2seq=seq2seq, with_targets=False), device)
+            logits = label_word_logits(peft_model, batch["input_ids"], batch["attention_mask"], token_ids, adapter_name,
+                                       prefix)
+            for i, label in zip(indices, logits.argmax(dim=1).tolist()):
+                predictions[i] = label
+        return predictions
+    # Label words share a first token: score each whole label sequence (summed log-likelihood).
+    eos = [] if seq2seq else [tokenizer.eos_token_id]
+    per_batch = max(1, batch_size // len(label_ids))
+    for indices in _progress(length_sorted_batches([len(e.input_ids) for e in encoded], per_batch), progress,
+                             f"rank {task.name}"):
+        candidates = [Encoded(encoded[i].input_ids, tuple(ids) + tuple(eos)) for i in indices for ids in label_ids]
+        candidate_batch = _to(collate(candidates, pad, seq2seq=seq2seq), device)
+        scores = sequence_log_likelihoods(peft_model, candidate_batch, adapter_name, prefix)
+        for row, i in enumerate(indices):
+            predictions[i] = int(scores[row * len(label_ids) : (row + 1) * len(label_ids)].argmax())
+    return predictions
+
+
+def label_token_ids(tokenizer, task: Task, seq2seq: bool) -> list[list[int]]:
+    """Token ids of each label word as it appears as a target (after a space for causal LMs)."""
+    words = list(task.label_words) if seq2seq else [" " + w for w in task.label_words]
+    ids = tokenizer(words, add_special_tokens=False)["input_ids"]
+    if any(not i for i in ids):
+        raise TPVError(f"task {task.name!r}: a label word tokenises to nothing ({task.label_words}); change the words")
+    return ids
+
+
+def _generate(peft_model, tokenizer, task, encoded, batch_size, max_new_tokens, seq2seq, progress, prefix,
+              exact: bool = False) -> list[str]:
+    pad = _pad_id(tokenizer)
+    device = _device(peft_model)
+    finished = None
+    if task.is_classification:
+        max_new_tokens = min(max_new_tokens, max(len(ids) for ids in label_token_ids(tokenizer, task, seq2seq)) + 1)
+        finished = _label_decided(tokenizer, task, exact)
+    texts = [""] * len(encoded)
+    for indices in _progress(length_sorted_batches([len(e.input_ids) for e in encoded], batch_size), progress,
+                             "generate"):
+        inputs = [encoded[i].input_ids for i in indices]
+        width = max(len(ids) for ids in inputs)
+        # Left padding: generation appends to the right end of every row.
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + list(ids) for ids in inputs], device=device)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in inputs], device=device)
+        if prefix is not None:
+            output = generate_after_prefix(peft_model, prefix, input_ids, mask, max_new_tokens=max_new_tokens,
+                                           eos_token_id=tokenizer.eos_token_id, pad_token_id=pad, finished=finished)
+        else:
+            output = peft_model.generate(
+                input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=pad,
+            )
+            if not seq2seq and output.shape[1] >= width and torch.equal(output[:, :width], input_ids):
+                output = output[:, width:]
+        for i, row in zip(indices, output.tolist()):
+            texts[i] = tokenizer.decode(row, skip_special_tokens=True)
+    return texts
+
+
+def _label_decided(tokenizer, task: Task, exact: bool = False):
+    # parse_prediction reads the stripped text's start, longest label word first: once no longer label word can
+    # still start the text, more tokens cannot change the label it maps to. An exact match also needs what
+    # follows a complete label word (EOS, or text that makes the answer invalid), so it waits one token more.
+    words = [word.lower() for word in task.label_words]
+
+    def decided(row: int, new_ids: list[int]) -> bool:
+        text = tokenizer.decode(new_ids, skip_special_tokens=True).strip().lower()
+        if exact:
+            return bool(text) and not any(word.startswith(text) for word in words)
+        return bool(text) and not any(len(word) > len(text) and word.startswith(text) for word in words)
+
+    return decided
+
+
+def _pad_id(tokenizer) -> int:
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise TPVError("the tokenizer has neither pad_token nor eos_token; set tokenizer.pad_token")
+    return pad
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _to(batch: dict, device) -> dict:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def _progress(items, enabled: bool, desc: str):
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, leave=False)
+
+
+@contextlib.contextmanager
+def _prompt_swapped(peft_model, prompt, adapter_name):
+    if prompt is None:
+        yield
+        return
+    saved = get_prompt(peft_model, adapter_name)
+    set_prompt(peft_model, prompt, adapter_name)
+    try:
+        yield
+    finally:
+        set_prompt(peft_model, saved, adapter_name)
+
+
+@contextlib.contextmanager
+def _eval_mode(model):
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)

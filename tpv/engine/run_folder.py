@@ -1,0 +1,238 @@
+"""A training run's folder: one run at a time, its settings on record, complete checkpoints told apart from debris.
+
+A kill can land anywhere: while ``Trainer`` fills ``checkpoint-N/``, while it deletes an old one, while the final
+files are written. So a checkpoint counts only once ``tpv_checkpoint.json`` — written last, through a temporary
+file — lists every file in it with its size and the run's fingerprint; anything else named ``checkpoint-*`` in a
+run folder is debris of a kill and is removed before training resumes. ``tpv_run.json`` records the settings when
+a run starts, so a rerun with other settings is refused whether or not the first run finished, and an advisory
+lock (``flock``: the kernel drops it when its process dies, so a killed run never leaves a stale lock) keeps a
+second process out while one trains.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import time
+from pathlib import Path
+
+from tpv.core._io import atomic_write_text, read_json
+from tpv.core.errors import TPVError
+
+LOCK_FILENAME = ".tpv.lock"
+RUN_FILENAME = "tpv_run.json"
+RESULT_FILENAME = "tpv_train.json"
+CHECKPOINT_MARKER = "tpv_checkpoint.json"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+# What a run writes at the top of its folder; --overwrite removes exactly these (never the user's other files).
+_RUN_FILES = (RUN_FILENAME, RESULT_FILENAME, "adapter_model.safetensors", "adapter_model.bin", "adapter_config.json",
+              "tpv_origin.safetensors")
+
+
+class RunLock:
+    """An exclusive, non-blocking lock on a run folder, held by one process from ``acquire`` to ``release``.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> with RunLock(folder):
+        ...     RunLock(folder).acquire()
+        Traceback (most recent call last):
+        tpv.core.errors.TPVError: ...is in use by another tpv run...
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.path = Path(folder) / LOCK_FILENAME
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            _lock(fd)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise TPVError(
+                f"'{self.path.parent}' is in use by another tpv run ({holder}); wait for it to finish, or train "
+                f"into another output_dir"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        # The file stays: deleting it would let a third process lock a new file while a second holds the old one.
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def _lock(fd: int) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError as error:
+            raise BlockingIOError(str(error)) from None
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        return f"pid {holder['pid']} on {holder['host']} since {holder['since']}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "a process that has not written its id yet"
+
+
+def fingerprint_of(settings: dict) -> str:
+    """SHA-256 of a run's settings (a JSON-able dict), the key under which its folder caches it."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def open_run(folder: Path, settings: dict, *, overwrite: bool = False, resume: bool = True) -> dict:
+    """Decide what a run with ``settings`` does in ``folder``; call it holding the folder's :class:`RunLock`.
+
+    Returns:
+        ``{"finished": record}`` when the folder holds this run finished, else ``{"checkpoint": path | None}``:
+        the newest complete checkpoint to resume from. Incomplete checkpoints are removed; the run's settings
+        are recorded before it trains.
+
+    Raises:
+        TPVError: the folder holds a run with other settings (naming them), or checkpoints no tpv run recorded.
+    """
+    fingerprint = fingerprint_of(settings)
+    if overwrite:
+        clear_run(folder)
+    finished = _read_record(folder / RESULT_FILENAME)
+    if finished is not None:
+        _check_same(folder, "a finished run", finished, settings, fingerprint)
+        return {"finished": finished}
+    started = _read_record(folder / RUN_FILENAME)
+    if started is not None:
+        _check_same(folder, "an unfinished run", started, settings, fingerprint)
+    elif any(_checkpoints(folder)):
+        foreign = [p for p in _checkpoints(folder) if any(p.iterdir())]
+        if foreign:
+            raise TPVError(
+                f"'{folder}' holds checkpoints that no tpv run recorded ({foreign[0].name}); train into a new "
+                f"output_dir, or pass overwrite=True (tpv train --overwrite) to delete them"
+            )
+    complete = [p for p in _checkpoints(folder) if resume and is_complete(p, fingerprint)]
+    for path in _checkpoints(folder):
+        if path not in complete:
+            remove_checkpoint(path)
+    if started is None:
+        atomic_write_text(folder / RUN_FILENAME, json.dumps({"fingerprint": fingerprint, "settings": settings},
+                                                            indent=1, default=str))
+    return {"checkpoint": str(complete[-1]) if complete else None}
+
+
+def _check_same(folder: Path, what: str, record: dict, settings: dict, fingerprint: str) -> None:
+    if record.get("fingerprint") == fingerprint:
+        return
+    recorded = record.get("settings")
+    if isinstance(recorded, dict):
+        keys = [k for k in dict.fromkeys([*settings, *recorded]) if recorded.get(k) != settings.get(k)]
+        differ = "; ".join(f"{k} {_short(recorded.get(k))} there, {_short(settings.get(k))} now" for k in keys[:4])
+        differ += f" (and {len(keys) - 4} more)" if len(keys) > 4 else ""
+    else:
+        differ = "its settings were recorded by an older tpv"
+    raise TPVError(
+        f"'{folder}' holds {what} with other settings ({differ or 'data differ'}); train into a new output_dir, "
+        f"or pass overwrite=True (tpv train --overwrite) to discard that run"
+    )
+
+
+def _short(value) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _read_record(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    return read_json(path, "the run record",
+                     "delete it to train again, or pass overwrite=True (tpv train --overwrite) to discard the run")
+
+
+def clear_run(folder: Path) -> None:
+    """Remove what a tpv run wrote in ``folder`` (checkpoints, adapter, vectors, records), nothing else."""
+    try:
+        record = _read_record(folder / RESULT_FILENAME)
+    except TPVError:  # a broken record is one more thing to discard
+        record = None
+    for path in _checkpoints(folder):
+        remove_checkpoint(path)
+    if record and isinstance(record.get("adapter_dir"), str) and record["adapter_dir"] not in ("", "."):
+        adapter = (folder / record["adapter_dir"]).resolve()
+        if adapter.is_dir() and folder.resolve() in adapter.parents:
+            shutil.rmtree(adapter)
+    for name in _RUN_FILES:
+        (folder / name).unlink(missing_ok=True)
+    for vector in folder.glob("*.tpv.safetensors") if folder.is_dir() else ():
+        vector.unlink()
+
+
+def _checkpoints(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if _CHECKPOINT.match(p.name) and p.is_dir()]
+    return sorted(found, key=lambda p: int(_CHECKPOINT.match(p.name).group(1)))
+
+
+def mark_complete(checkpoint: Path, fingerprint: str) -> None:
+    """Record that ``checkpoint`` is whole: every file in it with its size. Written last, atomically."""
+    files = {str(p.relative_to(checkpoint)): p.stat().st_size for p in sorted(checkpoint.rglob("*"))
+             if p.is_file() and p.name != CHECKPOINT_MARKER and not p.name.startswith(".")}
+    atomic_write_text(checkpoint / CHECKPOINT_MARKER, json.dumps({"fingerprint": fingerprint, "files": files},
+                                                                 indent=1))
+
+
+def is_complete(checkpoint: Path, fingerprint: str) -> bool:
+    """Whether ``checkpoint`` was marked whole by this run and still holds every file it had then."""
+    try:
+        marker = json.loads((checkpoint / CHECKPOINT_MARKER).read_text(encoding="utf-8"))
+        return (marker["fingerprint"] == fingerprint and bool(marker["files"])
+                and all((checkpoint / name).stat().st_size == size for name, size in marker["files"].items()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def remove_checkpoint(checkpoint: Path) -> None:
+    # The marker goes first, so a kill halfway through the deletion leaves a folder that reads as incomplete.
+    (checkpoint / CHECKPOINT_MARKER).unlink(missing_ok=True)
+    shutil.rmtree(checkpoint, ignore_errors=True)
+
+
+def prune_checkpoints(folder: Path, limit: int | None, keep: list) -> None:
+    """Delete the oldest checkpoints beyond ``limit``, never those in ``keep`` (the newest, the best)."""
+    if not limit or limit < 1:
+        return
+    keep = {Path(k).resolve() for k in keep if k}
+    checkpoints = _checkpoints(folder)
+    others = [path for path in checkpoints if path.resolve() not in keep]
+    # Like Trainer: the limit counts the kept ones too, but never deletes them.
+    for path in others[:max(0, len(checkpoints) - max(limit, len(checkpoints) - len(others)))]:
+        remove_checkpoint(path)
