@@ -197,7 +197,7 @@ def _header(dtype, origin) -> dict:
 
 def _dtype(name: str) -> torch.dtype:
     # tpv's own choice: bfloat16 only where this CPU multiplies it faster (avx512_bf16/AMX), measured and cached.
-    from tpv.precision import resolve_dtype
+    from tpv.bridge.precision import resolve_dtype
 
     return resolve_dtype(name)
 
