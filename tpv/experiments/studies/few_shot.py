@@ -14,7 +14,10 @@ def run(lab, progress: bool = True) -> StudyResult:
 
     config = lab.config
     shots = config.transfer.curve_shots
-    rows, sections, figures, summary = [], [], [], {}
+    rows: list[dict] = []
+    sections: list[str] = []
+    figures: list = []
+    summary: dict = {}
     jobs = [(f, t) for f in config.transfer.families for t in f.targets]
     for family, target in progress_bar(jobs, progress, "few-shot curves"):
         curves, body = {}, []
