@@ -196,7 +196,8 @@ def _split_weight(spec: str) -> tuple[str, float]:
     try:
         weight = float(tail)
     except ValueError:
-        raise TPVError(f"bad weight {tail!r} in {spec!r}; write FILE or FILE:WEIGHT, e.g. yelp.tpv.safetensors:0.5")
+        raise TPVError(
+            f"bad weight {tail!r} in {spec!r}; write FILE or FILE:WEIGHT, e.g. yelp.tpv.safetensors:0.5") from None
     if not math.isfinite(weight):
         raise TPVError(f"bad weight {tail!r} in {spec!r}; the weight must be a finite number")
     return path, weight
@@ -781,7 +782,8 @@ def _run_reproduce(args) -> int:
     except ImportError as error:
         missing = getattr(error, "name", None) or ""
         if isinstance(error, ModuleNotFoundError) and missing and not missing.startswith("tpv"):
-            raise TPVError(f"tpv reproduce needs the package {missing!r}; install it with pip install 'tpv[all]'")
+            raise TPVError(
+                f"tpv reproduce needs the package {missing!r}; install it with pip install 'tpv[all]'") from None
         # Also the case while tpv.experiments is only a half-built folder without reproduce().
         raise TPVError(f"tpv reproduce needs tpv.experiments.reproduce, which this installation of tpv does not "
                        f"provide ({error}); update tpv (pip install -U tpv, or git pull in a clone)") from None

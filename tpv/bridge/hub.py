@@ -244,7 +244,8 @@ def read_card(folder: PathLike) -> dict:
         raise TPVError(f"'{folder}' has no {CARD_FILENAME}; pass a folder written by tpv.bridge.hub.save_pretrained")
     text = read_text(card_path, "the model card", "write it with tpv.bridge.hub.save_pretrained")
     if not text.startswith("---\n") or "\n---\n" not in text[4:]:
-        raise TPVError(f"'{folder}/{CARD_FILENAME}' has no YAML front matter; write it with tpv.bridge.hub.save_pretrained")
+        raise TPVError(f"'{folder}/{CARD_FILENAME}' has no YAML front matter; "
+                       "write it with tpv.bridge.hub.save_pretrained")
     try:
         return ModelCard(text).data.to_dict()
     except (ValueError, yaml.YAMLError) as error:  # the front matter is not YAML, or not a mapping

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from tpv.core.errors import TPVError
 from tpv.bridge.precision import resolve_dtype
+from tpv.core.errors import TPVError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

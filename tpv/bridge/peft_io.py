@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import types
 from pathlib import Path
@@ -332,9 +331,8 @@ def _as_origin(origin, model) -> Origin:
 
 
 def _is_pair(value) -> bool:
-    return isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], BaseTaskPromptVector) and not isinstance(
-        value[1], BaseTaskPromptVector
-    )
+    return (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], BaseTaskPromptVector)
+            and not isinstance(value[1], BaseTaskPromptVector))
 
 
 def _check_config(peft_config, origin: Origin) -> None:

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from tpv.bridge.vector import TaskPromptVector
+from tpv.compose.selection import VECTOR_SUFFIX
 from tpv.core._io import atomic_write_text
 from tpv.core.errors import TPVError
 from tpv.core.origin import Origin, make_origin
-from tpv.compose.selection import VECTOR_SUFFIX
-from tpv.bridge.vector import TaskPromptVector
 from tpv.core.vector import combine
 
 if TYPE_CHECKING:
@@ -206,9 +206,9 @@ def auto_init(
         >>> plan = auto_init(model, tokenizer, "imdb", sources="zoo", exclude=["imdb"])  # doctest: +SKIP
         >>> print(plan)  # doctest: +SKIP
     """
+    from tpv.bridge.peft_io import init_prompt_tuning, set_prompt
     from tpv.data.encoding import resolve_task
     from tpv.engine.evaluation import evaluate
-    from tpv.bridge.peft_io import init_prompt_tuning, set_prompt
 
     task = resolve_task(task)
     _check_options(k, max_k, grid, retrieval_steps, max_validation, batch_size, max_length)

@@ -12,10 +12,10 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
+from tpv.bridge.vector import TaskPromptVector
 from tpv.core._io import dumps
 from tpv.core.errors import TPVError
 from tpv.core.origin import Origin
-from tpv.bridge.vector import TaskPromptVector
 
 MergeResult = tuple[torch.Tensor, dict]
 

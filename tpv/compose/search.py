@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from tpv.bridge.peft_io import set_prompt
+from tpv.bridge.vector import TaskPromptVector
 from tpv.core.errors import TPVError
 from tpv.core.origin import Origin
-from tpv.bridge.peft_io import set_prompt
+from tpv.core.vector import combine
 from tpv.data import get_task, load_split
 from tpv.data.loading import data_dir_from_env
-from tpv.bridge.vector import TaskPromptVector
-from tpv.core.vector import combine
 
 ScoreFn = Callable[[torch.Tensor], "float | dict[str, float]"]
 AGGREGATES = {"mean": lambda values: float(np.mean(values)), "min": lambda values: float(np.min(values))}

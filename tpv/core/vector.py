@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 
 from tpv.core import _checks
+from tpv.core._checks import file_metadata
 from tpv.core._io import PathLike, atomic_save, describe_foreign_file, dumps, read_safetensors
 from tpv.core.errors import TPVError
-from tpv.core._checks import file_metadata
 from tpv.core.origin import Origin
 from tpv.core.provenance import join_merge_records, merge_record
 from tpv.core.similarity import prompt_cosine

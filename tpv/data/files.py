@@ -9,7 +9,6 @@ and the CLI accept its name. Its examples travel with it: ``load_split(task, "tr
 from __future__ import annotations
 
 import csv
-import json
 import os
 import random
 from collections.abc import Mapping, Sequence

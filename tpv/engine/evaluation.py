@@ -9,13 +9,21 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from tpv.data.encoding import DEFAULT_MAX_LENGTH, ENCODING_CACHE, Encoded, collate, is_seq2seq_model, length_sorted_batches, resolve_task
-from tpv.core.errors import TPVError
-from tpv.engine.metrics import compute_metric
 from tpv.bridge.peft_io import get_prompt, set_prompt
+from tpv.core.errors import TPVError
+from tpv.data import Task
+from tpv.data.encoding import (
+    DEFAULT_MAX_LENGTH,
+    ENCODING_CACHE,
+    Encoded,
+    collate,
+    is_seq2seq_model,
+    length_sorted_batches,
+    resolve_task,
+)
+from tpv.engine.metrics import compute_metric
 from tpv.engine.prefix import SHARED_PREFIX, choose_engine, generate_after_prefix, prompt_prefix
 from tpv.engine.scoring import label_word_logits, sequence_log_likelihoods
-from tpv.data import Task
 
 if TYPE_CHECKING:
     from peft import PeftModel

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from tpv.data.encoding import is_seq2seq_model
 from tpv.core.errors import TPVError
+from tpv.data.encoding import is_seq2seq_model
 
 SHARED_PREFIX = "shared_prefix"
 FULL = "full"

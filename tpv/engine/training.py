@@ -21,25 +21,25 @@ import pickle
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, cast
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from tpv.engine import run_folder
-from tpv.core._io import atomic_write_text, dumps
-from tpv.data.encoding import DEFAULT_MAX_LENGTH, Encoded, collate, encode_examples, is_seq2seq_model, resolve_task
-from tpv.core.errors import TPVError
-from tpv.engine.evaluation import evaluate
-from tpv.core.origin import Origin, make_origin
 from tpv.bridge.peft_io import ORIGIN_FILENAME, get_prompt, init_prompt_tuning, record_origin, recorded_origin
+from tpv.bridge.vector import TaskPromptVector
+from tpv.core._io import atomic_write_text, dumps
+from tpv.core.errors import TPVError
+from tpv.core.origin import Origin, make_origin
+from tpv.data import Task
+from tpv.data.encoding import DEFAULT_MAX_LENGTH, Encoded, collate, encode_examples, is_seq2seq_model, resolve_task
+from tpv.engine import run_folder
+from tpv.engine.evaluation import evaluate
 from tpv.engine.prefix import FULL, SHARED_PREFIX, choose_engine, has_fast_path, shared_prefix_obstacle
 from tpv.engine.scoring import prompt_tuning_loss
-from tpv.data import Task
-from tpv.bridge.vector import TaskPromptVector
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -93,7 +93,8 @@ class TrainResult:
             raise TPVError("this TrainResult holds no model (it was built by hand or unpickled); rebuild one with "
                            "tpv.init_prompt_tuning(model, result.vector, origin=result.origin)")
         if self.task is None:
-            raise TPVError("this TrainResult does not know its task; call tpv.engine.evaluation.evaluate(...) with the task")
+            raise TPVError("this TrainResult does not know its task; "
+                           "call tpv.engine.evaluation.evaluate(...) with the task")
         options.setdefault("max_length", self.max_length)
         return evaluate(self.peft_model, self.tokenizer, self.task, data, **options)
 
@@ -147,7 +148,8 @@ class OriginCallback(TrainerCallback):
 
 
 class PromptTuningTrainer(Trainer):
-    """A ``Trainer`` that computes the loss on target tokens only and evaluates with :func:`tpv.engine.evaluation.evaluate`."""
+    """A ``Trainer`` that computes the loss on target tokens only and evaluates with
+    :func:`tpv.engine.evaluation.evaluate`."""
 
     loss_is_scaled_for_ga = False  # our loss is a per-batch mean
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from tpv.core._io import atomic_write_text
 from tpv.core.errors import TPVError
+from tpv.engine.run_folder import RunLock
 from tpv.experiments.config import PROFILES, STUDIES, TINY_MODEL, ExperimentConfig, load_config
 from tpv.experiments.lab import Lab
 from tpv.experiments.result import StudyResult
-from tpv.engine.run_folder import RunLock
 
 __all__ = ["PROFILES", "STUDIES", "ExperimentConfig", "StudyResult", "load_config", "reproduce"]
 

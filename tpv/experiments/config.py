@@ -101,7 +101,8 @@ class ModelConfig:
         return self.device
 
     def resolved_dtype(self) -> str:
-        """The dtype name the run uses here: ``"auto"`` resolved for this machine's device (``tpv.bridge.precision``)."""
+        """The dtype name the run uses here: ``"auto"`` resolved for this machine's device
+        (``tpv.bridge.precision``)."""
         from tpv.bridge.precision import resolve_dtype
 
         return str(resolve_dtype(self.dtype, self.resolved_device())).removeprefix("torch.")

@@ -1,4 +1,5 @@
-"""Figures of the studies not covered by ``tpv.experiments.plots``: a value heatmap and few-shot curves (matplotlib, lazy)."""
+"""Figures of the studies not covered by ``tpv.experiments.plots``: a value heatmap and few-shot curves
+(matplotlib, imported lazily)."""
 
 from __future__ import annotations
 

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import torch
 
-from tpv.core.errors import TPVError
-from tpv.experiments.config import TINY_MODEL, ExperimentConfig
-from tpv.experiments.store import ScoreStore
 from tpv.data import get_task, load_split
 from tpv.data.shots import few_shot
+from tpv.experiments.config import TINY_MODEL, ExperimentConfig
+from tpv.experiments.store import ScoreStore
 
 # Training-set sizes of the full datasets (Hugging Face versions the paper used), for mixing in proportion to
 # size as the paper does: the local subsets are capped at 2000 examples, so their own sizes say nothing.
@@ -194,7 +193,7 @@ class Lab:
 
     def multi_vector(self, sources: list[str], seed: int):
         """SPoT-multi: one prompt tuned on the mixture of the sources' training data."""
-        from tpv.compose.baselines.spot import mix_tasks, mixture_task
+        from tpv.compose.baselines.spot import mixture_task
 
         key = ("multi", tuple(sources), seed)
         if key not in self._vectors:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from tpv.experiments.config import ExperimentConfig
 from tpv.data import get_task
+from tpv.experiments.config import ExperimentConfig
 
 REFERENCE_TOKENS = 64
 CHARS_PER_TOKEN = 4
@@ -66,8 +66,8 @@ def measure_speed(lab, repeats: int = 3) -> Speed:
     The batch is ``prompt.batch_size`` random sequences of 64 tokens, soft prompt included: the reference length
     that :func:`build_plan` scales per task.
     """
-    from tpv.data.encoding import Encoded, collate, is_seq2seq_model
     from tpv.bridge.peft_io import init_prompt_tuning
+    from tpv.data.encoding import Encoded, collate, is_seq2seq_model
     from tpv.engine.scoring import prompt_tuning_loss
 
     config = lab.config

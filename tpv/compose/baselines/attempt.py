@@ -36,11 +36,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from tpv.core._io import atomic_save, atomic_write_text, read_safetensors
-from tpv.data.encoding import DEFAULT_MAX_LENGTH, ENCODING_CACHE, IGNORE_INDEX, Encoded, collate, encode_examples, \
-    is_seq2seq_model, length_sorted_batches, resolve_task
 from tpv.core.errors import TPVError
-from tpv.engine.evaluation import _score, label_token_ids
 from tpv.data import Task
+from tpv.data.encoding import (
+    DEFAULT_MAX_LENGTH,
+    ENCODING_CACHE,
+    IGNORE_INDEX,
+    Encoded,
+    collate,
+    encode_examples,
+    is_seq2seq_model,
+    length_sorted_batches,
+    resolve_task,
+)
+from tpv.engine.evaluation import _score, label_token_ids
 from tpv.engine.training import check_training_inputs
 
 __all__ = ["VARIANTS", "Attempt", "train_attempt"]

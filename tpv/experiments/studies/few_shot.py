@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from tpv.experiments.result import StudyResult, markdown_table, progress_bar
-from tpv.experiments.studies.transfer import label, methods, transfer_fields
 from tpv.experiments.stats import mean_std
+from tpv.experiments.studies.transfer import label, methods, transfer_fields
 
 TITLE = "Few-shot curves (§4.4, Figure 4)"
 

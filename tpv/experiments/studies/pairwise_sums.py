@@ -13,8 +13,8 @@ import itertools
 import numpy as np
 
 from tpv.experiments.result import StudyResult, markdown_table, progress_bar
-from tpv.experiments.studies.origin_independence import original_score
 from tpv.experiments.stats import mean_std
+from tpv.experiments.studies.origin_independence import original_score
 
 TITLE = "Pairwise sums of task prompt vectors (§4.3, Figure 3)"
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tpv.experiments.result import StudyResult, markdown_table, progress_bar
 from tpv.core.similarity import prompt_cosine
+from tpv.experiments.result import StudyResult, markdown_table, progress_bar
 
 TITLE = "Similarity of task prompts and task prompt vectors (§4.2, Figure 2)"
 
