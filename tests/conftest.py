@@ -134,3 +134,43 @@ def model_dir(tmp_path_factory):
     LlamaForCausalLM(config).save_pretrained(folder)
     make_word_tokenizer().save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def stand_in_hub(monkeypatch, tmp_path):
+    """Stand-ins for huggingface_hub's network calls that record them and serve uploads back from a local 'remote'.
+
+    Everything else of huggingface_hub (ModelCard, the cache) is the real thing.
+    """
+    import types
+
+    import huggingface_hub
+
+    calls = []
+    remote = tmp_path / "remote"
+
+    class HfApi:
+        def __init__(self, token=None, library_name=None):
+            calls.append(("HfApi", token, library_name))
+
+        def create_repo(self, repo_id, repo_type=None, private=False, exist_ok=False):
+            calls.append(("create_repo", repo_id, repo_type, private, exist_ok))
+            return types.SimpleNamespace(url=f"https://huggingface.co/{repo_id}")
+
+        def upload_folder(self, repo_id, folder_path, repo_type=None, commit_message=None, allow_patterns=None):
+            names = sorted(p.name for p in Path(folder_path).iterdir())
+            calls.append(("upload_folder", repo_id, repo_type, names, commit_message, allow_patterns))
+            target = remote / repo_id
+            target.mkdir(parents=True, exist_ok=True)
+            for path in Path(folder_path).iterdir():
+                (target / path.name).write_bytes(path.read_bytes())
+
+    def snapshot_download(repo_id, **kwargs):
+        calls.append(("snapshot_download", repo_id, kwargs))
+        if not (remote / repo_id).is_dir():
+            raise OSError(f"404 Client Error: Repository Not Found for url: https://huggingface.co/{repo_id}")
+        return str(remote / repo_id)
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", HfApi)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    return calls

@@ -12,6 +12,7 @@ from tpv.compose.baselines.attempt import Attempt, train_attempt
 from tpv.compose.baselines.spot import mix_tasks, mixture_task
 from tpv.data.encoding import collate, encode_examples
 from tpv.data.mixture import TASK_TAG, MixtureTask
+from tpv.engine.metrics import accuracy, macro_f1
 
 
 def _pools():
@@ -89,8 +90,12 @@ def test_attempt_trains_only_the_target_prompt_and_attention(make_tiny_model, wo
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
     assert all(torch.equal(p, frozen[n]) for n, p in attempt.model.named_parameters())
     assert torch.equal(attempt.source_prompts, sources)
-    scores = attempt.evaluate(word_tokenizer, toy_task, toy_examples(16, seed=3))
-    assert 0.0 <= scores["macro_f1"] <= 1.0 and scores["n"] == 16
+    held_out = toy_examples(16, seed=3)
+    scores = attempt.evaluate(word_tokenizer, toy_task, held_out, return_predictions=True)
+    labels = [example["label"] for example in held_out]
+    assert len(scores["predictions"]) == scores["n"] == 16 and set(scores["predictions"]) <= {0, 1}
+    assert scores["macro_f1"] == pytest.approx(macro_f1(scores["predictions"], labels, labels=[0, 1]))
+    assert scores["accuracy"] == pytest.approx(accuracy(scores["predictions"], labels))
 
 
 def test_attempt_training_is_cached(make_tiny_model, word_tokenizer, toy_task, tmp_path):

@@ -1,10 +1,11 @@
 """The `tpv` command: help everywhere, one-line errors with exit 2, and real runs on a tiny saved model."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
-import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -156,9 +157,18 @@ def test_train_init_eval_search_on_a_tiny_model(model_dir, vector_files, tmp_pat
 
     # eval: a trained adapter, and vectors on an origin; JSON for scripts
     assert main(["eval", "--adapter", str(run), "--task", "sst2", "--split", "validation", "--limit", "6",
-                 "--json", *model]) == 0
+                 "--json", "--dtype", "float32", *model]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["n"] == 6 and 0.0 <= result["macro_f1"] <= 1.0 and result["split"] == "validation"
+    assert result["n"] == 6 and result["split"] == "validation" and result["source"] == str(run)
+    # The same scores as the library gives for the trained adapter on those examples.
+    from tpv.engine.evaluation import evaluate
+    from tpv.bridge.models import load_model
+    from tpv.bridge.peft_io import load_prompt_adapter
+    from tpv.data import load_split
+
+    base, tokenizer = load_model(model_dir, dtype="float32")
+    expected = evaluate(load_prompt_adapter(base, run), tokenizer, "sst2", load_split("sst2", "validation")[:6])
+    assert {k: result[k] for k in expected} == expected
     assert main(["eval", "--vector", vector_files["sst2"], "--origin-seed", "1", "--task", "imdb", "--limit", "4",
                  *model]) == 0
     assert capsys.readouterr().out.startswith("imdb test (4 examples, rank): macro_f1 ")
@@ -193,16 +203,56 @@ def test_train_reuses_a_finished_run(model_dir, tmp_path, capsys):
     assert json.loads((tmp_path / "run" / "tpv_train.json").read_text())["settings"]["learning_rate"] == 0.1
 
 
-def test_reproduce_calls_experiments_with_the_documented_signature(monkeypatch, capsys, tmp_path):
+def _documented_reproduce_commands():
+    # Every `tpv reproduce …` a reader meets: the docs (results pages included), the README, the profiles'
+    # comments, the command's own examples, and the line write_outputs puts at the top of each results page.
+    from tpv.experiments import reproduce_command
+
+    root = Path(__file__).resolve().parent.parent
+    texts = [p.read_text(encoding="utf-8") for p in [root / "README.md", *sorted((root / "docs").rglob("*.md")),
+                                                      *sorted((root / "tpv" / "experiments" / "profiles").glob("*.toml"))]]
+    reproduce_help = build_parser()._subparsers._group_actions[0].choices["reproduce"].format_help()
+    texts += [reproduce_help, reproduce_command("cpu"), reproduce_command("cpu", "similarity")]
+    found = set()
+    for text in texts:
+        for match in re.finditer(r"tpv reproduce((?: +(?:--?[a-z-]+|[a-z][\w-]*)(?![\w<]))*)", text):
+            words = match.group(1).split()
+            # An option whose value is a path or a shell expression is kept out with its value.
+            found.add(tuple(words[:words.index("--run-dir")] if "--run-dir" in words else words))
+    return found
+
+
+def test_every_documented_reproduce_command_parses_and_reaches_reproduce(monkeypatch, capsys, tmp_path):
+    import inspect
+
+    import tpv.experiments
+
+    real = tpv.experiments.reproduce
     calls = []
-    fake = types.ModuleType("tpv.experiments")
-    fake.reproduce = lambda profile, studies=None, run_dir=None, dry_run=False, progress=True: calls.append(
-        (profile, studies, run_dir, dry_run, progress)) or "plan: 2 studies"
-    monkeypatch.setitem(sys.modules, "tpv.experiments", fake)
-    assert main(["reproduce", "--profile", "cpu", "--study", "a", "--study", "b", "--run-dir", str(tmp_path),
-                 "--dry-run"]) == 0
-    assert calls == [("cpu", ["a", "b"], str(tmp_path), True, True)]
-    assert "plan: 2 studies" in capsys.readouterr().out
+
+    def spy(*args, **kwargs):
+        inspect.signature(real).bind(*args, **kwargs)  # the CLI calls the real function's signature
+        calls.append((args, kwargs))
+        return "plan"
+
+    monkeypatch.setattr(tpv.experiments, "reproduce", spy)
+    commands = _documented_reproduce_commands()
+    assert ("cpu",) in commands and ("cpu", "--study", "similarity") in commands  # the results pages' spelling
+    for words in commands:
+        assert main(["reproduce", *words, "--run-dir", str(tmp_path), "--dry-run"]) == 0, words
+        (profile,), options = calls.pop()
+        assert profile in {"smoke", "cpu", "gpu", "paper-smoke", "paper-cpu", "paper-gpu"}, words
+        assert options["dry_run"] is True and options["run_dir"] == str(tmp_path)
+    capsys.readouterr()
+
+    # The spellings mean the same: positional or --profile, --study or --studies, repeatable.
+    for argv in (["cpu", "--study", "a", "--studies", "b"], ["--profile", "cpu", "--studies", "a", "--study", "b"]):
+        assert main(["reproduce", *argv, "--run-dir", str(tmp_path)]) == 0
+        assert calls.pop() == (("cpu",), {"studies": ["a", "b"], "run_dir": str(tmp_path), "dry_run": False,
+                                          "progress": True})
+    assert main(["reproduce"]) == 0 and calls.pop()[0] == ("smoke",)
+    assert main(["reproduce", "cpu", "--profile", "gpu"]) == 2
+    assert "two profiles, 'cpu' and --profile 'gpu'" in _error_line(capsys)
 
 
 def test_reproduce_without_experiments_is_a_one_line_error(monkeypatch, capsys):
@@ -302,3 +352,35 @@ def test_train_verbose_prints_trainer_records(model_dir, tmp_path, capfd):
     assert main([*argv, "--output-dir", str(tmp_path / "loud"), "--verbose"]) == 0
     out, err = capfd.readouterr()
     assert "{'loss'" in out + err or "{'train_runtime'" in out + err
+
+
+def test_train_passes_training_arguments_through(model_dir, tmp_path, capsys):
+    argv = ["train", "sst2", "--steps", "2", "--batch-size", "2", "--virtual-tokens", "2", "--limit", "4",
+            "--eval-limit", "0", "--model", str(model_dir), "--output-dir", str(tmp_path / "run")]
+    assert main([*argv, "--training-arg", "gradient_accumulation_steps=2", "--training-arg", "logging-steps=1",
+                 "--training-arg", "report_to=none"]) == 0
+    capsys.readouterr()
+    record = json.loads((tmp_path / "run" / "tpv_train.json").read_text())
+    assert record["settings"]["training_args"] == {"gradient_accumulation_steps": 2, "logging_steps": 1.0,
+                                                   "report_to": "none"}
+    # Two optimizer steps of 2 × 2 examples went through all 4 examples twice: accumulation took effect.
+    assert [entry["step"] for entry in record["history"] if "loss" in entry] == [1, 2]
+    assert record["history"][-1]["epoch"] == 2.0
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("gradient_accumulation_step=2", "'gradient_accumulation_step', which is not a TrainingArguments field; did you "
+                                     "mean 'gradient_accumulation_steps'"),
+    ("gradient_accumulation_steps", "--training-arg takes KEY=VALUE, got 'gradient_accumulation_steps'"),
+    ("gradient_accumulation_steps=two", "--training-arg gradient_accumulation_steps='two' is not a valid value"),
+    ("bf16=maybe", "--training-arg bf16='maybe' is not a valid value for TrainingArguments.bf16"),
+    ("lr_scheduler_type=wobbly", "--training-arg lr_scheduler_type='wobbly' is not a valid value"),
+    ("max_steps=5", "--training-arg max_steps=… sets what --steps sets; use --steps instead"),
+    ("output_dir=elsewhere", "sets what --output-dir sets; use --output-dir instead"),
+])
+def test_bad_training_args_are_one_line_before_the_model_loads(pair, message, tmp_path, capsys, monkeypatch):
+    import tpv.bridge.models
+
+    monkeypatch.setattr(tpv.bridge.models, "load_model", lambda *a, **k: pytest.fail("loaded the model"))
+    assert main(["train", "sst2", "--limit", "4", "--output-dir", str(tmp_path), "--training-arg", pair]) == 2
+    assert message in _error_line(capsys)

@@ -6,8 +6,9 @@ Conventions (docs/index.md states them for readers):
   like a notebook.
 - ``tpv.bridge.models.load_model()`` is replaced by a tiny Llama with a word-level tokenizer, so pages written for the
   real default model run in seconds; everything else (data from TPV_DATA_DIR, training, files) is real.
-- ```` ```python network ```` blocks talk to the Hugging Face Hub, which the test machine cannot reach: they are
-  skipped with that reason.
+- ```` ```python network ```` blocks talk to the Hugging Face Hub, which the test machine cannot reach: they run
+  against stand-ins for huggingface_hub's two network calls (``HfApi`` and ``snapshot_download``, the
+  ``stand_in_hub`` fixture of conftest.py) that keep uploads in a local folder and serve them back.
 - ```` ```python default-model ```` blocks need the real default model (e.g. the zoo's vectors fit only its
   shape); tests/test_auto_init.py and tests/test_zoo.py run the same calls on it as slow tests.
 """
@@ -49,30 +50,22 @@ def _tiny_load_model(name_or_path=None, *, dtype="auto", device="cpu", attn_impl
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_python_blocks_run(page, tmp_path, monkeypatch):
+def test_python_blocks_run(page, tmp_path, monkeypatch, stand_in_hub):
     import tpv.bridge.models
 
     monkeypatch.setattr(tpv.bridge.models, "load_model", _tiny_load_model)
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__docs__"}
     for line, tags, code in blocks(page):
-        if "network" in tags.split():
-            continue  # reported by test_network_blocks_are_not_run_here
         if "default-model" in tags.split():
             continue  # needs the real default model (the zoo's shape); a slow test covers the same calls
+        calls_before = len(stand_in_hub)
         try:
             exec(compile(code, f"{page.name}:{line}", "exec"), namespace)
         except Exception as error:
             raise AssertionError(f"{page.relative_to(ROOT)}, block at line {line} failed: {error!r}") from error
-
-
-NETWORK_BLOCKS = [(page, line) for page in PAGES for line, tags, _ in blocks(page) if "network" in tags.split()]
-
-
-@pytest.mark.parametrize("page, line", NETWORK_BLOCKS, ids=lambda v: str(v.relative_to(ROOT)) if isinstance(v, Path) else str(v))
-def test_network_blocks_are_not_run_here(page, line):
-    pytest.skip(f"{page.relative_to(ROOT)}:{line} talks to the Hugging Face Hub, which tests cannot reach; "
-                "tests/test_hub.py covers the same calls against a fake huggingface_hub")
+        if "network" in tags.split():
+            assert len(stand_in_hub) > calls_before, f"{page.name}:{line} is tagged network but made no Hub call"
 
 
 def test_every_docs_page_is_checked():

@@ -7,6 +7,7 @@ from conftest import make_word_tokenizer, toy_examples
 from tpv import TPVError, get_prompt, init_prompt_tuning, make_origin
 from tpv.engine.evaluation import evaluate, label_token_ids
 from tpv.data import Task
+from tpv.engine.metrics import accuracy, macro_f1
 
 
 def _forced_model(tokenizer, next_token: dict[str, str]):
@@ -87,15 +88,33 @@ def test_classification_generation_stops_once_the_label_is_decided(word_tokenize
     assert len(steps) <= 3
 
 
-def test_prompt_argument_is_swapped_in_and_restored(make_tiny_model, word_tokenizer, toy_task):
+@pytest.mark.parametrize("shared_prefix", [True, False])
+def test_prompt_argument_is_swapped_in_and_restored(make_tiny_model, word_tokenizer, toy_task, shared_prefix):
+    from tpv import set_prompt
+
     model = make_tiny_model("llama")
     peft_model = init_prompt_tuning(model, origin=make_origin(model, 3, seed=0))
-    before = get_prompt(peft_model)
+    before = get_prompt(peft_model).clone()
+    swapped = torch.randn(before.shape, generator=torch.Generator().manual_seed(1)) * 5
     data = toy_examples(8)
-    with_other = evaluate(peft_model, word_tokenizer, toy_task, data, prompt=before * 50, return_predictions=True)
+    # What the model body is fed: the prompt's rows come first (the whole forward's [prompt; input], or the
+    # shared prefix's one pass over the prompt alone).
+    fed = []
+    peft_model.get_base_model().model.register_forward_pre_hook(
+        lambda module, args, kwargs: fed.append(kwargs["inputs_embeds"][0, :3].detach().clone()), with_kwargs=True)
+
+    with_swapped = evaluate(peft_model, word_tokenizer, toy_task, data, prompt=swapped, return_predictions=True,
+                            shared_prefix=shared_prefix)
     assert torch.equal(get_prompt(peft_model), before)
-    plain = evaluate(peft_model, word_tokenizer, toy_task, data, return_predictions=True)
-    assert with_other["n"] == plain["n"] == 8
+    assert any(torch.equal(rows, swapped) for rows in fed)
+    assert not any(torch.equal(rows, before) for rows in fed)
+
+    # The same as setting that prompt on the model for good.
+    fed.clear()
+    set_prompt(peft_model, swapped)
+    assert evaluate(peft_model, word_tokenizer, toy_task, data, return_predictions=True,
+                    shared_prefix=shared_prefix) == with_swapped
+    assert not any(torch.equal(rows, before) for rows in fed)
 
 
 def test_shared_first_tokens_fall_back_to_whole_sequences(make_tiny_model, word_tokenizer):
@@ -112,9 +131,17 @@ def test_seq2seq_rank_and_generate_run(make_tiny_model, word_tokenizer, toy_task
     model = make_tiny_model("t5")
     peft_model = init_prompt_tuning(model, origin=make_origin(model, 3, seed=0))
     data = toy_examples(6)
+    labels = [example["label"] for example in data]
     for method in ("rank", "generate"):
-        result = evaluate(peft_model, word_tokenizer, toy_task, data, method=method, max_new_tokens=3)
-        assert result["n"] == 6 and 0.0 <= result["macro_f1"] <= 1.0
+        result = evaluate(peft_model, word_tokenizer, toy_task, data, method=method, max_new_tokens=3,
+                          return_predictions=True)
+        predictions = result["predictions"]
+        assert result["n"] == len(predictions) == 6 and set(predictions) <= {-1, 0, 1}
+        assert result["invalid"] == predictions.count(-1)
+        assert result["accuracy"] == pytest.approx(accuracy(predictions, labels))
+        assert result["macro_f1"] == pytest.approx(macro_f1(predictions, labels, labels=[0, 1]))
+    # Rank scoring never answers outside the label words.
+    assert -1 not in evaluate(peft_model, word_tokenizer, toy_task, data, return_predictions=True)["predictions"]
 
 
 def test_errors(forced, word_tokenizer):

@@ -1,7 +1,6 @@
-"""Sharing vectors: the folder format and model card offline, the Hub calls against a fake huggingface_hub."""
+"""Sharing vectors: the folder format and model card offline, the local Hub cache through the real
+huggingface_hub, and the network calls against stand-ins for HfApi and snapshot_download."""
 
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -36,16 +35,57 @@ def test_folder_round_trip_and_card(vector, tmp_path):
         assert text in card, text
 
 
-def test_front_matter_is_valid_yaml(vector):
-    yaml = pytest.importorskip("yaml")
+def test_card_is_a_huggingface_model_card_with_valid_yaml(vector, tmp_path):
+    import yaml
+    from huggingface_hub import ModelCard
+
     card = model_card(vector)
-    meta = yaml.safe_load(card.split("---\n")[1])
+    assert isinstance(card, ModelCard) and card.data.library_name == "tpv"
+    meta = yaml.safe_load(str(card).split("---\n")[1])
     assert meta["library_name"] == "tpv" and "sst2" in meta["tags"]
+    assert meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    # The Hub's own reader sees the same metadata in the saved README.md.
+    folder = vector.save_pretrained(tmp_path / "shared")
+    assert ModelCard.load(folder / CARD_FILENAME).data.to_dict() == meta == read_card(folder)
+    assert "https://github.com/" not in str(card)  # no placeholder link
 
 
 def test_card_without_base_model_or_scores_omits_them():
-    card = model_card(TaskPromptVector(torch.ones(1, 2), tasks={"rte": 1.0}))
+    card = str(model_card(TaskPromptVector(torch.ones(1, 2), tasks={"rte": 1.0})))
     assert "base_model" not in card and "## Scores" not in card and "unknown" in card
+
+
+def test_read_card_refuses_broken_front_matter(tmp_path):
+    (tmp_path / CARD_FILENAME).write_text("---\ntags: [unclosed\n---\n\n# card\n")
+    with pytest.raises(TPVError, match="broken YAML front matter"):
+        read_card(tmp_path)
+
+
+def _hub_cache(cache_dir, repo_id, folder, commit="0123456789abcdef0123456789abcdef01234567"):
+    # The layout huggingface_hub's own cache uses: models--owner--name/{refs/main, snapshots/<commit>/...}.
+    repo = cache_dir / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for path in Path(folder).iterdir():
+        (snapshot / path.name).write_bytes(path.read_bytes())
+    return commit
+
+
+def test_from_pretrained_reads_the_hub_cache_offline(vector, tmp_path):
+    commit = _hub_cache(tmp_path / "cache", "me/sst2-tpv", vector.save_pretrained(tmp_path / "shared"))
+    for revision in (None, "main", commit):
+        loaded = TaskPromptVector.from_pretrained("me/sst2-tpv", cache_dir=tmp_path / "cache", local_files_only=True,
+                                                  revision=revision)
+        assert torch.equal(loaded.tensor, vector.tensor) and loaded.tasks == vector.tasks
+
+
+def test_local_files_only_on_a_repo_not_in_the_cache_is_one_tpv_error(tmp_path):
+    with pytest.raises(TPVError, match=r"cannot get the vector 'me/missing' in the local Hub cache \(.*\); "
+                                       r"check the repo id, download it once without local_files_only") as caught:
+        TaskPromptVector.from_pretrained("me/missing", cache_dir=tmp_path, local_files_only=True)
+    assert "\n" not in str(caught.value)
 
 
 def test_from_pretrained_reads_a_vector_file_and_a_folder_with_one_vector(vector, tmp_path):
@@ -72,61 +112,38 @@ def test_errors(vector, tmp_path):
         save_pretrained(vector, tmp_path / "file")
 
 
-@pytest.fixture
-def fake_hub(monkeypatch, tmp_path):
-    """A stand-in for huggingface_hub that records calls and serves uploads back from a local 'remote'."""
-    calls = []
-    remote = tmp_path / "remote"
+def test_push_to_hub_and_from_pretrained_through_huggingface_hub(vector, stand_in_hub, tmp_path):
+    from tpv import __version__
 
-    class HfApi:
-        def __init__(self, token=None):
-            calls.append(("HfApi", token))
-
-        def create_repo(self, repo_id, repo_type=None, private=False, exist_ok=False):
-            calls.append(("create_repo", repo_id, repo_type, private, exist_ok))
-            return types.SimpleNamespace(url=f"https://huggingface.co/{repo_id}")
-
-        def upload_folder(self, repo_id, folder_path, repo_type=None, commit_message=None):
-            names = sorted(p.name for p in Path(folder_path).iterdir())
-            calls.append(("upload_folder", repo_id, repo_type, names, commit_message))
-            target = remote / repo_id
-            target.mkdir(parents=True, exist_ok=True)
-            for path in Path(folder_path).iterdir():
-                (target / path.name).write_bytes(path.read_bytes())
-
-    def snapshot_download(repo_id, revision=None, token=None, allow_patterns=None):
-        calls.append(("snapshot_download", repo_id, revision, token, allow_patterns))
-        if not (remote / repo_id).is_dir():
-            raise OSError(f"404 Client Error: Repository Not Found for url: https://huggingface.co/{repo_id}")
-        return str(remote / repo_id)
-
-    module = types.ModuleType("huggingface_hub")
-    module.HfApi, module.snapshot_download = HfApi, snapshot_download
-    monkeypatch.setitem(sys.modules, "huggingface_hub", module)
-    return calls
-
-
-def test_push_to_hub_and_from_pretrained_through_huggingface_hub(vector, fake_hub):
     url = vector.push_to_hub("me/sst2-yelp-tpv", scores={"sst2": 0.9}, private=True, token="hf_x")
     assert url == "https://huggingface.co/me/sst2-yelp-tpv"
-    assert fake_hub[:3] == [
-        ("HfApi", "hf_x"),
+    assert stand_in_hub[:3] == [
+        ("HfApi", "hf_x", "tpv"),
         ("create_repo", "me/sst2-yelp-tpv", "model", True, True),
         ("upload_folder", "me/sst2-yelp-tpv", "model", [CARD_FILENAME, VECTOR_FILENAME],
-         "Upload task prompt vector 1·sst2 + 0.5·yelp_polarity"),
+         "Upload task prompt vector 1·sst2 + 0.5·yelp_polarity", ["*.tpv.safetensors", CARD_FILENAME]),
     ]
-    loaded = TaskPromptVector.from_pretrained("me/sst2-yelp-tpv", revision="main")
+    loaded = TaskPromptVector.from_pretrained("me/sst2-yelp-tpv", revision="v1", token="hf_y",
+                                              cache_dir=tmp_path / "c", force_download=True)
     assert torch.equal(loaded.tensor, vector.tensor) and loaded.tasks == vector.tasks
-    assert fake_hub[-1] == ("snapshot_download", "me/sst2-yelp-tpv", "main", None,
-                            ["*.tpv.safetensors", CARD_FILENAME])
+    assert stand_in_hub[-1] == ("snapshot_download", "me/sst2-yelp-tpv", {
+        "revision": "v1", "token": "hf_y", "cache_dir": tmp_path / "c", "local_files_only": False,
+        "force_download": True, "allow_patterns": ["*.tpv.safetensors", CARD_FILENAME],
+        "library_name": "tpv", "library_version": __version__})
 
 
-def test_download_failures_are_one_tpv_error(fake_hub):
-    with pytest.raises(TPVError, match="cannot download the vector 'me/missing'.*Repository Not Found"):
+def test_save_pretrained_pushes_like_transformers(vector, stand_in_hub, tmp_path):
+    folder = vector.save_pretrained(tmp_path / "sst2-tpv", push_to_hub=True, token="hf_x")
+    assert (folder / VECTOR_FILENAME).is_file()
+    assert stand_in_hub[1] == ("create_repo", "sst2-tpv", "model", False, True)  # the folder's name, as transformers does
+    vector.save_pretrained(tmp_path / "other", push_to_hub=True, repo_id="me/named", private=True)
+    assert stand_in_hub[-2] == ("create_repo", "me/named", "model", True, True)
+    with pytest.raises(TPVError, match="bad Hub repo id 'a b'"):
+        vector.save_pretrained(tmp_path / "a b", push_to_hub=True)
+    assert not (tmp_path / "a b").exists()  # refused before anything was written
+
+
+def test_download_failures_are_one_tpv_error(stand_in_hub):
+    with pytest.raises(TPVError, match="cannot get the vector 'me/missing' from the Hugging Face Hub.*Repository "
+                                       "Not Found.*pass token= for a private repository"):
         TaskPromptVector.from_pretrained("me/missing")
-
-
-def test_missing_huggingface_hub_says_how_to_install(vector, monkeypatch):
-    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
-    with pytest.raises(TPVError, match=r"pip install 'tpv\[hub\]'"):
-        vector.push_to_hub("me/x")

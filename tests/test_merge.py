@@ -1,4 +1,4 @@
-"""Merge methods: one parametrised test over the registry, TIES by hand, the PEFT/fallback paths, negation."""
+"""Merge methods: one parametrised test over the registry, TIES by hand, parity with PEFT's merge_utils, negation."""
 
 import sys
 
@@ -68,40 +68,41 @@ def test_ties_gives_the_textbook_result():
     assert merged.tensor.tolist() == [[3.0, 4.0, 0.0, 1.75]]
 
 
-def _break_peft(monkeypatch, how):
-    import peft.utils.merge_utils as merge_utils
+def _merged_with_peft_merge_utils(vectors, method, weights, density, seed=0):
+    # What merge() computed when it called PEFT's merge_utils (tpv <= 0.1.0), composed the same way.
+    from peft.utils import merge_utils
 
-    if how == "missing_module":
-        monkeypatch.setitem(sys.modules, "peft.utils.merge_utils", None)
-    elif how == "changed_signature":
-        def changed(*args, **kwargs):
-            raise TypeError("new signature")
-        for name in ("magnitude_based_pruning", "calculate_majority_sign_mask", "disjoint_merge"):
-            monkeypatch.setattr(merge_utils, name, changed)
+    stacked = torch.stack([v.tensor for v in vectors])
+    w = torch.tensor(weights).view(-1, 1, 1)
+    if method.startswith("dare"):
+        generator = torch.Generator().manual_seed(seed)
+        stacked = stacked * (torch.rand(stacked.shape, generator=generator) < density) / density
     else:
-        for name in ("magnitude_based_pruning", "calculate_majority_sign_mask", "disjoint_merge"):
-            monkeypatch.delattr(merge_utils, name)
+        stacked = torch.stack([merge_utils.magnitude_based_pruning(t, density) for t in stacked])
+    if method == "magnitude_prune":
+        return (stacked * w).sum(dim=0)
+    weighted = stacked * w
+    mask = merge_utils.calculate_majority_sign_mask(weighted, "total")
+    return merge_utils.disjoint_merge(weighted, mask)
 
 
-@pytest.mark.parametrize("how", ["missing_module", "changed_signature", "removed_functions"])
-@pytest.mark.parametrize("method", ["ties", "dare_ties", "magnitude_prune"])
-def test_fallback_matches_peft_when_its_internal_api_changes(monkeypatch, method, how):
-    vectors = _vectors()
-    with_peft = merge(vectors, method=method, weights=[1.0, -0.5, 2.0])
-    _break_peft(monkeypatch, how)
-    torch.testing.assert_close(merge(vectors, method=method, weights=[1.0, -0.5, 2.0]).tensor, with_peft.tensor)
+@pytest.mark.parametrize("method, density", [("ties", 0.2), ("ties", 0.5), ("dare_ties", 0.5),
+                                             ("magnitude_prune", 0.2), ("magnitude_prune", 0.7)])
+def test_tpv_merge_equals_the_same_arithmetic_through_peft_merge_utils(method, density):
+    vectors = _vectors(count=4, shape=(7, 9), seed=3)
+    weights = [1.0, -0.5, 2.0, 0.25]
+    options = {"seed": 5} if method.startswith("dare") else {}
+    ours = merge(vectors, method=method, weights=weights, density=density, **options).tensor
+    peft_result = _merged_with_peft_merge_utils(vectors, method, weights, density, **options)
+    torch.testing.assert_close(ours, peft_result, rtol=0, atol=0)
+    assert not torch.allclose(ours, merge(vectors, weights=weights).tensor)  # pruning and election did something
+
+
+def test_merge_does_not_depend_on_peft(monkeypatch):
+    expected = merge(_vectors(), method="ties").tensor
+    monkeypatch.setitem(sys.modules, "peft.utils.merge_utils", None)  # importing it now raises ImportError
+    torch.testing.assert_close(merge(_vectors(), method="ties").tensor, expected, rtol=0, atol=0)
     assert merge(_ties_inputs(), method="ties", density=0.5).tensor.tolist() == [[3.0, 4.0, 0.0, 1.75]]
-
-
-def test_peft_merge_utils_does_the_work_when_available(monkeypatch):
-    import peft.utils.merge_utils as merge_utils
-
-    calls = []
-    for name in ("magnitude_based_pruning", "calculate_majority_sign_mask", "disjoint_merge"):
-        original = getattr(merge_utils, name)
-        monkeypatch.setattr(merge_utils, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
-    merge(_vectors(), method="ties")
-    assert set(calls) == {"magnitude_based_pruning", "calculate_majority_sign_mask", "disjoint_merge"}
 
 
 def test_bad_calls_are_refused_with_the_fix():

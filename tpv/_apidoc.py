@@ -46,9 +46,10 @@ def _doc(obj) -> str:
 
 def render() -> str:
     """The whole API reference as Markdown."""
-    out = ["# API reference", "", "Generated from the docstrings by `python -m tpv._apidoc > docs/api.md`; a test keeps it "
-           "in sync. The package `tpv` re-exports: " + ", ".join(f"`{n}`" for n in importlib.import_module("tpv").__all__)
-           + ".", ""]
+    exported = ", ".join(f"`{n}`" for n in importlib.import_module("tpv").__all__)
+    out = ["# API reference", "",
+           "Generated from the docstrings by `python -m tpv._apidoc > docs/api.md`; a test keeps it in sync. "
+           f"The package `tpv` re-exports: {exported}.", ""]
     for module_name in MODULES:
         module = importlib.import_module(module_name)
         out += [f"## `{module_name}`", "", inspect.cleandoc(module.__doc__ or ""), ""]

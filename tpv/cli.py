@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
             "-o combo.tpv.safetensors",
             "tpv init combo.tpv.safetensors --origin-seed 7 --scale 0.8 -o runs/imdb-init",
             "tpv eval --adapter runs/sst2 --task sst2 --split test --json",
-            "tpv reproduce --profile smoke --dry-run",
+            "tpv reproduce smoke --dry-run",
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -113,7 +113,8 @@ def _model_options(parser) -> None:
                         help="Hugging Face model id or local folder (default: the embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--dtype", choices=_DTYPES, default="auto",
                         help="model dtype; auto: bfloat16 where this machine multiplies it faster than float32 "
-                             "(measured once, cached), else float32; $TPV_DTYPE sets the default (default: %(default)s)")
+                             "(measured once, cached), else float32; $TPV_DTYPE sets the default "
+                             "(default: %(default)s)")
 
 
 def _data_options(parser) -> None:
@@ -150,7 +151,8 @@ def _origin_options(parser) -> None:
                        help="make the origin with tpv.make_origin(model, tokens, seed=N) (default: 0)")
     group.add_argument("--origin", default=None, metavar="FILE", help="an *.origin.safetensors file")
     parser.add_argument("--origin-method", choices=("sample_vocab", "paper", "normal"), default="sample_vocab",
-                        help="how --origin-seed draws the origin (default: %(default)s; 'paper' is the official code's recipe)")
+                        help="how --origin-seed draws the origin (default: %(default)s; 'paper' is the official "
+                             "code's recipe)")
 
 
 def _load_model(args):
@@ -194,7 +196,8 @@ def _split_weight(spec: str) -> tuple[str, float]:
     try:
         weight = float(tail)
     except ValueError:
-        raise TPVError(f"bad weight {tail!r} in {spec!r}; write FILE or FILE:WEIGHT, e.g. yelp.tpv.safetensors:0.5")
+        raise TPVError(
+            f"bad weight {tail!r} in {spec!r}; write FILE or FILE:WEIGHT, e.g. yelp.tpv.safetensors:0.5") from None
     if not math.isfinite(weight):
         raise TPVError(f"bad weight {tail!r} in {spec!r}; the weight must be a finite number")
     return path, weight
@@ -250,6 +253,8 @@ def _add_train(commands) -> None:
             "tpv train imdb --init runs/sst2/sst2.tpv.safetensors runs/yelp/yelp_polarity.tpv.safetensors "
             "--scale 0.8 --origin-seed 7 --output-dir runs/imdb",
             "tpv train --data my_reviews/ --text-field review --label-field stars --output-dir runs/mine",
+            "tpv train sst2 --batch-size 4 --training-arg gradient_accumulation_steps=4 "
+            "--training-arg report_to=tensorboard --output-dir runs/sst2",
             "accelerate launch -m tpv.cli train sst2 --output-dir runs/sst2   # many GPUs",
         ),
     )
@@ -266,7 +271,8 @@ def _add_train(commands) -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="λ for --init (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="use the first N training examples")
     parser.add_argument("--eval-limit", type=int, default=200, metavar="N",
-                        help="validation examples for picking the best checkpoint; 0 turns it off (default: %(default)s)")
+                        help="validation examples for picking the best checkpoint; 0 turns it off "
+                             "(default: %(default)s)")
     parser.add_argument("--eval-method", choices=("rank", "generate"), default="rank",
                         help="how validation examples are scored: rank the label words (fast) or generate and "
                              "parse the answer (the paper's; needed for tasks without label words) "
@@ -275,13 +281,22 @@ def _add_train(commands) -> None:
                         help="also print Trainer's raw log records ({'loss': …}) every few steps")
     parser.add_argument("--overwrite", action="store_true",
                         help="discard the run already in --output-dir (needed when its settings differ)")
+    parser.add_argument("--training-arg", action="append", default=None, metavar="KEY=VALUE", dest="training_arg",
+                        help="any transformers.TrainingArguments field, e.g. gradient_accumulation_steps=4, "
+                             "report_to=tensorboard, bf16=true, logging_steps=5 (repeatable; overrides tpv's "
+                             "choice of that field)")
     _model_options(parser)
     _data_options(parser)
     parser.set_defaults(run=_run_train)
 
 
+# TrainingArguments fields that tpv train sets from its own options; --training-arg names the option instead.
+_TRAIN_OPTIONS_OF_FIELDS = {"output_dir": "--output-dir", "max_steps": "--steps", "learning_rate": "--lr",
+                            "per_device_train_batch_size": "--batch-size"}
+
+
 def _run_train(args) -> int:
-    from tpv.engine.training import check_training_inputs, train_prompt
+    from tpv.engine.training import check_training_inputs, parse_training_args, train_prompt
 
     args.task = _require_task(args, _user_task(args, args.task))
     train_data = _examples_of(args.task, "train", args.limit, args.data_dir)
@@ -295,6 +310,7 @@ def _run_train(args) -> int:
         raise TPVError(message) from None
     if args.eval_limit is not None and args.eval_limit < 0:
         raise TPVError(f"--eval-limit must be ≥ 0 (0 turns validation off), got {args.eval_limit}")
+    training_args = parse_training_args(args.training_arg or [], owned=_TRAIN_OPTIONS_OF_FIELDS)
     eval_data = _examples_of(args.task, "validation", args.eval_limit, args.data_dir, "--eval-limit") \
         if args.eval_limit else None
     init = [(vector, weight) for _, vector, weight in _vector_specs(args.init)] if args.init else None
@@ -304,6 +320,7 @@ def _run_train(args) -> int:
         max_steps=args.steps, learning_rate=args.lr, batch_size=args.batch_size,
         num_virtual_tokens=args.virtual_tokens, init_vector=init, init_scale=args.scale,
         eval_method=args.eval_method, log_records=args.verbose, overwrite=args.overwrite,
+        training_args=training_args or None,
     )
     scores = {k: v for k, v in result.metrics.items() if k.startswith("eval_") and isinstance(v, (int, float))}
     print(f"vector  {result.vector_path}  {result.vector!r}")
@@ -327,8 +344,9 @@ def _add_vector(commands) -> None:
     sub = vector.add_subparsers(title="vector commands", metavar="COMMAND", required=True, parser_class=_Parser)
 
     info = sub.add_parser("info", help="print what a vector file holds", formatter_class=_formatter,
-                          description="Print the tasks, shape, norm, base model and origin recipe of vector files (or of the "
-                    "vector of a PEFT prompt-tuning adapter folder, e.g. a tpv train run folder).",
+                          description="Print the tasks, shape, norm, base model and origin recipe of vector files "
+                                      "(or of the vector of a PEFT prompt-tuning adapter folder, e.g. a tpv train run "
+                                      "folder).",
                           epilog=_examples("tpv vector info sst2.tpv.safetensors",
                                            "tpv vector info combo.tpv.safetensors --json"))
     info.add_argument("files", nargs="+", metavar="FILE_OR_FOLDER",
@@ -341,7 +359,8 @@ def _add_vector(commands) -> None:
         description="Merge vectors, each given as FILE or FILE:WEIGHT, and write the result (paper eq. 4).",
         epilog=_examples("tpv vector combine sst2.tpv.safetensors yelp.tpv.safetensors -o sum.tpv.safetensors",
                          "tpv vector combine a.tpv.safetensors b.tpv.safetensors:-1 -o a_minus_b.tpv.safetensors",
-                         "tpv vector combine a.tpv.safetensors b.tpv.safetensors --method ties --density 0.3 -o t.tpv.safetensors"),
+                         "tpv vector combine a.tpv.safetensors b.tpv.safetensors --method ties --density 0.3 "
+                         "-o t.tpv.safetensors"),
     )
     comb.add_argument("files", nargs="+", metavar="FILE[:WEIGHT]",
                       help="vector files, each with an optional weight (default 1), e.g. yelp.tpv.safetensors:0.5")
@@ -356,7 +375,8 @@ def _add_vector(commands) -> None:
     sim = sub.add_parser("similarity", help="pairwise cosine similarities", formatter_class=_formatter,
                          description="Print the cosine similarity matrix of vectors (mean pooling is the paper's).",
                          epilog=_examples("tpv vector similarity a.tpv.safetensors b.tpv.safetensors c.tpv.safetensors",
-                                          "tpv vector similarity runs/*/*.tpv.safetensors --plot similarity.png --json"))
+                                          "tpv vector similarity runs/*/*.tpv.safetensors --plot similarity.png "
+                                          "--json"))
     sim.add_argument("files", nargs="+", metavar="FILE", help="vector files (no weights)")
     sim.add_argument("--pooling", choices=("mean", "flat", "per_token"), default="mean",
                      help="mean over virtual tokens (the paper's), the flattened prompt, or token by token "
@@ -462,7 +482,8 @@ def _add_init(commands) -> None:
                     "peft_model = get_peft_model(model, PeftConfig.from_pretrained(DIR)) and "
                     "set_peft_model_state_dict(peft_model, load_peft_weights(DIR)) (PEFT loads saved prompts "
                     "frozen), or score it with tpv eval --adapter DIR.",
-        epilog=_examples("tpv init sst2.tpv.safetensors yelp_polarity.tpv.safetensors --origin-seed 7 -o runs/imdb-init",
+        epilog=_examples("tpv init sst2.tpv.safetensors yelp_polarity.tpv.safetensors --origin-seed 7 "
+                         "-o runs/imdb-init",
                          "tpv init combo.tpv.safetensors --origin my.origin.safetensors --scale 0.5 -o runs/x",
                          "tpv init --auto --task imdb --sources zoo --exclude imdb --output-dir runs/imdb-auto",
                          "tpv init --auto --task rte --sources runs/ --limit 64 --json --output-dir runs/rte-auto",
@@ -618,6 +639,7 @@ def _run_eval(args) -> int:
     else:
         from tpv.bridge.peft_io import init_prompt_tuning
 
+        assert combo is not None  # --adapter or --vector is required
         origin = _make_origin(args, model, combo.num_virtual_tokens)
         peft_model = init_prompt_tuning(model, combo, origin=origin, scale=args.scale)
         source = f"{origin!r} + {args.scale:g}·({combo.name})"
@@ -737,12 +759,17 @@ def _add_reproduce(commands) -> None:
                     "on a laptop), gpu (the paper's scale), their paper-smoke/paper-cpu/paper-gpu twins that follow "
                     "the paper's official code (docs/protocol.md), or a path to a profile file. Runs are cached in "
                     "--run-dir, so a rerun resumes.",
-        epilog=_examples("tpv reproduce --profile smoke --dry-run", "tpv reproduce --profile paper-cpu --dry-run",
-                         "tpv reproduce --profile cpu --study origin_independence",
-                         "tpv reproduce --profile gpu --run-dir /scratch/tpv-runs"),
+        epilog=_examples("tpv reproduce smoke --dry-run", "tpv reproduce paper-cpu --dry-run",
+                         "tpv reproduce cpu --study origin_independence",
+                         "tpv reproduce gpu --run-dir /scratch/tpv-runs"),
     )
-    parser.add_argument("--profile", default="smoke", metavar="smoke|cpu|gpu|paper-smoke|paper-cpu|paper-gpu|PATH", help="(default: %(default)s)")
-    parser.add_argument("--study", action="append", default=None, metavar="NAME", help="run only this study (repeatable)")
+    profiles = "smoke|cpu|gpu|paper-smoke|paper-cpu|paper-gpu|PATH"
+    parser.add_argument("profile", nargs="?", default=None, metavar="PROFILE",
+                        help=f"{profiles} (default: smoke)")
+    parser.add_argument("--profile", dest="profile_option", default=None, metavar=profiles,
+                        help="the same as PROFILE, for scripts written before PROFILE was positional")
+    parser.add_argument("--study", "--studies", dest="study", action="append", default=None, metavar="NAME",
+                        help="run only this study (repeatable)")
     parser.add_argument("--run-dir", default=None, metavar="DIR", help="where runs and results go")
     parser.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -755,11 +782,16 @@ def _run_reproduce(args) -> int:
     except ImportError as error:
         missing = getattr(error, "name", None) or ""
         if isinstance(error, ModuleNotFoundError) and missing and not missing.startswith("tpv"):
-            raise TPVError(f"tpv reproduce needs the package {missing!r}; install it with pip install 'tpv[all]'")
+            raise TPVError(
+                f"tpv reproduce needs the package {missing!r}; install it with pip install 'tpv[all]'") from None
         # Also the case while tpv.experiments is only a half-built folder without reproduce().
         raise TPVError(f"tpv reproduce needs tpv.experiments.reproduce, which this installation of tpv does not "
                        f"provide ({error}); update tpv (pip install -U tpv, or git pull in a clone)") from None
-    result = reproduce(args.profile, studies=args.study, run_dir=args.run_dir, dry_run=args.dry_run,
+    if args.profile and args.profile_option and args.profile != args.profile_option:
+        raise TPVError(f"tpv reproduce got two profiles, {args.profile!r} and --profile {args.profile_option!r}; "
+                       "give one, e.g. tpv reproduce smoke")
+    profile = args.profile or args.profile_option or "smoke"
+    result = reproduce(profile, studies=args.study, run_dir=args.run_dir, dry_run=args.dry_run,
                        progress=not args.quiet)
     if result is not None:
         print(result)

@@ -12,12 +12,16 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from tpv.core.errors import TPVError
 from tpv.bridge.precision import resolve_dtype
+from tpv.core.errors import TPVError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = ["DEFAULT_MODEL", "load_model", "cache_dir", "default_model_path"]
 
@@ -59,7 +63,11 @@ def load_model(
     dtype: str | torch.dtype = "auto",
     device: str | torch.device = "cpu",
     attn_implementation: str | None = None,
-):
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a model and its tokenizer, in eval mode, ready for batched scoring.
 
     Args:
@@ -72,6 +80,9 @@ def load_model(
         attn_implementation: transformers' attention kernel; by default ``"eager"`` for bfloat16 on a CPU
             (PyTorch's CPU flash-attention backward in bfloat16 is slower than the matrix products it saves:
             0.41 s vs 0.88 s backward for SmolLM2-135M at 16×60 tokens here), else transformers' default.
+        revision, cache_dir, local_files_only, token: as in ``transformers``' ``from_pretrained``, passed to
+            the config, the model and the tokenizer alike (the Hub branch, tag or commit; the Hub cache folder;
+            no network; a token for private repositories).
 
     Returns:
         ``(model, tokenizer)``; the model is an ``AutoModelForSeq2SeqLM`` when its config says
@@ -89,11 +100,13 @@ def load_model(
     if _looks_like_a_path(source) and not Path(source).expanduser().exists():
         raise TPVError(f"no model folder at '{source}'; check the path, or pass a Hugging Face model id such as "
                        f"{DEFAULT_MODEL!r} (or None for the embedded default)")
+    hub = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
     try:
-        config = AutoConfig.from_pretrained(source)
+        config = AutoConfig.from_pretrained(source, **hub)
     except (OSError, ValueError) as err:
+        reason = " ".join(str(err).split())  # transformers' messages run over several lines; ours is one
         raise TPVError(
-            f"cannot load model {display_name!r}: {err}; pass a Hugging Face model id (online) or a local "
+            f"cannot load model {display_name!r}: {reason}; pass a Hugging Face model id (online) or a local "
             "folder holding config.json, or None for the embedded default"
         ) from err
     dtype = resolve_dtype(dtype, device)
@@ -101,8 +114,8 @@ def load_model(
     if attn_implementation is None and dtype == torch.bfloat16 and torch.device(device).type == "cpu":
         attn_implementation = "eager"
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    model = model_class.from_pretrained(source, dtype=dtype, **extra)
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = model_class.from_pretrained(source, dtype=dtype, **extra, **hub)
+    tokenizer = AutoTokenizer.from_pretrained(source, **hub)
     if name_or_path is None:
         # The cache folder's path means nothing elsewhere; vectors record this id as their base_model.
         model.config._name_or_path = DEFAULT_MODEL
@@ -110,7 +123,8 @@ def load_model(
         tokenizer.name_or_path = DEFAULT_MODEL
     if not config.is_encoder_decoder:
         _prepare_causal_tokenizer(tokenizer, model)
-    return model.to(device).eval(), tokenizer
+    # transformers wraps Module.to with functools.wraps, which typeshed types as unbound; the call is Module.to's.
+    return model.to(device).eval(), tokenizer  # type: ignore[arg-type]
 
 
 def _looks_like_a_path(source: str) -> bool:
@@ -163,7 +177,7 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     # transformers dequantises GGUF weights to plain float tensors at load but still tags the model as
     # "quantized with gguf", which save_pretrained refuses; drop the tag so a normal checkpoint is written.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # Module.__setattr__'s annotation, not this attribute's
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.config._name_or_path = DEFAULT_MODEL

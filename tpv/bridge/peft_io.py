@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import types
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -13,19 +13,23 @@ from tpv.core import _checks
 from tpv.core._io import PathLike, os_errors, read_json, read_safetensors
 from tpv.core.errors import TPVError
 from tpv.core.origin import Origin, base_model_name, input_embedding_weight, is_seq2seq
-from tpv.core.vector import BaseTaskPromptVector, combine
+from tpv.core.vector import BaseTaskPromptVector, Vector, combine
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel
 
 ORIGIN_FILENAME = "tpv_origin.safetensors"
 PROMPT_KEY = "prompt_embeddings"
 _ORIGINS_ATTR = "_tpv_origins"
 
 
-def get_prompt(peft_model, adapter_name: str = "default") -> torch.Tensor:
+def get_prompt(peft_model: PeftModel, adapter_name: str = "default") -> torch.Tensor:
     """A float32 copy of the soft prompt of ``adapter_name``, shape ``(virtual tokens × submodules, token_dim)``."""
     return _prompt_parameter(peft_model, adapter_name).detach().to(torch.float32).clone()
 
 
-def set_prompt(peft_model, prompt: torch.Tensor, adapter_name: str = "default") -> None:
+def set_prompt(peft_model: PeftModel, prompt: torch.Tensor, adapter_name: str = "default") -> None:
     """Overwrite the soft prompt of ``adapter_name`` in place.
 
     The copy happens under ``no_grad`` into the existing parameter, so an optimizer (or a Trainer) that already
@@ -44,14 +48,14 @@ def set_prompt(peft_model, prompt: torch.Tensor, adapter_name: str = "default") 
 
 
 def init_prompt_tuning(
-    model,
+    model: PreTrainedModel,
     vector: BaseTaskPromptVector | list | None = None,
     *,
     origin: Origin | torch.Tensor | PathLike | None = None,
     scale: float = 1.0,
     peft_config=None,
     adapter_name: str = "default",
-):
+) -> PeftModel:
     """A trainable ``PeftModel`` whose soft prompt is exactly ``origin + scale·vector``.
 
     Args:
@@ -96,7 +100,7 @@ def init_prompt_tuning(
     if vector is None:
         prompt = origin.tensor
     else:
-        items = vector if isinstance(vector, (list, tuple)) and not _is_pair(vector) else [vector]
+        items: list = list(vector) if isinstance(vector, (list, tuple)) and not _is_pair(vector) else [vector]
         prompt = combine(items).apply_to(origin, scale)
     if peft_config is None:
         peft_config = PromptTuningConfig(
@@ -147,7 +151,8 @@ def save_origins(peft_model, save_directory: PathLike, selected_adapters=None) -
         origin.save(folder / ORIGIN_FILENAME)
 
 
-def vector_from_peft(cls, model_or_folder, *, origin=None, task=None, adapter_name="default") -> BaseTaskPromptVector:
+def vector_from_peft(cls: type[Vector], model_or_folder, *, origin=None, task=None,
+                     adapter_name="default") -> Vector:
     if isinstance(model_or_folder, (str, os.PathLike)):
         folder = _adapter_folder(Path(model_or_folder), adapter_name)
         config, prompt = _read_adapter(folder)
@@ -326,9 +331,8 @@ def _as_origin(origin, model) -> Origin:
 
 
 def _is_pair(value) -> bool:
-    return isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], BaseTaskPromptVector) and not isinstance(
-        value[1], BaseTaskPromptVector
-    )
+    return (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], BaseTaskPromptVector)
+            and not isinstance(value[1], BaseTaskPromptVector))
 
 
 def _check_config(peft_config, origin: Origin) -> None:

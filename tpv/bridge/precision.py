@@ -29,7 +29,8 @@ import torch
 from tpv.core._io import atomic_write_text
 from tpv.core.errors import TPVError
 
-__all__ = ["DTYPE_NAMES", "DtypeChoice", "choose_dtype", "cpu_bf16_flags", "cpu_model", "hardware_summary", "resolve_dtype"]
+__all__ = ["DTYPE_NAMES", "DtypeChoice", "choose_dtype", "cpu_bf16_flags", "cpu_model", "hardware_summary",
+           "resolve_dtype"]
 
 DTYPE_NAMES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ENV_VAR = "TPV_DTYPE"

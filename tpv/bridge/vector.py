@@ -48,14 +48,21 @@ class TaskPromptVector(BaseTaskPromptVector):
 
     @classmethod
     def from_pretrained(cls, repo_id_or_folder: PathLike, *, revision: str | None = None,
-                        token: str | None = None) -> TaskPromptVector:
+                        token: str | bool | None = None, cache_dir: PathLike | None = None,
+                        local_files_only: bool = False, force_download: bool = False) -> TaskPromptVector:
         """Load a shared vector from a folder, a vector file or a Hugging Face Hub repo id.
+
+        The keyword arguments mean what they mean to ``transformers``' ``from_pretrained``; they are passed to
+        ``huggingface_hub.snapshot_download`` unchanged (see :func:`tpv.bridge.hub.vector_file`).
 
         Args:
             repo_id_or_folder: a folder written by :meth:`save_pretrained`, a ``*.tpv.safetensors`` file, or a
                 Hub repo id such as ``"user/sst2-smollm2-tpv"`` (downloaded with ``huggingface_hub``).
             revision: the Hub branch, tag or commit.
-            token: a Hub token for private repositories.
+            token: a Hub token for private repositories (default: the one saved by ``hf auth login``).
+            cache_dir: the Hub cache folder to use instead of huggingface_hub's default.
+            local_files_only: use only the Hub cache; never go to the network.
+            force_download: download again even when the cache holds the files.
 
         Example:
             >>> import tempfile
@@ -63,13 +70,18 @@ class TaskPromptVector(BaseTaskPromptVector):
             >>> TaskPromptVector.from_pretrained(folder).tasks
             {'sst2': 1.0}
         """
-        return cls.load(hub.vector_file(repo_id_or_folder, revision=revision, token=token))
+        return cls.load(hub.vector_file(repo_id_or_folder, revision=revision, token=token, cache_dir=cache_dir,
+                                        local_files_only=local_files_only, force_download=force_download))
 
-    def save_pretrained(self, folder: PathLike, scores: Mapping | None = None) -> Path:
-        """Write the vector and a model card into ``folder`` (see :func:`tpv.bridge.hub.save_pretrained`)."""
-        return hub.save_pretrained(self, folder, scores=scores)
+    def save_pretrained(self, folder: PathLike, scores: Mapping | None = None, **kwargs) -> Path:
+        """Write the vector and a model card into ``folder`` (see :func:`tpv.bridge.hub.save_pretrained`).
+
+        ``push_to_hub=True`` (with ``repo_id``, ``private``, ``token``) also uploads it, as in ``transformers``.
+        """
+        return hub.save_pretrained(self, folder, scores=scores, **kwargs)
 
     def push_to_hub(self, repo_id: str, scores: Mapping | None = None, private: bool = False,
-                    token: str | None = None) -> str:
+                    token: str | None = None, commit_message: str | None = None) -> str:
         """Upload the vector and its model card to the Hub; return the URL (see :func:`tpv.bridge.hub.push_to_hub`)."""
-        return hub.push_to_hub(self, repo_id, scores=scores, private=private, token=token)
+        return hub.push_to_hub(self, repo_id, scores=scores, private=private, token=token,
+                               commit_message=commit_message)

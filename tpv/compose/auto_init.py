@@ -16,15 +16,21 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from tpv.bridge.vector import TaskPromptVector
+from tpv.compose.selection import VECTOR_SUFFIX
 from tpv.core._io import atomic_write_text
 from tpv.core.errors import TPVError
 from tpv.core.origin import Origin, make_origin
-from tpv.compose.selection import VECTOR_SUFFIX
-from tpv.bridge.vector import TaskPromptVector
 from tpv.core.vector import combine
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from tpv.data import Task
 
 __all__ = ["InitPlan", "SourceScore", "auto_init", "load_sources"]
 
@@ -144,8 +150,8 @@ class InitPlan:
 
 
 def auto_init(
-    model,
-    tokenizer,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     task,
     sources="zoo",
     *,
@@ -200,9 +206,9 @@ def auto_init(
         >>> plan = auto_init(model, tokenizer, "imdb", sources="zoo", exclude=["imdb"])  # doctest: +SKIP
         >>> print(plan)  # doctest: +SKIP
     """
+    from tpv.bridge.peft_io import init_prompt_tuning, set_prompt
     from tpv.data.encoding import resolve_task
     from tpv.engine.evaluation import evaluate
-    from tpv.bridge.peft_io import init_prompt_tuning, set_prompt
 
     task = resolve_task(task)
     _check_options(k, max_k, grid, retrieval_steps, max_validation, batch_size, max_length)
@@ -221,7 +227,7 @@ def auto_init(
             )
     peft_model = init_prompt_tuning(model, origin=origin)
     cache: dict[bytes, float] = {}
-    length = {} if max_length is None else {"max_length": max_length}
+    length: dict[str, Any] = {} if max_length is None else {"max_length": max_length}
 
     def score(prompt: torch.Tensor) -> float:
         key = prompt.numpy().tobytes()
@@ -252,11 +258,11 @@ def auto_init(
             best = (value, n, float(scale))
     start_score, n, scale = best
     chosen = [row.source for row in table[:n]]
-    vector = combined[n] if chosen else None
-    set_prompt(peft_model, origin.tensor if vector is None else vector.apply_to(origin, scale))
+    start = combined[n] if chosen else None
+    set_prompt(peft_model, origin.tensor if start is None else start.apply_to(origin, scale))
     return InitPlan(task=task.name, metric=task.metric, table=table, chosen=chosen, scale=scale,
                     origin_score=origin_score, start_score=start_score, n_validation=len(examples), origin=origin,
-                    vector=vector, searched=searched, _peft_model=peft_model)
+                    vector=start, searched=searched, _peft_model=peft_model)
 
 
 def _combine(vectors: dict, method: str, options) -> TaskPromptVector:
@@ -355,10 +361,11 @@ def _check_options(k, max_k, grid, retrieval_steps, max_validation, batch_size, 
     except (TypeError, ValueError):
         raise TPVError(f"grid must be a list of numbers, e.g. {list(DEFAULT_GRID)}, got {grid!r}") from None
     if not values or any(not (value > 0) or value != value or value == float("inf") for value in values):
-        raise TPVError(f"grid must be non-empty positive finite λ values (λ=0 is the origin, always scored), got {grid!r}")
+        raise TPVError(f"grid must be non-empty positive finite λ values (λ=0 is the origin, always scored), "
+                       f"got {grid!r}")
 
 
-def _validation(task, validation, max_validation, data_dir) -> list:
+def _validation(task: Task, validation, max_validation, data_dir) -> list:
     from tpv.compose.search import _refuse_test_examples
     from tpv.data import load_split
 

@@ -12,10 +12,10 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
+from tpv.bridge.vector import TaskPromptVector
 from tpv.core._io import dumps
 from tpv.core.errors import TPVError
 from tpv.core.origin import Origin
-from tpv.bridge.vector import TaskPromptVector
 
 MergeResult = tuple[torch.Tensor, dict]
 
@@ -184,7 +184,10 @@ MERGE_METHODS: dict[str, Callable[..., MergeResult]] = {
 }
 
 
-# ---- building blocks: PEFT's merge_utils where it does the work, ours where it does not -------------------
+# ---- building blocks ----------------------------------------------------------------------------------------
+# The same arithmetic as PEFT's peft.utils.merge_utils (TIES: Yadav et al. 2023; DARE: Yu et al. 2023), written
+# here rather than called there: merge_utils is internal to PEFT (not its public API), so its signatures
+# may change under us. tests/test_merge.py checks these against PEFT's functions entry by entry.
 
 
 def _weighted_sum(tensors: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -202,7 +205,10 @@ def _random_drop(tensors: torch.Tensor, density: float, seed: int) -> torch.Tens
 def _magnitude_prune(tensor: torch.Tensor, density: float) -> torch.Tensor:
     if density >= 1.0:
         return tensor.clone()
-    return _peft_or_own("magnitude_based_pruning", _own_magnitude_prune, tensor.shape, tensor, density)
+    keep = int(density * tensor.numel())
+    mask = torch.zeros(tensor.numel(), dtype=torch.bool, device=tensor.device)
+    mask[tensor.abs().flatten().topk(keep).indices] = True
+    return tensor * mask.view(tensor.shape)
 
 
 def _elect_and_merge(tensors: torch.Tensor, weights: torch.Tensor, sign_method: str) -> torch.Tensor:
@@ -211,46 +217,16 @@ def _elect_and_merge(tensors: torch.Tensor, weights: torch.Tensor, sign_method: 
     # The sign is elected on the weighted tensors, so a vector merged with a negative weight votes with the
     # sign it contributes (PEFT elects before weighting; with positive weights and "total" both agree on sign).
     weighted = tensors * weights.view(-1, 1, 1)
-    mask = _peft_or_own("calculate_majority_sign_mask", _own_majority_sign_mask, tensors.shape, weighted, sign_method)
-    return _peft_or_own("disjoint_merge", _own_disjoint_merge, tensors.shape[1:], weighted, mask)
+    return _disjoint_merge(weighted, _majority_sign_mask(weighted, sign_method))
 
 
-def _peft_or_own(name: str, own: Callable, shape: torch.Size, *args) -> torch.Tensor:
-    function = _peft_merge_function(name)
-    if function is not None:
-        try:
-            result = function(*args)
-        except (TypeError, AttributeError, RuntimeError):
-            # peft.utils.merge_utils is internal and may change its signatures; ours computes the same thing.
-            result = None
-        if isinstance(result, torch.Tensor) and result.shape == shape:
-            return result
-    return own(*args)
-
-
-def _peft_merge_function(name: str) -> Callable | None:
-    try:
-        from peft.utils import merge_utils
-    except ImportError:
-        return None
-    function = getattr(merge_utils, name, None)
-    return function if callable(function) else None
-
-
-def _own_magnitude_prune(tensor: torch.Tensor, density: float) -> torch.Tensor:
-    keep = int(density * tensor.numel())
-    mask = torch.zeros(tensor.numel(), dtype=torch.bool, device=tensor.device)
-    mask[tensor.abs().flatten().topk(keep).indices] = True
-    return tensor * mask.view(tensor.shape)
-
-
-def _own_majority_sign_mask(tensors: torch.Tensor, method: str) -> torch.Tensor:
+def _majority_sign_mask(tensors: torch.Tensor, method: str) -> torch.Tensor:
     sign = tensors.sign()
     mass = tensors.sum(dim=0) if method == "total" else sign.sum(dim=0)
     return sign == torch.where(mass >= 0, 1.0, -1.0)
 
 
-def _own_disjoint_merge(tensors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def _disjoint_merge(tensors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (tensors * mask).sum(dim=0) / mask.sum(dim=0).clamp(min=1)
 
 

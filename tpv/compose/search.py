@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from tpv.bridge.peft_io import set_prompt
+from tpv.bridge.vector import TaskPromptVector
 from tpv.core.errors import TPVError
 from tpv.core.origin import Origin
-from tpv.bridge.peft_io import set_prompt
+from tpv.core.vector import combine
 from tpv.data import get_task, load_split
 from tpv.data.loading import data_dir_from_env
-from tpv.bridge.vector import TaskPromptVector
-from tpv.core.vector import combine
 
 ScoreFn = Callable[[torch.Tensor], "float | dict[str, float]"]
 AGGREGATES = {"mean": lambda values: float(np.mean(values)), "min": lambda values: float(np.min(values))}
@@ -76,12 +76,11 @@ def search_scale(
         raise TPVError(f"unknown aggregate {aggregate!r}; use one of {sorted(AGGREGATES)}")
     if not callable(score_fn):
         raise TPVError(f"score_fn must be callable (prompt → float or dict), got {type(score_fn).__name__}")
-    if not isinstance(vector, TaskPromptVector):
-        vector = combine(vector)
+    combined = vector if isinstance(vector, TaskPromptVector) else combine(vector)
     scales = _grid(np.arange(0, 1.05, 0.05) if grid is None else grid)
     curve = []
-    for scale in _progress(scales, progress, vector.name):
-        scores = _scores(score_fn(vector.apply_to(origin, scale)), scale)
+    for scale in _progress(scales, progress, combined.name):
+        scores = _scores(score_fn(combined.apply_to(origin, scale)), scale)
         curve.append((scale, AGGREGATES[aggregate](list(scores.values())), scores))
     # max() keeps the first maximum; ordering by (score, −λ) sends ties to the smaller λ whatever the grid order.
     best_scale, best_score, _ = max(curve, key=lambda point: (point[1], -point[0]))

@@ -6,8 +6,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from tpv.core.errors import TPVError
 from tpv.bridge.vector import TaskPromptVector
+from tpv.core.errors import TPVError
 
 VECTOR_SUFFIX = ".tpv.safetensors"
 

@@ -94,16 +94,16 @@ def file_metadata(path, tensors: dict, metadata: dict, file_format: str, key: st
     if tensor.dtype != torch.float32:
         raise TPVError(f"'{path}' stores {key!r} as {tensor.dtype}, but {file_format} files hold float32; {fix} "
                        "(or convert the tensor with .float() and save it again)")
-    sizes = {}
+    sizes: dict[str, int] = {}
     for name in ("num_virtual_tokens", "num_transformer_submodules", "token_dim"):
         text = metadata.get(name)
         if name == "token_dim" and text in (None, ""):
             continue  # files from before token_dim was recorded
         try:
-            sizes[name] = int(text)
-        except (TypeError, ValueError):
-            sizes[name] = text
-        if isinstance(sizes[name], str) or text is None or sizes[name] < 1:
+            sizes[name] = int(text) if text is not None else 0
+        except ValueError:
+            sizes[name] = 0
+        if sizes[name] < 1:
             raise TPVError(f"'{path}' has broken {file_format} metadata: {name}={text!r} is not an integer ≥ 1; {fix}")
     shape = tuple(tensor.shape)
     rows = sizes["num_virtual_tokens"] * sizes["num_transformer_submodules"]

@@ -145,7 +145,7 @@ def read_safetensors(path: PathLike, expected: str) -> tuple[dict[str, torch.Ten
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = dict(handle.metadata() or {})
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is not iterable)
     except PermissionError as error:
         raise TPVError(describe_os_error(error, path, "read")) from error
     except (SafetensorError, OSError, ValueError, TypeError, RuntimeError, OverflowError) as error:

@@ -58,7 +58,8 @@ class Origin:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.tensor.shape)
+        rows, dim = self.tensor.shape
+        return rows, dim
 
     @property
     def recipe(self) -> str:
@@ -94,13 +95,14 @@ class Origin:
             raise TPVError(f"'{path}' is not a tpv origin file: it is {describe_foreign_file(tensors, metadata)}")
         fix = "re-save the origin with tpv (Origin.save)"
         sizes = _checks.file_metadata(path, tensors, metadata, ORIGIN_FORMAT, "origin", fix)
-        seed = metadata.get("seed") or None
-        if seed is not None:
+        seed_text = metadata.get("seed") or None
+        seed = None
+        if seed_text is not None:
             try:
-                seed = int(seed)
+                seed = int(seed_text)
             except ValueError:
-                raise TPVError(f"'{path}' has broken {ORIGIN_FORMAT} metadata: seed={seed!r} is not an integer; "
-                               f"{fix}") from None
+                raise TPVError(f"'{path}' has broken {ORIGIN_FORMAT} metadata: seed={seed_text!r} is not an "
+                               f"integer; {fix}") from None
         try:
             return cls(
                 tensor=tensors["origin"], seed=seed, method=metadata.get("method", "captured"),
@@ -196,7 +198,8 @@ def paper_token_ids(index: int, rows: int, vocab_size: int) -> np.ndarray:
         True
     """
     if index < 0:
-        raise TPVError(f"the paper's origins are numbered from 0 (one stream, one origin after another); got seed={index}")
+        raise TPVError(f"the paper's origins are numbered from 0 (one stream, one origin after another); "
+                       f"got seed={index}")
     pool = min(PAPER_VOCAB_IDS, vocab_size)
     if rows > pool:
         raise TPVError(f"the paper's recipe draws {rows} distinct ids from the first {pool} vocabulary ids, which is "

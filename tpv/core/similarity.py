@@ -95,7 +95,7 @@ def _named_tensors(vectors) -> tuple[list[str], list[torch.Tensor]]:
             raise TPVError(f"item {name or position} is a {type(value).__name__}; pass TaskPromptVectors or tensors")
         names.append(str(name if name is not None else position))
         tensors.append(tensor)
-    bases = {getattr(value, "base_model", None) for _, value in items} - {None}
+    bases = {str(base) for _, value in items if (base := getattr(value, "base_model", None)) is not None}
     if len(bases) > 1:
         raise TPVError(f"cannot compare vectors of different base models {sorted(bases)}; soft prompts only compare "
                        "within one model's embedding space: pass vectors of one base model")

@@ -12,16 +12,20 @@ import math
 import numbers
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
 from tpv.core import _checks
+from tpv.core._checks import file_metadata
 from tpv.core._io import PathLike, atomic_save, describe_foreign_file, dumps, read_safetensors
 from tpv.core.errors import TPVError
-from tpv.core._checks import file_metadata
 from tpv.core.origin import Origin
 from tpv.core.provenance import join_merge_records, merge_record
 from tpv.core.similarity import prompt_cosine
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 VECTOR_FORMAT = "tpv/1"
 VECTOR_KEY = "task_prompt_vector"
@@ -36,7 +40,8 @@ class BaseTaskPromptVector:
 
     ``tensor`` has shape ``(num_virtual_tokens × num_transformer_submodules, token_dim)``, PEFT's own layout,
     and is always float32: float16/bfloat16 input converts exactly, float64 input is rounded to float32 (and
-    refused beyond its range); integer, bool, complex, empty and non-finite tensors are refused. ``tasks`` maps each task the vector expresses to its coefficient, so
+    refused beyond its range); integer, bool, complex, empty and non-finite tensors are refused. ``tasks`` maps
+    each task the vector expresses to its coefficient, so
     ``0.5 * a + b`` knows it is ``0.5·a + 1·b``. Every operation returns a new vector.
 
     Encoder-decoder models (``num_transformer_submodules=2``): PEFT prepends only the first
@@ -98,7 +103,7 @@ class BaseTaskPromptVector:
         *,
         base_model: str | None = None,
         task_type: str | None = None,
-    ) -> BaseTaskPromptVector:
+    ) -> Self:
         """Build ``task_prompt − origin`` (paper eq. 2).
 
         Args:
@@ -131,11 +136,12 @@ class BaseTaskPromptVector:
         )
 
     @classmethod
-    def load(cls, path: PathLike) -> BaseTaskPromptVector:
+    def load(cls, path: PathLike) -> Self:
         """Read a ``*.tpv.safetensors`` file written by :meth:`save`."""
         tensors, metadata = read_safetensors(path, "task prompt vector file")
         if metadata.get("format") != VECTOR_FORMAT and VECTOR_KEY not in tensors:
-            raise TPVError(f"'{path}' is not a task prompt vector file: it is {describe_foreign_file(tensors, metadata)}")
+            raise TPVError(f"'{path}' is not a task prompt vector file: it is "
+                           f"{describe_foreign_file(tensors, metadata)}")
         fields = file_metadata(path, tensors, metadata, VECTOR_FORMAT, VECTOR_KEY, "re-save the vector with tpv")
         try:
             tasks = json.loads(metadata.get("tasks", ""))
@@ -178,7 +184,8 @@ class BaseTaskPromptVector:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.tensor.shape)
+        rows, dim = self.tensor.shape
+        return rows, dim
 
     @property
     def token_dim(self) -> int:
@@ -253,7 +260,7 @@ class BaseTaskPromptVector:
         with torch.no_grad():
             return origin_tensor.float() + scale * self.tensor.to(origin_tensor.device)
 
-    def to(self, device: torch.device | str) -> BaseTaskPromptVector:
+    def to(self, device: torch.device | str) -> Self:
         """A copy on ``device``; vectors stay float32 so arithmetic is exact enough to compose many of them."""
         if isinstance(device, torch.dtype):
             raise TPVError(
@@ -269,22 +276,22 @@ class BaseTaskPromptVector:
 
     # ---- arithmetic ---------------------------------------------------------------------------------------
 
-    def __add__(self, other: BaseTaskPromptVector) -> BaseTaskPromptVector:
+    def __add__(self, other: BaseTaskPromptVector) -> Self:
         return self._combine(other, 1.0, "add")
 
-    def __radd__(self, other) -> BaseTaskPromptVector:
+    def __radd__(self, other) -> Self:
         # sum() starts from 0; accept exactly that and nothing else.
         if isinstance(other, numbers.Number) and not isinstance(other, bool) and other == 0:
             return self._replace(self.tensor, self.tasks)
         return self._combine(other, 1.0, "add")
 
-    def __sub__(self, other: BaseTaskPromptVector) -> BaseTaskPromptVector:
+    def __sub__(self, other: BaseTaskPromptVector) -> Self:
         return self._combine(other, -1.0, "subtract")
 
-    def __neg__(self) -> BaseTaskPromptVector:
+    def __neg__(self) -> Self:
         return self * -1.0
 
-    def __mul__(self, scale: float) -> BaseTaskPromptVector:
+    def __mul__(self, scale: float) -> Self:
         scale = _check_scale(scale, "multiply a vector by")
         with torch.no_grad():
             tensor = self.tensor * scale
@@ -295,13 +302,13 @@ class BaseTaskPromptVector:
 
     __rmul__ = __mul__
 
-    def __truediv__(self, divisor: float) -> BaseTaskPromptVector:
+    def __truediv__(self, divisor: float) -> Self:
         divisor = _check_scale(divisor, "divide a vector by")
         if divisor == 0:
             raise TPVError("cannot divide a task prompt vector by 0; pass a non-zero divisor")
         return self * (1.0 / divisor)
 
-    def _combine(self, other, sign: float, verb: str) -> BaseTaskPromptVector:
+    def _combine(self, other, sign: float, verb: str) -> Self:
         if not isinstance(other, BaseTaskPromptVector):
             raise TPVError(
                 f"cannot {verb} a {type(other).__name__} and a TaskPromptVector; both operands must be "
@@ -344,8 +351,8 @@ class BaseTaskPromptVector:
             )
         _check_same_base(self.base_model, other.base_model, f"{verb} vectors")
 
-    def _replace(self, tensor: torch.Tensor, tasks: Mapping[str, float], **changes) -> BaseTaskPromptVector:
-        fields = dict(
+    def _replace(self, tensor: torch.Tensor, tasks: Mapping[str, float], **changes) -> Self:
+        fields: dict[str, Any] = dict(
             num_virtual_tokens=self.num_virtual_tokens,
             num_transformer_submodules=self.num_transformer_submodules,
             base_model=self.base_model,
@@ -358,7 +365,10 @@ class BaseTaskPromptVector:
         return type(self)(tensor, tasks=tasks, **fields)
 
 
-def combine(vectors: Iterable[BaseTaskPromptVector | tuple[BaseTaskPromptVector, float]]) -> BaseTaskPromptVector:
+Vector = TypeVar("Vector", bound="BaseTaskPromptVector")
+
+
+def combine(vectors: Iterable[Vector | tuple[Vector, float]]) -> Vector:
     """The weighted sum of vectors given as vectors or ``(vector, weight)`` pairs (paper eq. 4).
 
     Example:
@@ -368,22 +378,25 @@ def combine(vectors: Iterable[BaseTaskPromptVector | tuple[BaseTaskPromptVector,
         BaseTaskPromptVector(1·a + 0.5·b, 1×2, base=None)
     """
     if isinstance(vectors, BaseTaskPromptVector):
-        vectors = [vectors]
+        vectors = [vectors]  # type: ignore[list-item]  # one vector given where a list is asked for
     if not isinstance(vectors, Iterable) or isinstance(vectors, (str, bytes, Mapping, torch.Tensor)):
         raise TPVError(f"combine takes a list of vectors or (vector, weight) pairs, got {vectors!r}")
     items = list(vectors)
     if not items:
         raise TPVError("cannot combine an empty list of vectors; pass at least one TaskPromptVector")
-    total = None
+    terms = []
     for item in items:
         if isinstance(item, tuple) and len(item) != 2:
             raise TPVError(f"cannot combine {item!r}: pairs are (vector, weight), got {len(item)} items")
         vector, weight = item if isinstance(item, tuple) else (item, 1.0)
         weight = _check_scale(weight, "combine a vector with weight")
         if not isinstance(vector, BaseTaskPromptVector):
-            raise TPVError(f"cannot combine a {type(vector).__name__}; pass TaskPromptVectors or (vector, weight) pairs")
-        term = vector * weight if weight != 1.0 else vector
-        total = term if total is None else total + term
+            raise TPVError(f"cannot combine a {type(vector).__name__}; "
+                           "pass TaskPromptVectors or (vector, weight) pairs")
+        terms.append(vector * weight if weight != 1.0 else vector)
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
     return total
 
 

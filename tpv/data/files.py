@@ -9,7 +9,6 @@ and the CLI accept its name. Its examples travel with it: ``load_split(task, "tr
 from __future__ import annotations
 
 import csv
-import json
 import os
 import random
 from collections.abc import Mapping, Sequence
@@ -203,11 +202,11 @@ def _cell(value: str):
 
 def _text_fields(text_fields, label_field, rows, found, where) -> tuple[str, ...]:
     if text_fields is None:
-        fields = [key for key in rows[0] if key != label_field and key.lower() not in _ID_FIELDS
-                  and isinstance(rows[0][key], str)]
-        if not fields:
+        detected = [key for key in rows[0] if key != label_field and key.lower() not in _ID_FIELDS
+                    and isinstance(rows[0][key], str)]
+        if not detected:
             raise TPVError(f"no text field found in {where} (fields: {found}); pass text_fields=")
-        return tuple(fields)
+        return tuple(detected)
     fields = (text_fields,) if isinstance(text_fields, str) else tuple(text_fields)
     missing = [f for f in fields if f not in rows[0]]
     if missing or not fields:
@@ -240,7 +239,8 @@ def _labels(values, labels, label_field, where):
     numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if len(numbers) != len(values):
         bad = next(v for v in values if v not in numbers)
-        raise TPVError(f"field {label_field!r} in {where} mixes label types (e.g. {bad!r}); use all words or all numbers")
+        raise TPVError(f"field {label_field!r} in {where} mixes label types (e.g. {bad!r}); "
+                       "use all words or all numbers")
     if all(float(v).is_integer() for v in numbers) and labels is not None:
         words = tuple(str(w) for w in labels)
         ids = sorted({int(v) for v in numbers})

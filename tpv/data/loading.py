@@ -43,8 +43,10 @@ def load_split(task: str | Task, split: str, data_dir: str | os.PathLike | None 
         >>> sorted(rows[0])
         ['label', 'sentence1', 'sentence2']
     """
+    from tpv.data.files import FileTask  # files reads JSON lines with this module's reader
+
     task = get_task(task)
-    if getattr(task, "data", None):
+    if isinstance(task, FileTask) and task.data:
         return task.split(split)  # a task made by Task.from_files carries its own examples
     if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
         raise TPVError(f"data_dir must be a folder path, got {data_dir!r}")
@@ -104,7 +106,8 @@ def _text(path: Path) -> str:
 
 def _read_table(path: Path, task: Task) -> list[dict]:
     try:
-        rows = list(csv.DictReader(io.StringIO(_text(path), newline=""), delimiter="\t" if path.suffix == ".tsv" else ","))
+        delimiter = "\t" if path.suffix == ".tsv" else ","
+        rows = list(csv.DictReader(io.StringIO(_text(path), newline=""), delimiter=delimiter))
     except csv.Error as err:
         raise TPVError(f"{path}: not a valid {path.suffix[1:].upper()} table ({err}); fix the file") from None
     # CSV cells are strings; labels become the numbers the task expects.

@@ -138,10 +138,11 @@ def register_task(task: Task | Mapping, *, overwrite: bool = False) -> Task:
         >>> _ = TASKS.pop("my_reviews")
     """
     if isinstance(task, Mapping):
+        fields = dict(task)
         try:
-            task = Task(**task)
+            task = Task(**fields)
         except TypeError as err:
-            raise TPVError(f"cannot build a Task from {dict(task)!r}: {err}") from err
+            raise TPVError(f"cannot build a Task from {fields!r}: {err}") from err
     if not isinstance(task, Task):
         raise TPVError(f"register_task takes a Task or a mapping of its fields, got {type(task).__name__}")
     if task.name in TASKS and not overwrite:

@@ -167,12 +167,13 @@ class Task:
 
     def label_id(self, value) -> int:
         """Validate a classification label and return it as an int id."""
-        ids = range(len(self.label_words))
+        words = self.label_words or ()
+        ids = range(len(words))
         if isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) in ids:
             return int(value)
         raise TPVError(
             f"task {self.name!r}: label {value!r} is outside the label set {list(ids)} "
-            f"({', '.join(f'{i}={w}' for i, w in enumerate(self.label_words))}); fix the data or the task's label_words"
+            f"({', '.join(f'{i}={w}' for i, w in enumerate(words))}); fix the data or the task's label_words"
         )
 
     def score_text(self, value) -> str:
@@ -180,7 +181,7 @@ class Task:
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise TPVError(f"task {self.name!r}: regression label {value!r} is not a finite number; fix the data")
         # As many decimals as the step has (0.2 -> 1), so targets read "3.8", not "3.8000000000000003".
-        decimals = max(0, -decimal.Decimal(str(self.regression_step)).as_tuple().exponent)
+        decimals = max(0, -int(decimal.Decimal(str(self.regression_step)).as_tuple().exponent))
         rounded = round(float(value) / self.regression_step) * self.regression_step
         return f"{rounded:.{decimals}f}"
 
@@ -197,13 +198,14 @@ class Task:
             (1, 3.8)
         """
         text = text.strip()
-        if self.label_words is not None:
+        words = self.label_words
+        if words is not None:
             if exact:
-                return next((i for i, word in enumerate(self.label_words) if text == word), -1)
+                return next((i for i, word in enumerate(words) if text == word), -1)
             lowered = text.lower()
             # Longest word first, so "not entailment" is not read as "entailment" and vice versa.
-            for i in sorted(range(len(self.label_words)), key=lambda i: -len(self.label_words[i])):
-                if lowered.startswith(self.label_words[i].lower()):
+            for i in sorted(range(len(words)), key=lambda i: -len(words[i])):
+                if lowered.startswith(words[i].lower()):
                     return i
             return -1
         if self.regression:

@@ -5,23 +5,36 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
-from tpv.data.encoding import DEFAULT_MAX_LENGTH, ENCODING_CACHE, Encoded, collate, is_seq2seq_model, length_sorted_batches, resolve_task
-from tpv.core.errors import TPVError
-from tpv.engine.metrics import compute_metric
 from tpv.bridge.peft_io import get_prompt, set_prompt
+from tpv.core.errors import TPVError
+from tpv.data import Task
+from tpv.data.encoding import (
+    DEFAULT_MAX_LENGTH,
+    ENCODING_CACHE,
+    Encoded,
+    collate,
+    is_seq2seq_model,
+    length_sorted_batches,
+    resolve_task,
+)
+from tpv.engine.metrics import compute_metric
 from tpv.engine.prefix import SHARED_PREFIX, choose_engine, generate_after_prefix, prompt_prefix
 from tpv.engine.scoring import label_word_logits, sequence_log_likelihoods
-from tpv.data import Task
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedTokenizerBase
 
 METHODS = ("rank", "generate")
 
 
 def evaluate(
-    peft_model,
-    tokenizer,
+    peft_model: PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
     task: str | Task,
     data: Sequence[dict],
     *,
@@ -88,11 +101,11 @@ def _score(task: Task, predictions: list, references: list, method: str, return_
     result: dict = {"n": len(references), "method": method}
     if task.is_classification:
         gold = [task.label_id(r) for r in references]
-        labels = list(range(task.num_labels))
+        labels = list(range(task.num_labels or 0))
         result["invalid"] = sum(p == -1 for p in predictions)
         result["accuracy"] = compute_metric("accuracy", predictions, gold)
-        result[task.metric] = compute_metric(task.metric, predictions, gold, labels=labels) if task.metric == "macro_f1" \
-            else compute_metric(task.metric, predictions, gold)
+        by_label = {"labels": labels} if task.metric == "macro_f1" else {}
+        result[task.metric] = compute_metric(task.metric, predictions, gold, **by_label)
         if task.num_labels == 2:
             # The official code's metric for binary tasks, beside the paper's macro-F1 (tpv.engine.metrics.binary_f1).
             result["binary_f1"] = compute_metric("binary_f1", predictions, gold)
@@ -141,7 +154,8 @@ def _rank(peft_model, tokenizer, task, encoded, batch_size, adapter_name, seq2se
 
 def label_token_ids(tokenizer, task: Task, seq2seq: bool) -> list[list[int]]:
     """Token ids of each label word as it appears as a target (after a space for causal LMs)."""
-    words = list(task.label_words) if seq2seq else [" " + w for w in task.label_words]
+    label_words = task.label_words or ()
+    words = list(label_words) if seq2seq else [" " + w for w in label_words]
     ids = tokenizer(words, add_special_tokens=False)["input_ids"]
     if any(not i for i in ids):
         raise TPVError(f"task {task.name!r}: a label word tokenises to nothing ({task.label_words}); change the words")
@@ -183,7 +197,7 @@ def _label_decided(tokenizer, task: Task, exact: bool = False):
     # parse_prediction reads the stripped text's start, longest label word first: once no longer label word can
     # still start the text, more tokens cannot change the label it maps to. An exact match also needs what
     # follows a complete label word (EOS, or text that makes the answer invalid), so it waits one token more.
-    words = [word.lower() for word in task.label_words]
+    words = [word.lower() for word in task.label_words or ()]
 
     def decided(row: int, new_ids: list[int]) -> bool:
         text = tokenizer.decode(new_ids, skip_special_tokens=True).strip().lower()

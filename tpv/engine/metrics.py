@@ -16,7 +16,8 @@ import numpy as np
 from tpv.core.errors import TPVError
 from tpv.data.task import NO_ANSWER
 
-__all__ = ["METRICS", "accuracy", "binary_f1", "compute_metric", "exact_match", "macro_f1", "pearson", "rouge_l", "squad_f1"]
+__all__ = ["METRICS", "accuracy", "binary_f1", "compute_metric", "exact_match", "macro_f1", "pearson", "rouge_l",
+           "squad_f1"]
 
 
 def accuracy(predictions: Sequence, references: Sequence) -> float:

@@ -16,11 +16,12 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from tpv.data.encoding import is_seq2seq_model
 from tpv.core.errors import TPVError
+from tpv.data.encoding import is_seq2seq_model
 
 SHARED_PREFIX = "shared_prefix"
 FULL = "full"
@@ -107,8 +108,9 @@ class PromptPrefix:
         for layer, (keys, values) in enumerate(self.keys_values):
             # `update` would concatenate onto an empty tensor and so copy every row; set the views directly.
             cache.update(keys[:, :, :0], values[:, :, :0], layer)
-            cache.layers[layer].keys = keys.expand(batch_size, -1, -1, -1)
-            cache.layers[layer].values = values.expand(batch_size, -1, -1, -1)
+            layer_cache: Any = cache.layers[layer]  # an attention layer's: it holds keys and values
+            layer_cache.keys = keys.expand(batch_size, -1, -1, -1)
+            layer_cache.values = values.expand(batch_size, -1, -1, -1)
         return cache
 
 
@@ -123,7 +125,8 @@ def prompt_prefix(peft_model, adapter_name: str = "default") -> PromptPrefix:
     cache = DynamicCache(config=base.config)
     mask = torch.ones(1, virtual, dtype=torch.long, device=embeds.device)
     _body_forward(base, inputs_embeds=embeds, attention_mask=mask, cache=cache)
-    return PromptPrefix(tuple((layer.keys, layer.values) for layer in cache.layers), virtual)
+    layers: list[Any] = list(cache.layers)  # attention layers' caches, each with keys and values
+    return PromptPrefix(tuple((layer.keys, layer.values) for layer in layers), virtual)
 
 
 def prefixed_hidden_states(peft_model, prefix: PromptPrefix, input_ids, attention_mask,

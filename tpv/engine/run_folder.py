@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -83,9 +84,7 @@ class RunLock:
 
 
 def _lock(fd: int) -> None:
-    try:
-        import fcntl
-    except ImportError:  # Windows
+    if sys.platform == "win32":
         import msvcrt
 
         try:
@@ -93,6 +92,8 @@ def _lock(fd: int) -> None:
         except OSError as error:
             raise BlockingIOError(str(error)) from None
         return
+    import fcntl
+
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
@@ -199,7 +200,7 @@ def _checkpoints(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     found = [p for p in folder.iterdir() if _CHECKPOINT.match(p.name) and p.is_dir()]
-    return sorted(found, key=lambda p: int(_CHECKPOINT.match(p.name).group(1)))
+    return sorted(found, key=lambda p: int(p.name.removeprefix("checkpoint-")))
 
 
 def mark_complete(checkpoint: Path, fingerprint: str) -> None:
@@ -230,9 +231,9 @@ def prune_checkpoints(folder: Path, limit: int | None, keep: list) -> None:
     """Delete the oldest checkpoints beyond ``limit``, never those in ``keep`` (the newest, the best)."""
     if not limit or limit < 1:
         return
-    keep = {Path(k).resolve() for k in keep if k}
+    kept = {Path(k).resolve() for k in keep if k}
     checkpoints = _checkpoints(folder)
-    others = [path for path in checkpoints if path.resolve() not in keep]
+    others = [path for path in checkpoints if path.resolve() not in kept]
     # Like Trainer: the limit counts the kept ones too, but never deletes them.
     for path in others[:max(0, len(checkpoints) - max(limit, len(checkpoints) - len(others)))]:
         remove_checkpoint(path)

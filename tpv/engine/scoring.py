@@ -4,8 +4,8 @@ The vocabulary projection is about a quarter of a small LM's forward FLOPs, yet 
 the few target tokens of each example. These functions run the frozen transformer body on
 ``[soft prompt; input]`` and apply the output embeddings to the scored positions alone (or, for ranking
 label words, to the label words' rows alone). Decoder-only models read the input after a shared prefix (the
-soft prompt's keys and values computed once, see :mod:`tpv.engine.prefix`) unless told otherwise. Models whose logits need
-extra processing (soft-capping, logit scaling) or encoder-decoder models use PEFT's own forward instead.
+soft prompt's keys and values computed once, see :mod:`tpv.engine.prefix`) unless told otherwise. Models whose
+logits need extra processing (soft-capping, logit scaling) or encoder-decoder models use PEFT's own forward instead.
 """
 
 from __future__ import annotations
@@ -14,7 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from tpv.data.encoding import IGNORE_INDEX, is_seq2seq_model
-from tpv.engine.prefix import SHARED_PREFIX, PromptPrefix, choose_engine, has_fast_path, prefixed_hidden_states, prompt_prefix
+from tpv.engine.prefix import (
+    SHARED_PREFIX,
+    PromptPrefix,
+    choose_engine,
+    has_fast_path,
+    prefixed_hidden_states,
+    prompt_prefix,
+)
 
 
 def prompt_config(peft_model, adapter_name: str = "default"):

@@ -8,6 +8,7 @@ and 50 tokens 0.89 in ~7.5 min (docs/benchmarks.md). Pass ``num_virtual_tokens=5
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import hashlib
@@ -18,26 +19,31 @@ import numbers
 import os
 import pickle
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from tpv.engine import run_folder
-from tpv.core._io import atomic_write_text, dumps
-from tpv.data.encoding import DEFAULT_MAX_LENGTH, Encoded, collate, encode_examples, is_seq2seq_model, resolve_task
-from tpv.core.errors import TPVError
-from tpv.engine.evaluation import evaluate
-from tpv.core.origin import Origin, make_origin
 from tpv.bridge.peft_io import ORIGIN_FILENAME, get_prompt, init_prompt_tuning, record_origin, recorded_origin
+from tpv.bridge.vector import TaskPromptVector
+from tpv.core._io import atomic_write_text, dumps
+from tpv.core.errors import TPVError
+from tpv.core.origin import Origin, make_origin
+from tpv.data import Task
+from tpv.data.encoding import DEFAULT_MAX_LENGTH, Encoded, collate, encode_examples, is_seq2seq_model, resolve_task
+from tpv.engine import run_folder
+from tpv.engine.evaluation import evaluate
 from tpv.engine.prefix import FULL, SHARED_PREFIX, choose_engine, has_fast_path, shared_prefix_obstacle
 from tpv.engine.scoring import prompt_tuning_loss
-from tpv.data import Task
-from tpv.bridge.vector import TaskPromptVector
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 DEFAULT_NUM_VIRTUAL_TOKENS = 20
 RESULT_FILENAME = run_folder.RESULT_FILENAME
@@ -67,8 +73,8 @@ class TrainResult:
     vector_path: Path | None = None
     # "shared_prefix" (the prompt's keys and values computed once per step) or "full" (see tpv.engine.prefix).
     engine: str | None = None
-    peft_model: object = field(default=None, repr=False, compare=False)
-    tokenizer: object = field(default=None, repr=False, compare=False)
+    peft_model: PeftModel | None = field(default=None, repr=False, compare=False)
+    tokenizer: PreTrainedTokenizerBase | None = field(default=None, repr=False, compare=False)
     task: Task | None = field(default=None, repr=False)
     max_length: int = DEFAULT_MAX_LENGTH
 
@@ -83,9 +89,12 @@ class TrainResult:
         Returns:
             ``evaluate``'s dict: the task's metric, ``accuracy`` where it applies, ``n``, ``method``.
         """
-        if self.peft_model is None:
+        if self.peft_model is None or self.tokenizer is None:
             raise TPVError("this TrainResult holds no model (it was built by hand or unpickled); rebuild one with "
                            "tpv.init_prompt_tuning(model, result.vector, origin=result.origin)")
+        if self.task is None:
+            raise TPVError("this TrainResult does not know its task; "
+                           "call tpv.engine.evaluation.evaluate(...) with the task")
         options.setdefault("max_length", self.max_length)
         return evaluate(self.peft_model, self.tokenizer, self.task, data, **options)
 
@@ -139,7 +148,8 @@ class OriginCallback(TrainerCallback):
 
 
 class PromptTuningTrainer(Trainer):
-    """A ``Trainer`` that computes the loss on target tokens only and evaluates with :func:`tpv.engine.evaluation.evaluate`."""
+    """A ``Trainer`` that computes the loss on target tokens only and evaluates with
+    :func:`tpv.engine.evaluation.evaluate`."""
 
     loss_is_scaled_for_ga = False  # our loss is a per-batch mean
 
@@ -254,9 +264,9 @@ def _evaluate_sharded(accelerator, model, tokenizer, task, examples, **kwargs) -
     rank, world = accelerator.process_index, accelerator.num_processes
     share = examples[rank::world]
     mine = evaluate(model, tokenizer, task, share, return_predictions=True, **kwargs)["predictions"] if share else []
-    gathered = [None] * world
+    gathered: list = [None] * world
     dist.all_gather_object(gathered, mine)
-    predictions = [None] * len(examples)
+    predictions: list = [None] * len(examples)
     for index, part in enumerate(gathered):
         predictions[index::world] = part
     method = kwargs.get("method", "rank") if task.is_classification else "generate"
@@ -285,8 +295,8 @@ class _Collator:
 
 
 def train_prompt(
-    model,
-    tokenizer,
+    model: PreTrainedModel | PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
     task: str | Task,
     origin: Origin | int | None,
     train_data: Sequence[dict],
@@ -327,13 +337,34 @@ def train_prompt(
 
     Args:
         model: a transformers model, or a PeftModel made by :func:`tpv.init_prompt_tuning`.
+        tokenizer: the model's tokenizer; it encodes the examples with the task's template.
+        task: a registered task name (e.g. ``"sst2"``) or a :class:`~tpv.data.Task`.
         origin: an :class:`Origin`, or an int seed for ``make_origin(model, num_virtual_tokens, seed)``.
         train_data, eval_data: lists of examples (dicts) of ``task``; eval data must be validation data.
-        progress: show a progress bar over steps (and evaluations) and print a one-line summary on stderr.
-        log_records: also print Trainer's raw log records (``{'loss': …}``) every ``logging_steps``.
-        training_args: extra ``TrainingArguments`` fields, which override ours.
+        output_dir: the run folder (created if needed); see above for what it holds.
+        max_steps: optimizer steps.
+        learning_rate: the peak learning rate (0.3, the paper's, for prompt tuning).
+        batch_size: examples per step and device (``per_device_train_batch_size``).
+        num_virtual_tokens: the soft prompt's length.
+        init_vector: start from ``origin + init_scale · vector`` instead of the origin: a vector, or a list of
+            vectors or ``(vector, weight)`` pairs, summed.
+        init_scale: λ applied to ``init_vector``.
+        weight_decay: AdamW's weight decay.
+        warmup_ratio: the fraction of ``max_steps`` spent warming the learning rate up (then it decays linearly).
+        eval_steps: evaluate (and save a checkpoint) every this many steps; by default five times per run.
+        eval_method: ``"rank"`` the label words or ``"generate"`` and parse the answer (see
+            :func:`tpv.engine.evaluation.evaluate`).
+        eval_batch_size: examples per batch when evaluating.
+        max_length: tokens kept per example, target included (longer inputs lose tokens; see :mod:`tpv.data.encoding`).
+        seed: Trainer's seed (data order, dropout); the origin has its own.
         resume: continue from the folder's last complete checkpoint (``False``: start again, same settings).
         overwrite: discard whatever run the folder holds (its checkpoints, adapter, vectors, records) first.
+        progress: show a progress bar over steps (and evaluations) and print a one-line summary on stderr.
+        log_records: also print Trainer's raw log records (``{'loss': …}``) every ``logging_steps``.
+        adapter_name: the PEFT adapter to train; other names save into ``output_dir/<adapter_name>``.
+        callbacks: extra ``transformers.TrainerCallback`` objects.
+        training_args: extra ``TrainingArguments`` fields, which override ours (``tpv train --training-arg``;
+            see :func:`parse_training_args`); all but ``output_dir``.
         shared_prefix: decoder-only models run the soft prompt once per step and every input against its keys
             and values (same loss and gradient, less work); None chooses that automatically where it applies,
             True insists, False runs ``[prompt; input]`` whole per row as PEFT does. ``TrainResult.engine``
@@ -359,7 +390,7 @@ def train_prompt(
     fingerprint = run_folder.fingerprint_of(settings)
 
     eval_every = eval_steps or max(1, max_steps // 5)
-    args = dict(
+    args: dict[str, Any] = dict(
         output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=batch_size,
         learning_rate=learning_rate, weight_decay=weight_decay, warmup_steps=int(warmup_ratio * max_steps),
         lr_scheduler_type="linear", logging_steps=max(1, min(10, max_steps // 10)), save_strategy="steps",
@@ -389,9 +420,11 @@ def train_prompt(
                           cached=True)
         encoded = encode_examples(tokenizer, task, train_data, seq2seq=seq2seq, max_length=max_length)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        engine = choose_engine(peft_model, shared_prefix, gradient_checkpointing=bool(args.get("gradient_checkpointing")))
-        obstacle = shared_prefix_obstacle(peft_model, bool(args.get("gradient_checkpointing")))
-        logger.info("prompt tuning engine: %s%s", engine, f" ({obstacle})" if engine != SHARED_PREFIX and obstacle else "")
+        checkpointing = bool(args.get("gradient_checkpointing"))
+        engine = choose_engine(peft_model, shared_prefix, gradient_checkpointing=checkpointing)
+        obstacle = shared_prefix_obstacle(peft_model, checkpointing)
+        logger.info("prompt tuning engine: %s%s", engine,
+                    f" ({obstacle})" if engine != SHARED_PREFIX and obstacle else "")
         trainer = PromptTuningTrainer(
             model=peft_model, args=arguments, train_dataset=_EncodedDataset(encoded),
             # Trainer insists on an eval_dataset when evaluating; our evaluate() reads the raw examples instead.
@@ -450,9 +483,65 @@ def check_training_inputs(task: str | Task, train_data, max_steps: int, batch_si
     return task
 
 
+def parse_training_args(pairs: Sequence[str], owned: Mapping[str, str] | None = None) -> dict:
+    """``KEY=VALUE`` strings (``tpv train --training-arg``) as ``TrainingArguments`` fields of the right types.
+
+    The values are converted by transformers' own ``HfArgumentParser``, the parser behind its example scripts'
+    command lines, so ``bf16=true``, ``report_to=tensorboard`` and ``gradient_accumulation_steps=4`` mean there
+    what they mean here.
+
+    Args:
+        pairs: strings such as ``"gradient_accumulation_steps=4"``.
+        owned: fields the caller sets through options of its own, mapped to those options' names; naming one
+            is refused with the option to use instead.
+
+    Example:
+        >>> parse_training_args(["gradient_accumulation_steps=4", "bf16=true", "report_to=tensorboard"])
+        {'gradient_accumulation_steps': 4, 'bf16': True, 'report_to': 'tensorboard'}
+    """
+    from transformers import HfArgumentParser
+
+    owned = {"output_dir": "train_prompt(output_dir=...)", **(owned or {})}
+    # HfArgumentParser types its argument as a NewType of Any that no class matches; any dataclass is accepted.
+    parser = HfArgumentParser(cast(Any, TrainingArguments), exit_on_error=False)
+    fields = {action.dest: action for action in parser._actions}
+    parsed: dict = {}
+    for pair in pairs:
+        key, equals, text = str(pair).partition("=")
+        key = key.strip().replace("-", "_")
+        example = "e.g. --training-arg gradient_accumulation_steps=4"
+        if not equals or not key:
+            raise TPVError(f"--training-arg takes KEY=VALUE, got {pair!r}; {example}")
+        if key in owned:
+            raise TPVError(f"--training-arg {key}=… sets what {owned[key]} sets; use {owned[key]} instead")
+        _check_training_field(key)
+        action = fields[key]
+        try:
+            # One field at a time, so the error names it; output_dir is the one field the parser requires.
+            namespace, _ = parser.parse_known_args(["--output_dir", "-", f"--{key}", *_values(action, text)])
+        except argparse.ArgumentError as error:
+            raise TPVError(f"--training-arg {key}={text!r} is not a valid value for TrainingArguments.{key} "
+                           f"({error.message}); {example}") from None
+        parsed[key] = getattr(namespace, key)
+    return parsed
+
+
+def _values(action, text: str) -> list[str]:
+    # Fields that take lists (report_to, …) take them comma-separated here, one --training-arg per field.
+    return [part.strip() for part in text.split(",")] if action.nargs in ("+", "*") else [text]
+
+
+def _check_training_field(key) -> None:
+    known = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+    if key not in known:
+        close = difflib.get_close_matches(str(key), sorted(known), n=3)
+        hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "see transformers.TrainingArguments"
+        raise TPVError(f"training_args has {key!r}, which is not a TrainingArguments field; {hint}")
+
+
 def _check_whole(name: str, value, minimum: int = 1, maximum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum \
-            or (maximum is not None and value > maximum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum \
+            or (maximum is not None and int(value) > maximum):
         bound = f"between {minimum} and {maximum}" if maximum is not None else f"≥ {minimum}"
         raise TPVError(f"{name} must be a whole number {bound}, got {value!r}; pass an int such as {name}={minimum}")
 
@@ -479,14 +568,10 @@ def _check_prompt_settings(num_virtual_tokens, init_scale, eval_steps, eval_meth
         return
     if not isinstance(training_args, dict):
         raise TPVError(f"training_args must be a dict of TrainingArguments fields, got {type(training_args).__name__}")
-    known = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
     for key in training_args:
         if key == "output_dir":
             raise TPVError("training_args may not set 'output_dir'; pass train_prompt(output_dir=...) instead")
-        if key not in known:
-            close = difflib.get_close_matches(str(key), sorted(known), n=3)
-            hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "see transformers.TrainingArguments"
-            raise TPVError(f"training_args has {key!r}, which is not a TrainingArguments field; {hint}")
+        _check_training_field(key)
 
 
 def _on_main_process(args: TrainingArguments, decide):
@@ -495,7 +580,7 @@ def _on_main_process(args: TrainingArguments, decide):
         return decide()
     import torch.distributed as dist
 
-    box = [None]
+    box: list = [None]
     if args.process_index == 0:
         try:
             box[0] = ("ok", decide())
@@ -516,7 +601,7 @@ def _barrier(args: TrainingArguments) -> None:
         dist.barrier()
 
 
-def _prepare(model, origin, num_virtual_tokens, init_vector, init_scale, adapter_name):
+def _prepare(model, origin, num_virtual_tokens, init_vector, init_scale, adapter_name) -> tuple[Any, Origin]:
     if hasattr(model, "peft_config"):
         recorded = recorded_origin(model, adapter_name)
         if isinstance(origin, Origin) or recorded is None:
@@ -537,15 +622,16 @@ def _finish(peft_model, origin, task, output_dir, adapter_name, history, metrics
             args) -> TrainResult:
     adapter_dir = output_dir if adapter_name == "default" else output_dir / adapter_name
     vector = TaskPromptVector.from_peft(peft_model, origin=origin, task=task.name, adapter_name=adapter_name)
+    vector_path = adapter_dir / f"{task.name}.tpv.safetensors"
     result = TrainResult(vector=vector, adapter_dir=adapter_dir, history=history, metrics=metrics, origin=origin,
-                         vector_path=adapter_dir / f"{task.name}.tpv.safetensors")
+                         vector_path=vector_path)
     if args.should_save:
         peft_model.save_pretrained(str(output_dir), selected_adapters=[adapter_name])
-        vector.save(result.vector_path)
+        vector.save(vector_path)
         # Written last: its presence is what makes the run finished.
         atomic_write_text(output_dir / RESULT_FILENAME, json.dumps({
             "fingerprint": fingerprint, "settings": settings, "task": task.name, "metrics": metrics,
-            "history": history, "vector": result.vector_path.name,
+            "history": history, "vector": vector_path.name,
             "adapter_dir": str(adapter_dir.relative_to(output_dir)),
         }, indent=1, default=str))
     _barrier(args)
@@ -601,7 +687,7 @@ def _callback_settings(callback) -> dict:
     otherwise only its class is recorded."""
     from transformers import EarlyStoppingCallback
 
-    described = {"class": f"{type(callback).__module__}.{type(callback).__qualname__}"}
+    described: dict[str, Any] = {"class": f"{type(callback).__module__}.{type(callback).__qualname__}"}
     if callable(getattr(callback, "tpv_settings", None)):
         described |= dict(callback.tpv_settings())
     elif isinstance(callback, EarlyStoppingCallback):

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from tpv.core._io import atomic_write_text
 from tpv.core.errors import TPVError
+from tpv.engine.run_folder import RunLock
 from tpv.experiments.config import PROFILES, STUDIES, TINY_MODEL, ExperimentConfig, load_config
 from tpv.experiments.lab import Lab
 from tpv.experiments.result import StudyResult
-from tpv.engine.run_folder import RunLock
 
 __all__ = ["PROFILES", "STUDIES", "ExperimentConfig", "StudyResult", "load_config", "reproduce"]
 
@@ -72,7 +72,7 @@ def reproduce(profile: str | os.PathLike | ExperimentConfig, studies=None, run_d
     speed = measure_speed(lab) if measure and config.model.name != TINY_MODEL else None
     items = build_plan(lab, speed)
     plan_text = format_plan(lab, items, speed)
-    summary = {"profile": config.name, "run_dir": str(folder), "output_dir": str(lab.output_dir),
+    summary: dict = {"profile": config.name, "run_dir": str(folder), "output_dir": str(lab.output_dir),
                "fingerprint": config.fingerprint(), "commit": git_commit(),
                "estimated_seconds": sum(item.seconds for item in items), "studies": {}}
     if dry_run:
@@ -105,11 +105,16 @@ def _run_studies(lab: Lab, config: ExperimentConfig, summary: dict, plan_text: s
     return summary
 
 
+def reproduce_command(profile: str, study: str | None = None) -> str:
+    """The ``tpv reproduce`` command line that results pages name as their source."""
+    return f"tpv reproduce {profile}" + (f" --study {study}" if study else "")
+
+
 def write_outputs(result: StudyResult, lab: Lab, seconds: float) -> list[Path]:
     """Markdown table, JSON (config, commit, summary, raw rows) and CSV of raw rows; figures are already written."""
     out = lab.output_dir
     config = lab.config
-    command = f"tpv reproduce {config.name}" + (f" --studies {result.name}" if len(config.studies) == 1 else "")
+    command = reproduce_command(config.name, result.name if len(config.studies) == 1 else None)
     header = [f"# {result.title}", "",
               f"Produced by `{command}` (profile `{config.name}`, protocol `{config.protocol.name}`, model "
               f"`{config.model.name}` in {lab.dtype} on {lab.device}: {lab.hardware}; git commit `{git_commit()}`, "

@@ -10,7 +10,14 @@ from collections.abc import Sequence
 import torch
 from transformers import TrainerCallback
 
-from tpv.data.encoding import DEFAULT_MAX_LENGTH, collate, encode_examples, is_seq2seq_model, length_sorted_batches
+from tpv.data.encoding import (
+    DEFAULT_MAX_LENGTH,
+    Encoded,
+    collate,
+    encode_examples,
+    is_seq2seq_model,
+    length_sorted_batches,
+)
 from tpv.engine.scoring import prompt_tuning_loss
 
 # The Trainer settings that make it keep the checkpoint with the lowest validation loss.
@@ -30,7 +37,7 @@ class ValidationLossCallback(TrainerCallback):
                  max_length: int = DEFAULT_MAX_LENGTH):
         self.tokenizer, self.task, self.examples = tokenizer, task, list(examples)
         self.batch_size, self.max_length = batch_size, max_length
-        self._encoded = None
+        self._encoded: list[Encoded] | None = None
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         if metrics is None or model is None:
@@ -44,16 +51,17 @@ class ValidationLossCallback(TrainerCallback):
         if self._encoded is None:
             self._encoded = encode_examples(self.tokenizer, self.task, self.examples, seq2seq=seq2seq,
                                             max_length=self.max_length)
+        encoded = self._encoded
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         device = next(peft_model.parameters()).device
         was_training = peft_model.training
         peft_model.eval()
         total = 0.0
         try:
-            for indices in length_sorted_batches([len(e.input_ids) for e in self._encoded], self.batch_size):
-                batch = collate([self._encoded[i] for i in indices], pad, seq2seq=seq2seq)
+            for indices in length_sorted_batches([len(e.input_ids) for e in encoded], self.batch_size):
+                batch = collate([encoded[i] for i in indices], pad, seq2seq=seq2seq)
                 batch = {k: v.to(device) for k, v in batch.items()}
                 total += float(prompt_tuning_loss(peft_model, batch)) * len(indices)
         finally:
             peft_model.train(was_training)
-        return total / len(self._encoded)
+        return total / len(encoded)

@@ -101,7 +101,8 @@ class ModelConfig:
         return self.device
 
     def resolved_dtype(self) -> str:
-        """The dtype name the run uses here: ``"auto"`` resolved for this machine's device (``tpv.bridge.precision``)."""
+        """The dtype name the run uses here: ``"auto"`` resolved for this machine's device
+        (``tpv.bridge.precision``)."""
         from tpv.bridge.precision import resolve_dtype
 
         return str(resolve_dtype(self.dtype, self.resolved_device())).removeprefix("torch.")
@@ -183,7 +184,8 @@ class ProtocolConfig:
                 _fail(f"protocol.{key}", getattr(self, key), f"use one of {list(allowed)}")
         if not isinstance(self.scoring, list) or not self.scoring or any(m not in SCORING for m in self.scoring) \
                 or len(set(self.scoring)) != len(self.scoring):
-            _fail("protocol.scoring", self.scoring, f"use a non-empty list from {list(SCORING)}; the first fills the tables")
+            _fail("protocol.scoring", self.scoring,
+                  f"use a non-empty list from {list(SCORING)}; the first fills the tables")
         _positive_int("protocol.max_new_tokens", self.max_new_tokens)
 
 
@@ -323,7 +325,8 @@ class TransferConfig:
         if self.attention_learning_rate != 0:
             _positive_float("transfer.attention_learning_rate", self.attention_learning_rate)
         if not isinstance(self.scale_grid, list) or not self.scale_grid or any(
-                isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) for x in self.scale_grid):
+                isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x)
+                for x in self.scale_grid):
             _fail("transfer.scale_grid", self.scale_grid, "use a non-empty list of finite numbers, e.g. [0.5, 1.0]")
 
 
@@ -360,8 +363,8 @@ class ExperimentConfig:
             _fail("studies", self.studies, f"use a non-empty list from {list(STUDIES)}")
         if not isinstance(self.output_dir, str):
             _fail("output_dir", self.output_dir, "use a folder path as a string, or '' for the run folder")
-        for key, cls in (("protocol", ProtocolConfig), ("model", ModelConfig), ("data", DataConfig), ("prompt", PromptConfig),
-                         ("source", SourceConfig), ("transfer", TransferConfig)):
+        for key, cls in (("protocol", ProtocolConfig), ("model", ModelConfig), ("data", DataConfig),
+                         ("prompt", PromptConfig), ("source", SourceConfig), ("transfer", TransferConfig)):
             value = getattr(self, key)
             if isinstance(value, dict):
                 setattr(self, key, _build(cls, value, key))

@@ -1,4 +1,5 @@
-"""Figures of the studies not covered by ``tpv.experiments.plots``: a value heatmap and few-shot curves (matplotlib, lazy)."""
+"""Figures of the studies not covered by ``tpv.experiments.plots``: a value heatmap and few-shot curves
+(matplotlib, imported lazily)."""
 
 from __future__ import annotations
 
@@ -45,8 +46,8 @@ def plot_curves(shots: list[int], curves: dict[str, tuple[list[float], list[floa
     """One line per method: mean over origins with a ± std band, against the number of shots."""
     figure = _figure(5.5, 3.8)
     axes = figure.add_subplot()
-    for name, (means, stds) in curves.items():
-        means, stds = np.asarray(means, dtype=float), np.nan_to_num(np.asarray(stds, dtype=float))
+    for name, (mean_list, std_list) in curves.items():
+        means, stds = np.asarray(mean_list, dtype=float), np.nan_to_num(np.asarray(std_list, dtype=float))
         axes.plot(shots, means, marker="o", label=name)
         axes.fill_between(shots, means - stds, means + stds, alpha=0.15)
     if min(shots) > 0:

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import torch
 
-from tpv.core.errors import TPVError
-from tpv.experiments.config import TINY_MODEL, ExperimentConfig
-from tpv.experiments.store import ScoreStore
 from tpv.data import get_task, load_split
 from tpv.data.shots import few_shot
+from tpv.experiments.config import TINY_MODEL, ExperimentConfig
+from tpv.experiments.store import ScoreStore
 
 # Training-set sizes of the full datasets (Hugging Face versions the paper used), for mixing in proportion to
 # size as the paper does: the local subsets are capped at 2000 examples, so their own sizes say nothing.
@@ -34,6 +33,7 @@ class Lab:
         self.progress = progress
         self.store = ScoreStore(self.run_dir / "scores.json")
         self.trained = 0  # training runs actually executed (not loaded from cache) in this process
+        self.output_dir = self.run_dir / "results"  # where results pages go; reproduce() may point elsewhere
         self._model = self._tokenizer = self._eval_model = self._attempt_base = None
         self._origins: dict = {}
         self._data: dict = {}
@@ -146,7 +146,9 @@ class Lab:
         from tpv.engine.training import RESULT_FILENAME, train_prompt
 
         prompt = self.config.prompt
-        extra_args, callbacks, eval_data, eval_steps = {"save_total_limit": 1}, [], None, None
+        extra_args: dict[str, object] = {"save_total_limit": 1}
+        callbacks: list = []
+        eval_data, eval_steps = None, None
         if checkpoint and checkpoint[0]:
             examples, every, metric = checkpoint
             eval_data = self.data(get_task(task).name, "validation")[:examples]
@@ -191,12 +193,13 @@ class Lab:
 
     def multi_vector(self, sources: list[str], seed: int):
         """SPoT-multi: one prompt tuned on the mixture of the sources' training data."""
-        from tpv.compose.baselines.spot import mix_tasks, mixture_task
+        from tpv.compose.baselines.spot import mixture_task
 
         key = ("multi", tuple(sources), seed)
         if key not in self._vectors:
             data = self.mixture(sources, seed)
-            self._vectors[key] = self.train(mixture_task(sources), seed, data, f"spot_multi/{'+'.join(sources)}/seed{seed}",
+            folder = f"spot_multi/{'+'.join(sources)}/seed{seed}"
+            self._vectors[key] = self.train(mixture_task(sources), seed, data, folder,
                                             steps=self.config.transfer.multi_steps)
         return self._vectors[key]
 
@@ -264,7 +267,7 @@ class Lab:
 
     def score_fields(self, task: str, prompt_id: str, prompt_fn, split: str = "test") -> dict:
         """:meth:`evaluated` for the soft prompt that ``prompt_fn()`` builds (built once, only when not cached)."""
-        built = []
+        built: list = []
 
         def run(method):
             from tpv.engine.evaluation import evaluate

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from tpv.experiments.config import ExperimentConfig
 from tpv.data import get_task
+from tpv.experiments.config import ExperimentConfig
 
 REFERENCE_TOKENS = 64
 CHARS_PER_TOKEN = 4
@@ -66,8 +66,8 @@ def measure_speed(lab, repeats: int = 3) -> Speed:
     The batch is ``prompt.batch_size`` random sequences of 64 tokens, soft prompt included: the reference length
     that :func:`build_plan` scales per task.
     """
-    from tpv.data.encoding import Encoded, collate, is_seq2seq_model
     from tpv.bridge.peft_io import init_prompt_tuning
+    from tpv.data.encoding import Encoded, collate, is_seq2seq_model
     from tpv.engine.scoring import prompt_tuning_loss
 
     config = lab.config
@@ -183,7 +183,8 @@ def build_plan(lab, speed: Speed | None = None) -> list[PlanItem]:
             add(study, "train ATTEMPT on the sources' mixture",
                 [(f.sources[0], transfer.multi_steps, 0) for f in families for _ in seeds])
         targets = [t for f in families for t in f.targets]
-        per_target = {t: sum(len(f.sources) if m == "spot" else 1 for m in methods) for f in families for t in f.targets}
+        per_target = {t: sum(len(f.sources) if m == "spot" else 1 for m in methods)
+                      for f in families for t in f.targets}
         if "sum_search" in methods:
             add(study, "λ search for the sum on the target's validation set",
                 [(t, 0, grid * min(val, _split_size(lab, t, "validation"))) for t in targets for _ in seeds])
@@ -225,7 +226,8 @@ def format_plan(lab, items: list[PlanItem], speed: Speed | None = None) -> str:
     total = sum(item.seconds for item in items)
     steps = sum(item.steps for item in items)
     lines += ["", f"total: {steps} training steps, {sum(i.examples for i in items)} scored examples, estimated "
-              f"{_duration(total)} at {speed.seconds_per_step:.3g} s/step and {speed.seconds_per_example:.3g} s/example "
+              f"{_duration(total)} at {speed.seconds_per_step:.3g} s/step and "
+              f"{speed.seconds_per_example:.3g} s/example "
               f"for 64-token sequences ({speed.source})",
               f"already cached in the run folder: {len(lab.store)} scores (cached work is skipped and costs ~0)"]
     return "\n".join(lines)

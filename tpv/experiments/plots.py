@@ -54,7 +54,7 @@ def plot_similarity(
     axes.set_xticks(range(size), labels=list(names), rotation=45, ha="right")
     axes.set_yticks(range(size), labels=list(names))
     # White text on the darker half of the colour map keeps every value readable.
-    threshold = (image.norm.vmin + image.norm.vmax) / 2
+    threshold = (min(0.0, float(values.min())) + 1.0) / 2  # the middle of the colour scale (vmin, vmax)
     for row in range(size):
         for column in range(size):
             value = values[row, column]

@@ -65,7 +65,7 @@ class ScoreStore:
 _SAMPLED_BYTES = 1 << 22  # 4 MiB from each end of a weight file: changed weights change these, at no real cost
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def model_fingerprint(name: str) -> str:
     """A short hash of a model's files: config and weight files (size, head and tail bytes).
 

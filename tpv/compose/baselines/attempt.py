@@ -29,17 +29,27 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tpv.core._io import atomic_save, atomic_write_text, read_safetensors
-from tpv.data.encoding import DEFAULT_MAX_LENGTH, ENCODING_CACHE, IGNORE_INDEX, Encoded, collate, encode_examples, \
-    is_seq2seq_model, length_sorted_batches, resolve_task
 from tpv.core.errors import TPVError
-from tpv.engine.evaluation import _score, label_token_ids
 from tpv.data import Task
+from tpv.data.encoding import (
+    DEFAULT_MAX_LENGTH,
+    ENCODING_CACHE,
+    IGNORE_INDEX,
+    Encoded,
+    collate,
+    encode_examples,
+    is_seq2seq_model,
+    length_sorted_batches,
+    resolve_task,
+)
+from tpv.engine.evaluation import _score, label_token_ids
 from tpv.engine.training import check_training_inputs
 
 __all__ = ["VARIANTS", "Attempt", "train_attempt"]
@@ -47,7 +57,7 @@ __all__ = ["VARIANTS", "Attempt", "train_attempt"]
 STATE_FILENAME = "attempt.safetensors"
 RESULT_FILENAME = "attempt.json"
 # Per variant: how prompt keys are pooled, the default bottleneck (None: the prompt's rows), biases, LayerNorm.
-VARIANTS = {
+VARIANTS: dict[str, dict[str, Any]] = {
     "reference": {"key_pooling": "max", "bottleneck": None, "bias": False, "train_norm": False},
     "tpv": {"key_pooling": "mean", "bottleneck": 64, "bias": True, "train_norm": True},
 }
@@ -77,6 +87,8 @@ class Attempt(nn.Module):
         >>> weights.shape, round(float(weights.sum()), 5), attempt.down.out_features
         (torch.Size([1, 3]), 1.0, 4)
     """
+
+    source_prompts: torch.Tensor  # a buffer: (sources, virtual tokens, hidden), frozen
 
     def __init__(self, model, source_prompts: Mapping[str, torch.Tensor], target_prompt: torch.Tensor | None = None,
                  *, variant: str = "reference", bottleneck: int | None = None, temperature: float | None = None,
@@ -262,7 +274,8 @@ class Attempt(nn.Module):
             width = max(len(ids) for ids in inputs)
             # Left padding for causal LMs: generation appends at the right end of every row.
             rows = [([pad] * (width - len(ids)) + list(ids), [0] * (width - len(ids)) + [1] * len(ids))
-                    if not self.seq2seq else (list(ids) + [pad] * (width - len(ids)), [1] * len(ids) + [0] * (width - len(ids)))
+                    if not self.seq2seq
+                    else (list(ids) + [pad] * (width - len(ids)), [1] * len(ids) + [0] * (width - len(ids)))
                     for ids in inputs]
             ids = torch.tensor([r[0] for r in rows], device=device)
             mask = torch.tensor([r[1] for r in rows], device=device)

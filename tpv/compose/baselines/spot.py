@@ -57,9 +57,10 @@ def mix_tasks(data_by_task: Mapping[str, Sequence[dict]], proportions: str = "eq
             share = min(share, max(1, total // len(names)))
         counts = dict.fromkeys(names, share)
     else:
-        target = sizes
+        target: dict[str, float] = dict(sizes)
         if weights is not None:
-            missing = [name for name in names if not (isinstance(weights.get(name), (int, float)) and weights[name] > 0)]
+            missing = [name for name in names
+                       if not (isinstance(weights.get(name), (int, float)) and weights[name] > 0)]
             if missing:
                 raise TPVError(f"weights lack a positive size for {missing}; pass {{task: size}} for every task")
             # The largest multiple of the weights that every subset can supply.
@@ -67,7 +68,7 @@ def mix_tasks(data_by_task: Mapping[str, Sequence[dict]], proportions: str = "eq
             target = {name: weights[name] * factor for name in names}
         scale = 1.0 if total is None else min(1.0, total / sum(target.values()))
         counts = {name: min(sizes[name], max(1, round(target[name] * scale))) for name in names}
-    mixed = []
+    mixed: list[dict] = []
     for name in names:
         # A seeded sample rather than the head, so subsets sorted by label are not taken one-sided.
         chosen = rng.sample(range(sizes[name]), counts[name])

@@ -18,9 +18,9 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from tpv.bridge.vector import TaskPromptVector
 from tpv.core.errors import TPVError
 from tpv.core.origin import Origin
-from tpv.bridge.vector import TaskPromptVector
 
 __all__ = ["ZOO_DIR", "ZooTable", "available", "load", "manifest", "origin", "pending", "vectors"]
 

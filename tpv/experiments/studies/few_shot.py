@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from tpv.experiments.result import StudyResult, markdown_table, progress_bar
-from tpv.experiments.studies.transfer import label, methods, transfer_fields
 from tpv.experiments.stats import mean_std
+from tpv.experiments.studies.transfer import label, methods, transfer_fields
 
 TITLE = "Few-shot curves (§4.4, Figure 4)"
 
@@ -14,7 +14,10 @@ def run(lab, progress: bool = True) -> StudyResult:
 
     config = lab.config
     shots = config.transfer.curve_shots
-    rows, sections, figures, summary = [], [], [], {}
+    rows: list[dict] = []
+    sections: list[str] = []
+    figures: list = []
+    summary: dict = {}
     jobs = [(f, t) for f in config.transfer.families for t in f.targets]
     for family, target in progress_bar(jobs, progress, "few-shot curves"):
         curves, body = {}, []

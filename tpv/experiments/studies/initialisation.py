@@ -7,10 +7,10 @@ significant difference. The λ of every sum row is published per origin in the r
 
 from __future__ import annotations
 
-from tpv.experiments.result import StudyResult, markdown_table, progress_bar
-from tpv.experiments.studies.transfer import label, methods, transfer_fields
-from tpv.experiments.stats import format_cell, mean_std, ttest
 from tpv.data import get_task
+from tpv.experiments.result import StudyResult, markdown_table, progress_bar
+from tpv.experiments.stats import format_cell, mean_std, ttest
+from tpv.experiments.studies.transfer import label, methods, transfer_fields
 
 TITLE = "Initialisation for new tasks (§4.3, Table 2)"
 
@@ -19,7 +19,9 @@ def run(lab, progress: bool = True) -> StudyResult:
     config = lab.config
     shots = config.transfer.shots
     secondary = config.protocol.scoring[1:]
-    rows, sections, summary = [], [], {}
+    rows: list[dict] = []
+    sections: list[str] = []
+    summary: dict = {}
     jobs = [(f, t) for f in config.transfer.families for t in f.targets]
     for family, target in progress_bar(jobs, progress, "initialisation"):
         for method in methods(lab, family):
@@ -57,10 +59,11 @@ def run(lab, progress: bool = True) -> StudyResult:
     checkpoint = (f"the best of every {config.transfer.checkpoint_every} steps by validation "
                   f"{config.transfer.checkpoint_metric} on {config.transfer.checkpoint_examples} held examples"
                   if config.transfer.checkpoint_examples else "the last step")
+    shots_drawn = "the same for every origin" if config.protocol.shot_draw == "per_target" else "drawn per origin"
     notes = [f"Test macro F1 ×100 scored by {scoring}" + (" (greedy generation, exact match; [x % invalid] = "
              "answers that match no label, counted wrong)" if scoring == "generate" else "")
              + f", mean ± std over origins {config.seeds} (protocol `{config.protocol.name}`); k shots = prompt "
-             f"tuning on k stratified training examples ({'the same for every origin' if config.protocol.shot_draw == 'per_target' else 'drawn per origin'}) "
+             f"tuning on k stratified training examples ({shots_drawn}) "
              f"for {config.transfer.steps} steps, keeping {checkpoint}. ",
              "`*`: the best initialisation of a target differs from the runner-up (two-sample Student's t-test "
              f"over origins, Bonferroni over {n_targets} targets), as the paper's Table 2. Binary F1 = F1 of the "
@@ -72,7 +75,7 @@ def run(lab, progress: bool = True) -> StudyResult:
 def _significance(rows, target, shots, n_targets, summary) -> dict:
     marks = {}
     for k in shots:
-        by_method = {}
+        by_method: dict = {}
         for r in rows:
             if r["target"] == target and r["shots"] == k:
                 by_method.setdefault(r["method"], []).append(r["score"])

@@ -34,7 +34,8 @@ def run(lab, progress: bool = True) -> StudyResult:
             for j in seeds:
                 if j != i:
                     fields = lab.score_fields(task, f"source:{task}@{i}+origin{j}",
-                                              lambda i=i, j=j: lab.source_vector(task, i).apply_to(lab.origin(j)))
+                                              lambda task=task, i=i, j=j: lab.source_vector(task, i).apply_to(
+                                                  lab.origin(j)))
                     rows.append({"task": task, "vector_seed": i, "origin_seed": j, "kind": "mixed", **fields})
     body, summary = [], {}
     for task in tasks + ["avg"]:
@@ -55,7 +56,8 @@ def run(lab, progress: bool = True) -> StudyResult:
                          "p_bonferroni": test.p_value, "significant": test.significant}
     table = markdown_table(["Task", "Original", "Mixed", "Δ"], body)
     notes = [f"Scores ×100 (macro F1; Pearson for STS-B; scored by {config.protocol.scoring[0]}, protocol "
-             f"`{config.protocol.name}`; invalid answers and binary F1 per row in the CSV/JSON) on the test subsets; {len(seeds)} origins "
+             f"`{config.protocol.name}`; invalid answers and binary F1 per row in the CSV/JSON) on the test subsets; "
+             f"{len(seeds)} origins "
              f"(seeds {seeds}); original: mean ± std over origins; mixed: over the {len(seeds) * (len(seeds) - 1)} "
              f"(vector origin, other origin) pairs; * = p < 0.05 after Bonferroni over {len(tasks)} tasks."]
     return StudyResult("origin_independence", TITLE, table, rows, summary, notes=notes)

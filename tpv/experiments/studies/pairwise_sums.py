@@ -13,8 +13,8 @@ import itertools
 import numpy as np
 
 from tpv.experiments.result import StudyResult, markdown_table, progress_bar
-from tpv.experiments.studies.origin_independence import original_score
 from tpv.experiments.stats import mean_std
+from tpv.experiments.studies.origin_independence import original_score
 
 TITLE = "Pairwise sums of task prompt vectors (§4.3, Figure 3)"
 
@@ -32,7 +32,8 @@ def run(lab, progress: bool = True) -> StudyResult:
             scale = lab.search_scale(f"sum:{a}+{b}", vectors, i, [a, b])
             for task in (a, b):
                 fields = lab.score_fields(task, f"sum:{a}+{b}@{i}x{scale}",
-                                          lambda i=i, scale=scale, vectors=vectors: sum(vectors()).apply_to(lab.origin(i), scale))
+                                          lambda i=i, scale=scale, vectors=vectors:
+                                              sum(vectors()).apply_to(lab.origin(i), scale))
                 score, own = fields["score"], original_score(lab, task, i)
                 rows.append({"pair": f"{a}+{b}", "task": task, "other": b if task == a else a, "seed": i,
                              "scale": scale, **fields, "own_score": own,

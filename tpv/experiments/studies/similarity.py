@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tpv.experiments.result import StudyResult, markdown_table, progress_bar
 from tpv.core.similarity import prompt_cosine
+from tpv.experiments.result import StudyResult, markdown_table, progress_bar
 
 TITLE = "Similarity of task prompts and task prompt vectors (§4.2, Figure 2)"
 
@@ -42,7 +42,8 @@ def run(lab, progress: bool = True) -> StudyResult:
         summary[kind] = {"tasks": tasks, "matrix": matrix.tolist()}
         label = kind.replace("_", " ")
         tables.append(f"**{label}** (cosine, mean-pooled, averaged over origin pairs i ≠ j)\n\n"
-                      + markdown_table(["", *tasks], [[t, *(f"{v:.2f}" for v in matrix[r])] for r, t in enumerate(tasks)]))
+                      + markdown_table(["", *tasks],
+                                       [[t, *(f"{v:.2f}" for v in matrix[r])] for r, t in enumerate(tasks)]))
         figures.append(plot_similarity(tasks, matrix, lab.output_dir / f"similarity_{kind}.png",
                                        title=f"Cosine similarity of {label}"))
     return StudyResult("similarity", TITLE, "\n\n".join(tables), rows, summary, figures)

@@ -53,7 +53,8 @@ def transfer_fields(lab, family: Family, target: str, method: str, shots: int, s
         tuned = lab.train(target, seed, lab.shots(target, shots, seed),
                           f"transfer/{target}/{method.replace(':', '_')}/seed{seed}/shots{shots}",
                           steps=transfer.steps, init_vector=vectors, init_scale=init_scale,
-                          checkpoint=(transfer.checkpoint_examples, transfer.checkpoint_every, transfer.checkpoint_metric))
+                          checkpoint=(transfer.checkpoint_examples, transfer.checkpoint_every,
+                                      transfer.checkpoint_metric))
         return tuned.apply_to(lab.origin(seed))
 
     return {**lab.score_fields(target, key, prompt), **scale}
@@ -96,7 +97,8 @@ def _attempt_runner(lab, family, target, shots, seed):
             if shots:
                 # k-shot training sees the target's shots only (ATTEMPT's single-task setting).
                 lab._train_attempt(module, get_task(target), lab.shots(target, shots, seed),
-                                   f"transfer/{target}/attempt/seed{seed}/shots{shots}", lab.config.transfer.steps, seed)
+                                   f"transfer/{target}/attempt/seed{seed}/shots{shots}", lab.config.transfer.steps,
+                                   seed)
             modules.append(module)
         protocol = lab.config.protocol
         return modules[0].evaluate(lab.tokenizer, target, lab.data(target, "test"), method=method,
