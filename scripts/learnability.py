@@ -57,6 +57,7 @@ PERMUTATIONS = 2000
 ALPHA = 0.01
 MIN_MARGIN = 0.05  # macro-F1 above the no-skill level, on the held validation examples
 BOOTSTRAP = 1000
+ANSWER_TOKENS = 8  # generation budget (regression tasks); classification stops once its label is decided
 
 
 def main(argv=None) -> None:
@@ -131,11 +132,12 @@ def run(model, tokenizer, task_name: str, tokens: int, lr: float, args) -> dict:
         if scores.get("vector_sha") == _sha(result.vector_path):
             return scores
     peft_model = result.peft_model
-    tuned = evaluate(peft_model, tokenizer, task, held, return_predictions=True, max_length=args.max_length)
+    # Regression answers are a number such as "3.2": a few tokens; an untrained prompt may never end its text.
+    scoring = dict(max_length=args.max_length, max_new_tokens=ANSWER_TOKENS)
+    tuned = evaluate(peft_model, tokenizer, task, held, return_predictions=True, **scoring)
     untrained = evaluate(peft_model, tokenizer, task, held, prompt=origin.tensor.to(_dtype(peft_model)),
-                         return_predictions=True, max_length=args.max_length)
-    step0 = evaluate(peft_model, tokenizer, task, selection, prompt=origin.tensor.to(_dtype(peft_model)),
-                     max_length=args.max_length)
+                         return_predictions=True, **scoring)
+    step0 = evaluate(peft_model, tokenizer, task, selection, prompt=origin.tensor.to(_dtype(peft_model)), **scoring)
     statistic = metric_of(task)
     gold = [task.label_id(e[task.label_key]) if task.is_classification else float(e[task.label_key]) for e in held]
     predicted = _numeric(tuned["predictions"])
