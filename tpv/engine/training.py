@@ -386,7 +386,9 @@ def train_prompt(
         warmup_ratio=warmup_ratio, eval_steps=eval_steps, eval_method=eval_method, max_length=max_length,
         seed=seed, training_args=training_args or {}))
     if callbacks:  # only when given, so that runs without callbacks keep their fingerprint
-        settings["callbacks"] = [_callback_settings(callback) for callback in callbacks]
+        recorded = [described for described in map(_callback_settings, callbacks) if described]
+        if recorded:
+            settings["callbacks"] = recorded
     fingerprint = run_folder.fingerprint_of(settings)
 
     eval_every = eval_steps or max(1, max_steps // 5)
@@ -682,17 +684,19 @@ def _settings(peft_model, task, origin, train_data, eval_data, init_vector, init
 
 
 def _callback_settings(callback) -> dict:
-    """What a callback changes about a run: an early stop changes which steps run, so it is part of the run's
-    identity. A callback of the user's may say so with a ``tpv_settings()`` method returning plain values;
-    otherwise only its class is recorded."""
+    """What a callback changes about a run, or ``{}`` when it changes nothing that is kept. An early stop changes
+    which steps run, so it is part of the run's identity; a callback of the user's that changes training says
+    so with a ``tpv_settings()`` method returning plain values. Others (logging, progress, a test's kill switch)
+    are left out, so that a run resumed without them is still the same run."""
     from transformers import EarlyStoppingCallback
 
     described: dict[str, Any] = {"class": f"{type(callback).__module__}.{type(callback).__qualname__}"}
     if callable(getattr(callback, "tpv_settings", None)):
-        described |= dict(callback.tpv_settings())
-    elif isinstance(callback, EarlyStoppingCallback):
-        described |= {"patience": callback.early_stopping_patience, "threshold": callback.early_stopping_threshold}
-    return described
+        return described | dict(callback.tpv_settings())
+    if isinstance(callback, EarlyStoppingCallback):
+        return described | {"patience": callback.early_stopping_patience,
+                             "threshold": callback.early_stopping_threshold}
+    return {}
 
 
 def _digest(items) -> str:

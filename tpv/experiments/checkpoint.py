@@ -39,6 +39,10 @@ class ValidationLossCallback(TrainerCallback):
         self.batch_size, self.max_length = batch_size, max_length
         self._encoded: list[Encoded] | None = None
 
+    def tpv_settings(self) -> dict:
+        """Judging checkpoints by this loss changes which one a run keeps: part of the run's identity."""
+        return {"metric": "eval_loss", "examples": len(self.examples), "max_length": self.max_length}
+
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         if metrics is None or model is None:
             return
