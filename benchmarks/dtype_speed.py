@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from tpv.bridge.precision import _measure_gflops, choose_dtype, hardware_summary
+from tpv.bridge.precision import choose_dtype, hardware_summary, measure_gflops
 
 
 def main(argv=None) -> None:
@@ -27,7 +27,7 @@ def main(argv=None) -> None:
     parser.add_argument("--length", type=int, default=128, help="tokens per sequence (default: %(default)s)")
     args = parser.parse_args(argv)
     print(f"hardware: {hardware_summary()}")
-    bf16, fp32 = _measure_gflops(torch.bfloat16), _measure_gflops(torch.float32)
+    bf16, fp32 = measure_gflops(torch.bfloat16), measure_gflops(torch.float32)
     print(f"matmul 256×576 @ 576×1536: bfloat16 {bf16:.0f} GFLOP/s, float32 {fp32:.0f} GFLOP/s, "
           f"ratio {bf16 / fp32:.2f}×")
     if args.steps > 0:

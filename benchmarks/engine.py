@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 
 from tpv import init_prompt_tuning, make_origin
-from tpv.data.encoding import collate, encode_examples, length_sorted_batches
-from tpv.engine.evaluation import evaluate, label_token_ids
 from tpv.bridge.precision import hardware_summary
 from tpv.data import get_task, load_split
-from tpv.engine import training as tpv_training
+from tpv.data.encoding import collate, encode_examples, length_sorted_batches, pad_token_id
+from tpv.engine.evaluation import evaluate, label_token_ids
+from tpv.engine.training import train_prompt
 
 REPO = Path(__file__).resolve().parents[1]
 NOTES_MARKER = "<!-- notes: kept across reruns -->"
@@ -100,10 +100,8 @@ def _load(args):
         from tpv.bridge.models import load_model
 
         return load_model(dtype=args.dtype)
-    sys.path.insert(0, str(REPO / "tests"))
-    from conftest import TINY_MODELS  # the test fixtures double as the smoke model
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     # Characters as tokens: real text stays meaningful without training a tokenizer, and fits the tiny vocab.
     vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, **{chr(c): c - 28 for c in range(32, 127)}}
@@ -111,7 +109,11 @@ def _load(args):
     backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), "isolated")
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>",
                                         eos_token="</s>", unk_token="<unk>")
-    return TINY_MODELS["llama"](), tokenizer
+    torch.manual_seed(0)
+    # The test suite's tiny Llama (tests/conftest.py), random, so the smoke run takes seconds.
+    config = LlamaConfig(vocab_size=128, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1, max_position_embeddings=256, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    return LlamaForCausalLM(config).eval(), tokenizer
 
 
 def _warm_up(model, tokenizer, task, origin, train) -> None:
@@ -121,23 +123,44 @@ def _warm_up(model, tokenizer, task, origin, train) -> None:
     peft_model(**batch).loss.backward()
 
 
+class _BatchRecorder:
+    """The examples of every batch ``train_prompt`` trains on, read off the token ids the model embeds (a PyTorch
+    forward pre-hook on the input embeddings, so train_prompt itself runs untouched)."""
+
+    def __init__(self, model, encoded, pad: int):
+        self.by_tokens: dict = {}
+        for example in encoded:
+            self.by_tokens.setdefault(example.input_ids + example.target_ids, example)
+        self.pad, self.batches = pad, []
+        self.handle = model.get_input_embeddings().register_forward_pre_hook(self._record)
+
+    def _record(self, module, args) -> None:
+        self.batches.append([self._example(row) for row in args[0].tolist()])
+
+    def _example(self, row: list[int]):
+        # Rows are right-padded; where pad is EOS the real sequence ends in one, so try the lengths from the
+        # unpadded one up.
+        end = len(row)
+        while end and row[end - 1] == self.pad:
+            end -= 1
+        for length in range(end, len(row) + 1):
+            example = self.by_tokens.get(tuple(row[:length]))
+            if example is not None:
+                return example
+        raise RuntimeError(f"a training row matches no training example: {row}")
+
+
 def _time_ours(model, tokenizer, task, origin, train, val, args, tmp: Path) -> dict:
-    recorded: list = []
-    original_call = tpv_training._Collator.__call__
-
-    def recording_call(self, items):
-        recorded.append([item["encoded"] for item in items])
-        return original_call(self, items)
-
-    tpv_training._Collator.__call__ = recording_call
+    recorder = _BatchRecorder(model, encode_examples(tokenizer, task, train, seq2seq=False), pad_token_id(tokenizer))
     try:
         start = time.perf_counter()
-        result = tpv_training.train_prompt(
+        result = train_prompt(
             model, tokenizer, task, origin, train, output_dir=tmp / "ours", max_steps=args.steps,
             batch_size=args.batch_size, progress=False, training_args={"save_strategy": "no", "logging_steps": args.steps})
         elapsed = time.perf_counter() - start
     finally:
-        tpv_training._Collator.__call__ = original_call
+        recorder.handle.remove()
+    recorded = recorder.batches
     train_seconds = result.metrics["train_runtime"]
     peft_model = init_prompt_tuning(model, result.vector, origin=origin)
     score = evaluate(peft_model, tokenizer, task, val, batch_size=32)[task.metric]
@@ -153,7 +176,7 @@ def _time_recipe(model, tokenizer, task, origin, train, val, args) -> dict:
     from transformers import Trainer, TrainingArguments, default_data_collator
 
     max_length = args.recipe_max_length
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_token_id(tokenizer)
     rows = []
     for example in encode_examples(tokenizer, task, train, seq2seq=False, max_length=max_length):
         ids = list(example.input_ids + example.target_ids)[-max_length:]
@@ -338,7 +361,7 @@ def _time_engine_steps(model, tokenizer, task, origin, train, args) -> dict:
     from tpv.engine.scoring import prompt_tuning_loss
 
     peft_model = init_prompt_tuning(model, origin=origin)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_token_id(tokenizer)
     prompt = peft_model.prompt_encoder["default"].embedding.weight
 
     def shared(batch):
@@ -399,7 +422,7 @@ def _time_engine_rank(model, tokenizer, task, origin, val, args) -> dict:
     evaluate(peft_model, tokenizer, task, val[:8], batch_size=args.batch_size)  # one-off costs off the clock
     first = torch.tensor([ids[0] for ids in label_token_ids(tokenizer, task, False)])
     encoded = encode_examples(tokenizer, task, val, seq2seq=False)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_token_id(tokenizer)
     batches = [collate([encoded[i] for i in b], pad, seq2seq=False, with_targets=False)
                for b in length_sorted_batches([len(e.input_ids) for e in encoded], args.batch_size)]
     predictions = {}
@@ -440,7 +463,7 @@ def _engine_quality(model, tokenizer, task, origin, train, val, args) -> dict:
     out = {}
     for name, flag in (("shared_prefix", True), ("full", False)):
         with tempfile.TemporaryDirectory() as tmp:
-            result = tpv_training.train_prompt(
+            result = train_prompt(
                 model, tokenizer, task, origin, train, output_dir=Path(tmp) / name, max_steps=args.quality_steps,
                 batch_size=args.batch_size, num_virtual_tokens=origin.num_virtual_tokens, progress=False,
                 shared_prefix=flag, training_args={"save_strategy": "no", "logging_steps": args.quality_steps})

@@ -542,7 +542,7 @@ def test_stale_model_cache_conversions_are_removed(tmp_path, monkeypatch):
     (leftover / "sub" / "model.safetensors").write_bytes(b"x" * 100)
     old = time.time() - STALE_TEMP_SECONDS - 60
     os.utime(leftover, (old, old))
-    monkeypatch.setattr(models, "_find_gguf", lambda: (_ for _ in ()).throw(TPVError("no gguf here")))
+    monkeypatch.setattr(models, "default_gguf_path", lambda: (_ for _ in ()).throw(TPVError("no gguf here")))
     with pytest.raises(TPVError, match="no gguf here"):
         models.default_model_path()
     assert not leftover.exists()

@@ -180,3 +180,35 @@ def test_attempt_errors(make_tiny_model):
         Attempt(model, {}, torch.zeros(4, 16))
     with pytest.raises(TPVError, match="unknown ATTEMPT variant 'mean'"):
         Attempt(model, {"a": torch.zeros(4, 16)}, variant="mean")
+
+
+@pytest.mark.parametrize("kind", ["llama", "t5"])
+def test_attempt_scores_as_the_engine_does_for_the_same_effective_prompt(make_tiny_model, word_tokenizer, toy_task,
+                                                                         kind):
+    from tpv import Origin, init_prompt_tuning
+    from tpv.engine.evaluation import evaluate
+    from tpv.engine.scoring import label_word_logits, prompt_tuning_loss
+
+    # With every prompt equal to q, each input's instance prompt is q + (Σ_j a_j) q = 2q whatever the weights:
+    # one fixed prompt, which a PEFT adapter on the same LM can hold too.
+    torch.manual_seed(0)
+    q = torch.randn(4, 16) * 0.5
+    attempt = Attempt(make_tiny_model(kind), {"a": q, "b": q}, q, variant="tpv", bottleneck=8)
+    inputs = _toy_batch(word_tokenizer, toy_task, 8, seq2seq=kind == "t5", with_targets=False)
+    torch.testing.assert_close(attempt.instance_prompts(inputs["input_ids"], inputs["attention_mask"]),
+                               (2 * q).expand(8, -1, -1))
+    peft_model = init_prompt_tuning(make_tiny_model(kind), origin=Origin(2 * q, num_virtual_tokens=4))
+    batch = _toy_batch(word_tokenizer, toy_task, 8, seq2seq=kind == "t5")
+    torch.testing.assert_close(attempt.loss(batch), prompt_tuning_loss(peft_model, batch), rtol=1e-5, atol=1e-6)
+    labels = torch.tensor(word_tokenizer.convert_tokens_to_ids(["negative", "positive"]))
+    with torch.no_grad():
+        torch.testing.assert_close(label_word_logits(attempt, inputs["input_ids"], inputs["attention_mask"], labels),
+                                   label_word_logits(peft_model, inputs["input_ids"], inputs["attention_mask"], labels),
+                                   rtol=1e-5, atol=1e-5)
+    data = toy_examples(16, seed=3)
+    for method in ("rank", "generate"):
+        ours = attempt.evaluate(word_tokenizer, toy_task, data, method=method, max_new_tokens=3, batch_size=5,
+                                return_predictions=True)
+        engine = evaluate(peft_model, word_tokenizer, toy_task, data, method=method, max_new_tokens=3, batch_size=5,
+                          return_predictions=True)
+        assert ours == engine

@@ -43,7 +43,7 @@ def test_default_dtype_is_the_auto_choice(faster, make_tiny_model, tmp_path, mon
     monkeypatch.setenv("TPV_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(tpv.bridge.precision, "_cpuinfo", lambda: "model name: Test CPU\nflags: avx512_bf16\n")
     speeds = {"bfloat16": 200.0, "float32": 100.0} if faster == "bfloat16" else {"bfloat16": 5.0, "float32": 100.0}
-    monkeypatch.setattr(tpv.bridge.precision, "_measure_gflops", lambda dtype, *a, **k: speeds[str(dtype)[6:]])
+    monkeypatch.setattr(tpv.bridge.precision, "measure_gflops", lambda dtype, *a, **k: speeds[str(dtype)[6:]])
     model, _ = load_model(folder)
     assert model.dtype == getattr(torch, faster)
     model, _ = load_model(folder, dtype="float32")

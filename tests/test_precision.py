@@ -29,7 +29,7 @@ def cpu(monkeypatch, tmp_path):
     monkeypatch.setenv("TPV_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("TPV_DTYPE", raising=False)
     monkeypatch.setattr(precision, "_cpuinfo", lambda: FakeCPU.info)
-    monkeypatch.setattr(precision, "_measure_gflops", measure)
+    monkeypatch.setattr(precision, "measure_gflops", measure)
     monkeypatch.setattr(precision, "_announced", set())
     FakeCPU.measured = []
     return FakeCPU
@@ -114,4 +114,4 @@ def test_unknown_names_are_refused_with_the_choices(cpu, monkeypatch):
 
 def test_real_measurement_returns_positive_speeds():
     # Tiny shapes: checks the timing loop itself, not this machine's speed.
-    assert precision._measure_gflops(torch.float32, (8, 16, 16), budget_s=0.001) > 0
+    assert precision.measure_gflops(torch.float32, (8, 16, 16), budget_s=0.001) > 0

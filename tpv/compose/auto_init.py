@@ -25,6 +25,7 @@ from tpv.compose.selection import VECTOR_SUFFIX
 from tpv.core._io import atomic_write_text
 from tpv.core.errors import TPVError
 from tpv.core.origin import Origin, make_origin
+from tpv.core.progress import progress_bar
 from tpv.core.vector import combine
 
 if TYPE_CHECKING:
@@ -238,8 +239,9 @@ def auto_init(
         return cache[key]
 
     origin_score = score(origin.tensor)
-    scores = {name: score(vector.apply_to(origin)) for name, vector in _bar(candidates.items(), progress,
-                                                                            f"scoring sources on {task.name}")}
+    scores = {name: score(vector.apply_to(origin)) for name, vector in progress_bar(candidates.items(), progress,
+                                                                            f"scoring sources on {task.name}",
+                                                                            unit="prompt", leave=True)}
     cosines = _cosines(model, tokenizer, task, train, examples, origin, candidates, retrieval_steps, progress,
                        peft_model) if retrieval_steps else {}
     table = sorted((SourceScore(name, scores[name], cosines.get(name)) for name in candidates),
@@ -250,7 +252,7 @@ def auto_init(
     trials = [(n, scale) for n in ks for scale in grid]
     combined = {n: _combine({row.source: candidates[row.source] for row in table[:n]}, merge_method, merge_options)
                 for n in ks}
-    for n, scale in _bar(trials, progress, "searching k and λ"):
+    for n, scale in progress_bar(trials, progress, "searching k and λ", unit="prompt", leave=True):
         value = score(combined[n].apply_to(origin, scale))
         searched.append((n, float(scale), value))
         # Strictly better only: ties keep the smaller k and λ, and the origin beats an equal combination.
@@ -366,7 +368,7 @@ def _check_options(k, max_k, grid, retrieval_steps, max_validation, batch_size, 
 
 
 def _validation(task: Task, validation, max_validation, data_dir) -> list:
-    from tpv.compose.search import _refuse_test_examples
+    from tpv.compose.search import refuse_test_examples
     from tpv.data import load_split
 
     if validation is None:
@@ -385,7 +387,7 @@ def _validation(task: Task, validation, max_validation, data_dir) -> list:
 
     if TASKS.get(task.name) is task:
         # A λ and k chosen on test examples would make every later test score optimistic.
-        _refuse_test_examples(task.name, examples, data_dir)
+        refuse_test_examples(task.name, examples, data_dir)
     return examples
 
 
@@ -413,12 +415,3 @@ def _cosines(model, tokenizer, task, train, examples, origin, candidates, steps,
         result = train_prompt(peft_model, tokenizer, task, None, list(train), output_dir=folder, max_steps=steps,
                               progress=progress, training_args={"save_strategy": "no"})
     return {name: result.vector.cosine(vector) for name, vector in candidates.items()}
-
-
-def _bar(items, enabled: bool, desc: str):
-    items = list(items)
-    if not enabled:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, unit="prompt")

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 
 from tpv.bridge.vector import TaskPromptVector
+from tpv.core import _checks
 from tpv.core._io import dumps
 from tpv.core.errors import TPVError
 from tpv.core.origin import Origin
@@ -57,7 +58,7 @@ def merge(
     coefficients = _weights(weights, names)
     first = items[0]
     for other in items[1:]:
-        first._check_compatible(other, "merge")
+        _checks.compatible_vectors(first, other, "merge")
     stacked = torch.stack([v.tensor.to(first.device) for v in items])
     weight_tensor = torch.tensor(coefficients, dtype=torch.float32, device=first.device)
     tensor, used = MERGE_METHODS[method](stacked, weight_tensor, **options)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,9 +17,11 @@ from tpv.bridge.peft_io import set_prompt
 from tpv.bridge.vector import TaskPromptVector
 from tpv.core.errors import TPVError
 from tpv.core.origin import Origin
+from tpv.core.progress import progress_bar
 from tpv.core.vector import combine
 from tpv.data import get_task, load_split
 from tpv.data.loading import data_dir_from_env
+from tpv.engine.evaluation import evaluate
 
 ScoreFn = Callable[[torch.Tensor], "float | dict[str, float]"]
 AGGREGATES = {"mean": lambda values: float(np.mean(values)), "min": lambda values: float(np.min(values))}
@@ -79,7 +81,7 @@ def search_scale(
     combined = vector if isinstance(vector, TaskPromptVector) else combine(vector)
     scales = _grid(np.arange(0, 1.05, 0.05) if grid is None else grid)
     curve = []
-    for scale in _progress(scales, progress, combined.name):
+    for scale in progress_bar(scales, progress, f"λ search ({combined.name})", unit="λ", leave=True):
         scores = _scores(score_fn(combined.apply_to(origin, scale)), scale)
         curve.append((scale, AGGREGATES[aggregate](list(scores.values())), scores))
     # max() keeps the first maximum; ordering by (score, −λ) sends ties to the smaller λ whatever the grid order.
@@ -144,18 +146,16 @@ def evaluation_score_fn(
                     f"'{SEARCH_SPLIT}' split only, so test scores stay unbiased: pass 'validation'"
                 )
             examples = validation_data(task.name, data_dir)
-        data[task.name] = _refuse_test_examples(task.name, list(examples), data_dir)
+        data[task.name] = refuse_test_examples(task.name, list(examples), data_dir)
 
-    lengths = {"max_length": max_length} if max_length is not None else {}
+    lengths: dict[str, Any] = {"max_length": max_length} if max_length is not None else {}
 
     def score_fn(prompt: torch.Tensor) -> dict[str, float]:
-        # The engine sits beside this module's caller, not below it at import time; import it when scoring.
-        evaluation = importlib.import_module("tpv.engine.evaluation")
         set_prompt(peft_model, prompt, adapter_name)
         scores = {}
         for task_name, examples in data.items():
             metric = get_task(task_name).metric
-            result = evaluation.evaluate(
+            result = evaluate(
                 peft_model, tokenizer, task_name, examples, method=method, batch_size=batch_size,
                 progress=progress, **lengths
             )
@@ -185,7 +185,9 @@ def validation_data(task: str, data_dir: str | os.PathLike | None = None) -> lis
     return load_split(task, SEARCH_SPLIT, data_dir)
 
 
-def _refuse_test_examples(task: str, examples: list, data_dir) -> list:
+def refuse_test_examples(task: str, examples: list, data_dir: str | os.PathLike | None = None) -> list:
+    """``examples`` unchanged, or one TPVError when any of them is in ``task``'s local test split (or there are
+    none): what keeps a λ or source search from seeing test data."""
     if not examples:
         raise TPVError(f"no validation examples for task {task!r}; pass validation_data({task!r})")
     folder = data_dir if data_dir is not None else data_dir_from_env()
@@ -233,11 +235,3 @@ def _scores(value, scale: float) -> dict[str, float]:
                 f"score_fn returned {score!r} for {name!r} at λ={scale}; scores must be finite numbers"
             )
     return {str(name): float(score) for name, score in scores.items()}
-
-
-def _progress(scales: list[float], enabled: bool, name: str):
-    if not enabled:
-        return scales
-    from tqdm.auto import tqdm
-
-    return tqdm(scales, desc=f"λ search ({name})", unit="λ")

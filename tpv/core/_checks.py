@@ -115,3 +115,34 @@ def file_metadata(path, tensors: dict, metadata: dict, file_format: str, key: st
         )
     sizes.pop("token_dim", None)
     return sizes
+
+
+def compatible_vectors(first, second, verb: str) -> None:
+    """One TPVError naming the difference unless vectors ``first`` and ``second`` can be added (``verb`` says
+    what was tried)."""
+    if first.shape != second.shape:
+        if first.num_virtual_tokens != second.num_virtual_tokens:
+            why = f"num_virtual_tokens differ ({first.num_virtual_tokens} vs {second.num_virtual_tokens})"
+            fix = "build both from origins with the same num_virtual_tokens"
+        elif first.token_dim != second.token_dim:
+            why = f"token_dim differs ({first.token_dim} vs {second.token_dim})"
+            fix = "use vectors of the same base model"
+        else:
+            why = "num_transformer_submodules differ"
+            fix = "use vectors from the same kind of model (decoder-only or encoder-decoder)"
+        raise TPVError(f"cannot {verb} vectors of shape {first.shape} and {second.shape}: {why}; {fix}")
+    if first.num_transformer_submodules != second.num_transformer_submodules:
+        raise TPVError(
+            f"cannot {verb} vectors with num_transformer_submodules {first.num_transformer_submodules} and "
+            f"{second.num_transformer_submodules}; use vectors from the same kind of model"
+        )
+    same_base_model(first.base_model, second.base_model, f"{verb} vectors")
+
+
+def same_base_model(first: str | None, second: str | None, verb: str) -> None:
+    """One TPVError unless the two base model names (either may be unknown) are the same."""
+    if first and second and first != second:
+        raise TPVError(
+            f"cannot {verb} from different base models ({first!r} vs {second!r}); soft prompts only transfer "
+            "within one model's embedding space"
+        )

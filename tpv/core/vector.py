@@ -229,7 +229,7 @@ class BaseTaskPromptVector:
             1.0
         """
         if isinstance(other, BaseTaskPromptVector):
-            self._check_compatible(other, "compare")
+            _checks.compatible_vectors(self, other, "compare")
             return prompt_cosine(self.active_tensor, other.active_tensor, pooling)
         if not isinstance(other, torch.Tensor):
             raise TPVError(f"cannot compare a vector with a {type(other).__name__} ({other!r}); pass a "
@@ -256,7 +256,7 @@ class BaseTaskPromptVector:
                 f"cannot apply a vector of shape {self.shape} to an origin of shape {tuple(origin_tensor.shape)}; "
                 f"make the origin with num_virtual_tokens={self.num_virtual_tokens} for the same model"
             )
-        _check_same_base(self.base_model, meta.get("base_model"), "apply the vector to an origin")
+        _checks.same_base_model(self.base_model, meta.get("base_model"), "apply the vector to an origin")
         with torch.no_grad():
             return origin_tensor.float() + scale * self.tensor.to(origin_tensor.device)
 
@@ -314,7 +314,7 @@ class BaseTaskPromptVector:
                 f"cannot {verb} a {type(other).__name__} and a TaskPromptVector; both operands must be "
                 "TaskPromptVectors (build one with TaskPromptVector.from_prompts or from_peft)"
             )
-        self._check_compatible(other, verb)
+        _checks.compatible_vectors(self, other, verb)
         tasks = dict(self.tasks)
         for task, coef in other.tasks.items():
             tasks[task] = tasks.get(task, 0.0) + sign * coef
@@ -331,25 +331,6 @@ class BaseTaskPromptVector:
             origin=" | ".join(sorted(origins)) or None,
             merge=join_merge_records(self.merge, other.merge),
         )
-
-    def _check_compatible(self, other: BaseTaskPromptVector, verb: str) -> None:
-        if self.shape != other.shape:
-            if self.num_virtual_tokens != other.num_virtual_tokens:
-                why = f"num_virtual_tokens differ ({self.num_virtual_tokens} vs {other.num_virtual_tokens})"
-                fix = "build both from origins with the same num_virtual_tokens"
-            elif self.token_dim != other.token_dim:
-                why = f"token_dim differs ({self.token_dim} vs {other.token_dim})"
-                fix = "use vectors of the same base model"
-            else:
-                why = "num_transformer_submodules differ"
-                fix = "use vectors from the same kind of model (decoder-only or encoder-decoder)"
-            raise TPVError(f"cannot {verb} vectors of shape {self.shape} and {other.shape}: {why}; {fix}")
-        if self.num_transformer_submodules != other.num_transformer_submodules:
-            raise TPVError(
-                f"cannot {verb} vectors with num_transformer_submodules {self.num_transformer_submodules} and "
-                f"{other.num_transformer_submodules}; use vectors from the same kind of model"
-            )
-        _check_same_base(self.base_model, other.base_model, f"{verb} vectors")
 
     def _replace(self, tensor: torch.Tensor, tasks: Mapping[str, float], **changes) -> Self:
         fields: dict[str, Any] = dict(
@@ -420,14 +401,6 @@ def _check_tasks(tasks) -> dict[str, float]:
             raise TPVError(f"task names must be non-empty strings, got {name!r} in tasks {dict(tasks)!r}")
         checked[name] = _checks.real(coef, f"the coefficient of task {name!r}")
     return checked
-
-
-def _check_same_base(first: str | None, second: str | None, verb: str) -> None:
-    if first and second and first != second:
-        raise TPVError(
-            f"cannot {verb} from different base models ({first!r} vs {second!r}); soft prompts only transfer "
-            "within one model's embedding space"
-        )
 
 
 def _origin_parts(origin) -> tuple[torch.Tensor, dict]:

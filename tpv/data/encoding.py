@@ -1,4 +1,18 @@
-"""Turn task examples into token ids once, and pad them into batches with as little padding as possible."""
+"""Turn task examples into token ids once, and pad them into batches with as little padding as possible.
+
+The padding convention, which every part of tpv follows (this is the one place it is written):
+
+- tpv pads every batch itself, from the ids :func:`encode_examples` produced; the tokenizer's ``padding_side``
+  is never read, so a tokenizer padding either way gives the same scores, answers and training losses.
+- Scoring and training pad on the **right** (:func:`collate`): every row's real tokens sit at positions 0, 1, …
+  after the soft prompt, as in training, and a row's last real token is found from the attention mask
+  (``attention_mask.sum(1) - 1``), never read as ``[:, -1]``.
+- Generation pads on the **left** (:func:`collate_for_generation`): new tokens are appended at the right end of
+  every row. The positions of a left-padded row are counted from its mask (transformers' ``generate`` does so,
+  and so does :func:`tpv.engine.prefix.input_positions` on the shared-prefix engine), so padding shifts no position.
+- The pad id is the tokenizer's pad token, else its EOS (:func:`pad_token_id`); the attention mask keeps it out
+  of every result.
+"""
 
 from __future__ import annotations
 
@@ -68,6 +82,14 @@ def _truncate(ids: list[int], budget: int) -> list[int]:
     return ids[: budget - _TAIL_TOKENS] + ids[-_TAIL_TOKENS:]
 
 
+def pad_token_id(tokenizer) -> int:
+    """The id batches are padded with: the tokenizer's pad token, else its EOS (which many causal LMs use)."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise TPVError("the tokenizer has neither pad_token nor eos_token; set tokenizer.pad_token")
+    return pad
+
+
 def collate(batch: Sequence[Encoded], pad_id: int, *, seq2seq: bool, with_targets: bool = True) -> dict:
     """Pad a batch to its own longest member (right padding), in Hugging Face's ``labels`` convention."""
     if seq2seq:
@@ -86,13 +108,19 @@ def collate(batch: Sequence[Encoded], pad_id: int, *, seq2seq: bool, with_target
     return out
 
 
-def _pad(sequences: Sequence[Sequence[int]], pad_id: int) -> dict:
+def collate_for_generation(batch: Sequence[Encoded], pad_id: int) -> dict:
+    """The inputs of a batch padded on the left, so that generated tokens append to every row's right end."""
+    return _pad([e.input_ids for e in batch], pad_id, left=True)
+
+
+def _pad(sequences: Sequence[Sequence[int]], pad_id: int, left: bool = False) -> dict:
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
+        where = slice(width - len(seq), width) if left else slice(0, len(seq))
+        ids[row, where] = torch.tensor(seq, dtype=torch.long)
+        mask[row, where] = 1
     return {"input_ids": ids, "attention_mask": mask}
 
 

@@ -11,19 +11,21 @@ import torch
 
 from tpv.bridge.peft_io import get_prompt, set_prompt
 from tpv.core.errors import TPVError
+from tpv.core.progress import progress_bar
 from tpv.data import Task
 from tpv.data.encoding import (
     DEFAULT_MAX_LENGTH,
     ENCODING_CACHE,
     Encoded,
     collate,
-    is_seq2seq_model,
+    collate_for_generation,
     length_sorted_batches,
+    pad_token_id,
     resolve_task,
 )
 from tpv.engine.metrics import compute_metric
-from tpv.engine.prefix import SHARED_PREFIX, choose_engine, generate_after_prefix, prompt_prefix
-from tpv.engine.scoring import label_word_logits, sequence_log_likelihoods
+from tpv.engine.prefix import SHARED_PREFIX, choose_engine, prompt_prefix
+from tpv.engine.scoring import PeftPrompted, PromptedModel, label_word_logits, sequence_log_likelihoods
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -69,35 +71,72 @@ def evaluate(
         ``{task.metric: value, "accuracy": …, "invalid": n, "n": len(data), "method": …}`` (scores in [0, 1]),
         plus ``"binary_f1"`` (F1 of label 1) for binary tasks and ``"predictions"`` when asked.
     """
+    _check_options(task, method, answer_match, data, batch_size)
+    get_prompt(peft_model, adapter_name)  # a model without this prompt-tuning adapter fails here, in one line
+    with _prompt_swapped(peft_model, prompt, adapter_name), _eval_mode(peft_model), torch.inference_mode():
+        engine = choose_engine(peft_model, shared_prefix)
+        prefix = prompt_prefix(peft_model, adapter_name) if engine == SHARED_PREFIX else None
+        return evaluate_prompted(PeftPrompted(peft_model, adapter_name, prefix), tokenizer, task, data,
+                                 method=method, batch_size=batch_size, max_length=max_length,
+                                 max_new_tokens=max_new_tokens, answer_match=answer_match,
+                                 return_predictions=return_predictions, progress=progress)
+
+
+def evaluate_prompted(
+    model: PromptedModel,
+    tokenizer,
+    task: str | Task,
+    data: Sequence[dict],
+    *,
+    method: str = "rank",
+    batch_size: int = 32,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    max_new_tokens: int = 128,
+    answer_match: str = "prefix",
+    return_predictions: bool = False,
+    progress: bool = False,
+) -> dict:
+    """:func:`evaluate` for any :class:`tpv.engine.scoring.PromptedModel`, its model in eval mode for the call: how a
+    method with its own kind of prompt (ATTEMPT) is scored by the same code.
+
+    Returns:
+        :func:`evaluate`'s dict.
+    """
+    task = _check_options(task, method, answer_match, data, batch_size)
+    if not task.is_classification:
+        method = "generate"
+    encoded = ENCODING_CACHE.get(tokenizer, task, data, seq2seq=model.seq2seq, max_length=max_length)
+    references = [example[task.label_key] for example in data]
+    with _eval_mode(model.lm), torch.inference_mode():
+        if method == "rank":
+            predictions = _rank(model, tokenizer, task, encoded, batch_size, progress)
+        else:
+            texts = _generate(model, tokenizer, task, encoded, batch_size, max_new_tokens, progress,
+                              exact=answer_match == "exact")
+            predictions = [task.parse_prediction(text, exact=answer_match == "exact") for text in texts]
+    return score_predictions(task, predictions, references, method, return_predictions)
+
+
+def _check_options(task, method, answer_match, data, batch_size) -> Task:
     task = resolve_task(task)
     if method not in METHODS:
         raise TPVError(f"unknown evaluation method {method!r}; use one of {list(METHODS)}")
-    get_prompt(peft_model, adapter_name)  # a model without this prompt-tuning adapter fails here, in one line
     if answer_match not in ("prefix", "exact"):
         raise TPVError(f"unknown answer_match {answer_match!r}; use 'prefix' or 'exact'")
     if not data:
         raise TPVError(f"no examples to evaluate task {task.name!r} on; pass a non-empty list")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise TPVError(f"batch_size must be ≥ 1, got {batch_size}")
-    if not task.is_classification:
-        method = "generate"
-    seq2seq = is_seq2seq_model(peft_model)
-    encoded = ENCODING_CACHE.get(tokenizer, task, data, seq2seq=seq2seq, max_length=max_length)
-    references = [example[task.label_key] for example in data]
-    with _prompt_swapped(peft_model, prompt, adapter_name), _eval_mode(peft_model), torch.inference_mode():
-        engine = choose_engine(peft_model, shared_prefix)
-        prefix = prompt_prefix(peft_model, adapter_name) if engine == SHARED_PREFIX else None
-        if method == "rank":
-            predictions = _rank(peft_model, tokenizer, task, encoded, batch_size, adapter_name, seq2seq, progress,
-                                prefix)
-        else:
-            texts = _generate(peft_model, tokenizer, task, encoded, batch_size, max_new_tokens, seq2seq, progress,
-                              prefix, exact=answer_match == "exact")
-            predictions = [task.parse_prediction(text, exact=answer_match == "exact") for text in texts]
-    return _score(task, predictions, references, method, return_predictions)
+    return task
 
 
-def _score(task: Task, predictions: list, references: list, method: str, return_predictions: bool) -> dict:
+def score_predictions(task: Task, predictions: list, references: list, method: str,
+                      return_predictions: bool = False) -> dict:
+    """The dict :func:`evaluate` returns, from predictions (label ids, numbers or texts) and the references.
+
+    Returns:
+        ``{task.metric: …, "accuracy": …, "invalid": …, "n": …, "method": method}`` as :func:`evaluate` says.
+    """
     result: dict = {"n": len(references), "method": method}
     if task.is_classification:
         gold = [task.label_id(r) for r in references]
@@ -123,30 +162,28 @@ def _score(task: Task, predictions: list, references: list, method: str, return_
     return result
 
 
-def _rank(peft_model, tokenizer, task, encoded, batch_size, adapter_name, seq2seq, progress, prefix) -> list[int]:
-    label_ids = label_token_ids(tokenizer, task, seq2seq)
+def _rank(model: PromptedModel, tokenizer, task, encoded, batch_size, progress) -> list[int]:
+    label_ids = label_token_ids(tokenizer, task, model.seq2seq)
     first = [ids[0] for ids in label_ids]
-    pad = _pad_id(tokenizer)
-    device = _device(peft_model)
+    pad = pad_token_id(tokenizer)
+    device = model.device
     predictions = [0] * len(encoded)
-    batches = length_sorted_batches([len(e.input_ids) for e in encoded], batch_size)
     if len(set(first)) == len(first):
         token_ids = torch.tensor(first, device=device)
-        for indices in _progress(batches, progress, f"rank {task.name}"):
-            batch = _to(collate([encoded[i] for i in indices], pad, seq2seq=seq2seq, with_targets=False), device)
-            logits = label_word_logits(peft_model, batch["input_ids"], batch["attention_mask"], token_ids, adapter_name,
-                                       prefix)
+        batches = length_sorted_batches([len(e.input_ids) for e in encoded], batch_size)
+        for indices in progress_bar(batches, progress, f"rank {task.name}"):
+            batch = _to(collate([encoded[i] for i in indices], pad, seq2seq=model.seq2seq, with_targets=False), device)
+            logits = label_word_logits(model, batch["input_ids"], batch["attention_mask"], token_ids)
             for i, label in zip(indices, logits.argmax(dim=1).tolist()):
                 predictions[i] = label
         return predictions
     # Label words share a first token: score each whole label sequence (summed log-likelihood).
-    eos = [] if seq2seq else [tokenizer.eos_token_id]
+    eos = () if model.seq2seq else (tokenizer.eos_token_id,)
     per_batch = max(1, batch_size // len(label_ids))
-    for indices in _progress(length_sorted_batches([len(e.input_ids) for e in encoded], per_batch), progress,
-                             f"rank {task.name}"):
-        candidates = [Encoded(encoded[i].input_ids, tuple(ids) + tuple(eos)) for i in indices for ids in label_ids]
-        candidate_batch = _to(collate(candidates, pad, seq2seq=seq2seq), device)
-        scores = sequence_log_likelihoods(peft_model, candidate_batch, adapter_name, prefix)
+    batches = length_sorted_batches([len(e.input_ids) for e in encoded], per_batch)
+    for indices in progress_bar(batches, progress, f"rank {task.name}"):
+        candidates = [Encoded(encoded[i].input_ids, tuple(ids) + eos) for i in indices for ids in label_ids]
+        scores = sequence_log_likelihoods(model, _to(collate(candidates, pad, seq2seq=model.seq2seq), device))
         for row, i in enumerate(indices):
             predictions[i] = int(scores[row * len(label_ids) : (row + 1) * len(label_ids)].argmax())
     return predictions
@@ -162,32 +199,20 @@ def label_token_ids(tokenizer, task: Task, seq2seq: bool) -> list[list[int]]:
     return ids
 
 
-def _generate(peft_model, tokenizer, task, encoded, batch_size, max_new_tokens, seq2seq, progress, prefix,
+def _generate(model: PromptedModel, tokenizer, task, encoded, batch_size, max_new_tokens, progress,
               exact: bool = False) -> list[str]:
-    pad = _pad_id(tokenizer)
-    device = _device(peft_model)
+    pad = pad_token_id(tokenizer)
     finished = None
     if task.is_classification:
-        max_new_tokens = min(max_new_tokens, max(len(ids) for ids in label_token_ids(tokenizer, task, seq2seq)) + 1)
+        longest = max(len(ids) for ids in label_token_ids(tokenizer, task, model.seq2seq))
+        max_new_tokens = min(max_new_tokens, longest + 1)
         finished = _label_decided(tokenizer, task, exact)
     texts = [""] * len(encoded)
-    for indices in _progress(length_sorted_batches([len(e.input_ids) for e in encoded], batch_size), progress,
-                             "generate"):
-        inputs = [encoded[i].input_ids for i in indices]
-        width = max(len(ids) for ids in inputs)
-        # Left padding: generation appends to the right end of every row.
-        input_ids = torch.tensor([[pad] * (width - len(ids)) + list(ids) for ids in inputs], device=device)
-        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in inputs], device=device)
-        if prefix is not None:
-            output = generate_after_prefix(peft_model, prefix, input_ids, mask, max_new_tokens=max_new_tokens,
-                                           eos_token_id=tokenizer.eos_token_id, pad_token_id=pad, finished=finished)
-        else:
-            output = peft_model.generate(
-                input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=pad,
-            )
-            if not seq2seq and output.shape[1] >= width and torch.equal(output[:, :width], input_ids):
-                output = output[:, width:]
+    batches = length_sorted_batches([len(e.input_ids) for e in encoded], batch_size)
+    for indices in progress_bar(batches, progress, "generate"):
+        batch = _to(collate_for_generation([encoded[i] for i in indices], pad), model.device)
+        output = model.generate_prompted(batch["input_ids"], batch["attention_mask"], max_new_tokens=max_new_tokens,
+                                         eos_token_id=tokenizer.eos_token_id, pad_token_id=pad, finished=finished)
         for i, row in zip(indices, output.tolist()):
             texts[i] = tokenizer.decode(row, skip_special_tokens=True)
     return texts
@@ -208,27 +233,8 @@ def _label_decided(tokenizer, task: Task, exact: bool = False):
     return decided
 
 
-def _pad_id(tokenizer) -> int:
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad is None:
-        raise TPVError("the tokenizer has neither pad_token nor eos_token; set tokenizer.pad_token")
-    return pad
-
-
-def _device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
 def _to(batch: dict, device) -> dict:
     return {k: v.to(device) for k, v in batch.items()}
-
-
-def _progress(items, enabled: bool, desc: str):
-    if not enabled:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, leave=False)
 
 
 @contextlib.contextmanager

@@ -32,11 +32,12 @@ _PREFIX_ATTENTION = ("eager", "sdpa")
 _LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale", "logits_scaling")
 
 
-def has_fast_path(peft_model) -> bool:
-    """True for decoder-only models whose logits are a plain projection of the last hidden state."""
-    if is_seq2seq_model(peft_model):
+def has_fast_path(model) -> bool:
+    """True for decoder-only models whose logits are a plain projection of the last hidden state (``model`` a
+    PEFT model or a transformers model)."""
+    if is_seq2seq_model(model):
         return False
-    base = peft_model.get_base_model()
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = base.config
     if any(getattr(config, name, None) not in (None, 1, 1.0) for name in _LOGIT_POSTPROCESSING):
         return False

@@ -11,6 +11,7 @@ second process out while one trains.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -18,9 +19,12 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
-from tpv.core._io import atomic_write_text, read_json
+import torch
+
+from tpv.core._io import atomic_write_text, dumps, read_json
 from tpv.core.errors import TPVError
 
 LOCK_FILENAME = ".tpv.lock"
@@ -105,10 +109,49 @@ def _read_holder(fd: int) -> str:
         return "a process that has not written its id yet"
 
 
-def fingerprint_of(settings: dict) -> str:
-    """SHA-256 of a run's settings (a JSON-able dict), the key under which its folder caches it."""
-    import hashlib
+def run_settings(settings: Mapping, model) -> dict:
+    """``settings`` with what every cached result also depends on: the tpv version and the model's identity.
 
+    Every cache of tpv (a training run's folder, an ATTEMPT run, the experiments' run folder) keys on
+    :func:`fingerprint_of` of this, so new code or another model never reuses a stale result.
+
+    Args:
+        settings: the run's own settings (JSON-able).
+        model: the model it runs (a transformers or PEFT model, see :func:`model_identity`), or its identity as
+            a dict already made (the experiments key a model by its files before loading it).
+
+    Returns:
+        A new dict: ``settings``, then the identity's keys and ``tpv_version``.
+    """
+    from tpv.core._version import __version__
+
+    identity = dict(model) if isinstance(model, Mapping) else model_identity(model)
+    return {**settings, **identity, "tpv_version": __version__}
+
+
+def model_identity(model) -> dict[str, str]:
+    """What makes a loaded model this model for a cached result: its name, a digest of its config (paths and
+    versions left out), and its parameters' dtype."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = {k: v for k, v in base.config.to_dict().items()
+              if k not in ("_name_or_path", "transformers_version", "torch_dtype", "dtype")}
+    return {"model": getattr(base, "name_or_path", "") or base.config._name_or_path,
+            "model_config": digest_of([config]), "model_dtype": str(next(base.parameters()).dtype)}
+
+
+def digest_of(items) -> str:
+    """A short digest of JSON-able items (examples, configs) or tensors: ``"sha256 <16 hex digits>"``."""
+    digest = hashlib.sha256()
+    for item in items:
+        if isinstance(item, torch.Tensor):
+            digest.update(str(tuple(item.shape)).encode() + item.detach().float().cpu().numpy().tobytes())
+        else:
+            digest.update(dumps(item).encode())
+    return f"sha256 {digest.hexdigest()[:16]}"
+
+
+def fingerprint_of(settings: dict) -> str:
+    """SHA-256 of a run's settings (a JSON-able dict, see :func:`run_settings`), the key it is cached under."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 

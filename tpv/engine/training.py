@@ -31,13 +31,21 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from tpv.bridge.peft_io import ORIGIN_FILENAME, get_prompt, init_prompt_tuning, record_origin, recorded_origin
 from tpv.bridge.vector import TaskPromptVector
-from tpv.core._io import atomic_write_text, dumps
+from tpv.core._io import atomic_write_text
 from tpv.core.errors import TPVError
 from tpv.core.origin import Origin, make_origin
 from tpv.data import Task
-from tpv.data.encoding import DEFAULT_MAX_LENGTH, Encoded, collate, encode_examples, is_seq2seq_model, resolve_task
+from tpv.data.encoding import (
+    DEFAULT_MAX_LENGTH,
+    Encoded,
+    collate,
+    encode_examples,
+    is_seq2seq_model,
+    pad_token_id,
+    resolve_task,
+)
 from tpv.engine import run_folder
-from tpv.engine.evaluation import evaluate
+from tpv.engine.evaluation import evaluate, score_predictions
 from tpv.engine.prefix import FULL, SHARED_PREFIX, choose_engine, has_fast_path, shared_prefix_obstacle
 from tpv.engine.scoring import prompt_tuning_loss
 
@@ -259,8 +267,6 @@ def _evaluate_sharded(accelerator, model, tokenizer, task, examples, **kwargs) -
         return evaluate(model, tokenizer, task, examples, **kwargs)
     import torch.distributed as dist
 
-    from tpv.engine.evaluation import _score
-
     rank, world = accelerator.process_index, accelerator.num_processes
     share = examples[rank::world]
     mine = evaluate(model, tokenizer, task, share, return_predictions=True, **kwargs)["predictions"] if share else []
@@ -270,7 +276,7 @@ def _evaluate_sharded(accelerator, model, tokenizer, task, examples, **kwargs) -
     for index, part in enumerate(gathered):
         predictions[index::world] = part
     method = kwargs.get("method", "rank") if task.is_classification else "generate"
-    return _score(task, predictions, [e[task.label_key] for e in examples], method, False)
+    return score_predictions(task, predictions, [e[task.label_key] for e in examples], method)
 
 
 class _EncodedDataset(torch.utils.data.Dataset):
@@ -386,7 +392,9 @@ def train_prompt(
         warmup_ratio=warmup_ratio, eval_steps=eval_steps, eval_method=eval_method, max_length=max_length,
         seed=seed, training_args=training_args or {}))
     if callbacks:  # only when given, so that runs without callbacks keep their fingerprint
-        settings["callbacks"] = [_callback_settings(callback) for callback in callbacks]
+        recorded = [described for described in map(_callback_settings, callbacks) if described]
+        if recorded:
+            settings["callbacks"] = recorded
     fingerprint = run_folder.fingerprint_of(settings)
 
     eval_every = eval_steps or max(1, max_steps // 5)
@@ -419,7 +427,7 @@ def train_prompt(
             return _ready(finished, peft_model, tokenizer, task, max_length, progress and arguments.should_save,
                           cached=True)
         encoded = encode_examples(tokenizer, task, train_data, seq2seq=seq2seq, max_length=max_length)
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        pad_id = pad_token_id(tokenizer)
         checkpointing = bool(args.get("gradient_checkpointing"))
         engine = choose_engine(peft_model, shared_prefix, gradient_checkpointing=checkpointing)
         obstacle = shared_prefix_obstacle(peft_model, checkpointing)
@@ -657,18 +665,11 @@ def _load_finished(output_dir: Path, record: dict, peft_model, origin, adapter_n
 
 def _settings(peft_model, task, origin, train_data, eval_data, init_vector, init_scale, options) -> dict:
     """What makes a run this run, readable enough to name what differs; its hash is the run's fingerprint."""
-    from tpv.core._version import __version__
-
-    base = peft_model.get_base_model()
-    config = {k: v for k, v in base.config.to_dict().items()
-              if k not in ("_name_or_path", "transformers_version", "torch_dtype", "dtype")}
     settings = {
-        "task": task.name, "task_definition": _digest([asdict(task) | {"hub_splits": None}]),
-        "model": getattr(base, "name_or_path", "") or base.config._name_or_path,
-        "model_config": _digest([config]), "model_dtype": str(next(base.parameters()).dtype),
-        "tpv_version": __version__, "origin": origin.sha256,
-        "train_data": f"{len(train_data)} examples, {_digest(train_data)}",
-        "eval_data": f"{len(eval_data)} examples, {_digest(eval_data)}" if eval_data else None,
+        "task": task.name, "task_definition": run_folder.digest_of([asdict(task) | {"hub_splits": None}]),
+        "origin": origin.sha256,
+        "train_data": f"{len(train_data)} examples, {run_folder.digest_of(train_data)}",
+        "eval_data": f"{len(eval_data)} examples, {run_folder.digest_of(eval_data)}" if eval_data else None,
         "init_vector": None, "init_scale": init_scale,
     }
     if init_vector is not None:
@@ -678,25 +679,21 @@ def _settings(peft_model, task, origin, train_data, eval_data, init_vector, init
             vector, weight = item if isinstance(item, tuple) else (item, 1.0)
             digest.update(vector.tensor.cpu().numpy().tobytes() + str(weight).encode())
         settings["init_vector"] = f"{len(items)} vectors, sha256 {digest.hexdigest()[:16]}"
-    return settings | options
+    return run_folder.run_settings(settings, peft_model) | options
 
 
 def _callback_settings(callback) -> dict:
-    """What a callback changes about a run: an early stop changes which steps run, so it is part of the run's
-    identity. A callback of the user's may say so with a ``tpv_settings()`` method returning plain values;
-    otherwise only its class is recorded."""
+    """What a callback changes about a run, or ``{}`` when it changes nothing that is kept. An early stop changes
+    which steps run, so it is part of the run's identity; a callback of the user's that changes training says
+    so with a ``tpv_settings()`` method returning plain values. Others (logging, progress, a test's kill switch)
+    are left out, so that a run resumed without them is still the same run."""
     from transformers import EarlyStoppingCallback
 
     described: dict[str, Any] = {"class": f"{type(callback).__module__}.{type(callback).__qualname__}"}
     if callable(getattr(callback, "tpv_settings", None)):
-        described |= dict(callback.tpv_settings())
-    elif isinstance(callback, EarlyStoppingCallback):
-        described |= {"patience": callback.early_stopping_patience, "threshold": callback.early_stopping_threshold}
-    return described
+        return described | dict(callback.tpv_settings())
+    if isinstance(callback, EarlyStoppingCallback):
+        return described | {"patience": callback.early_stopping_patience,
+                             "threshold": callback.early_stopping_threshold}
+    return {}
 
-
-def _digest(items) -> str:
-    digest = hashlib.sha256()
-    for item in items:
-        digest.update(dumps(item).encode())
-    return f"sha256 {digest.hexdigest()[:16]}"

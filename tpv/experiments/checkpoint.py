@@ -17,6 +17,7 @@ from tpv.data.encoding import (
     encode_examples,
     is_seq2seq_model,
     length_sorted_batches,
+    pad_token_id,
 )
 from tpv.engine.scoring import prompt_tuning_loss
 
@@ -39,6 +40,10 @@ class ValidationLossCallback(TrainerCallback):
         self.batch_size, self.max_length = batch_size, max_length
         self._encoded: list[Encoded] | None = None
 
+    def tpv_settings(self) -> dict:
+        """Judging checkpoints by this loss changes which one a run keeps: part of the run's identity."""
+        return {"metric": "eval_loss", "examples": len(self.examples), "max_length": self.max_length}
+
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         if metrics is None or model is None:
             return
@@ -52,7 +57,7 @@ class ValidationLossCallback(TrainerCallback):
             self._encoded = encode_examples(self.tokenizer, self.task, self.examples, seq2seq=seq2seq,
                                             max_length=self.max_length)
         encoded = self._encoded
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        pad = pad_token_id(self.tokenizer)
         device = next(peft_model.parameters()).device
         was_training = peft_model.training
         peft_model.eval()

@@ -9,8 +9,6 @@ task or an origin to a profile reuses everything already computed.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import sys
@@ -388,8 +386,11 @@ class ExperimentConfig:
         """A hash of the settings that change results (see the module docstring), of the tpv version and of
         the model's files, so a code or model change never reuses stale scores."""
         from tpv.core._version import __version__
+        from tpv.engine.run_folder import fingerprint_of
         from tpv.experiments.store import model_fingerprint
 
+        # Hashed by fingerprint_of like every run of tpv; the version and the model keep the names this key has
+        # always had ("tpv", "model"), so existing run folders keep their key.
         keyed = {
             "tpv": __version__,
             "protocol": {k: v for k, v in asdict(self.protocol).items() if k != "name"},
@@ -409,7 +410,7 @@ class ExperimentConfig:
                          ("steps", "checkpoint_examples", "checkpoint_every", "checkpoint_metric", "multi_steps",
                           "proportions", "attention_learning_rate", "scale_grid")},
         }
-        return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
+        return fingerprint_of(keyed)[:12]
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -226,11 +226,12 @@ class Lab:
         if self.config.protocol.attempt == "reference":
             return Attempt(self.attempt_base, prompts, variant="reference", seed=seed)
         module = Attempt(self.attempt_base, prompts, origin.tensor[:rows], variant="tpv", seed=seed)
-        self._train_attempt(module, mixture_task(sources), self.mixture(sources, seed),
+        self.train_attempt(module, mixture_task(sources), self.mixture(sources, seed),
                             f"attempt/{'+'.join(sources)}/seed{seed}", self.config.transfer.multi_steps, seed)
         return module
 
-    def _train_attempt(self, module, task, data, folder, steps, seed):
+    def train_attempt(self, module, task, data, folder: str, steps: int, seed: int) -> None:
+        """``train_attempt`` of ``module`` on ``data`` into ``<run>/prompts/<folder>`` (cached there)."""
         from tpv.compose.baselines.attempt import RESULT_FILENAME, train_attempt
 
         prompt = self.config.prompt

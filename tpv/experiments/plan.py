@@ -67,7 +67,7 @@ def measure_speed(lab, repeats: int = 3) -> Speed:
     that :func:`build_plan` scales per task.
     """
     from tpv.bridge.peft_io import init_prompt_tuning
-    from tpv.data.encoding import Encoded, collate, is_seq2seq_model
+    from tpv.data.encoding import Encoded, collate, is_seq2seq_model, pad_token_id
     from tpv.engine.scoring import prompt_tuning_loss
 
     config = lab.config
@@ -76,8 +76,7 @@ def measure_speed(lab, repeats: int = 3) -> Speed:
     length = max(2, REFERENCE_TOKENS - config.prompt.num_virtual_tokens)
     vocab = model.get_input_embeddings().num_embeddings
     rows = torch.randint(3, vocab, (config.prompt.batch_size, length), generator=torch.Generator().manual_seed(0))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    batch = collate([Encoded(tuple(r[:-1]), (r[-1],)) for r in rows.tolist()], pad_id,
+    batch = collate([Encoded(tuple(r[:-1]), (r[-1],)) for r in rows.tolist()], pad_token_id(tokenizer),
                     seq2seq=is_seq2seq_model(peft_model))
     batch = {k: v.to(model.device) for k, v in batch.items()}
 

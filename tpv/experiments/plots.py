@@ -38,32 +38,72 @@ def plot_similarity(
         b'\\x89PNG'
     """
     values = _square(names, matrix)
+    return plot_heatmap(names, names, values, path, title=title, label="cosine similarity", cmap="Blues",
+                        vmin=min(0.0, float(values.min())), vmax=1.0)
+
+
+def plot_heatmap(rows: Sequence[str], columns: Sequence[str], matrix, path: str | os.PathLike, *,
+                 title: str | None = None, label: str = "", cmap: str = "Blues", vmin: float | None = None,
+                 vmax: float | None = None) -> Path:
+    """Write a labelled heatmap PNG with each cell's value printed; NaN cells (no value) are left blank.
+
+    Args:
+        rows, columns: the labels.
+        matrix: ``(len(rows), len(columns))`` numbers.
+        path: the PNG to write (atomically; parent folders are created).
+        title, label: the figure's title and the colour bar's label.
+        cmap, vmin, vmax: the matplotlib colour map and its range (default: the finite values' range).
+
+    Returns:
+        The path written.
+    """
+    values = np.asarray(matrix, dtype=np.float64)
+    figure = new_figure(1.0 + 0.8 * len(columns), 0.8 + 0.65 * len(rows))
+    axes = figure.add_subplot()
+    finite = values[np.isfinite(values)]
+    if vmin is None:
+        vmin = float(finite.min()) if finite.size else 0.0
+    if vmax is None:
+        vmax = float(finite.max()) if finite.size else 1.0
+    image = axes.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax)
+    axes.set_xticks(range(len(columns)), labels=list(columns), rotation=45, ha="right")
+    axes.set_yticks(range(len(rows)), labels=list(rows))
+    for row in range(len(rows)):
+        for column in range(len(columns)):
+            value = values[row, column]
+            if np.isfinite(value):
+                # White text on dark cells and black on light ones keeps every value readable on any colour map.
+                red, green, blue, _ = image.cmap(image.norm(value))
+                colour = "white" if 0.299 * red + 0.587 * green + 0.114 * blue < 0.5 else "black"
+                axes.text(column, row, f"{value:.2f}", ha="center", va="center", color=colour, fontsize=8)
+    if title:
+        axes.set_title(title)
+    figure.colorbar(image, ax=axes, shrink=0.8, label=label)
+    return save_figure(figure, path)
+
+
+def new_figure(width: float, height: float):
+    """A bare matplotlib ``Figure`` (inches) on the Agg canvas, or a TPVError saying how to install matplotlib.
+
+    It draws off-screen without touching pyplot's global backend or state, so plotting from a notebook or a
+    headless job behaves the same.
+    """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as error:
-        raise TPVError('plot_similarity needs matplotlib; install it with pip install "tpv[plot]"') from error
-
-    size = len(names)
-    # A bare Figure on the Agg canvas draws off-screen without touching pyplot's global backend or state,
-    # so plotting from a notebook or a headless job behaves the same.
-    figure = Figure(figsize=(1.0 + 0.75 * size, 0.8 + 0.65 * size), dpi=150, layout="constrained")
+        raise TPVError('plotting needs matplotlib; install it with pip install "tpv[plot]"') from error
+    figure = Figure(figsize=(width, height), dpi=150, layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    image = axes.imshow(values, cmap="Blues", vmin=min(0.0, float(values.min())), vmax=1.0)
-    axes.set_xticks(range(size), labels=list(names), rotation=45, ha="right")
-    axes.set_yticks(range(size), labels=list(names))
-    # White text on the darker half of the colour map keeps every value readable.
-    threshold = (min(0.0, float(values.min())) + 1.0) / 2  # the middle of the colour scale (vmin, vmax)
-    for row in range(size):
-        for column in range(size):
-            value = values[row, column]
-            colour = "white" if value > threshold else "black"
-            axes.text(column, row, f"{value:.2f}", ha="center", va="center", color=colour, fontsize=8)
-    if title:
-        axes.set_title(title)
-    figure.colorbar(image, ax=axes, shrink=0.8, label="cosine similarity")
-    return _atomic_savefig(figure, Path(path))
+    return figure
+
+
+def save_figure(figure, path: str | os.PathLike) -> Path:
+    """Write ``figure`` as a PNG at ``path`` atomically (parent folders are created); returns the path."""
+    path = Path(path)
+    with atomic_target(path) as tmp:
+        figure.savefig(tmp, format="png")
+    return path
 
 
 def _square(names, matrix) -> np.ndarray:
@@ -82,9 +122,3 @@ def _square(names, matrix) -> np.ndarray:
     if not np.isfinite(values).all():
         raise TPVError("the similarity matrix holds NaN/inf; recompute it with tpv.similarity_matrix")
     return values
-
-
-def _atomic_savefig(figure, path: Path) -> Path:
-    with atomic_target(path) as tmp:
-        figure.savefig(tmp, format="png")
-    return path

@@ -82,10 +82,10 @@ def model_fingerprint(name: str) -> str:
     if name == "tiny":
         return name
     if name == "default":
-        from tpv.bridge.models import _find_gguf
+        from tpv.bridge.models import default_gguf_path
 
         try:
-            files = [_find_gguf()]
+            files = [default_gguf_path()]
         except TPVError:
             return "default:uninstalled"
     else:

@@ -37,19 +37,12 @@ from torch import nn
 
 from tpv.core._io import atomic_save, atomic_write_text, read_safetensors
 from tpv.core.errors import TPVError
+from tpv.core.progress import progress_bar
 from tpv.data import Task
-from tpv.data.encoding import (
-    DEFAULT_MAX_LENGTH,
-    ENCODING_CACHE,
-    IGNORE_INDEX,
-    Encoded,
-    collate,
-    encode_examples,
-    is_seq2seq_model,
-    length_sorted_batches,
-    resolve_task,
-)
-from tpv.engine.evaluation import _score, label_token_ids
+from tpv.data.encoding import DEFAULT_MAX_LENGTH, Encoded, collate, encode_examples, pad_token_id, resolve_task
+from tpv.engine.evaluation import evaluate_prompted
+from tpv.engine.run_folder import digest_of, fingerprint_of, run_settings
+from tpv.engine.scoring import PromptedModel, prompt_tuning_loss, target_logits
 from tpv.engine.training import check_training_inputs
 
 __all__ = ["VARIANTS", "Attempt", "train_attempt"]
@@ -63,8 +56,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-class Attempt(nn.Module):
+class Attempt(PromptedModel, nn.Module):
     """A frozen LM with ATTEMPT's attention mixture of soft prompts prepended to every input.
+
+    It is a :class:`tpv.engine.scoring.PromptedModel`: its instance prompts go through the engine's own scoring, so
+    ATTEMPT's loss, ranking and generation are computed by the same code as a PEFT prompt's.
 
     Args:
         model: a transformers causal LM or encoder-decoder model (not wrapped by PEFT); its parameters are frozen.
@@ -119,7 +115,6 @@ class Attempt(nn.Module):
             parameter.requires_grad_(False)
         self.model = model
         self.variant = variant
-        self.seq2seq = is_seq2seq_model(model)
         self.key_pooling = settings["key_pooling"]
         self.source_names = list(source_prompts)
         self.register_buffer("source_prompts", torch.stack([p.detach().float() for p in source_prompts.values()]))
@@ -137,6 +132,10 @@ class Attempt(nn.Module):
     @property
     def num_virtual_tokens(self) -> int:
         return self.target_prompt.shape[0]
+
+    @property
+    def lm(self):
+        return self.model
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The target prompt first, then the attention module's trained parameters."""
@@ -174,117 +173,27 @@ class Attempt(nn.Module):
         mask = torch.cat([attention_mask.new_ones(input_ids.shape[0], self.num_virtual_tokens), attention_mask], dim=1)
         return torch.cat([prompts, embeds], dim=1), mask
 
-    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Last hidden states of ``[instance prompt; input]`` of a causal LM: ``(batch, virtual + length, hidden)``."""
-        embeds, mask = self.prompted_inputs(input_ids, attention_mask)
-        body = self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model.base_model
-        return body(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
-
     def target_logits(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits at the positions that predict a target token, and those targets (as ``tpv.engine.scoring``)."""
-        labels = batch["labels"]
-        if self.seq2seq:
-            embeds, mask = self.prompted_inputs(batch["input_ids"], batch["attention_mask"])
-            logits = self.model(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False).logits
-            keep = labels != IGNORE_INDEX
-            return logits[keep], labels[keep]
-        hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"])
-        rows, cols = (labels[:, 1:] != IGNORE_INDEX).nonzero(as_tuple=True)
-        scored = hidden[rows, self.num_virtual_tokens + cols]
-        return self.model.get_output_embeddings()(scored), labels[rows, cols + 1]
+        """Logits at the positions that predict a target token, and those targets
+        (:func:`tpv.engine.scoring.target_logits`)."""
+        return target_logits(self, batch)
 
     def loss(self, batch: dict) -> torch.Tensor:
         """Mean cross-entropy over target tokens only."""
-        logits, targets = self.target_logits(batch)
-        return F.cross_entropy(logits.float(), targets)
+        return prompt_tuning_loss(self, batch)
 
-    @torch.inference_mode()
     def evaluate(self, tokenizer, task: str | Task, data: Sequence[dict], *, method: str = "rank",
                  batch_size: int = 32, max_length: int = DEFAULT_MAX_LENGTH, max_new_tokens: int = 16,
                  answer_match: str = "prefix", return_predictions: bool = False) -> dict:
         """Score on ``data``: rank the task's label words after each input, or generate greedily and parse the
-        text (as ``tpv.engine.evaluation.evaluate``; ``answer_match="exact"`` counts only the bare label word)."""
+        text (:func:`tpv.engine.evaluation.evaluate_prompted`; ``answer_match="exact"`` counts only the bare label
+        word)."""
         task = resolve_task(task)
         if not task.is_classification:
             raise TPVError(f"Attempt.evaluate scores label words; task {task.name!r} has none (regression/generation)")
-        if method not in ("rank", "generate"):
-            raise TPVError(f"unknown evaluation method {method!r}; use 'rank' or 'generate'")
-        if not data:
-            raise TPVError(f"no examples to evaluate task {task.name!r} on; pass a non-empty list")
-        was_training = self.training
-        self.eval()
-        try:
-            if method == "rank":
-                predictions = self._rank(tokenizer, task, data, batch_size, max_length)
-            else:
-                texts = self._generate(tokenizer, task, data, batch_size, max_length, max_new_tokens)
-                predictions = [task.parse_prediction(t, exact=answer_match == "exact") for t in texts]
-        finally:
-            self.train(was_training)
-        return _score(task, predictions, [e[task.label_key] for e in data], method, return_predictions)
-
-    def _rank(self, tokenizer, task, data, batch_size, max_length) -> list[int]:
-        encoded = ENCODING_CACHE.get(tokenizer, task, data, seq2seq=self.seq2seq, max_length=max_length)
-        label_ids = label_token_ids(tokenizer, task, seq2seq=self.seq2seq)
-        pad = _pad_id(tokenizer)
-        device = self.target_prompt.device
-        predictions = [0] * len(encoded)
-        first = [ids[0] for ids in label_ids]
-        if len(set(first)) == len(first):
-            for indices in length_sorted_batches([len(e.input_ids) for e in encoded], batch_size):
-                batch = collate([encoded[i] for i in indices], pad, seq2seq=self.seq2seq, with_targets=False)
-                ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-                scores = self._next_token_logits(ids, mask, first)
-                for i, label in zip(indices, scores.argmax(dim=1).tolist()):
-                    predictions[i] = label
-            return predictions
-        # Label words share a first token: compare whole label sequences by summed log-likelihood.
-        eos = () if self.seq2seq else (tokenizer.eos_token_id,)
-        per_batch = max(1, batch_size // len(label_ids))
-        for indices in length_sorted_batches([len(e.input_ids) for e in encoded], per_batch):
-            candidates = [Encoded(encoded[i].input_ids, tuple(ids) + eos) for i in indices for ids in label_ids]
-            batch = {k: v.to(device) for k, v in collate(candidates, pad, seq2seq=self.seq2seq).items()}
-            logits, targets = self.target_logits(batch)
-            rows = (batch["labels"] != IGNORE_INDEX).nonzero(as_tuple=True)[0] if self.seq2seq \
-                else (batch["labels"][:, 1:] != IGNORE_INDEX).nonzero(as_tuple=True)[0]
-            token = torch.log_softmax(logits.float(), -1).gather(1, targets.unsqueeze(1)).squeeze(1)
-            totals = torch.zeros(len(candidates), device=device).index_add_(0, rows, token)
-            for row, i in enumerate(indices):
-                predictions[i] = int(totals[row * len(label_ids):(row + 1) * len(label_ids)].argmax())
-        return predictions
-
-    def _next_token_logits(self, ids, mask, token_ids) -> torch.Tensor:
-        if self.seq2seq:
-            embeds, full_mask = self.prompted_inputs(ids, mask)
-            start = torch.full((ids.shape[0], 1), self.model.config.decoder_start_token_id, device=ids.device)
-            logits = self.model(inputs_embeds=embeds, attention_mask=full_mask, decoder_input_ids=start).logits
-            return logits[:, 0, token_ids]
-        hidden = self.hidden_states(ids, mask)
-        last = hidden[torch.arange(ids.shape[0]), self.num_virtual_tokens + mask.sum(dim=1) - 1]
-        head = self.model.get_output_embeddings()
-        return F.linear(last, head.weight[token_ids], head.bias[token_ids] if head.bias is not None else None)
-
-    def _generate(self, tokenizer, task, data, batch_size, max_length, max_new_tokens) -> list[str]:
-        encoded = ENCODING_CACHE.get(tokenizer, task, data, seq2seq=self.seq2seq, max_length=max_length)
-        pad = _pad_id(tokenizer)
-        device = self.target_prompt.device
-        texts = [""] * len(encoded)
-        for indices in length_sorted_batches([len(e.input_ids) for e in encoded], batch_size):
-            inputs = [encoded[i].input_ids for i in indices]
-            width = max(len(ids) for ids in inputs)
-            # Left padding for causal LMs: generation appends at the right end of every row.
-            rows = [([pad] * (width - len(ids)) + list(ids), [0] * (width - len(ids)) + [1] * len(ids))
-                    if not self.seq2seq
-                    else (list(ids) + [pad] * (width - len(ids)), [1] * len(ids) + [0] * (width - len(ids)))
-                    for ids in inputs]
-            ids = torch.tensor([r[0] for r in rows], device=device)
-            mask = torch.tensor([r[1] for r in rows], device=device)
-            embeds, full_mask = self.prompted_inputs(ids, mask)
-            output = self.model.generate(inputs_embeds=embeds, attention_mask=full_mask, max_new_tokens=max_new_tokens,
-                                         do_sample=False, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
-            for i, row in zip(indices, output.tolist()):
-                texts[i] = tokenizer.decode(row, skip_special_tokens=True)
-        return texts
+        return evaluate_prompted(self, tokenizer, task, data, method=method, batch_size=batch_size,
+                                 max_length=max_length, max_new_tokens=max_new_tokens, answer_match=answer_match,
+                                 return_predictions=return_predictions)
 
     def state(self) -> dict[str, torch.Tensor]:
         """The trained parameters (target prompt and attention module), for saving."""
@@ -320,21 +229,26 @@ def train_attempt(attempt: Attempt, tokenizer, task: str | Task, train_data: Seq
                     batch_size=batch_size, weight_decay=weight_decay, warmup_ratio=warmup_ratio,
                     max_length=max_length, seed=seed, task=task.name, temperature=attempt.temperature,
                     variant=attempt.variant)
-    fingerprint = _fingerprint(attempt, train_data, settings)
+    # What the run starts from (the attention module's and target prompt's initial state, the frozen source
+    # prompts) and the data, besides the settings, the tpv version and the LM's identity.
+    keyed = run_settings({**settings, "start": digest_of(tensor for _, tensor in sorted(attempt.state().items())),
+                          "source_prompts": digest_of([attempt.source_prompts]),
+                          "train_data": f"{len(train_data)} examples, {digest_of(train_data)}"}, attempt.model)
+    fingerprint = fingerprint_of(keyed)
     record_path = output_dir / RESULT_FILENAME
     if record_path.is_file():
         record = json.loads(record_path.read_text())
-        if record.get("fingerprint") == fingerprint:
+        if record.get("fingerprint") in (fingerprint, _legacy_fingerprint(attempt, train_data, settings)):
             tensors, _ = read_safetensors(output_dir / STATE_FILENAME, "ATTEMPT state file")
             attempt.load_state(tensors)
             return {"losses": record["losses"], "cached": True}
         raise TPVError(f"'{output_dir}' holds an ATTEMPT run with other settings or data; pass a new output_dir, "
                        f"or delete '{record_path}' to train again there")
     encoded = encode_examples(tokenizer, task, train_data, seq2seq=attempt.seq2seq, max_length=max_length)
-    losses = _train_loop(attempt, encoded, _pad_id(tokenizer), settings, progress)
+    losses = _train_loop(attempt, encoded, pad_token_id(tokenizer), settings, progress)
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_save(attempt.state(), output_dir / STATE_FILENAME, {"format": "tpv-attempt/1", "task": task.name})
-    atomic_write_text(record_path, json.dumps({"fingerprint": fingerprint, "settings": settings, "losses": losses},
+    atomic_write_text(record_path, json.dumps({"fingerprint": fingerprint, "settings": keyed, "losses": losses},
                                               indent=1))
     return {"losses": losses, "cached": False}
 
@@ -354,12 +268,7 @@ def _train_loop(attempt: Attempt, encoded: list[Encoded], pad: int, settings: di
     order: list[int] = []
     losses = []
     attempt.train()
-    iterator = range(steps)
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(iterator, desc="ATTEMPT", leave=False)
-    for _ in iterator:
+    for _ in progress_bar(range(steps), progress, "ATTEMPT"):
         if len(order) < batch_size:
             order += torch.randperm(len(encoded), generator=generator).tolist()
         indices, order = order[:batch_size], order[batch_size:]
@@ -375,7 +284,9 @@ def _train_loop(attempt: Attempt, encoded: list[Encoded], pad: int, settings: di
     return losses
 
 
-def _fingerprint(attempt: Attempt, train_data: Sequence[dict], settings: dict) -> str:
+def _legacy_fingerprint(attempt: Attempt, train_data: Sequence[dict], settings: dict) -> str:
+    # How runs were keyed before run_folder.run_settings (no tpv version or model in the key). Still accepted so
+    # that experiment folders holding such runs resume instead of stopping; new runs are keyed as above.
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for name, tensor in sorted(attempt.state().items()):
         digest.update(name.encode() + tensor.float().cpu().numpy().tobytes())
@@ -383,7 +294,3 @@ def _fingerprint(attempt: Attempt, train_data: Sequence[dict], settings: dict) -
     for example in train_data:
         digest.update(json.dumps(example, sort_keys=True, default=str).encode())
     return digest.hexdigest()
-
-
-def _pad_id(tokenizer) -> int:
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

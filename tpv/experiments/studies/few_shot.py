@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tpv.experiments.result import StudyResult, markdown_table, progress_bar
+from tpv.core.progress import progress_bar
+from tpv.experiments.result import StudyResult, markdown_table
 from tpv.experiments.stats import mean_std
 from tpv.experiments.studies.transfer import label, methods, transfer_fields
 

@@ -7,8 +7,9 @@ significant difference. The λ of every sum row is published per origin in the r
 
 from __future__ import annotations
 
+from tpv.core.progress import progress_bar
 from tpv.data import get_task
-from tpv.experiments.result import StudyResult, markdown_table, progress_bar
+from tpv.experiments.result import StudyResult, markdown_table
 from tpv.experiments.stats import format_cell, mean_std, ttest
 from tpv.experiments.studies.transfer import label, methods, transfer_fields
 

@@ -7,7 +7,8 @@ the (i, j) pairs (mixed); ``*`` marks a significant difference (Student's t-test
 
 from __future__ import annotations
 
-from tpv.experiments.result import StudyResult, markdown_table, progress_bar
+from tpv.core.progress import progress_bar
+from tpv.experiments.result import StudyResult, markdown_table
 from tpv.experiments.stats import format_cell, mean_std, ttest
 
 TITLE = "Origin independence (§4.2, Table 1)"

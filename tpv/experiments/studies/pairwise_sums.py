@@ -12,7 +12,8 @@ import itertools
 
 import numpy as np
 
-from tpv.experiments.result import StudyResult, markdown_table, progress_bar
+from tpv.core.progress import progress_bar
+from tpv.experiments.result import StudyResult, markdown_table
 from tpv.experiments.stats import mean_std
 from tpv.experiments.studies.origin_independence import original_score
 
@@ -20,7 +21,7 @@ TITLE = "Pairwise sums of task prompt vectors (§4.3, Figure 3)"
 
 
 def run(lab, progress: bool = True) -> StudyResult:
-    from tpv.experiments.figures import plot_heatmap
+    from tpv.experiments.plots import plot_heatmap
 
     config = lab.config
     seeds, tasks = config.seeds, config.source.pairs_of
@@ -51,9 +52,13 @@ def run(lab, progress: bool = True) -> StudyResult:
             cells.append(f"{mean:.2f} ({mean_std(absolute)[0] * 100:.1f})")
         scales = sorted({r["scale"] for r in rows if r["pair"] == f"{a}+{b}"})
         body.append([f"{a} + {b}", *cells, ", ".join(f"{s:g}" for s in scales)])
+    finite = matrix[np.isfinite(matrix)]
+    # Red below half the own prompt's score, green from parity up, whatever the values' own range.
     figure = plot_heatmap(tasks, tasks, matrix, lab.output_dir / "pairwise_sums.png",
-                          "Score of the pair's sum relative to the row task's own prompt",
-                          "relative score (mean over origins)")
+                          title="Score of the pair's sum relative to the row task's own prompt",
+                          label="relative score (mean over origins)", cmap="RdYlGn",
+                          vmin=min(float(finite.min()), 0.5) if finite.size else 0.5,
+                          vmax=max(float(finite.max()), 1.0) if finite.size else 1.0)
     table = markdown_table(["Pair (a + b)", "on a: relative (score)", "on b: relative (score)", "λ chosen"], body)
     notes = ["Relative = test score of origin + λ(τ_a + τ_b) divided by the task's own prompt's test score from the "
              "same origin, averaged over origins; the absolute score ×100 is in brackets. Heatmap: row = task "

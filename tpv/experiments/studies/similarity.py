@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from tpv.core.progress import progress_bar
 from tpv.core.similarity import prompt_cosine
-from tpv.experiments.result import StudyResult, markdown_table, progress_bar
+from tpv.experiments.result import StudyResult, markdown_table
 
 TITLE = "Similarity of task prompts and task prompt vectors (§4.2, Figure 2)"
 

@@ -96,9 +96,9 @@ def _attempt_runner(lab, family, target, shots, seed):
             module = lab.attempt(family.sources, seed)
             if shots:
                 # k-shot training sees the target's shots only (ATTEMPT's single-task setting).
-                lab._train_attempt(module, get_task(target), lab.shots(target, shots, seed),
-                                   f"transfer/{target}/attempt/seed{seed}/shots{shots}", lab.config.transfer.steps,
-                                   seed)
+                lab.train_attempt(module, get_task(target), lab.shots(target, shots, seed),
+                                  f"transfer/{target}/attempt/seed{seed}/shots{shots}", lab.config.transfer.steps,
+                                  seed)
             modules.append(module)
         protocol = lab.config.protocol
         return modules[0].evaluate(lab.tokenizer, target, lab.data(target, "test"), method=method,
