@@ -26,6 +26,7 @@ the profiles use) and ``curves.png``, rewritten after every run.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import io
 import json
@@ -56,6 +57,7 @@ PERMUTATIONS = 2000
 ALPHA = 0.01
 MIN_MARGIN = 0.05  # macro-F1 above the no-skill level, on the held validation examples
 BOOTSTRAP = 1000
+ANSWER_TOKENS = 8  # generation budget (regression tasks); classification stops once its label is decided
 
 
 def main(argv=None) -> None:
@@ -75,6 +77,7 @@ def main(argv=None) -> None:
     parser.add_argument("--report-only", action="store_true", help="only rewrite the outputs from finished runs")
     parser.add_argument("--smoke", action="store_true", help="tiny random model and tiny budgets (CI)")
     args = parser.parse_args(argv)
+    _commit_at_start()
     if args.smoke:
         args.max_steps, args.eval_every = min(args.max_steps, 4), min(args.eval_every, 2)
         args.selection_examples, args.held_examples = min(args.selection_examples, 8), min(args.held_examples, 16)
@@ -105,7 +108,7 @@ def _load(args):
 
 
 def run_folder(args, task: str, tokens: int, lr: float) -> Path:
-    return args.run_dir / task / f"vt{tokens}_lr{lr:g}"
+    return args.run_dir / task / f"vt{tokens}_lr{lr:g}_steps{args.max_steps}"
 
 
 def run(model, tokenizer, task_name: str, tokens: int, lr: float, args) -> dict:
@@ -118,7 +121,8 @@ def run(model, tokenizer, task_name: str, tokens: int, lr: float, args) -> dict:
     held = validation[args.selection_examples: args.selection_examples + args.held_examples]
     origin = make_origin(model, tokens, **ORIGIN)
     started = time.perf_counter()
-    result = train_prompt(model, tokenizer, task, origin, load_split(task_name, "train"), output_dir=folder,
+    # PEFT's wrapping changes the model it wraps; every run gets its own copy of the base model.
+    result = train_prompt(copy.deepcopy(model), tokenizer, task, origin, load_split(task_name, "train"), output_dir=folder,
                           eval_data=selection, eval_steps=args.eval_every, max_steps=args.max_steps,
                           learning_rate=lr, batch_size=args.batch_size, num_virtual_tokens=tokens,
                           max_length=args.max_length, seed=0, progress=True)
@@ -128,11 +132,12 @@ def run(model, tokenizer, task_name: str, tokens: int, lr: float, args) -> dict:
         if scores.get("vector_sha") == _sha(result.vector_path):
             return scores
     peft_model = result.peft_model
-    tuned = evaluate(peft_model, tokenizer, task, held, return_predictions=True, max_length=args.max_length)
+    # Regression answers are a number such as "3.2": a few tokens; an untrained prompt may never end its text.
+    scoring = dict(max_length=args.max_length, max_new_tokens=ANSWER_TOKENS)
+    tuned = evaluate(peft_model, tokenizer, task, held, return_predictions=True, **scoring)
     untrained = evaluate(peft_model, tokenizer, task, held, prompt=origin.tensor.to(_dtype(peft_model)),
-                         return_predictions=True, max_length=args.max_length)
-    step0 = evaluate(peft_model, tokenizer, task, selection, prompt=origin.tensor.to(_dtype(peft_model)),
-                     max_length=args.max_length)
+                         return_predictions=True, **scoring)
+    step0 = evaluate(peft_model, tokenizer, task, selection, prompt=origin.tensor.to(_dtype(peft_model)), **scoring)
     statistic = metric_of(task)
     gold = [task.label_id(e[task.label_key]) if task.is_classification else float(e[task.label_key]) for e in held]
     predicted = _numeric(tuned["predictions"])
@@ -158,8 +163,10 @@ def run(model, tokenizer, task_name: str, tokens: int, lr: float, args) -> dict:
         "left_chance": bool(test["p_value"] < ALPHA and margin >= MIN_MARGIN),
         "curve": history, "train_loss": losses, "engine": result.engine,
         "train_seconds_this_call": round(train_seconds, 1), "vector_sha": _sha(result.vector_path),
+        # Kept so that later comparisons (scripts/build_zoo.py's margin over the origin) pair the same examples.
+        "held_predictions": predicted, "origin_held_predictions": _numeric(untrained["predictions"]),
         "vector_file": str(result.vector_path.relative_to(args.run_dir)), "device": _device_line(),
-        "commit": _commit(), "dtype": str(_dtype(peft_model)).removeprefix("torch."),
+        "commit": _commit_at_start(), "dtype": str(_dtype(peft_model)).removeprefix("torch."),
     }
     atomic_write_text(scores_path, json.dumps(scores, indent=1) + "\n")
     return scores
@@ -244,9 +251,64 @@ def write_outputs(args) -> None:
     atomic_write_text(args.out / "runs.json", json.dumps(
         {"settings": {"origin": ORIGIN, "alpha": ALPHA, "min_margin": MIN_MARGIN, "permutations": PERMUTATIONS,
                       "rule": LEAVES_CHANCE_RULE},
-         "runs": [{k: v for k, v in s.items() if k != "train_loss"} for s in runs]}, indent=1) + "\n")
+         "runs": [{k: v for k, v in s.items() if k not in ("train_loss", "held_predictions", "origin_held_predictions")}
+                  for s in runs]}, indent=1) + "\n")
     atomic_write_text(args.out / "budgets.json", json.dumps(budgets(runs), indent=1) + "\n")
     _plot(runs, args.out / "curves.png")
+    atomic_write_text(args.out / "README.md", report(runs))
+
+
+def report(runs: list[dict]) -> str:
+    """The results page: every number in it is a cell of runs.csv (rounded)."""
+    lines = [
+        "# Learnability: does a soft prompt of the default model leave chance, and after how many steps?",
+        "",
+        "The rows come from three commands over one run folder (`--run-dir`; each row's settings, commit and CPU are",
+        "in `runs.csv`/`runs.json`):",
+        "",
+        "- `python scripts/build_zoo.py`: every local task at 20 virtual tokens and learning rate 0.3 (150 steps for",
+        "  the paper's source tasks, 100 for the others); the zoo's vectors are these runs' kept prompts;",
+        "- `python scripts/learnability.py --tasks mnli --tokens 20 --learning-rates 0.03 0.3 --max-steps 300`: the",
+        "  second learning rate, on MNLI (its 0.3 run was stopped for CPU time, so MNLI at 0.3 is the zoo's 150-step run);",
+        "- `python scripts/learnability.py --tokens 50 --tasks mnli qnli rte mrpc --max-steps 150`: the paper's",
+        "  prompt length; only MNLI finished in the session's CPU time.",
+        "",
+        "`python scripts/learnability.py --report-only` rewrites this page, `curves.csv`, `runs.csv`, `runs.json`,",
+        "`budgets.json` and `curves.png` from the finished runs. Model: SmolLM2-135M-Instruct (dequantised GGUF), one",
+        "thread per run on a 2-core Intel Xeon with AMX, bfloat16.",
+        "",
+        "**Protocol.** `train_prompt` from the paper's origin 0 (`make_origin(method=\"paper\", seed=0)`), AdamW at",
+        "the learning rate shown, linear decay after 10 % warm-up, batch 8; every 50 steps the prompt is rank-scored on",
+        "the first 100 validation examples (the *selection* set, plotted) and the best checkpoint is kept. The kept",
+        "prompt and the untrained origin are then scored on the next 300 validation examples (*held*: never used for",
+        "selection). " + LEAVES_CHANCE_RULE[0].upper() + LEAVES_CHANCE_RULE[1:] + "; the shuffles' mean is the no-skill",
+        "level for these predictions' label frequencies (about 1/classes for macro-F1). The *budget* is the step of",
+        "the kept checkpoint.",
+        "",
+        "**Where this differs from the paper.** The paper tunes T5-base for 10 epochs of the full training sets",
+        "(tens of thousands of steps at batch 32); here at most 300 steps at batch 8 (2,400 examples, about one",
+        "epoch of the 2,000-example subsets), on a 135M decoder-only model, scored by ranking the label words rather",
+        "than by generation. A task at chance here is unlearnable *at this budget on this model*, not in general.",
+        "Steps are those of one run with a linear schedule over its whole budget: the score at step 100 of a",
+        "300-step run is not what a 100-step run would reach.",
+        "",
+        "| task | classes | tokens | lr | budget tried | kept step | held score (± SE) | origin held | no-skill | "
+        "p | verdict |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |",
+    ]
+    for s in runs:
+        verdict = f"left chance (+{s['margin']:.3f})" if s["left_chance"] else \
+            f"**at chance** at {s['max_steps']} steps (margin {s['margin']:+.3f})"
+        lines.append(
+            f"| {s['task']} | {s['num_labels'] or 'regression'} | {s['virtual_tokens']} | {s['learning_rate']:g} | "
+            f"{s['max_steps']} | {s['best_step']} | {s['metric']} {s['held_score']:.3f} ± {s['held_score_se']:.3f} | "
+            f"{s['origin_held_score']:.3f} | {s['null_mean']:.3f} | {s['p_value']:.4f} | {verdict} |")
+    left = sorted({s["task"] for s in runs if s["left_chance"]})
+    never = sorted({s["task"] for s in runs} - set(left))
+    lines += ["", f"Left chance in at least one run: {', '.join(left) or 'none'}.",
+              f"At chance in every run tried: {', '.join(never) or 'none'}; their rows in later studies are not "
+              "evidence for or against a finding.", "", "![curves](curves.png)", ""]
+    return "\n".join(lines)
 
 
 LEAVES_CHANCE_RULE = (f"left chance: on the held validation examples, one-sided permutation p < {ALPHA} "
@@ -330,11 +392,22 @@ def _device_line() -> str:
     return f"{hardware_summary()}, {platform.machine()}"
 
 
+def _commit_at_start() -> str:
+    # The code that trains is the code the process started with: read the commit once, not when a run ends.
+    global _COMMIT
+    if _COMMIT is None:
+        _COMMIT = _commit()
+    return _COMMIT
+
+
+_COMMIT: str | None = None
+
+
 def _commit() -> str:
     try:
         head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "tpv"], capture_output=True,
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "tpv", "scripts"], capture_output=True,
                                text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

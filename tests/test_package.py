@@ -38,3 +38,15 @@ def test_demo_script_installs_what_the_cli_plot_needs():
     installed = {re.split(r"[<>=\[]", req)[0] for extra in extras.split(",") for req in optional[extra]}
     # `tpv vector similarity --plot` draws with matplotlib (tpv/experiments/plots.py); the demo's environment must have it.
     assert "matplotlib" in installed, f"examples/demo.sh installs [{extras}], which lacks matplotlib"
+
+
+def test_merge_is_both_a_function_and_a_module_at_their_documented_spellings():
+    """`from tpv import merge` is the function; `tpv.compose.merge.forget` (docs/results/compose.md) the module's."""
+    import importlib
+
+    import tpv
+    from tpv import merge
+
+    module = importlib.import_module("tpv.compose.merge")
+    assert callable(merge) and merge is module.merge and tpv.merge is merge
+    assert callable(tpv.compose.merge.forget)

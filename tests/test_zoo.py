@@ -41,11 +41,13 @@ def test_the_manifest_records_how_each_vector_was_made():
     assert sorted(zoo.pending() + list(manifest["tasks"])) == sorted(manifest["planned"])
     for row in zoo.available():
         assert set(row["data_sha256"]) == {"train", "validation", "test"}
-        assert row["steps"] > 0 and 0 <= row["validation"] <= 1 and isinstance(row["at_chance"], bool)
-        # The at_chance flag follows the stated rule from the recorded margins.
-        beats = [row[f"margin_over_{b}"]["difference"] >= max(2 * row[f"margin_over_{b}"]["se"], 1e-12)
-                 for b in ("origin", "majority")]
-        assert row["at_chance"] == (not all(beats))
+        assert 0 < row["steps"] <= row["budget"] and -1 <= row["validation"] <= 1
+        assert isinstance(row["at_chance"], bool)
+        # The at_chance flag follows the stated rule (scripts/learnability.py) from the recorded test.
+        left = row["p_value"] < 0.01 and row["margin_over_chance"] >= 0.05
+        assert row["at_chance"] == (not left)
+        assert row["margin_over_chance"] == pytest.approx(row["validation"] - row["chance_level"])
+        assert "0.01" in manifest["at_chance_rule"] and "0.05" in manifest["at_chance_rule"]
 
 
 def test_available_prints_a_table_and_filters_at_chance_vectors():
@@ -77,10 +79,14 @@ def test_manifest_scores_are_re_obtained_on_a_sample():
     manifest = zoo.manifest()
     model, tokenizer = load_model(dtype=getattr(torch, manifest["dtype"]))
     peft_model = init_prompt_tuning(model, origin=zoo.origin())
-    for row in sorted(zoo.available(), key=lambda r: r["validation_examples"])[:2]:
-        examples = load_split(row["task"], "validation")[: row["validation_examples"]]
+    rows = [row for row in zoo.available() if row["task"] in ("sst2", "trec")]
+    assert rows
+    for row in rows:
+        # The held validation examples: the ones after the checkpoint-selection set.
+        start = row["selection_examples"]
+        examples = load_split(row["task"], "validation")[start: start + row["validation_examples"]]
         prompt = zoo.load(row["task"]).apply_to(zoo.origin())
         score = evaluate(peft_model, tokenizer, row["task"], examples, prompt=prompt,
                          max_length=row["max_length"], max_new_tokens=6)[row["metric"]]
-        # Within noise: 2 bootstrap SEs of the manifest's own estimate (kernels may differ across CPUs).
-        assert score == pytest.approx(row["validation"], abs=2 * row["margin_over_majority"]["se"])
+        # Within noise: 2 paired-bootstrap SEs of the manifest's margin (kernels may differ across CPUs).
+        assert score == pytest.approx(row["validation"], abs=max(2 * row["margin_over_origin"]["se"], 0.02))

@@ -8,6 +8,7 @@ import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -147,7 +148,7 @@ def evaluation_score_fn(
             examples = validation_data(task.name, data_dir)
         data[task.name] = refuse_test_examples(task.name, list(examples), data_dir)
 
-    lengths = {"max_length": max_length} if max_length is not None else {}
+    lengths: dict[str, Any] = {"max_length": max_length} if max_length is not None else {}
 
     def score_fn(prompt: torch.Tensor) -> dict[str, float]:
         set_prompt(peft_model, prompt, adapter_name)

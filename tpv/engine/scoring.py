@@ -86,8 +86,9 @@ class PromptedModel:
         ``finished(row, new_token_ids)`` may stop a row early where the engine supports it.
         """
         embeds, mask = self.prompted_inputs(input_ids, attention_mask)
-        return self.lm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                do_sample=False, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+        return self.lm.generate(  # type: ignore[operator]  # mypy sees nn.Module's generic __getattr__
+            inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+            eos_token_id=eos_token_id, pad_token_id=pad_token_id)
 
 
 class PeftPrompted(PromptedModel):

@@ -26,7 +26,8 @@ __all__ = ["ZOO_DIR", "ZooTable", "available", "load", "manifest", "origin", "pe
 
 ZOO_DIR = Path(__file__).resolve().parent
 _COLUMNS = (("task", "{}"), ("family", "{}"), ("steps", "{}"), ("metric", "{}"), ("validation", "{:.3f}"),
-            ("origin_validation", "{:.3f}"), ("test", "{:.3f}"), ("norm", "{:.2f}"), ("at_chance", "{}"),
+            ("origin_validation", "{:.3f}"), ("chance_level", "{:.3f}"), ("test", "{:.3f}"), ("norm", "{:.2f}"),
+            ("at_chance", "{}"),
             ("file", "{}"))
 
 
@@ -98,5 +99,5 @@ def pending() -> list[str]:
 
 
 def origin() -> Origin:
-    """The origin every zoo vector was tuned from (``sample_vocab(seed=0)``, 20 virtual tokens)."""
+    """The origin every zoo vector was tuned from (the paper's origin 0 at 20 virtual tokens; see the manifest)."""
     return Origin.load(ZOO_DIR / manifest()["origin"]["file"])
