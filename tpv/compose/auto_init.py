@@ -185,7 +185,8 @@ def auto_init(
             32 make the ranking meaningful; only the first ``max_validation`` are used.
         train: the target's training examples; needed only for ``retrieval_steps``.
         origin: the random origin to build on: an :class:`Origin`, or an int seed for
-            ``make_origin(model, tokens, seed)`` (default 0, which for the default model is the zoo's origin).
+            ``make_origin(model, tokens, seed)`` (default 0). Vectors do not depend on their origin, so zoo
+            vectors apply to it too; pass ``tpv.zoo.origin()`` to build on the one the zoo was tuned from.
         k: how many of the best-ranked sources to sum; by default every k from 1 to ``max_k`` is tried.
         max_k: the largest k tried when ``k`` is not given.
         grid: the λ values tried for each k.
