@@ -183,7 +183,7 @@ def _paired_margin(task, tuned, origin, gold) -> dict:
 
 def _header(dtype, origin) -> dict:
     return {
-        "format": "tpv-zoo/1", "base_model": DEFAULT_MODEL, "commit": _commit(), "dtype": str(dtype).removeprefix("torch."),
+        "format": "tpv-zoo/1", "base_model": DEFAULT_MODEL, "commit": learnability._commit_at_start(), "dtype": str(dtype).removeprefix("torch."),
         "cpu": _cpu(), "torch": torch.__version__, "origin": {
             "recipe": origin.recipe, "seed": learnability.ORIGIN["seed"], "method": learnability.ORIGIN["method"],
             "num_virtual_tokens": NUM_VIRTUAL_TOKENS, "file": "origin.safetensors"},
@@ -212,15 +212,6 @@ def _cpu() -> str:
     except OSError:
         pass
     return f"{name}, {os.cpu_count()} cores (shared with other jobs)"
-
-
-def _commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "tpv"], cwd=REPO, capture_output=True, text=True)
-        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _split_file(data_dir: Path, task: str, split: str) -> Path:
