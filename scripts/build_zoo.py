@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
