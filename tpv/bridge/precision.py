@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from tpv.core._io import atomic_write_text
+from tpv.core._io import atomic_write_text, cache_dir
 from tpv.core.errors import TPVError
 
 __all__ = ["DTYPE_NAMES", "DtypeChoice", "choose_dtype", "cpu_bf16_flags", "cpu_model", "hardware_summary",
@@ -192,8 +192,6 @@ def _cpu_choice() -> DtypeChoice:
 
 
 def _cache_path(key: str) -> Path:
-    from tpv.bridge.models import cache_dir  # models imports this module; cache_dir is defined there
-
     return cache_dir() / "dtype" / f"cpu-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 

@@ -26,6 +26,11 @@ STALE_TEMP_SECONDS = 3600
 _UMASK_LOCK = threading.Lock()
 
 
+def cache_dir() -> Path:
+    """The folder tpv caches files in (converted models, measured dtypes): ``$TPV_CACHE``, else ``~/.cache/tpv``."""
+    return Path(os.environ.get("TPV_CACHE") or Path.home() / ".cache" / "tpv")
+
+
 def _check_target(path: PathLike) -> Path:
     if not isinstance(path, (str, os.PathLike)):
         raise TPVError(f"a file path is needed, got a {type(path).__name__} ({path!r})")
