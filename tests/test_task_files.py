@@ -85,3 +85,16 @@ def test_integer_labels_without_words_ask_for_labels(tmp_path):
 def test_families_are_open():
     task = Task("legal", "contracts", "clause: {text}\nrisk:", ("low", "high"))
     assert task.family == "contracts"
+
+
+def test_a_broken_table_of_ones_own_fails_as_a_registered_tasks_does(tmp_path):
+    # Both read through tpv.data.reading: a row with a cell beyond the header, or bytes that are not UTF-8,
+    # name the file and the row instead of shifting cells or raising UnicodeDecodeError.
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "train.csv").write_text("text,label\ngood film,good\nbad, film,bad\n")
+    with pytest.raises(TPVError, match=r"train\.csv, row 3: 3 cells but the header names 2"):
+        Task.from_files(folder)
+    (folder / "train.csv").write_bytes(b"text,label\ncaf\xe9,good\n")
+    with pytest.raises(TPVError, match=r"train\.csv.*UTF-8"):
+        Task.from_files(folder)

@@ -8,7 +8,6 @@ and the CLI accept its name. Its examples travel with it: ``load_split(task, "tr
 
 from __future__ import annotations
 
-import csv
 import os
 import random
 from collections.abc import Mapping, Sequence
@@ -16,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tpv.core.errors import TPVError
-from tpv.data.loading import read_jsonl
+from tpv.data.reading import read_jsonl, read_table
+from tpv.data.registry import TASKS, register_task
 from tpv.data.task import Task
 
 __all__ = ["FileTask", "from_files"]
@@ -117,8 +117,6 @@ def from_files(
         data[split] = converted
     if "validation" not in data:
         data = _hold_out(data, where)
-    from tpv.data.registry import TASKS
-
     if name in TASKS and not isinstance(TASKS[name], FileTask):
         raise TPVError(f"task name {name!r} is a built-in task; pass name= another name for your data")
     task = FileTask(name=name, family=family, template=template, label_words=words, fields=(),
@@ -131,8 +129,6 @@ def from_files(
             except TPVError as error:
                 raise TPVError(f"{where}, {split} example {number}: {error}") from None
     if register:
-        from tpv.data.registry import register_task
-
         register_task(task, overwrite=overwrite)
     return task
 
@@ -182,9 +178,7 @@ def _read_file(path: Path) -> list[dict]:
     if not path.is_file():
         raise TPVError(f"no such data file: '{path}'")
     if path.suffix in (".csv", ".tsv"):
-        with path.open(encoding="utf-8", newline="") as handle:
-            rows = list(csv.DictReader(handle, delimiter="\t" if path.suffix == ".tsv" else ","))
-        return [{k: _cell(v) for k, v in row.items()} for row in rows]
+        return [{k: _cell(v) for k, v in row.items()} for row in read_table(path)]
     if path.suffix not in (".jsonl", ".json"):
         raise TPVError(f"'{path}' is neither .jsonl, .csv nor .tsv; convert it to one of those")
     return read_jsonl(path)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import importlib.util
-import io
-import json
 import os
 from pathlib import Path
 
-from tpv.core._io import read_text
 from tpv.core.errors import TPVError
+from tpv.data.files import FileTask
+from tpv.data.reading import read_jsonl, read_table
 from tpv.data.registry import get_task
 from tpv.data.task import Task
 
@@ -43,8 +41,6 @@ def load_split(task: str | Task, split: str, data_dir: str | os.PathLike | None 
         >>> sorted(rows[0])
         ['label', 'sentence1', 'sentence2']
     """
-    from tpv.data.files import FileTask  # files reads JSON lines with this module's reader
-
     task = get_task(task)
     if isinstance(task, FileTask) and task.data:
         return task.split(split)  # a task made by Task.from_files carries its own examples
@@ -84,38 +80,10 @@ def _find_split_file(folder: Path, task_name: str, split: str) -> Path:
     )
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """The JSON objects of a JSON-lines file, one a line; blank lines skipped, anything else a TPVError."""
-    examples = []
-    for line_number, line in enumerate(_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            example = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise TPVError(f"{path}, line {line_number}: not valid JSON ({err}); fix the file") from None
-        if not isinstance(example, dict):
-            raise TPVError(f"{path}, line {line_number}: expected a JSON object, got {example!r}")
-        examples.append(example)
-    return examples
-
-
-def _text(path: Path) -> str:
-    return read_text(path, "the data file", "save the file as UTF-8")
-
-
 def _read_table(path: Path, task: Task) -> list[dict]:
-    try:
-        delimiter = "\t" if path.suffix == ".tsv" else ","
-        rows = list(csv.DictReader(io.StringIO(_text(path), newline=""), delimiter=delimiter))
-    except csv.Error as err:
-        raise TPVError(f"{path}: not a valid {path.suffix[1:].upper()} table ({err}); fix the file") from None
+    rows: list[dict] = read_table(path)
     # CSV cells are strings; labels become the numbers the task expects.
-    for line, row in enumerate(rows, start=2):
-        if None in row:  # DictReader files cells beyond the header under the key None
-            raise TPVError(f"{path}, row {line}: {len(row) - 1 + len(row[None])} cells but the header names "
-                           f"{len(row) - 1} ({[k for k in row if k is not None]}); fix the file (quote cells that "
-                           "hold the delimiter)")
+    for row in rows:
         value = row.get(task.label_key)
         if isinstance(value, str) and (task.is_classification or task.regression):
             row[task.label_key] = _parse_number(value, integer=task.is_classification)
