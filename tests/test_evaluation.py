@@ -169,3 +169,15 @@ def test_exact_match_needs_the_bare_label_word(word_tokenizer, shared_prefix):
     assert exact["predictions"] == [-1, 0] and exact["invalid"] == 1
     with pytest.raises(TPVError, match="unknown answer_match 'loose'"):
         evaluate(peft_model, word_tokenizer, task, data, method="generate", answer_match="loose")
+
+
+def test_format_scores_is_one_line_for_evaluate_and_trainer_metrics():
+    from tpv.engine.evaluation import format_scores
+
+    evaluated = {"n": 200, "method": "rank", "invalid": 0, "accuracy": 0.82, "macro_f1": 0.81234, "binary_f1": 0.8}
+    assert format_scores(evaluated, "macro_f1") == "macro_f1 0.8123, accuracy 0.8200, binary_f1 0.8000 (200 examples, rank)"
+    generated = {**evaluated, "method": "generate", "invalid": 3}
+    assert format_scores(generated, "macro_f1", digits=2).endswith("(200 examples, generate, 3 matched no label)")
+    # A Trainer's metrics: the eval_ prefix goes, and its timings are no scores.
+    trainer = {"eval_loss": 0.5, "eval_runtime": 1.5, "eval_samples_per_second": 9.0, "eval_pearson": 0.7, "epoch": 1.0}
+    assert format_scores(trainer, "pearson") == "pearson 0.7000, loss 0.5000"

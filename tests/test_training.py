@@ -153,7 +153,8 @@ def test_result_evaluates_its_ready_model_and_reports_one_line(make_tiny_model, 
     assert "{'loss'" not in out + err and "{'train_runtime'" not in out + err  # no raw Trainer dicts
     assert "train toy" in err  # the step bar, named after the task
     [summary] = [line for line in err.splitlines() if line.startswith("trained toy: 6 steps")]
-    assert "validation macro_f1" in summary and str(result.vector_path) in summary
+    assert f"validation macro_f1 {result.metrics['eval_macro_f1']:.3f}, accuracy " in summary
+    assert "runtime" not in summary and str(result.vector_path) in summary
     assert result.history and "loss" in result.history[0]  # the records are kept, only not printed
 
     score = result.evaluate(test)

@@ -296,6 +296,7 @@ _TRAIN_OPTIONS_OF_FIELDS = {"output_dir": "--output-dir", "max_steps": "--steps"
 
 
 def _run_train(args) -> int:
+    from tpv.engine.evaluation import format_scores
     from tpv.engine.training import check_training_inputs, parse_training_args, train_prompt
 
     args.task = _require_task(args, _user_task(args, args.task))
@@ -322,11 +323,11 @@ def _run_train(args) -> int:
         eval_method=args.eval_method, log_records=args.verbose, overwrite=args.overwrite,
         training_args=training_args or None,
     )
-    scores = {k: v for k, v in result.metrics.items() if k.startswith("eval_") and isinstance(v, (int, float))}
+    scores = {k: v for k, v in result.metrics.items() if k.startswith("eval_")}
     print(f"vector  {result.vector_path}  {result.vector!r}")
     print(f"adapter {result.adapter_dir}")
     if scores:
-        print("scores  " + ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in sorted(scores.items())))
+        print("scores  " + format_scores(scores, _task_metric(args.task)))
     return 0
 
 
@@ -616,7 +617,7 @@ def _add_eval(commands) -> None:
 
 
 def _run_eval(args) -> int:
-    from tpv.engine.evaluation import evaluate
+    from tpv.engine.evaluation import evaluate, format_scores
 
     if args.max_length is not None and args.max_length < 1:
         raise TPVError(f"--max-length must be a positive number of tokens, got {args.max_length}")
@@ -651,9 +652,7 @@ def _run_eval(args) -> int:
         _print_json(result)
         return 0
     metric = _task_metric(args.task)
-    print(f"{args.task} {args.split} ({result['n']} examples, {result['method']}): {metric} {result[metric]:.4f}"
-          + (f", accuracy {result['accuracy']:.4f}" if "accuracy" in result and metric != "accuracy" else "")
-          + f"  [{source}]")
+    print(f"{args.task} {args.split}: {format_scores(result, metric)}  [{source}]")
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -115,6 +115,39 @@ def evaluate_prompted(
                               exact=answer_match == "exact")
             predictions = [task.parse_prediction(text, exact=answer_match == "exact") for text in texts]
     return score_predictions(task, predictions, references, method, return_predictions)
+
+
+# Trainer adds these to its eval metrics; they describe the run, not the prompt's skill.
+_NOT_SCORES = ("runtime", "samples_per_second", "steps_per_second", "epoch")
+
+
+def format_scores(scores: Mapping, metric: str | None = None, digits: int = 4) -> str:
+    """One line for scores: :func:`evaluate`'s dict, or a ``Trainer``'s metrics (their ``eval_`` prefix dropped).
+
+    ``metric`` (the task's) comes first, then accuracy, binary F1 and the other numbers in name order; the
+    count of examples, the method and the answers that matched no label close the line when present. Every
+    place that prints what a scoring or training run got (``tpv eval``, ``tpv train``,
+    :meth:`TrainResult.summary`) prints it through here.
+
+    Example:
+        >>> format_scores({"macro_f1": 0.8123, "accuracy": 0.82, "n": 200, "method": "rank", "invalid": 0},
+        ...               "macro_f1")
+        'macro_f1 0.8123, accuracy 0.8200 (200 examples, rank)'
+    """
+    numbers = {}
+    for key, value in scores.items():
+        name = str(key).removeprefix("eval_")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or name in ("n", "invalid", *_NOT_SCORES):
+            continue
+        numbers[name] = float(value)
+    first = [name for name in (metric, "accuracy", "binary_f1") if name is not None and name in numbers]
+    ordered = first + sorted(set(numbers) - set(first))
+    line = ", ".join(f"{name} {numbers[name]:.{digits}f}" for name in ordered)
+    about = [f"{scores['n']} examples"] if isinstance(scores.get("n"), int) else []
+    about += [str(scores["method"])] if scores.get("method") else []
+    invalid = scores.get("invalid")
+    about += [f"{invalid} matched no label"] if isinstance(invalid, int) and invalid else []
+    return line + (f" ({', '.join(about)})" if about else "")
 
 
 def _check_options(task, method, answer_match, data, batch_size) -> Task:

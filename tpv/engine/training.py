@@ -45,7 +45,7 @@ from tpv.data.encoding import (
     resolve_task,
 )
 from tpv.engine import run_folder
-from tpv.engine.evaluation import evaluate, score_predictions
+from tpv.engine.evaluation import evaluate, format_scores, score_predictions
 from tpv.engine.prefix import FULL, SHARED_PREFIX, choose_engine, has_fast_path, shared_prefix_obstacle
 from tpv.engine.scoring import prompt_tuning_loss
 
@@ -115,8 +115,9 @@ class TrainResult:
         parts = [f"trained {name}: {steps} steps" + (f" in {seconds:.0f} s" if seconds is not None else "")]
         if loss is not None:
             parts.append(f"loss {loss:.3f}")
-        if self.task is not None and isinstance(self.metrics.get(f"eval_{self.task.metric}"), (int, float)):
-            parts.append(f"validation {self.task.metric} {self.metrics[f'eval_{self.task.metric}']:.3f}")
+        validation = {k: v for k, v in self.metrics.items() if k.startswith("eval_") and k != "eval_loss"}
+        if self.task is not None and f"eval_{self.task.metric}" in validation:
+            parts.append(f"validation {format_scores(validation, self.task.metric, digits=3)}")
         parts.append(f"|τ| {self.vector.norm():.1f}")
         return ", ".join(parts) + (f" → {self.vector_path}" if self.vector_path is not None else "")
 
