@@ -34,7 +34,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="runs per command; the best is kept (default: 5)")
     args = parser.parse_args(argv)
-    from tpv.bridge.precision import cpu_model  # reads /proc/cpuinfo only; imports torch in this process, not the timed ones
+    from tpv.bridge.precision import (
+        cpu_model,
+    )  # reads /proc/cpuinfo only; imports torch in this process, not the timed ones
 
     times = {label: _best_of(command, args.repeats) for label, command in COMMANDS.items()}
     baseline = times["python -c pass (baseline)"]

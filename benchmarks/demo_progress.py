@@ -19,8 +19,9 @@ DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 def main() -> None:
     start = last = time.perf_counter()
     longest = 0.0
-    process = subprocess.Popen([sys.executable, str(DEMO), *sys.argv[1:]], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, str(DEMO), *sys.argv[1:]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     while chunk := os.read(process.stdout.fileno(), 4096):
         now = time.perf_counter()
         longest, last = max(longest, now - last), now
@@ -28,8 +29,10 @@ def main() -> None:
         sys.stdout.flush()
     process.wait()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\ndemo exit {process.returncode}: {time.perf_counter() - start:.0f} s wall, longest pause between "
-          f"outputs {longest:.1f} s, load average {load:.1f}; {hardware_summary()}")
+    print(
+        f"\ndemo exit {process.returncode}: {time.perf_counter() - start:.0f} s wall, longest pause between "
+        f"outputs {longest:.1f} s, load average {load:.1f}; {hardware_summary()}"
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
     python benchmarks/dtype_speed.py [--steps 3] [--batch-size 8] [--length 128]
 
-1. ``tpv.bridge.precision``'s matmul micro-benchmark (SmolLM2-135M's MLP shape), measured afresh (the cache is not read);
+1. ``tpv.bridge.precision``'s matmul micro-benchmark (SmolLM2-135M's MLP shape), measured afresh (the cache is not
+   read);
 2. ``--steps`` forward+backward steps of tpv's training loss on the default model in each dtype, interleaved so
    that both see the same load on a shared machine (0 skips this part).
 
@@ -28,21 +29,24 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     print(f"hardware: {hardware_summary()}")
     bf16, fp32 = measure_gflops(torch.bfloat16), measure_gflops(torch.float32)
-    print(f"matmul 256×576 @ 576×1536: bfloat16 {bf16:.0f} GFLOP/s, float32 {fp32:.0f} GFLOP/s, "
-          f"ratio {bf16 / fp32:.2f}×")
+    print(
+        f"matmul 256×576 @ 576×1536: bfloat16 {bf16:.0f} GFLOP/s, float32 {fp32:.0f} GFLOP/s, ratio {bf16 / fp32:.2f}×"
+    )
     if args.steps > 0:
         seconds = _train_steps(args.steps, args.batch_size, args.length)
         median = {dtype: statistics.median(times) for dtype, times in seconds.items()}
-        print(f"training step ({args.batch_size}×{args.length} tokens, 20 virtual tokens, median of {args.steps}): "
-              f"bfloat16 {median['bfloat16']:.2f} s, float32 {median['float32']:.2f} s, "
-              f"speed ratio {median['float32'] / median['bfloat16']:.2f}×")
+        print(
+            f"training step ({args.batch_size}×{args.length} tokens, 20 virtual tokens, median of {args.steps}): "
+            f"bfloat16 {median['bfloat16']:.2f} s, float32 {median['float32']:.2f} s, "
+            f"speed ratio {median['float32'] / median['bfloat16']:.2f}×"
+        )
     print(f"dtype='auto' picks: {choose_dtype('cpu', announce=False).reason}")
 
 
 def _train_steps(steps: int, batch_size: int, length: int) -> dict[str, list[float]]:
     from tpv import init_prompt_tuning, make_origin
-    from tpv.data.encoding import Encoded, collate
     from tpv.bridge.models import load_model
+    from tpv.data.encoding import Encoded, collate
     from tpv.engine.scoring import prompt_tuning_loss
 
     models = {}

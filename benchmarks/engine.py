@@ -47,20 +47,35 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--virtual-tokens", type=int, default=20)
     parser.add_argument("--eval-examples", type=int, default=200)
-    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="float32",
-                        help="float32 by default, so every figure runs the same arithmetic (default: %(default)s)")
-    parser.add_argument("--recipe-max-length", type=int, default=64,
-                        help="fixed padded length of PEFT's recipe (its causal-LM example uses 64)")
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16"],
+        default="float32",
+        help="float32 by default, so every figure runs the same arithmetic (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--recipe-max-length",
+        type=int,
+        default=64,
+        help="fixed padded length of PEFT's recipe (its causal-LM example uses 64)",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=128, help="generate's budget (the paper's 128)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
-    parser.add_argument("--engines", action="store_true",
-                        help="compare the shared-prefix engine with today's full forward, PEFT's recipe and the "
-                             "floor at each --dtypes × --virtual-token-counts (writes its own section of --out)")
+    parser.add_argument(
+        "--engines",
+        action="store_true",
+        help="compare the shared-prefix engine with today's full forward, PEFT's recipe and the "
+        "floor at each --dtypes × --virtual-token-counts (writes its own section of --out)",
+    )
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], help="with --engines")
     parser.add_argument("--virtual-token-counts", nargs="+", type=int, default=[20, 50], help="with --engines")
     parser.add_argument("--rank-repeats", type=int, default=2, help="with --engines: timed rank passes per run")
-    parser.add_argument("--quality-steps", type=int, default=40,
-                        help="with --engines: train_prompt steps per engine before scoring (0: skip)")
+    parser.add_argument(
+        "--quality-steps",
+        type=int,
+        default=40,
+        help="with --engines: train_prompt steps per engine before scoring (0: skip)",
+    )
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     if args.engines:
@@ -107,12 +122,23 @@ def _load(args):
     vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, **{chr(c): c - 28 for c in range(32, 127)}}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), "isolated")
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>",
-                                        eos_token="</s>", unk_token="<unk>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
     torch.manual_seed(0)
     # The test suite's tiny Llama (tests/conftest.py), random, so the smoke run takes seconds.
-    config = LlamaConfig(vocab_size=128, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=1, max_position_embeddings=256, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    config = LlamaConfig(
+        vocab_size=128,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     return LlamaForCausalLM(config).eval(), tokenizer
 
 
@@ -155,8 +181,17 @@ def _time_ours(model, tokenizer, task, origin, train, val, args, tmp: Path) -> d
     try:
         start = time.perf_counter()
         result = train_prompt(
-            model, tokenizer, task, origin, train, output_dir=tmp / "ours", max_steps=args.steps,
-            batch_size=args.batch_size, progress=False, training_args={"save_strategy": "no", "logging_steps": args.steps})
+            model,
+            tokenizer,
+            task,
+            origin,
+            train,
+            output_dir=tmp / "ours",
+            max_steps=args.steps,
+            batch_size=args.batch_size,
+            progress=False,
+            training_args={"save_strategy": "no", "logging_steps": args.steps},
+        )
         elapsed = time.perf_counter() - start
     finally:
         recorder.handle.remove()
@@ -166,9 +201,16 @@ def _time_ours(model, tokenizer, task, origin, train, val, args, tmp: Path) -> d
     score = evaluate(peft_model, tokenizer, task, val, batch_size=32)[task.metric]
     tokens = sum(len(e) + args.virtual_tokens for batch in recorded for e in batch)
     padded = sum((max(len(e) for e in batch) + args.virtual_tokens) * len(batch) for batch in recorded)
-    return {"seconds": train_seconds, "wall_seconds": elapsed, "examples": args.steps * args.batch_size,
-            "examples_per_s": args.steps * args.batch_size / train_seconds, "val_score": score,
-            "padding_fraction": 1 - tokens / padded, "vector": result.vector, "batches": recorded}
+    return {
+        "seconds": train_seconds,
+        "wall_seconds": elapsed,
+        "examples": args.steps * args.batch_size,
+        "examples_per_s": args.steps * args.batch_size / train_seconds,
+        "val_score": score,
+        "padding_fraction": 1 - tokens / padded,
+        "vector": result.vector,
+        "batches": recorded,
+    }
 
 
 def _time_recipe(model, tokenizer, task, origin, train, val, args) -> dict:
@@ -182,24 +224,45 @@ def _time_recipe(model, tokenizer, task, origin, train, val, args) -> dict:
         ids = list(example.input_ids + example.target_ids)[-max_length:]
         labels = ([-100] * len(example.input_ids) + list(example.target_ids))[-max_length:]
         fill = max_length - len(ids)
-        rows.append({"input_ids": torch.tensor([pad] * fill + ids),
-                     "attention_mask": torch.tensor([0] * fill + [1] * len(ids)),
-                     "labels": torch.tensor([-100] * fill + labels)})
+        rows.append(
+            {
+                "input_ids": torch.tensor([pad] * fill + ids),
+                "attention_mask": torch.tensor([0] * fill + [1] * len(ids)),
+                "labels": torch.tensor([-100] * fill + labels),
+            }
+        )
     peft_model = init_prompt_tuning(model, origin=origin)
     trainer = Trainer(
-        model=peft_model, train_dataset=rows, data_collator=default_data_collator,
-        args=TrainingArguments(output_dir=tempfile.mkdtemp(), max_steps=args.steps,
-                               per_device_train_batch_size=args.batch_size, learning_rate=0.3, weight_decay=1e-5,
-                               warmup_steps=int(0.1 * args.steps), lr_scheduler_type="linear", save_strategy="no",
-                               report_to=[], logging_steps=args.steps, disable_tqdm=True, seed=0, data_seed=0,
-                               use_cpu=not torch.cuda.is_available()),
+        model=peft_model,
+        train_dataset=rows,
+        data_collator=default_data_collator,
+        args=TrainingArguments(
+            output_dir=tempfile.mkdtemp(),
+            max_steps=args.steps,
+            per_device_train_batch_size=args.batch_size,
+            learning_rate=0.3,
+            weight_decay=1e-5,
+            warmup_steps=int(0.1 * args.steps),
+            lr_scheduler_type="linear",
+            save_strategy="no",
+            report_to=[],
+            logging_steps=args.steps,
+            disable_tqdm=True,
+            seed=0,
+            data_seed=0,
+            use_cpu=not torch.cuda.is_available(),
+        ),
     )
     output = trainer.train()
     seconds = output.metrics["train_runtime"]
     score = evaluate(peft_model, tokenizer, task, val, batch_size=32)[task.metric]
-    return {"seconds": seconds, "examples": args.steps * args.batch_size,
-            "examples_per_s": args.steps * args.batch_size / seconds, "val_score": score,
-            "max_length": max_length}
+    return {
+        "seconds": seconds,
+        "examples": args.steps * args.batch_size,
+        "examples_per_s": args.steps * args.batch_size / seconds,
+        "val_score": score,
+        "max_length": max_length,
+    }
 
 
 def _time_training_floor(model, origin, batches, args) -> dict:
@@ -230,11 +293,16 @@ def _time_scoring(peft_model, tokenizer, task, val, args) -> dict:
     out = {}
     for method in ("rank", "generate"):
         start = time.perf_counter()
-        result = evaluate(peft_model, tokenizer, task, val, method=method, batch_size=32,
-                          max_new_tokens=args.max_new_tokens)
+        result = evaluate(
+            peft_model, tokenizer, task, val, method=method, batch_size=32, max_new_tokens=args.max_new_tokens
+        )
         seconds = time.perf_counter() - start
-        out[method] = {"seconds": seconds, "examples_per_s": len(val) / seconds, "score": result[task.metric],
-                       "invalid": result["invalid"]}
+        out[method] = {
+            "seconds": seconds,
+            "examples_per_s": len(val) / seconds,
+            "score": result[task.metric],
+            "invalid": result["invalid"],
+        }
     out["rank_floor"] = _time_rank_floor(peft_model, tokenizer, task, val)
     return out
 
@@ -247,8 +315,10 @@ def _time_rank_floor(peft_model, tokenizer, task, val) -> dict:
     encoded = encode_examples(tokenizer, task, val, seq2seq=False)
     first = torch.tensor([ids[0] for ids in label_token_ids(tokenizer, task, False)])
     head_rows = base.get_output_embeddings().weight[first]
-    batches = [collate([encoded[i] for i in b], 0, seq2seq=False, with_targets=False)
-               for b in length_sorted_batches([len(e.input_ids) for e in encoded], 32)]
+    batches = [
+        collate([encoded[i] for i in b], 0, seq2seq=False, with_targets=False)
+        for b in length_sorted_batches([len(e.input_ids) for e in encoded], 32)
+    ]
     start = time.perf_counter()
     with torch.inference_mode():
         for batch in batches:
@@ -279,7 +349,8 @@ def _markdown(results: dict, args) -> str:
         "",
         "| run | examples/s | ratio to PEFT recipe | time ÷ floor time | validation macro-F1 after the same steps |",
         "| --- | ---: | ---: | ---: | ---: |",
-        f"| tpv `train_prompt` | {ours['examples_per_s']:.2f} | {ours['examples_per_s'] / recipe['examples_per_s']:.2f}× "
+        f"| tpv `train_prompt` | {ours['examples_per_s']:.2f} | "
+        f"{ours['examples_per_s'] / recipe['examples_per_s']:.2f}× "
         f"| {ours['seconds'] / floor['seconds']:.2f} | {ours['val_score']:.3f} |",
         f"| PEFT recipe (pad to {recipe['max_length']}, full logits, plain Trainer) | {recipe['examples_per_s']:.2f} "
         f"| 1.00× | {recipe['seconds'] / floor['seconds']:.2f} | {recipe['val_score']:.3f} |",
@@ -296,11 +367,15 @@ def _markdown(results: dict, args) -> str:
     ]
     for method in ("rank", "generate"):
         row = ev[method]
-        lines.append(f"| `evaluate(method=\"{method}\")` | {row['examples_per_s']:.2f} | "
-                     f"{row['examples_per_s'] / ev['generate']['examples_per_s']:.2f}× | "
-                     f"{row['seconds'] / ev['rank_floor']['seconds']:.2f} | {row['score']:.3f} | {row['invalid']} |")
-    lines.append(f"| rank floor (bare forward, label rows only) | {ev['rank_floor']['examples_per_s']:.2f} | "
-                 f"{ev['rank_floor']['examples_per_s'] / ev['generate']['examples_per_s']:.2f}× | 1.00 | — | — |")
+        lines.append(
+            f'| `evaluate(method="{method}")` | {row["examples_per_s"]:.2f} | '
+            f"{row['examples_per_s'] / ev['generate']['examples_per_s']:.2f}× | "
+            f"{row['seconds'] / ev['rank_floor']['seconds']:.2f} | {row['score']:.3f} | {row['invalid']} |"
+        )
+    lines.append(
+        f"| rank floor (bare forward, label rows only) | {ev['rank_floor']['examples_per_s']:.2f} | "
+        f"{ev['rank_floor']['examples_per_s'] / ev['generate']['examples_per_s']:.2f}× | 1.00 | — | — |"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -343,8 +418,15 @@ def engine_comparison(args) -> dict:
     after = rest.partition(PREFIX_END)[2] if found else ""
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = args.out.with_name(f".{args.out.name}.tmp")
-    tmp_out.write_text(before.rstrip("\n") + ("\n\n" if before else "") + PREFIX_BEGIN + "\n" + report + PREFIX_END
-                       + (after if after.strip() else "\n"))
+    tmp_out.write_text(
+        before.rstrip("\n")
+        + ("\n\n" if before else "")
+        + PREFIX_BEGIN
+        + "\n"
+        + report
+        + PREFIX_END
+        + (after if after.strip() else "\n")
+    )
     os.replace(tmp_out, args.out)
     return results
 
@@ -382,7 +464,7 @@ def _time_engine_steps(model, tokenizer, task, origin, train, args) -> dict:
     for step, examples in enumerate(_engine_batches(tokenizer, task, train, args)):
         batch = {"tpv": collate(examples, pad, seq2seq=False), "recipe": _recipe_batch(examples, pad, args)}
         # Rotate the order every step, so no run always follows another (caches, thermal, neighbours' load).
-        for name in names[step % len(names):] + names[: step % len(names)]:
+        for name in names[step % len(names) :] + names[: step % len(names)]:
             start = time.perf_counter()
             runs[name](batch)
             times[name].append(time.perf_counter() - start)
@@ -423,17 +505,21 @@ def _time_engine_rank(model, tokenizer, task, origin, val, args) -> dict:
     first = torch.tensor([ids[0] for ids in label_token_ids(tokenizer, task, False)])
     encoded = encode_examples(tokenizer, task, val, seq2seq=False)
     pad = pad_token_id(tokenizer)
-    batches = [collate([encoded[i] for i in b], pad, seq2seq=False, with_targets=False)
-               for b in length_sorted_batches([len(e.input_ids) for e in encoded], args.batch_size)]
+    batches = [
+        collate([encoded[i] for i in b], pad, seq2seq=False, with_targets=False)
+        for b in length_sorted_batches([len(e.input_ids) for e in encoded], args.batch_size)
+    ]
     predictions = {}
 
     def shared():
-        predictions["shared_prefix"] = evaluate(peft_model, tokenizer, task, val, batch_size=args.batch_size,
-                                                shared_prefix=True, return_predictions=True)["predictions"]
+        predictions["shared_prefix"] = evaluate(
+            peft_model, tokenizer, task, val, batch_size=args.batch_size, shared_prefix=True, return_predictions=True
+        )["predictions"]
 
     def full():
-        predictions["full"] = evaluate(peft_model, tokenizer, task, val, batch_size=args.batch_size,
-                                       shared_prefix=False, return_predictions=True)["predictions"]
+        predictions["full"] = evaluate(
+            peft_model, tokenizer, task, val, batch_size=args.batch_size, shared_prefix=False, return_predictions=True
+        )["predictions"]
 
     def recipe():
         with torch.inference_mode():
@@ -449,7 +535,7 @@ def _time_engine_rank(model, tokenizer, task, origin, val, args) -> dict:
     times: dict = {name: [] for name in runs}
     names = list(runs)
     for repeat in range(args.rank_repeats):
-        for name in names[repeat % len(names):] + names[: repeat % len(names)]:
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
             start = time.perf_counter()
             runs[name]()
             times[name].append(time.perf_counter() - start)
@@ -464,14 +550,28 @@ def _engine_quality(model, tokenizer, task, origin, train, val, args) -> dict:
     for name, flag in (("shared_prefix", True), ("full", False)):
         with tempfile.TemporaryDirectory() as tmp:
             result = train_prompt(
-                model, tokenizer, task, origin, train, output_dir=Path(tmp) / name, max_steps=args.quality_steps,
-                batch_size=args.batch_size, num_virtual_tokens=origin.num_virtual_tokens, progress=False,
-                shared_prefix=flag, training_args={"save_strategy": "no", "logging_steps": args.quality_steps})
+                model,
+                tokenizer,
+                task,
+                origin,
+                train,
+                output_dir=Path(tmp) / name,
+                max_steps=args.quality_steps,
+                batch_size=args.batch_size,
+                num_virtual_tokens=origin.num_virtual_tokens,
+                progress=False,
+                shared_prefix=flag,
+                training_args={"save_strategy": "no", "logging_steps": args.quality_steps},
+            )
         peft_model = init_prompt_tuning(model, result.vector, origin=origin)
         scored = evaluate(peft_model, tokenizer, task, val, batch_size=args.batch_size, return_predictions=True)
         gold = [task.label_id(example[task.label_key]) for example in val]
-        out[name] = {"score": scored[task.metric], "se": _bootstrap_se(task, scored["predictions"], gold),
-                     "train_seconds": result.metrics["train_runtime"], "engine": result.engine}
+        out[name] = {
+            "score": scored[task.metric],
+            "se": _bootstrap_se(task, scored["predictions"], gold),
+            "train_seconds": result.metrics["train_runtime"],
+            "engine": result.engine,
+        }
     return out
 
 
@@ -483,8 +583,9 @@ def _bootstrap_se(task, predictions, gold, resamples: int = 200) -> float:
     scores = []
     for _ in range(resamples):
         index = torch.randint(len(gold), (len(gold),), generator=generator).tolist()
-        scores.append(compute_metric(task.metric, [predictions[i] for i in index], [gold[i] for i in index],
-                                     labels=labels))
+        scores.append(
+            compute_metric(task.metric, [predictions[i] for i in index], [gold[i] for i in index], labels=labels)
+        )
     return statistics.stdev(scores)
 
 
@@ -493,14 +594,20 @@ def _engine_rows(runs) -> list[str]:
     for run in runs:
         step, rank = run["step"], run["rank"]
         quality = run.get("quality")
-        f1 = "—" if not quality else " vs ".join(
-            f"{quality[name]['score']:.3f} ± {quality[name]['se']:.3f}" for name in ("shared_prefix", "full"))
+        f1 = (
+            "—"
+            if not quality
+            else " vs ".join(
+                f"{quality[name]['score']:.3f} ± {quality[name]['se']:.3f}" for name in ("shared_prefix", "full")
+            )
+        )
         rows.append(
             f"| {run['dtype']} | {run['virtual']} | {step['shared_prefix']:.3f} | {step['full']:.3f} | "
             f"**{step['shared_prefix'] / step['full']:.2f}×** | {step['recipe'] / step['full']:.2f}× | "
             f"{step['floor'] / step['full']:.2f}× | {rank['shared_prefix']:.2f} | {rank['full']:.2f} | "
             f"**{rank['shared_prefix'] / rank['full']:.2f}×** | {rank['recipe'] / rank['full']:.2f}× | "
-            f"{rank['floor'] / rank['full']:.2f}× | {'yes' if rank['same_predictions'] else 'no'} | {f1} |")
+            f"{rank['floor'] / rank['full']:.2f}× | {'yes' if rank['same_predictions'] else 'no'} | {f1} |"
+        )
     return rows
 
 
@@ -512,10 +619,11 @@ def _engine_markdown(results: dict, args) -> str:
         "## Shared prefix vs today's full forward",
         "",
         f"Produced by `{command.strip()}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, on "
-        + "; ".join(sorted(hardware)) + ".",
+        + "; ".join(sorted(hardware))
+        + ".",
         f"Model: {model}; task `{args.task}`; batch {args.batch_size}; training step = forward+backward of one "
         f"batch (median of {args.steps} random training batches, the four runs interleaved on the same batch); "
-        f"rank = `evaluate(method=\"rank\")` over {results['n_val']} validation examples (best of "
+        f'rank = `evaluate(method="rank")` over {results["n_val"]} validation examples (best of '
         f"{args.rank_repeats}, interleaved); F1 = validation macro-F1 ± bootstrap standard error after "
         f"{args.quality_steps} `train_prompt` steps on each engine (shared prefix vs full).",
         "",

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 from tpv import init_prompt_tuning, make_origin
-from tpv.engine.evaluation import evaluate
 from tpv.bridge.models import load_model
 from tpv.bridge.precision import hardware_summary
 from tpv.data import load_split
+from tpv.engine.evaluation import evaluate
 from tpv.engine.training import train_prompt
 
 
@@ -30,8 +30,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--virtual-tokens", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-examples", type=int, default=200)
-    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="float32",
-                        help="float32 by default, so every figure runs the same arithmetic (default: %(default)s)")
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16"],
+        default="float32",
+        help="float32 by default, so every figure runs the same arithmetic (default: %(default)s)",
+    )
     parser.add_argument("--run-dir", type=Path, default=Path("runs/benchmarks/sst2_quality"))
     args = parser.parse_args(argv)
 
@@ -42,19 +46,33 @@ def main(argv=None) -> dict:
     origin = make_origin(model, args.virtual_tokens, seed=args.seed)
     start = time.perf_counter()
     zero_shot = evaluate(init_prompt_tuning(model, origin=origin), tokenizer, "sst2", test)
-    result = train_prompt(model, tokenizer, "sst2", origin, train, eval_data=val, output_dir=args.run_dir,
-                          max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate)
+    result = train_prompt(
+        model,
+        tokenizer,
+        "sst2",
+        origin,
+        train,
+        eval_data=val,
+        output_dir=args.run_dir,
+        max_steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+    )
     tuned = evaluate(init_prompt_tuning(model, result.vector, origin=origin), tokenizer, "sst2", test)
     wall = time.perf_counter() - start
     command = "python benchmarks/sst2_quality.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    print(f"\n## SST-2 quality on the default model\n\nProduced by `{command.strip()}` "
-          f"({hardware_summary(model.dtype)}; {args.steps} steps × batch {args.batch_size}, lr {args.learning_rate}, "
-          f"{args.virtual_tokens} virtual tokens, origin sample_vocab(seed={args.seed}), best checkpoint of "
-          f"{args.val_examples} validation examples); training {result.metrics.get('train_runtime', 0):.0f} s, "
-          f"whole script {wall:.0f} s.\n")
+    print(
+        f"\n## SST-2 quality on the default model\n\nProduced by `{command.strip()}` "
+        f"({hardware_summary(model.dtype)}; {args.steps} steps × batch {args.batch_size}, lr {args.learning_rate}, "
+        f"{args.virtual_tokens} virtual tokens, origin sample_vocab(seed={args.seed}), best checkpoint of "
+        f"{args.val_examples} validation examples); training {result.metrics.get('train_runtime', 0):.0f} s, "
+        f"whole script {wall:.0f} s.\n"
+    )
     print("| prompt | test macro-F1 | test accuracy | invalid |\n| --- | ---: | ---: | ---: |")
-    print(f"| origin (zero-shot, untrained) | {zero_shot['macro_f1']:.3f} | {zero_shot['accuracy']:.3f} | "
-          f"{zero_shot['invalid']} |")
+    print(
+        f"| origin (zero-shot, untrained) | {zero_shot['macro_f1']:.3f} | {zero_shot['accuracy']:.3f} | "
+        f"{zero_shot['invalid']} |"
+    )
     print(f"| tuned | {tuned['macro_f1']:.3f} | {tuned['accuracy']:.3f} | {tuned['invalid']} |")
     return {"zero_shot": zero_shot, "tuned": tuned, "train": result.metrics}
 

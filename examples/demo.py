@@ -22,10 +22,10 @@ import time
 import torch
 
 from tpv import auto_init, zoo
-from tpv.engine.evaluation import evaluate
 from tpv.bridge.models import load_model
 from tpv.bridge.precision import hardware_summary
 from tpv.data import load_split
+from tpv.engine.evaluation import evaluate
 
 TARGET = "imdb"
 
@@ -34,13 +34,24 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--validation", type=int, default=32, help="imdb validation examples that rank and choose")
     parser.add_argument("--test", type=int, default=100, help="imdb test examples scored at the end")
-    parser.add_argument("--max-length", type=int, default=64,
-                        help="tokens kept per review; reviews are long, and short inputs keep the demo fast")
-    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
-                        help="auto: bfloat16 where this CPU multiplies it faster than float32 (default: %(default)s)")
-    parser.add_argument("--threads", default="auto",
-                        help="torch threads; auto: 1 when other jobs already keep every core busy (load average ≥ "
-                             "cores), else torch's default (default: %(default)s)")
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=64,
+        help="tokens kept per review; reviews are long, and short inputs keep the demo fast",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="auto: bfloat16 where this CPU multiplies it faster than float32 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--threads",
+        default="auto",
+        help="torch threads; auto: 1 when other jobs already keep every core busy (load average ≥ "
+        "cores), else torch's default (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     _set_threads(args.threads)
@@ -52,22 +63,34 @@ def main(argv=None) -> None:
     print(f"hand-made sum: {handmade!r}\n")
 
     model, tokenizer = load_model(dtype=args.dtype)
-    print(f"model {model.name_or_path} in {str(model.dtype).removeprefix('torch.')} on {hardware_summary()}",
-          flush=True)
-    plan = auto_init(model, tokenizer, TARGET, "zoo", exclude=[TARGET], max_validation=args.validation,
-                     max_length=args.max_length, max_k=2, grid=[0.5, 1.0])
+    print(
+        f"model {model.name_or_path} in {str(model.dtype).removeprefix('torch.')} on {hardware_summary()}", flush=True
+    )
+    plan = auto_init(
+        model,
+        tokenizer,
+        TARGET,
+        "zoo",
+        exclude=[TARGET],
+        max_validation=args.validation,
+        max_length=args.max_length,
+        max_k=2,
+        grid=[0.5, 1.0],
+    )
     print(plan, end="\n\n", flush=True)
 
     # Test data only now, after every choice was made on validation data.
     test = load_split(TARGET, "test")[: args.test]
     peft_model = plan.peft_model()
-    rows = [("random origin", plan.origin.tensor), ("origin + 0.5·(τ_sst2 + τ_yelp)", handmade.apply_to(plan.origin, 0.5)),
-            ("auto_init's start", plan.prompt)]
+    rows = [
+        ("random origin", plan.origin.tensor),
+        ("origin + 0.5·(τ_sst2 + τ_yelp)", handmade.apply_to(plan.origin, 0.5)),
+        ("auto_init's start", plan.prompt),
+    ]
     print(f"{TARGET} test, 0 shots, {len(test)} examples (first {args.max_length} tokens of each review)")
     print(f"{'initialisation':32s} {'macro-F1':>9s} {'accuracy':>9s}")
     for label, prompt in rows:
-        result = evaluate(peft_model, tokenizer, TARGET, test, prompt=prompt, max_length=args.max_length,
-                          progress=True)
+        result = evaluate(peft_model, tokenizer, TARGET, test, prompt=prompt, max_length=args.max_length, progress=True)
         print(f"{label:32s} {result['macro_f1']:9.3f} {result['accuracy']:9.3f}", flush=True)
     load = f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores" if hasattr(os, "getloadavg") else ""
     print(f"\ndone in {time.perf_counter() - start:.0f} s{load}")

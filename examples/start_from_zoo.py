@@ -1,7 +1,7 @@
 """Start a new task from the vector zoo: rank the zoo's vectors on the target's validation data, pick k and λ,
 and compare the chosen start with the random origin on the target's test data (read only for this report).
 
-    python examples/start_from_zoo.py                          # imdb, the zoo without imdb (docs/howto/start-from-zoo.md)
+    python examples/start_from_zoo.py                 # imdb, the zoo without imdb (docs/howto/start-from-zoo.md)
     python examples/start_from_zoo.py --target rte --validation 64
 
 No training: the zoo's vectors ship with tpv. The output of this script is what docs/howto/start-from-zoo.md shows.
@@ -16,10 +16,10 @@ import time
 import torch
 
 from tpv import auto_init, zoo
-from tpv.engine.evaluation import evaluate
 from tpv.bridge.models import load_model
 from tpv.bridge.precision import hardware_summary
 from tpv.data import get_task, load_split
+from tpv.engine.evaluation import evaluate
 
 
 def main(argv=None) -> None:
@@ -36,8 +36,17 @@ def main(argv=None) -> None:
 
     print(zoo.available(), end="\n\n")
     model, tokenizer = load_model()
-    plan = auto_init(model, tokenizer, args.target, "zoo", exclude=[args.target], max_validation=args.validation,
-                     max_length=args.max_length, max_k=2, grid=[0.5, 1.0])
+    plan = auto_init(
+        model,
+        tokenizer,
+        args.target,
+        "zoo",
+        exclude=[args.target],
+        max_validation=args.validation,
+        max_length=args.max_length,
+        max_k=2,
+        grid=[0.5, 1.0],
+    )
     print(plan, end="\n\n")
     if args.output_dir:
         plan.save_pretrained(args.output_dir)

@@ -8,18 +8,18 @@ Each task's prompt is one run of ``scripts/learnability.py`` (``train_prompt`` f
 virtual tokens, the length docs/benchmarks.md recommends on a CPU; batch 8, learning rate 0.3; rank-scored
 every 50 steps on the first 100 validation examples, the best checkpoint kept), in the same run folders
 (``runs/learnability/<task>/vt20_lr0.3_steps<budget>``), so the zoo and the learnability curves are the same
-runs. The
-learnability script scores the kept prompt and the untrained origin on the held validation examples (the
-300 after the selection set) and decides with a permutation test whether the prompt left chance; this script
-adds the test split's score, a paired-bootstrap margin over the origin, and writes ``tpv/compose/zoo/<task>.tpv.safetensors``
-and ``tpv/compose/zoo/manifest.json`` after every task, so a killed build keeps what it finished; a rerun reuses
-finished runs and resumes a killed one from its last checkpoint.
+runs. The learnability script scores the kept prompt and the untrained origin on the held validation examples
+(the 300 after the selection set) and decides with a permutation test whether the prompt left chance; this
+script adds the test split's score, a paired-bootstrap margin over the origin, and writes
+``tpv/compose/zoo/<task>.tpv.safetensors`` and ``tpv/compose/zoo/manifest.json`` after every task, so a killed
+build keeps what it finished; a rerun reuses finished runs and resumes a killed one from its last checkpoint.
 
 Budgets (``STEPS``): the source tasks of the paper's studies get 150 steps (1,200 examples, 60 % of an epoch
 of the 2,000-example subsets); the others 100 steps with inputs cut at 128 tokens (long reviews and abstracts
 cost 3-8x a short input's step). Sized so the whole build fits about 1.5 h of one core of a 2-core Xeon
-(AMX, bfloat16): a budget this machine can afford, not the paper's (10 epochs of the full data sets). A vector whose run did not leave chance is kept but marked ``at_chance`` (``AT_CHANCE_RULE``)
-and left out of ``tpv.zoo.vectors()`` unless asked for.
+(AMX, bfloat16): a budget this machine can afford, not the paper's (10 epochs of the full data sets). A vector
+whose run did not leave chance is kept but marked ``at_chance`` (``AT_CHANCE_RULE``) and left out of
+``tpv.zoo.vectors()`` unless asked for.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 import learnability  # noqa: E402
+
 from tpv import TaskPromptVector, make_origin  # noqa: E402
 from tpv.bridge.models import DEFAULT_MODEL, load_model  # noqa: E402
 from tpv.bridge.peft_io import init_prompt_tuning  # noqa: E402
@@ -56,19 +57,22 @@ BOOTSTRAP = 1000
 GENERATE_TOKENS = 6  # stsb's answers are a number such as "3.2"; longer output is wrong anyway
 SOURCE_BUDGET = (150, 256)  # (steps, max input tokens)
 OTHER_BUDGET = (100, 128)
-STEPS = {task: SOURCE_BUDGET for task in learnability.SOURCE_TASKS} | {
-    task: OTHER_BUDGET for task in ("sst2", "yelp_polarity", "imdb", "sst5", "snli", "ag_news", "dbpedia",
-                                    "yahoo_answers", "stsb")}
-BUDGET_NOTE = ("150 steps at batch 8 for the paper's source tasks, 100 steps (inputs cut at 128 tokens) for the rest; "
-               "best checkpoint every 50 steps on 100 validation examples; budgets a 2-core CPU affords, not the "
-               "paper's 10 epochs")
+OTHER_TASKS = ("sst2", "yelp_polarity", "imdb", "sst5", "snli", "ag_news", "dbpedia", "yahoo_answers", "stsb")
+STEPS = dict.fromkeys(learnability.SOURCE_TASKS, SOURCE_BUDGET) | dict.fromkeys(OTHER_TASKS, OTHER_BUDGET)
+BUDGET_NOTE = (
+    "150 steps at batch 8 for the paper's source tasks, 100 steps (inputs cut at 128 tokens) for the rest; "
+    "best checkpoint every 50 steps on 100 validation examples; budgets a 2-core CPU affords, not the "
+    "paper's 10 epochs"
+)
 AT_CHANCE_RULE = "at_chance unless the run " + learnability.LEAVES_CHANCE_RULE.removeprefix("left chance: ")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=None, help="tasks to build (default: every local task)")
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("TPV_DATA_DIR", REPO.parent / "shared/data")))
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(os.environ.get("TPV_DATA_DIR", REPO.parent / "shared/data"))
+    )
     parser.add_argument("--run-dir", type=Path, default=REPO / "runs" / "learnability")
     parser.add_argument("--zoo-dir", type=Path, default=REPO / "tpv" / "compose" / "zoo")
     parser.add_argument("--dtype", default="auto", help="auto (tpv's choice for this CPU), bfloat16 or float32")
@@ -103,8 +107,11 @@ def main(argv=None) -> int:
         manifest["tasks"] = dict(sorted(manifest["tasks"].items()))
         manifest["total_bytes"] = sum((args.zoo_dir / e["file"]).stat().st_size for e in manifest["tasks"].values())
         atomic_write_text(manifest_path, json.dumps(manifest, indent=1) + "\n")
-        print(f"    {entry['metric']} validation {entry['validation']:.3f} (origin {entry['origin_validation']:.3f}), "
-              f"test {entry['test']:.3f}{', AT CHANCE' if entry['at_chance'] else ''}", flush=True)
+        print(
+            f"    {entry['metric']} validation {entry['validation']:.3f} (origin {entry['origin_validation']:.3f}), "
+            f"test {entry['test']:.3f}{', AT CHANCE' if entry['at_chance'] else ''}",
+            flush=True,
+        )
     return 0
 
 
@@ -119,8 +126,15 @@ def _save_origin(origin, path: Path) -> None:
 
 def learnability_settings(task: str, run_dir: Path) -> SimpleNamespace:
     steps, max_length = STEPS[task]
-    return SimpleNamespace(run_dir=run_dir, max_steps=steps, eval_every=50, batch_size=8, max_length=max_length,
-                           selection_examples=100, held_examples=300)
+    return SimpleNamespace(
+        run_dir=run_dir,
+        max_steps=steps,
+        eval_every=50,
+        batch_size=8,
+        max_length=max_length,
+        selection_examples=100,
+        held_examples=300,
+    )
 
 
 def build_task(task_name: str, args, model, tokenizer, origin) -> dict:
@@ -135,34 +149,60 @@ def build_task(task_name: str, args, model, tokenizer, origin) -> dict:
     test_scores = _cached_test_scores(folder, vector, task, test, origin, model, tokenizer, settings.max_length)
     held = load_split(task, "validation", args.data_dir)[100:400]
     gold = [task.label_id(e[task.label_key]) if task.is_classification else float(e[task.label_key]) for e in held]
-    data_sha = {split: _sha256(_split_file(args.data_dir, task_name, split)) for split in ("train", "validation", "test")}
+    data_sha = {
+        split: _sha256(_split_file(args.data_dir, task_name, split)) for split in ("train", "validation", "test")
+    }
     return {
-        "task": task_name, "family": task.family, "metric": task.metric, "file": file_name,
-        "dtype": run["dtype"], "steps": run["best_step"], "budget": settings.max_steps, "batch_size": 8,
-        "learning_rate": LEARNING_RATE, "max_length": settings.max_length,
+        "task": task_name,
+        "family": task.family,
+        "metric": task.metric,
+        "file": file_name,
+        "dtype": run["dtype"],
+        "steps": run["best_step"],
+        "budget": settings.max_steps,
+        "batch_size": 8,
+        "learning_rate": LEARNING_RATE,
+        "max_length": settings.max_length,
         "train_examples": len(load_split(task, "train", args.data_dir)),
-        "selection_examples": run["selection_examples"], "validation_examples": run["held_examples"],
-        "test_examples": len(test), "norm": vector.norm(), "file_sha256": _sha256(args.zoo_dir / file_name),
-        "data_sha256": data_sha, "run": str(folder.relative_to(args.run_dir)),
-        "validation": run["held_score"], "origin_validation": run["origin_held_score"],
-        "chance_level": run["null_mean"], "p_value": run["p_value"], "margin_over_chance": run["margin"],
+        "selection_examples": run["selection_examples"],
+        "validation_examples": run["held_examples"],
+        "test_examples": len(test),
+        "norm": vector.norm(),
+        "file_sha256": _sha256(args.zoo_dir / file_name),
+        "data_sha256": data_sha,
+        "run": str(folder.relative_to(args.run_dir)),
+        "validation": run["held_score"],
+        "origin_validation": run["origin_held_score"],
+        "chance_level": run["null_mean"],
+        "p_value": run["p_value"],
+        "margin_over_chance": run["margin"],
         "margin_over_origin": _paired_margin(task, run["held_predictions"], run["origin_held_predictions"], gold),
-        "at_chance": not run["left_chance"], **test_scores,
+        "at_chance": not run["left_chance"],
+        **test_scores,
     }
 
 
 def _cached_test_scores(folder: Path, vector, task, test, origin, model, tokenizer, max_length) -> dict:
     """The test split's scores of a run's vector, cached in the run folder under a key of the vector and data."""
-    key = hashlib.sha256(vector.tensor.float().numpy().tobytes()
-                         + json.dumps([test, max_length], sort_keys=True).encode()).hexdigest()
+    key = hashlib.sha256(
+        vector.tensor.float().numpy().tobytes() + json.dumps([test, max_length], sort_keys=True).encode()
+    ).hexdigest()
     path = folder / "zoo_test_scores.json"
     if path.is_file():
         cached = json.loads(path.read_text())
         if cached.get("key") == key:
             return cached["scores"]
     peft_model = init_prompt_tuning(copy.deepcopy(model), vector, origin=origin)
-    tuned = evaluate(peft_model, tokenizer, task, test, batch_size=32, max_new_tokens=GENERATE_TOKENS,
-                     max_length=max_length, progress=True)
+    tuned = evaluate(
+        peft_model,
+        tokenizer,
+        task,
+        test,
+        batch_size=32,
+        max_new_tokens=GENERATE_TOKENS,
+        max_length=max_length,
+        progress=True,
+    )
     scores = {"test": tuned[task.metric], "test_accuracy": tuned.get("accuracy")}
     atomic_write_text(path, json.dumps({"key": key, "scores": scores}, indent=1))
     return scores
@@ -175,22 +215,34 @@ def _paired_margin(task, tuned, origin, gold) -> dict:
     rng = np.random.default_rng(0)
     rows = rng.integers(0, len(gold), (BOOTSTRAP, len(gold)))
     difference = statistic(tuned, gold[None, :])[0] - statistic(origin, gold[None, :])[0]
-    spread = np.std([statistic(tuned[r], gold[r][None, :])[0] - statistic(origin[r], gold[r][None, :])[0]
-                     for r in rows], ddof=1)
+    spread = np.std(
+        [statistic(tuned[r], gold[r][None, :])[0] - statistic(origin[r], gold[r][None, :])[0] for r in rows], ddof=1
+    )
     return {"difference": float(difference), "se": float(spread)}
 
 
 def _header(dtype, origin) -> dict:
     return {
-        "format": "tpv-zoo/1", "base_model": DEFAULT_MODEL, "commit": learnability._commit_at_start(), "dtype": str(dtype).removeprefix("torch."),
-        "cpu": _cpu(), "torch": torch.__version__, "origin": {
-            "recipe": origin.recipe, "seed": learnability.ORIGIN["seed"], "method": learnability.ORIGIN["method"],
-            "num_virtual_tokens": NUM_VIRTUAL_TOKENS, "file": "origin.safetensors"},
-        "command": "python scripts/build_zoo.py", "budget_note": BUDGET_NOTE, "at_chance_rule": AT_CHANCE_RULE,
+        "format": "tpv-zoo/1",
+        "base_model": DEFAULT_MODEL,
+        "commit": learnability._commit_at_start(),
+        "dtype": str(dtype).removeprefix("torch."),
+        "cpu": _cpu(),
+        "torch": torch.__version__,
+        "origin": {
+            "recipe": origin.recipe,
+            "seed": learnability.ORIGIN["seed"],
+            "method": learnability.ORIGIN["method"],
+            "num_virtual_tokens": NUM_VIRTUAL_TOKENS,
+            "file": "origin.safetensors",
+        },
+        "command": "python scripts/build_zoo.py",
+        "budget_note": BUDGET_NOTE,
+        "at_chance_rule": AT_CHANCE_RULE,
         "planned": sorted(STEPS),
         "selection": "best checkpoint every 50 steps on the first 100 validation examples; every score below "
-                     "(validation = the 300 held validation examples after those, and the test split) is on "
-                     "examples the selection never saw",
+        "(validation = the 300 held validation examples after those, and the test split) is on "
+        "examples the selection never saw",
     }
 
 

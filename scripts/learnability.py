@@ -45,10 +45,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tpv import make_origin  # noqa: E402
-from tpv.core._io import atomic_write_text  # noqa: E402
-from tpv.engine.evaluation import evaluate  # noqa: E402
 from tpv.bridge.precision import hardware_summary  # noqa: E402
+from tpv.core._io import atomic_write_text  # noqa: E402
 from tpv.data import get_task, load_split  # noqa: E402
+from tpv.engine.evaluation import evaluate  # noqa: E402
 from tpv.engine.training import train_prompt  # noqa: E402
 
 SOURCE_TASKS = ["mnli", "qnli", "rte", "mrpc", "cola", "qqp", "trec"]
@@ -118,14 +118,27 @@ def run(model, tokenizer, task_name: str, tokens: int, lr: float, args) -> dict:
     task = get_task(task_name)
     validation = load_split(task_name, "validation")
     selection = validation[: args.selection_examples]
-    held = validation[args.selection_examples: args.selection_examples + args.held_examples]
+    held = validation[args.selection_examples : args.selection_examples + args.held_examples]
     origin = make_origin(model, tokens, **ORIGIN)
     started = time.perf_counter()
     # PEFT's wrapping changes the model it wraps; every run gets its own copy of the base model.
-    result = train_prompt(copy.deepcopy(model), tokenizer, task, origin, load_split(task_name, "train"), output_dir=folder,
-                          eval_data=selection, eval_steps=args.eval_every, max_steps=args.max_steps,
-                          learning_rate=lr, batch_size=args.batch_size, num_virtual_tokens=tokens,
-                          max_length=args.max_length, seed=0, progress=True)
+    result = train_prompt(
+        copy.deepcopy(model),
+        tokenizer,
+        task,
+        origin,
+        load_split(task_name, "train"),
+        output_dir=folder,
+        eval_data=selection,
+        eval_steps=args.eval_every,
+        max_steps=args.max_steps,
+        learning_rate=lr,
+        batch_size=args.batch_size,
+        num_virtual_tokens=tokens,
+        max_length=args.max_length,
+        seed=0,
+        progress=True,
+    )
     train_seconds = time.perf_counter() - started
     if scores_path.is_file():
         scores = json.loads(scores_path.read_text())
@@ -135,8 +148,15 @@ def run(model, tokenizer, task_name: str, tokens: int, lr: float, args) -> dict:
     # Regression answers are a number such as "3.2": a few tokens; an untrained prompt may never end its text.
     scoring = dict(max_length=args.max_length, max_new_tokens=ANSWER_TOKENS)
     tuned = evaluate(peft_model, tokenizer, task, held, return_predictions=True, **scoring)
-    untrained = evaluate(peft_model, tokenizer, task, held, prompt=origin.tensor.to(_dtype(peft_model)),
-                         return_predictions=True, **scoring)
+    untrained = evaluate(
+        peft_model,
+        tokenizer,
+        task,
+        held,
+        prompt=origin.tensor.to(_dtype(peft_model)),
+        return_predictions=True,
+        **scoring,
+    )
     step0 = evaluate(peft_model, tokenizer, task, selection, prompt=origin.tensor.to(_dtype(peft_model)), **scoring)
     statistic = metric_of(task)
     gold = [task.label_id(e[task.label_key]) if task.is_classification else float(e[task.label_key]) for e in held]
@@ -152,21 +172,42 @@ def run(model, tokenizer, task_name: str, tokens: int, lr: float, args) -> dict:
     losses = [{"step": int(r["step"]), "train_loss": r["loss"]} for r in result.history if "loss" in r]
     best_step = _best_step(history)
     scores = {
-        "task": task_name, "family": task.family, "num_labels": task.num_labels, "virtual_tokens": tokens,
-        "learning_rate": lr, "max_steps": args.max_steps, "eval_every": args.eval_every,
-        "batch_size": args.batch_size, "max_length": args.max_length, "origin": ORIGIN,
-        "selection_examples": len(selection), "held_examples": len(held),
-        "metric": task.metric, "best_step": best_step, "held_score": tuned[task.metric],
-        "held_accuracy": tuned.get("accuracy"), "held_score_se": bootstrap_se(statistic, predicted, gold),
-        "origin_held_score": untrained[task.metric], "invalid": tuned["invalid"], "null_mean": test["null_mean"],
-        "null_p95": test["null_p95"], "p_value": test["p_value"], "margin": margin,
+        "task": task_name,
+        "family": task.family,
+        "num_labels": task.num_labels,
+        "virtual_tokens": tokens,
+        "learning_rate": lr,
+        "max_steps": args.max_steps,
+        "eval_every": args.eval_every,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "origin": ORIGIN,
+        "selection_examples": len(selection),
+        "held_examples": len(held),
+        "metric": task.metric,
+        "best_step": best_step,
+        "held_score": tuned[task.metric],
+        "held_accuracy": tuned.get("accuracy"),
+        "held_score_se": bootstrap_se(statistic, predicted, gold),
+        "origin_held_score": untrained[task.metric],
+        "invalid": tuned["invalid"],
+        "null_mean": test["null_mean"],
+        "null_p95": test["null_p95"],
+        "p_value": test["p_value"],
+        "margin": margin,
         "left_chance": bool(test["p_value"] < ALPHA and margin >= MIN_MARGIN),
-        "curve": history, "train_loss": losses, "engine": result.engine,
-        "train_seconds_this_call": round(train_seconds, 1), "vector_sha": _sha(result.vector_path),
+        "curve": history,
+        "train_loss": losses,
+        "engine": result.engine,
+        "train_seconds_this_call": round(train_seconds, 1),
+        "vector_sha": _sha(result.vector_path),
         # Kept so that later comparisons (scripts/build_zoo.py's margin over the origin) pair the same examples.
-        "held_predictions": predicted, "origin_held_predictions": _numeric(untrained["predictions"]),
-        "vector_file": str(result.vector_path.relative_to(args.run_dir)), "device": _device_line(),
-        "commit": _commit_at_start(), "dtype": str(_dtype(peft_model)).removeprefix("torch."),
+        "held_predictions": predicted,
+        "origin_held_predictions": _numeric(untrained["predictions"]),
+        "vector_file": str(result.vector_path.relative_to(args.run_dir)),
+        "device": _device_line(),
+        "commit": _commit_at_start(),
+        "dtype": str(_dtype(peft_model)).removeprefix("torch."),
     }
     atomic_write_text(scores_path, json.dumps(scores, indent=1) + "\n")
     return scores
@@ -190,7 +231,7 @@ def metric_of(task):
 
 
 def macro_f1_many(predictions: np.ndarray, gold: np.ndarray, num_labels: int) -> np.ndarray:
-    """Macro-F1 of one prediction vector against each row of ``gold`` (shape: rows × examples), as tpv.engine.metrics."""
+    """Macro-F1 of one prediction vector against each row of ``gold`` (rows × examples), as tpv.engine.metrics."""
     # Invalid predictions (-1) count as wrong for every class.
     f1 = np.zeros(gold.shape[0])
     for label in range(num_labels):
@@ -205,7 +246,7 @@ def macro_f1_many(predictions: np.ndarray, gold: np.ndarray, num_labels: int) ->
 def pearson_many(predictions: np.ndarray, gold: np.ndarray) -> np.ndarray:
     centred = predictions - predictions.mean()
     rows = gold - gold.mean(axis=1, keepdims=True)
-    denominator = np.sqrt((centred ** 2).sum() * (rows ** 2).sum(axis=1))
+    denominator = np.sqrt((centred**2).sum() * (rows**2).sum(axis=1))
     return np.where(denominator > 0, rows @ centred / np.maximum(denominator, 1e-12), 0.0)
 
 
@@ -216,8 +257,12 @@ def permutation_test(statistic, predictions, gold, permutations: int = PERMUTATI
     shuffled = np.stack([rng.permutation(gold) for _ in range(permutations)])
     observed = statistic(predictions, gold[None, :])[0]
     null = statistic(predictions, shuffled)
-    return {"observed": float(observed), "null_mean": float(null.mean()), "null_p95": float(np.quantile(null, 0.95)),
-            "p_value": float((1 + (null >= observed - 1e-12).sum()) / (1 + permutations))}
+    return {
+        "observed": float(observed),
+        "null_mean": float(null.mean()),
+        "null_p95": float(np.quantile(null, 0.95)),
+        "p_value": float((1 + (null >= observed - 1e-12).sum()) / (1 + permutations)),
+    }
 
 
 def bootstrap_se(statistic, predictions, gold, resamples: int = BOOTSTRAP, seed: int = 0) -> float:
@@ -234,25 +279,75 @@ def _numeric(predictions) -> list:
 
 
 def write_outputs(args) -> None:
-    runs = sorted((json.loads(p.read_text()) for p in args.run_dir.glob("*/*/scores.json")),
-                  key=lambda s: (s["task"], s["virtual_tokens"], s["learning_rate"]))
+    runs = sorted(
+        (json.loads(p.read_text()) for p in args.run_dir.glob("*/*/scores.json")),
+        key=lambda s: (s["task"], s["virtual_tokens"], s["learning_rate"]),
+    )
     if not runs:
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    curve_rows = [{"task": s["task"], "virtual_tokens": s["virtual_tokens"], "learning_rate": s["learning_rate"],
-                   "metric": s["metric"], "step": point["step"],
-                   "selection_score": round(point["validation_score"], 4)}
-                  for s in runs for point in s["curve"]]
+    curve_rows = [
+        {
+            "task": s["task"],
+            "virtual_tokens": s["virtual_tokens"],
+            "learning_rate": s["learning_rate"],
+            "metric": s["metric"],
+            "step": point["step"],
+            "selection_score": round(point["validation_score"], 4),
+        }
+        for s in runs
+        for point in s["curve"]
+    ]
     _write_csv(args.out / "curves.csv", curve_rows)
-    columns = ["task", "family", "num_labels", "metric", "virtual_tokens", "learning_rate", "max_steps", "max_length",
-               "best_step", "held_examples", "held_score", "held_score_se", "origin_held_score", "null_mean",
-               "p_value", "margin", "left_chance", "invalid", "engine", "dtype", "device", "commit"]
+    columns = [
+        "task",
+        "family",
+        "num_labels",
+        "metric",
+        "virtual_tokens",
+        "learning_rate",
+        "max_steps",
+        "max_length",
+        "best_step",
+        "held_examples",
+        "held_score",
+        "held_score_se",
+        "origin_held_score",
+        "null_mean",
+        "p_value",
+        "margin",
+        "left_chance",
+        "invalid",
+        "engine",
+        "dtype",
+        "device",
+        "commit",
+    ]
     _write_csv(args.out / "runs.csv", [{c: _round(s[c]) for c in columns} for s in runs])
-    atomic_write_text(args.out / "runs.json", json.dumps(
-        {"settings": {"origin": ORIGIN, "alpha": ALPHA, "min_margin": MIN_MARGIN, "permutations": PERMUTATIONS,
-                      "rule": LEAVES_CHANCE_RULE},
-         "runs": [{k: v for k, v in s.items() if k not in ("train_loss", "held_predictions", "origin_held_predictions")}
-                  for s in runs]}, indent=1) + "\n")
+    atomic_write_text(
+        args.out / "runs.json",
+        json.dumps(
+            {
+                "settings": {
+                    "origin": ORIGIN,
+                    "alpha": ALPHA,
+                    "min_margin": MIN_MARGIN,
+                    "permutations": PERMUTATIONS,
+                    "rule": LEAVES_CHANCE_RULE,
+                },
+                "runs": [
+                    {
+                        k: v
+                        for k, v in s.items()
+                        if k not in ("train_loss", "held_predictions", "origin_held_predictions")
+                    }
+                    for s in runs
+                ],
+            },
+            indent=1,
+        )
+        + "\n",
+    )
     atomic_write_text(args.out / "budgets.json", json.dumps(budgets(runs), indent=1) + "\n")
     _plot(runs, args.out / "curves.png")
     atomic_write_text(args.out / "README.md", report(runs))
@@ -269,7 +364,8 @@ def report(runs: list[dict]) -> str:
         "- `python scripts/build_zoo.py`: every local task at 20 virtual tokens and learning rate 0.3 (150 steps for",
         "  the paper's source tasks, 100 for the others); the zoo's vectors are these runs' kept prompts;",
         "- `python scripts/learnability.py --tasks mnli --tokens 20 --learning-rates 0.03 0.3 --max-steps 300`: the",
-        "  second learning rate, on MNLI (its 0.3 run was stopped for CPU time, so MNLI at 0.3 is the zoo's 150-step run);",
+        "  second learning rate, on MNLI (its 0.3 run was stopped for CPU time, so MNLI at 0.3 is the zoo's "
+        "150-step run);",
         "- `python scripts/learnability.py --tokens 50 --tasks mnli qnli rte mrpc --max-steps 150`: the paper's",
         "  prompt length; only MNLI finished in the session's CPU time.",
         "",
@@ -277,11 +373,15 @@ def report(runs: list[dict]) -> str:
         "`budgets.json` and `curves.png` from the finished runs. Model: SmolLM2-135M-Instruct (dequantised GGUF), one",
         "thread per run on a 2-core Intel Xeon with AMX, bfloat16.",
         "",
-        "**Protocol.** `train_prompt` from the paper's origin 0 (`make_origin(method=\"paper\", seed=0)`), AdamW at",
-        "the learning rate shown, linear decay after 10 % warm-up, batch 8; every 50 steps the prompt is rank-scored on",
+        '**Protocol.** `train_prompt` from the paper\'s origin 0 (`make_origin(method="paper", seed=0)`), AdamW at',
+        "the learning rate shown, linear decay after 10 % warm-up, batch 8; every 50 steps the prompt is "
+        "rank-scored on",
         "the first 100 validation examples (the *selection* set, plotted) and the best checkpoint is kept. The kept",
         "prompt and the untrained origin are then scored on the next 300 validation examples (*held*: never used for",
-        "selection). " + LEAVES_CHANCE_RULE[0].upper() + LEAVES_CHANCE_RULE[1:] + "; the shuffles' mean is the no-skill",
+        "selection). "
+        + LEAVES_CHANCE_RULE[0].upper()
+        + LEAVES_CHANCE_RULE[1:]
+        + "; the shuffles' mean is the no-skill",
         "level for these predictions' label frequencies (about 1/classes for macro-F1). The *budget* is the step of",
         "the kept checkpoint.",
         "",
@@ -297,22 +397,34 @@ def report(runs: list[dict]) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |",
     ]
     for s in runs:
-        verdict = f"left chance (+{s['margin']:.3f})" if s["left_chance"] else \
-            f"**at chance** at {s['max_steps']} steps (margin {s['margin']:+.3f})"
+        verdict = (
+            f"left chance (+{s['margin']:.3f})"
+            if s["left_chance"]
+            else f"**at chance** at {s['max_steps']} steps (margin {s['margin']:+.3f})"
+        )
         lines.append(
             f"| {s['task']} | {s['num_labels'] or 'regression'} | {s['virtual_tokens']} | {s['learning_rate']:g} | "
             f"{s['max_steps']} | {s['best_step']} | {s['metric']} {s['held_score']:.3f} ± {s['held_score_se']:.3f} | "
-            f"{s['origin_held_score']:.3f} | {s['null_mean']:.3f} | {s['p_value']:.4f} | {verdict} |")
+            f"{s['origin_held_score']:.3f} | {s['null_mean']:.3f} | {s['p_value']:.4f} | {verdict} |"
+        )
     left = sorted({s["task"] for s in runs if s["left_chance"]})
     never = sorted({s["task"] for s in runs} - set(left))
-    lines += ["", f"Left chance in at least one run: {', '.join(left) or 'none'}.",
-              f"At chance in every run tried: {', '.join(never) or 'none'}; their rows in later studies are not "
-              "evidence for or against a finding.", "", "![curves](curves.png)", ""]
+    lines += [
+        "",
+        f"Left chance in at least one run: {', '.join(left) or 'none'}.",
+        f"At chance in every run tried: {', '.join(never) or 'none'}; their rows in later studies are not "
+        "evidence for or against a finding.",
+        "",
+        "![curves](curves.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
-LEAVES_CHANCE_RULE = (f"left chance: on the held validation examples, one-sided permutation p < {ALPHA} "
-                      f"({PERMUTATIONS} label shuffles) and macro-F1 at least {MIN_MARGIN} above the shuffles' mean")
+LEAVES_CHANCE_RULE = (
+    f"left chance: on the held validation examples, one-sided permutation p < {ALPHA} "
+    f"({PERMUTATIONS} label shuffles) and macro-F1 at least {MIN_MARGIN} above the shuffles' mean"
+)
 
 
 def budgets(runs: list[dict]) -> dict:
@@ -320,11 +432,19 @@ def budgets(runs: list[dict]) -> dict:
     table: dict = {}
     for s in runs:
         entry = table.setdefault(s["task"], {}).setdefault(str(s["virtual_tokens"]), None)
-        candidate = {"steps": max(s["best_step"], s["eval_every"]), "learning_rate": s["learning_rate"],
-                     "held_score": round(s["held_score"], 4), "metric": s["metric"], "margin": round(s["margin"], 4),
-                     "left_chance": s["left_chance"], "largest_budget_tried": s["max_steps"]}
+        candidate = {
+            "steps": max(s["best_step"], s["eval_every"]),
+            "learning_rate": s["learning_rate"],
+            "held_score": round(s["held_score"], 4),
+            "metric": s["metric"],
+            "margin": round(s["margin"], 4),
+            "left_chance": s["left_chance"],
+            "largest_budget_tried": s["max_steps"],
+        }
         better = entry is None or (candidate["left_chance"], candidate["held_score"]) > (
-            entry["left_chance"], entry["held_score"])
+            entry["left_chance"],
+            entry["held_score"],
+        )
         if better:
             table[s["task"]][str(s["virtual_tokens"])] = candidate
     return {"rule": LEAVES_CHANCE_RULE, "budgets": table}
@@ -353,10 +473,11 @@ def _plot(runs: list[dict], path: Path) -> None:
         axis.set_xlabel("step")
         axis.set_ylabel(f"selection {first['metric']}")
         axis.legend(fontsize=7)
-    for axis in list(axes.flat)[len(tasks):]:
+    for axis in list(axes.flat)[len(tasks) :]:
         axis.axis("off")
-    figure.suptitle("Selection-set score vs steps (o: left chance on held examples, x: did not; dotted: 1/classes)",
-                    fontsize=9)
+    figure.suptitle(
+        "Selection-set score vs steps (o: left chance on held examples, x: did not; dotted: 1/classes)", fontsize=9
+    )
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
@@ -405,10 +526,15 @@ _COMMIT: str | None = None
 
 def _commit() -> str:
     try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "tpv", "scripts"], capture_output=True,
-                               text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "tpv", "scripts"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("-dirty" if dirty else "")

@@ -23,9 +23,16 @@ def _tiny_llama():
 
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=128, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
-        pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        vocab_size=128,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
     )
     return LlamaForCausalLM(config).eval()
 
@@ -34,9 +41,7 @@ def _tiny_gpt2():
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=128, n_embd=16, n_layer=2, n_head=2, n_positions=256, bos_token_id=1, eos_token_id=2
-    )
+    config = GPT2Config(vocab_size=128, n_embd=16, n_layer=2, n_head=2, n_positions=256, bos_token_id=1, eos_token_id=2)
     return GPT2LMHeadModel(config).eval()
 
 
@@ -45,8 +50,16 @@ def _tiny_t5():
 
     torch.manual_seed(0)
     config = T5Config(
-        vocab_size=128, d_model=16, d_kv=8, d_ff=32, num_layers=2, num_decoder_layers=2,
-        num_heads=2, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+        vocab_size=128,
+        d_model=16,
+        d_kv=8,
+        d_ff=32,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=2,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
     )
     return T5ForConditionalGeneration(config).eval()
 
@@ -74,8 +87,28 @@ def data_dir() -> Path:
     return path
 
 
-TOY_WORDS = ["text:", "label:", "negative", "positive", "good", "bad", "fun", "dull", "movie", "plot", "a", "the",
-             "very", "not", "great", "awful", "film", "story", "is", "was"]
+TOY_WORDS = [
+    "text:",
+    "label:",
+    "negative",
+    "positive",
+    "good",
+    "bad",
+    "fun",
+    "dull",
+    "movie",
+    "plot",
+    "a",
+    "the",
+    "very",
+    "not",
+    "great",
+    "awful",
+    "film",
+    "story",
+    "is",
+    "was",
+]
 
 
 def make_word_tokenizer(vocab_size: int = 128):
@@ -89,8 +122,9 @@ def make_word_tokenizer(vocab_size: int = 128):
     assert len(vocab) <= vocab_size
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>",
-                                   eos_token="</s>", unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
 
 
 @pytest.fixture
@@ -115,8 +149,9 @@ def toy_examples(n: int, seed: int = 0) -> list[dict]:
     for _ in range(n):
         label = rng.randint(0, 1)
         word = rng.choice(["good", "great", "fun"] if label else ["bad", "awful", "dull"])
-        filler = " ".join(rng.choice(["the", "movie", "plot", "a", "film", "story", "is", "was"])
-                          for _ in range(rng.randint(1, 6)))
+        filler = " ".join(
+            rng.choice(["the", "movie", "plot", "a", "film", "story", "is", "was"]) for _ in range(rng.randint(1, 6))
+        )
         out.append({"text": f"{filler} {word}", "label": label})
     return out
 
@@ -127,9 +162,18 @@ def model_dir(tmp_path_factory):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=128, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-                         pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    config = LlamaConfig(
+        vocab_size=128,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     folder = tmp_path_factory.mktemp("tiny-model")
     LlamaForCausalLM(config).save_pretrained(folder)
     make_word_tokenizer().save_pretrained(folder)

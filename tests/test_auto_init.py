@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
-from conftest import toy_examples
 
+from conftest import toy_examples
 from tpv import TaskPromptVector, TPVError, auto_init, make_origin
 from tpv.compose.auto_init import PLAN_FILENAME, load_sources
 from tpv.engine.evaluation import evaluate
@@ -23,9 +23,19 @@ def _model():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=128, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
-                         pad_token_id=0, bos_token_id=1, eos_token_id=2, initializer_range=0.5)
+    config = LlamaConfig(
+        vocab_size=128,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        initializer_range=0.5,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -45,9 +55,18 @@ def tuned(tmp_path_factory):
 
     task = Task("toy", "sentiment", "text: {text} label:", ("negative", "positive"), metric="accuracy")
     origin = make_origin(_model(), TOKENS, seed=0)
-    result = train_prompt(_model(), make_word_tokenizer(), task, origin, _skewed(96, 0),
-                          output_dir=tmp_path_factory.mktemp("run"), max_steps=40, batch_size=8, learning_rate=0.3,
-                          progress=False)
+    result = train_prompt(
+        _model(),
+        make_word_tokenizer(),
+        task,
+        origin,
+        _skewed(96, 0),
+        output_dir=tmp_path_factory.mktemp("run"),
+        max_steps=40,
+        batch_size=8,
+        learning_rate=0.3,
+        progress=False,
+    )
     return task, origin, result.vector
 
 
@@ -64,8 +83,9 @@ def _sources(vector):
 def test_a_copy_of_the_targets_own_vector_ranks_first_and_beats_the_origin(tuned, word_tokenizer):
     task, origin, vector = tuned
     validation = _skewed(48, 5)
-    plan = auto_init(_model(), word_tokenizer, task, _sources(vector), validation=validation,
-                     origin=origin, progress=False)
+    plan = auto_init(
+        _model(), word_tokenizer, task, _sources(vector), validation=validation, origin=origin, progress=False
+    )
     assert plan.table[0].source == "own_copy"
     assert plan.chosen[0] == "own_copy"
     assert plan.start_score > plan.origin_score
@@ -80,8 +100,7 @@ def test_a_copy_of_the_targets_own_vector_ranks_first_and_beats_the_origin(tuned
 def test_without_a_helpful_source_the_plan_keeps_the_origin(tuned, word_tokenizer):
     task, origin, vector = tuned
     sources = {"negated": -1.0 * vector}
-    plan = auto_init(_model(), word_tokenizer, task, sources, validation=_skewed(48, 5),
-                     origin=origin, progress=False)
+    plan = auto_init(_model(), word_tokenizer, task, sources, validation=_skewed(48, 5), origin=origin, progress=False)
     assert all(score <= plan.origin_score for _, _, score in plan.searched)
     assert plan.chosen == [] and plan.scale == 0.0 and plan.vector is None
     assert plan.start_score == plan.origin_score
@@ -91,8 +110,17 @@ def test_without_a_helpful_source_the_plan_keeps_the_origin(tuned, word_tokenize
 
 def test_the_saved_plan_is_a_ready_to_train_adapter(tuned, word_tokenizer, tmp_path):
     task, origin, vector = tuned
-    plan = auto_init(_model(), word_tokenizer, task, _sources(vector), validation=_skewed(48, 5),
-                     origin=origin, k=1, grid=[1.0], progress=False)
+    plan = auto_init(
+        _model(),
+        word_tokenizer,
+        task,
+        _sources(vector),
+        validation=_skewed(48, 5),
+        origin=origin,
+        k=1,
+        grid=[1.0],
+        progress=False,
+    )
     folder = plan.save_pretrained(tmp_path / "start")
     assert (folder / "tpv_origin.safetensors").is_file()
     record = json.loads((folder / PLAN_FILENAME).read_text())
@@ -101,8 +129,17 @@ def test_the_saved_plan_is_a_ready_to_train_adapter(tuned, word_tokenizer, tmp_p
     start = TaskPromptVector.from_peft(folder)
     assert torch.allclose(start.tensor, vector.tensor, atol=1e-6)
     # train_prompt continues from it (origin=None: the PeftModel's recorded origin).
-    result = train_prompt(plan.peft_model(), word_tokenizer, task, None, toy_examples(32), output_dir=tmp_path / "t",
-                          max_steps=2, batch_size=8, progress=False)
+    result = train_prompt(
+        plan.peft_model(),
+        word_tokenizer,
+        task,
+        None,
+        toy_examples(32),
+        output_dir=tmp_path / "t",
+        max_steps=2,
+        batch_size=8,
+        progress=False,
+    )
     assert result.origin is origin
 
 
@@ -120,22 +157,27 @@ def test_sources_from_files_folders_and_peft_adapters(tuned, tmp_path):
     assert sorted(load_sources(tmp_path / "lib", exclude=["neg"])) == ["toy"]
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"sources": {}}, r"no candidate source vectors"),
-    ({"sources": {"x": torch.zeros(4, 16)}}, r"source 'x' is a Tensor; pass TaskPromptVectors"),
-    ({"sources": 3}, r"sources must be 'zoo', a dict"),
-    ({"sources": "/no/such/folder"}, r"no such source file or folder"),
-    ({"k": 0}, r"k must be a positive int or None, got 0"),
-    ({"grid": []}, r"grid must be non-empty positive finite"),
-    ({"grid": ["a"]}, r"grid must be a list of numbers"),
-    ({"validation": []}, r"no validation examples for task 'toy'"),
-    ({"validation": [{"text": "good"}]}, r"validation example 1: .*lacks its label key 'label'"),
-    ({"origin": "seven"}, r"origin must be a tpv.Origin or an int seed"),
-    ({"merge_method": "average"}, r"unknown merge_method 'average'; use one of \["),
-    ({"retrieval_steps": 2}, r"retrieval_steps=2 tunes a target prompt on training examples; pass train="),
-    ({"sources": {"wide": TaskPromptVector(torch.zeros(6, 16), tasks={"wide": 1.0})}},
-     r"source 'wide' has shape \(6, 16\) but the origin has \(4, 16\)"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"sources": {}}, r"no candidate source vectors"),
+        ({"sources": {"x": torch.zeros(4, 16)}}, r"source 'x' is a Tensor; pass TaskPromptVectors"),
+        ({"sources": 3}, r"sources must be 'zoo', a dict"),
+        ({"sources": "/no/such/folder"}, r"no such source file or folder"),
+        ({"k": 0}, r"k must be a positive int or None, got 0"),
+        ({"grid": []}, r"grid must be non-empty positive finite"),
+        ({"grid": ["a"]}, r"grid must be a list of numbers"),
+        ({"validation": []}, r"no validation examples for task 'toy'"),
+        ({"validation": [{"text": "good"}]}, r"validation example 1: .*lacks its label key 'label'"),
+        ({"origin": "seven"}, r"origin must be a tpv.Origin or an int seed"),
+        ({"merge_method": "average"}, r"unknown merge_method 'average'; use one of \["),
+        ({"retrieval_steps": 2}, r"retrieval_steps=2 tunes a target prompt on training examples; pass train="),
+        (
+            {"sources": {"wide": TaskPromptVector(torch.zeros(6, 16), tasks={"wide": 1.0})}},
+            r"source 'wide' has shape \(6, 16\) but the origin has \(4, 16\)",
+        ),
+    ],
+)
 def test_bad_inputs_raise_one_tpverror(tuned, word_tokenizer, options, message):
     task, origin, vector = tuned
     kwargs = {"sources": _sources(vector), "validation": _skewed(8, 5), "origin": origin, "progress": False}
@@ -146,8 +188,19 @@ def test_bad_inputs_raise_one_tpverror(tuned, word_tokenizer, options, message):
 
 def test_a_merge_method_combines_the_best_k(tuned, word_tokenizer):
     task, origin, vector = tuned
-    plan = auto_init(_model(), word_tokenizer, task, _sources(vector), validation=_skewed(16, 5), origin=origin,
-                     k=2, grid=[1.0], merge_method="ties", merge_options={"density": 0.5}, progress=False)
+    plan = auto_init(
+        _model(),
+        word_tokenizer,
+        task,
+        _sources(vector),
+        validation=_skewed(16, 5),
+        origin=origin,
+        k=2,
+        grid=[1.0],
+        merge_method="ties",
+        merge_options={"density": 0.5},
+        progress=False,
+    )
     assert [n for n, _, _ in plan.searched] == [2]
     if plan.chosen:
         assert '"method":"ties"' in plan.vector.merge.replace(" ", "")
@@ -155,8 +208,19 @@ def test_a_merge_method_combines_the_best_k(tuned, word_tokenizer):
 
 def test_retrieval_reports_cosines_to_a_briefly_tuned_target(tuned, word_tokenizer):
     task, origin, vector = tuned
-    plan = auto_init(_model(), word_tokenizer, task, _sources(vector), validation=_skewed(16, 5),
-                     train=toy_examples(32), retrieval_steps=3, origin=origin, k=1, grid=[1.0], progress=False)
+    plan = auto_init(
+        _model(),
+        word_tokenizer,
+        task,
+        _sources(vector),
+        validation=_skewed(16, 5),
+        train=toy_examples(32),
+        retrieval_steps=3,
+        origin=origin,
+        k=1,
+        grid=[1.0],
+        progress=False,
+    )
     cosines = {row.source: row.cosine for row in plan.table}
     assert cosines["own_copy"] == pytest.approx(-cosines["negated"])
     assert all(-1.0 <= value <= 1.0 for value in cosines.values())
@@ -169,8 +233,18 @@ def test_auto_init_on_the_default_model_starts_imdb_from_the_zoo_without_imdb(tm
     from tpv.bridge.models import load_model
 
     model, tokenizer = load_model()
-    plan = auto_init(model, tokenizer, "imdb", "zoo", exclude=["imdb"], max_validation=48, max_k=2,
-                     grid=[0.5, 1.0], max_length=128, progress=False)
+    plan = auto_init(
+        model,
+        tokenizer,
+        "imdb",
+        "zoo",
+        exclude=["imdb"],
+        max_validation=48,
+        max_k=2,
+        grid=[0.5, 1.0],
+        max_length=128,
+        progress=False,
+    )
     names = [row.source for row in plan.table]
     assert "imdb" not in names and set(names) == set(zoo.manifest()["tasks"]) - {"imdb"}
     # The default origin is make_origin(model, 20, seed=0), not the zoo's own: vectors apply to any origin.

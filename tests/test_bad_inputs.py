@@ -14,11 +14,11 @@ from safetensors.torch import save_file
 
 from conftest import TINY_MODELS
 from tpv import Origin, TaskPromptVector, TPVError, combine, make_origin, merge, similarity_matrix
-from tpv.core._io import STALE_TEMP_SECONDS, atomic_write_text
-from tpv.cli import main
 from tpv.bridge.hub import push_to_hub, read_card, save_pretrained
-from tpv.core.provenance import merge_record
 from tpv.bridge.peft_io import ORIGIN_FILENAME, init_prompt_tuning
+from tpv.cli import main
+from tpv.core._io import STALE_TEMP_SECONDS, atomic_write_text
+from tpv.core.provenance import merge_record
 from tpv.data import load_split
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -83,7 +83,9 @@ def test_writing_to_a_folder_names_it(writer, tmp_path):
 def test_writing_below_a_file_names_it(writer, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    with pytest.raises(TPVError, match=r"cannot write '.*a_file.*': (a part of the path is a file|a file is in the way)"):
+    with pytest.raises(
+        TPVError, match=r"cannot write '.*a_file.*': (a part of the path is a file|a file is in the way)"
+    ):
         _writers(tmp_path)[writer](blocker / "sub" / "out.tpv.safetensors")
 
 
@@ -132,12 +134,15 @@ def test_reading_a_folder_or_nothing(loader, tmp_path):
         loader(tmp_path / "missing.tpv.safetensors")
 
 
-@pytest.mark.parametrize("error, shown", [
-    (IsADirectoryError(21, "Is a directory", "/some/folder"), "cannot use '/some/folder': it is a folder"),
-    (PermissionError(13, "Permission denied", "/etc/x"), "cannot use '/etc/x': permission denied"),
-    (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), "a file is not UTF-8 text"),
-    (pickle.UnpicklingError("Weights only load failed"), "refused to unpickle a file (Weights only load failed)"),
-])
+@pytest.mark.parametrize(
+    "error, shown",
+    [
+        (IsADirectoryError(21, "Is a directory", "/some/folder"), "cannot use '/some/folder': it is a folder"),
+        (PermissionError(13, "Permission denied", "/etc/x"), "cannot use '/etc/x': permission denied"),
+        (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), "a file is not UTF-8 text"),
+        (pickle.UnpicklingError("Weights only load failed"), "refused to unpickle a file (Weights only load failed)"),
+    ],
+)
 def test_cli_maps_errors_raised_inside_other_libraries(error, shown, capsys, monkeypatch):
     import tpv.cli
 
@@ -170,16 +175,19 @@ def test_cli_output_that_is_a_folder(tmp_path, capsys):
 # ---- 5. parseable but malformed content -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tasks, shown", [
-    ('["sst2"]', "tasks='\\[\"sst2\"\\]' is not a JSON object"),
-    ('"sst2"', "is not a JSON object"),
-    ("null", "tasks='null' is not a JSON object"),
-    ("{", "is not a JSON object"),
-    ('{"sst2": "x"}', "the coefficient of task 'sst2' must be a finite real number, got 'x'"),
-    ('{"sst2": null}', "the coefficient of task 'sst2' must be a finite real number, got None"),
-    ('{"sst2": NaN}', "the coefficient of task 'sst2' must be a finite real number, got nan"),
-    ('{"": 1}', "task names must be non-empty strings"),
-])
+@pytest.mark.parametrize(
+    "tasks, shown",
+    [
+        ('["sst2"]', "tasks='\\[\"sst2\"\\]' is not a JSON object"),
+        ('"sst2"', "is not a JSON object"),
+        ("null", "tasks='null' is not a JSON object"),
+        ("{", "is not a JSON object"),
+        ('{"sst2": "x"}', "the coefficient of task 'sst2' must be a finite real number, got 'x'"),
+        ('{"sst2": null}', "the coefficient of task 'sst2' must be a finite real number, got None"),
+        ('{"sst2": NaN}', "the coefficient of task 'sst2' must be a finite real number, got nan"),
+        ('{"": 1}', "task names must be non-empty strings"),
+    ],
+)
 def test_malformed_tasks_metadata(tasks, shown, tmp_path):
     path = _rewrite(_vector().save(tmp_path / "v.tpv.safetensors"), tasks=tasks)
     with pytest.raises(TPVError, match=shown):
@@ -193,15 +201,18 @@ def test_malformed_merge_metadata(record, tmp_path):
         TaskPromptVector.load(path)
 
 
-@pytest.mark.parametrize("changes, shown", [
-    ({"num_virtual_tokens": None}, "num_virtual_tokens=None is not an integer ≥ 1"),
-    ({"num_virtual_tokens": "x"}, "num_virtual_tokens='x' is not an integer ≥ 1"),
-    ({"num_transformer_submodules": "0"}, "num_transformer_submodules='0' is not an integer ≥ 1"),
-    ({"seed": "x"}, "seed='x' is not an integer"),
-    ({"method": "magic"}, "unknown origin method 'magic'"),
-    ({"token_dim": "9"}, "token_dim=9; the file is damaged"),
-    ({"format": "tpv/1"}, "format='tpv/1', not 'tpv-origin/1'"),
-])
+@pytest.mark.parametrize(
+    "changes, shown",
+    [
+        ({"num_virtual_tokens": None}, "num_virtual_tokens=None is not an integer ≥ 1"),
+        ({"num_virtual_tokens": "x"}, "num_virtual_tokens='x' is not an integer ≥ 1"),
+        ({"num_transformer_submodules": "0"}, "num_transformer_submodules='0' is not an integer ≥ 1"),
+        ({"seed": "x"}, "seed='x' is not an integer"),
+        ({"method": "magic"}, "unknown origin method 'magic'"),
+        ({"token_dim": "9"}, "token_dim=9; the file is damaged"),
+        ({"format": "tpv/1"}, "format='tpv/1', not 'tpv-origin/1'"),
+    ],
+)
 def test_malformed_origin_metadata(changes, shown, tmp_path):
     path = tmp_path / "o.origin.safetensors"
     Origin(torch.zeros(4, 8), num_virtual_tokens=4, seed=0, method="normal").save(path)
@@ -219,13 +230,16 @@ def adapter_dir(tmp_path, make_tiny_model):
     return folder
 
 
-@pytest.mark.parametrize("content, shown", [
-    (b"{not json", "is not valid JSON"),
-    (b"[1, 2]", "holds a JSON list, not an object"),
-    (b"\xff\xfe{}", "is not UTF-8 text"),
-    (b'{"peft_type": "PROMPT_TUNING", "num_virtual_tokens": "4"}', "num_virtual_tokens='4', not an integer ≥ 1"),
-    (b'{"peft_type": "LORA"}', "is a LORA adapter, but task prompt vectors need a PROMPT_TUNING adapter"),
-])
+@pytest.mark.parametrize(
+    "content, shown",
+    [
+        (b"{not json", "is not valid JSON"),
+        (b"[1, 2]", "holds a JSON list, not an object"),
+        (b"\xff\xfe{}", "is not UTF-8 text"),
+        (b'{"peft_type": "PROMPT_TUNING", "num_virtual_tokens": "4"}', "num_virtual_tokens='4', not an integer ≥ 1"),
+        (b'{"peft_type": "LORA"}', "is a LORA adapter, but task prompt vectors need a PROMPT_TUNING adapter"),
+    ],
+)
 def test_malformed_adapter_config(content, shown, adapter_dir):
     (adapter_dir / "adapter_config.json").write_bytes(content)
     with pytest.raises(TPVError, match=shown):
@@ -237,12 +251,15 @@ class _Payload:
         return (os.system, ("echo pwned > /tmp/tpv-pwned",))
 
 
-@pytest.mark.parametrize("payload", [
-    pickle.dumps({"prompt_embeddings": _Payload()}),
-    b"\x80\x04not a pickle at all",
-    pickle.dumps([1, 2, 3]),
-    b"",
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pickle.dumps({"prompt_embeddings": _Payload()}),
+        b"\x80\x04not a pickle at all",
+        pickle.dumps([1, 2, 3]),
+        b"",
+    ],
+)
 def test_pickles_in_adapter_model_bin(payload, adapter_dir):
     (adapter_dir / "adapter_model.safetensors").unlink()
     (adapter_dir / "adapter_model.bin").write_bytes(payload)
@@ -260,10 +277,13 @@ def test_a_plain_adapter_model_bin_still_loads(adapter_dir):
     assert TaskPromptVector.from_peft(adapter_dir).shape == (4, 16)
 
 
-@pytest.mark.parametrize("suffix, content", [
-    (".jsonl", b'{"sentence": "caf\xe9", "label": 0}\n'),
-    (".csv", b"sentence,label\ncaf\xe9,0\n"),
-])
+@pytest.mark.parametrize(
+    "suffix, content",
+    [
+        (".jsonl", b'{"sentence": "caf\xe9", "label": 0}\n'),
+        (".csv", b"sentence,label\ncaf\xe9,0\n"),
+    ],
+)
 def test_non_utf8_data_files(suffix, content, tmp_path):
     (tmp_path / "sst2").mkdir()
     (tmp_path / "sst2" / f"train{suffix}").write_bytes(content)
@@ -319,19 +339,34 @@ def _save_raw(path, tensor, **changes):
     return _rewrite(good, tensors={"task_prompt_vector": tensor}, **{"token_dim": str(tensor.shape[-1]), **changes})
 
 
-@pytest.mark.parametrize("tensor, changes, shown", [
-    (torch.ones(4, 8), {"num_virtual_tokens": "-4", "num_transformer_submodules": "-1"}, "num_virtual_tokens='-4' is not an integer ≥ 1"),
-    (torch.ones(4, 8), {"num_transformer_submodules": "-1"}, "num_transformer_submodules='-1' is not an integer ≥ 1"),
-    (torch.ones(0, 8), {"num_virtual_tokens": "0"}, "num_virtual_tokens='0' is not an integer ≥ 1"),
-    (torch.ones(4, 8, dtype=torch.int32), {}, "stores 'task_prompt_vector' as torch.int32, but tpv/1 files hold float32"),
-    (torch.ones(4, 8, dtype=torch.bool), {}, "as torch.bool"),
-    (torch.ones(4, 8, dtype=torch.float64), {}, "as torch.float64, but tpv/1 files hold float32"),
-    (torch.ones(4, 8, dtype=torch.complex64), {}, "as torch.complex64"),
-    (torch.ones(4, 8), {"token_dim": "16"}, r"shape \(4, 8\), but its metadata says .*token_dim=16"),
-    (torch.ones(4, 8), {"num_virtual_tokens": "2"}, r"shape \(4, 8\), but its metadata says num_virtual_tokens=2"),
-    (torch.ones(4), {}, r"shape \(4,\)"),
-    (torch.full((4, 8), float("nan")), {}, "holds 32 NaN/inf values of 32"),
-])
+@pytest.mark.parametrize(
+    "tensor, changes, shown",
+    [
+        (
+            torch.ones(4, 8),
+            {"num_virtual_tokens": "-4", "num_transformer_submodules": "-1"},
+            "num_virtual_tokens='-4' is not an integer ≥ 1",
+        ),
+        (
+            torch.ones(4, 8),
+            {"num_transformer_submodules": "-1"},
+            "num_transformer_submodules='-1' is not an integer ≥ 1",
+        ),
+        (torch.ones(0, 8), {"num_virtual_tokens": "0"}, "num_virtual_tokens='0' is not an integer ≥ 1"),
+        (
+            torch.ones(4, 8, dtype=torch.int32),
+            {},
+            "stores 'task_prompt_vector' as torch.int32, but tpv/1 files hold float32",
+        ),
+        (torch.ones(4, 8, dtype=torch.bool), {}, "as torch.bool"),
+        (torch.ones(4, 8, dtype=torch.float64), {}, "as torch.float64, but tpv/1 files hold float32"),
+        (torch.ones(4, 8, dtype=torch.complex64), {}, "as torch.complex64"),
+        (torch.ones(4, 8), {"token_dim": "16"}, r"shape \(4, 8\), but its metadata says .*token_dim=16"),
+        (torch.ones(4, 8), {"num_virtual_tokens": "2"}, r"shape \(4, 8\), but its metadata says num_virtual_tokens=2"),
+        (torch.ones(4), {}, r"shape \(4,\)"),
+        (torch.full((4, 8), float("nan")), {}, "holds 32 NaN/inf values of 32"),
+    ],
+)
 def test_invalid_vector_files(tensor, changes, shown, tmp_path):
     try:
         path = _save_raw(tmp_path / "v.tpv.safetensors", tensor, **changes)
@@ -341,16 +376,19 @@ def test_invalid_vector_files(tensor, changes, shown, tmp_path):
         TaskPromptVector.load(path)
 
 
-@pytest.mark.parametrize("tensor, shown", [
-    (torch.ones(0, 8), r"is empty \(shape \(0, 8\)\)"),
-    (torch.ones(4, 0), r"is empty \(shape \(4, 0\)\)"),
-    (torch.ones(4, 8, dtype=torch.int64), "has dtype torch.int64, but soft prompts are real floating-point"),
-    (torch.ones(4, 8, dtype=torch.bool), "has dtype torch.bool"),
-    (torch.ones(4, 8, dtype=torch.complex64), r"has dtype torch.complex64.*\(tensor.real\)"),
-    (torch.full((4, 8), 1e300, dtype=torch.float64), "float64 values up to 1e\\+300, beyond float32's range"),
-    (torch.full((4, 8), float("inf")), "holds 32 NaN/inf values"),
-    ("not a tensor", "must be a torch.Tensor, got a str"),
-])
+@pytest.mark.parametrize(
+    "tensor, shown",
+    [
+        (torch.ones(0, 8), r"is empty \(shape \(0, 8\)\)"),
+        (torch.ones(4, 0), r"is empty \(shape \(4, 0\)\)"),
+        (torch.ones(4, 8, dtype=torch.int64), "has dtype torch.int64, but soft prompts are real floating-point"),
+        (torch.ones(4, 8, dtype=torch.bool), "has dtype torch.bool"),
+        (torch.ones(4, 8, dtype=torch.complex64), r"has dtype torch.complex64.*\(tensor.real\)"),
+        (torch.full((4, 8), 1e300, dtype=torch.float64), "float64 values up to 1e\\+300, beyond float32's range"),
+        (torch.full((4, 8), float("inf")), "holds 32 NaN/inf values"),
+        ("not a tensor", "must be a torch.Tensor, got a str"),
+    ],
+)
 @pytest.mark.parametrize("make", ["vector", "origin", "from_prompts"])
 def test_invalid_tensors_in_memory(make, tensor, shown):
     with pytest.raises(TPVError, match=shown):
@@ -369,25 +407,34 @@ def test_float64_is_rounded_to_float32_explicitly():
     assert torch.equal(vector.tensor, tensor.float())
 
 
-@pytest.mark.parametrize("fields, shown", [
-    ({"num_virtual_tokens": -2, "num_transformer_submodules": -2}, "num_transformer_submodules must be an integer ≥ 1, got -2"),
-    ({"num_virtual_tokens": 2.0}, "num_virtual_tokens must be an integer ≥ 1, got 2.0"),
-    ({"num_virtual_tokens": True}, "num_virtual_tokens must be an integer ≥ 1, got True"),
-    ({"tasks": {"a": float("nan")}}, "the coefficient of task 'a' must be a finite real number, got nan"),
-    ({"tasks": ["a"]}, "tasks must map task names to coefficients"),
-    ({"base_model": 5}, "base_model must be a string, got 5"),
-])
+@pytest.mark.parametrize(
+    "fields, shown",
+    [
+        (
+            {"num_virtual_tokens": -2, "num_transformer_submodules": -2},
+            "num_transformer_submodules must be an integer ≥ 1, got -2",
+        ),
+        ({"num_virtual_tokens": 2.0}, "num_virtual_tokens must be an integer ≥ 1, got 2.0"),
+        ({"num_virtual_tokens": True}, "num_virtual_tokens must be an integer ≥ 1, got True"),
+        ({"tasks": {"a": float("nan")}}, "the coefficient of task 'a' must be a finite real number, got nan"),
+        ({"tasks": ["a"]}, "tasks must map task names to coefficients"),
+        ({"base_model": 5}, "base_model must be a string, got 5"),
+    ],
+)
 def test_invalid_vector_fields(fields, shown):
     with pytest.raises(TPVError, match=shown):
         TaskPromptVector(torch.ones(4, 8), **{"tasks": {"a": 1.0}, **fields})
 
 
-@pytest.mark.parametrize("fields, shown", [
-    ({"num_virtual_tokens": -4}, "num_virtual_tokens must be an integer ≥ 1, got -4"),
-    ({"seed": "x"}, "seed must be an int or None, got 'x'"),
-    ({"seed": True}, "seed must be an int or None, got True"),
-    ({"options": {"std": 1.0}}, "options must map names to strings"),
-])
+@pytest.mark.parametrize(
+    "fields, shown",
+    [
+        ({"num_virtual_tokens": -4}, "num_virtual_tokens must be an integer ≥ 1, got -4"),
+        ({"seed": "x"}, "seed must be an int or None, got 'x'"),
+        ({"seed": True}, "seed must be an int or None, got True"),
+        ({"options": {"std": 1.0}}, "options must map names to strings"),
+    ],
+)
 def test_invalid_origin_fields(fields, shown):
     with pytest.raises(TPVError, match=shown):
         Origin(torch.ones(4, 8), **{"num_virtual_tokens": 4, **fields})
@@ -408,7 +455,9 @@ def test_similarity_refuses_different_base_models_like_cosine(tmp_path, capsys):
 
 def test_cosine_refuses_other_shapes_and_non_tensors():
     vector = _vector()
-    with pytest.raises(TPVError, match=r"shape \(4, 8\) with a tensor of shape \(6, 8\); pass a tensor of shape \(4, 8\)"):
+    with pytest.raises(
+        TPVError, match=r"shape \(4, 8\) with a tensor of shape \(6, 8\); pass a tensor of shape \(4, 8\)"
+    ):
         vector.cosine(torch.ones(6, 8))
     with pytest.raises(TPVError, match="cannot compare a vector with a str \\('b'\\)"):
         vector.cosine("b")
@@ -431,10 +480,10 @@ def test_from_peft_refuses_an_origin_naming_another_base(adapter_dir):
     (adapter_dir / "adapter_config.json").write_text(json.dumps(config))
     origin = Origin.load(adapter_dir / ORIGIN_FILENAME)
     Origin(origin.tensor, num_virtual_tokens=4, base_model="org/model-b").save(adapter_dir / ORIGIN_FILENAME)
-    with pytest.raises(TPVError, match="origin was made for 'org/model-b' but the adapter's base model is 'org/model-a'"):
+    with pytest.raises(
+        TPVError, match="origin was made for 'org/model-b' but the adapter's base model is 'org/model-a'"
+    ):
         TaskPromptVector.from_peft(adapter_dir)
-
-
 
 
 def _gpt2_adapter(folder, n_embd=24):
@@ -447,8 +496,9 @@ def _gpt2_adapter(folder, n_embd=24):
 
 def test_eval_adapter_of_another_token_dim_fails_before_scoring(model_dir, tmp_path, capsys):
     adapter = _gpt2_adapter(tmp_path / "adapter")
-    err = _cli_error(capsys, ["eval", "--adapter", str(adapter), "--task", "sst2", "--limit", "2",
-                              "--model", str(model_dir)])
+    err = _cli_error(
+        capsys, ["eval", "--adapter", str(adapter), "--task", "sst2", "--limit", "2", "--model", str(model_dir)]
+    )
     assert "has token_dim 24" in err and "the model's embeddings have 16" in err and "--model" in err
 
 
@@ -456,8 +506,9 @@ def test_eval_of_a_lora_folder_fails_before_loading(model_dir, tmp_path, capsys)
     folder = tmp_path / "lora"
     folder.mkdir()
     (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8}))
-    err = _cli_error(capsys, ["eval", "--adapter", str(folder), "--task", "sst2", "--limit", "2",
-                              "--model", str(model_dir)])
+    err = _cli_error(
+        capsys, ["eval", "--adapter", str(folder), "--task", "sst2", "--limit", "2", "--model", str(model_dir)]
+    )
     assert "is a LORA adapter, but task prompt vectors need a PROMPT_TUNING adapter" in err
 
 
@@ -559,8 +610,9 @@ def test_a_vector_file_without_its_tensor_is_not_called_a_vector_file(tmp_path):
 
 
 def test_eval_limit_is_named_as_itself(tmp_path, capsys, model_dir):
-    err = _cli_error(capsys, ["train", "sst2", "--output-dir", str(tmp_path), "--eval-limit", "-3",
-                              "--model", str(model_dir)])
+    err = _cli_error(
+        capsys, ["train", "sst2", "--output-dir", str(tmp_path), "--eval-limit", "-3", "--model", str(model_dir)]
+    )
     assert "--eval-limit must be ≥ 0" in err and "--limit" not in err.replace("--eval-limit", "")
 
 
@@ -591,18 +643,23 @@ def test_float32_overflow_is_not_called_divergence():
 # ---- 12. other raw exceptions and silent acceptances ------------------------------------------------------
 
 
-@pytest.mark.parametrize("call, shown", [
-    (lambda v: combine([(v, 1, 2)]), r"pairs are \(vector, weight\), got 3 items"),
-    (lambda v: combine([(v, "x")]), "combine a vector with weight 'x': a real number is needed"),
-    (lambda v: merge([v, v], weights=5), "merge weights must be a list .* got 5"),
-    (lambda v: merge([v, v], weights="ab"), "merge weights must be a list"),
-    (lambda v: v.to("banana"), "cannot move a vector to 'banana'"),
-    (lambda v: push_to_hub(v, "user/.."), r"bad Hub repo id 'user/\.\.'"),
-    (lambda v: push_to_hub(v, "user/a--b"), "bad Hub repo id"),
-    (lambda v: save_pretrained(v, "/tmp/never-written-tpv", scores={"sst2": float("nan")}),
-     "score for task 'sst2' is nan; pass numbers"),
-    (lambda v: save_pretrained(v, "/tmp/never-written-tpv", scores=[0.5]), "scores must map task"),
-])
+@pytest.mark.parametrize(
+    "call, shown",
+    [
+        (lambda v: combine([(v, 1, 2)]), r"pairs are \(vector, weight\), got 3 items"),
+        (lambda v: combine([(v, "x")]), "combine a vector with weight 'x': a real number is needed"),
+        (lambda v: merge([v, v], weights=5), "merge weights must be a list .* got 5"),
+        (lambda v: merge([v, v], weights="ab"), "merge weights must be a list"),
+        (lambda v: v.to("banana"), "cannot move a vector to 'banana'"),
+        (lambda v: push_to_hub(v, "user/.."), r"bad Hub repo id 'user/\.\.'"),
+        (lambda v: push_to_hub(v, "user/a--b"), "bad Hub repo id"),
+        (
+            lambda v: save_pretrained(v, "/tmp/never-written-tpv", scores={"sst2": float("nan")}),
+            "score for task 'sst2' is nan; pass numbers",
+        ),
+        (lambda v: save_pretrained(v, "/tmp/never-written-tpv", scores=[0.5]), "scores must map task"),
+    ],
+)
 def test_library_calls(call, shown):
     with pytest.raises(TPVError, match=shown):
         call(_vector())
@@ -675,15 +732,18 @@ def _bad_file(tmp_path, case) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("case, shown", [
-    ("folder", "is a folder"),
-    ("pickle", "is not a safetensors file (it is a Python pickle)"),
-    ("tasks list", "is not a JSON object of task → coefficient"),
-    ("int tensor", "as torch.int32, but tpv/1 files hold float32"),
-    ("negative tokens", "num_virtual_tokens='-4' is not an integer ≥ 1"),
-    ("bad merge", "the merge record '{' is not a JSON object"),
-    ("origin file", "is not a task prompt vector file: it is a tpv origin file (load it with tpv.Origin.load)"),
-])
+@pytest.mark.parametrize(
+    "case, shown",
+    [
+        ("folder", "is a folder"),
+        ("pickle", "is not a safetensors file (it is a Python pickle)"),
+        ("tasks list", "is not a JSON object of task → coefficient"),
+        ("int tensor", "as torch.int32, but tpv/1 files hold float32"),
+        ("negative tokens", "num_virtual_tokens='-4' is not an integer ≥ 1"),
+        ("bad merge", "the merge record '{' is not a JSON object"),
+        ("origin file", "is not a task prompt vector file: it is a tpv origin file (load it with tpv.Origin.load)"),
+    ],
+)
 @pytest.mark.parametrize("command", [["vector", "info"], ["vector", "similarity"], ["vector", "combine", "-o", "x"]])
 def test_cli_bad_vector_files(command, case, shown, tmp_path, capsys):
     assert shown in _cli_error(capsys, [*command, _bad_file(tmp_path, case)])
@@ -692,8 +752,22 @@ def test_cli_bad_vector_files(command, case, shown, tmp_path, capsys):
 def test_cli_train_into_a_file_or_with_a_broken_run_record(model_dir, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    train = ["train", "sst2", "--steps", "1", "--batch-size", "2", "--limit", "4", "--eval-limit", "0",
-             "--virtual-tokens", "2", "--model", str(model_dir)]
+    train = [
+        "train",
+        "sst2",
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--limit",
+        "4",
+        "--eval-limit",
+        "0",
+        "--virtual-tokens",
+        "2",
+        "--model",
+        str(model_dir),
+    ]
     err = _cli_error(capsys, [*train, "--output-dir", str(blocker / "run")])
     assert f"'{blocker}" in err and ("a part of the path is a file" in err or "a file is in the way" in err), err
     run = tmp_path / "run"
@@ -712,16 +786,19 @@ def test_writing_over_a_fifo_is_refused_not_replaced(tmp_path):
     assert stat.S_ISFIFO(os.stat(fifo).st_mode), "the FIFO must still be there"
 
 
-@pytest.mark.parametrize("call, shown", [
-    (lambda v: combine(None), "combine takes a list of vectors or \\(vector, weight\\) pairs, got None"),
-    (lambda v: combine(5), "combine takes a list .* got 5"),
-    (lambda v: merge(None), "merge takes a list of vectors or a mapping name → vector, got None"),
-    (lambda v: similarity_matrix(None), "similarity_matrix takes a mapping name → vector or a list"),
-    (lambda v: v.save(None), "a file path is needed, got a NoneType"),
-    (lambda v: v.save_pretrained(1), "save_pretrained needs a folder path, got 1"),
-    (lambda v: TaskPromptVector.from_pretrained(None), "from_pretrained needs a folder, a vector file or a Hub"),
-    (lambda v: load_split("sst2", "train", 5), "data_dir must be a folder path, got 5"),
-])
+@pytest.mark.parametrize(
+    "call, shown",
+    [
+        (lambda v: combine(None), "combine takes a list of vectors or \\(vector, weight\\) pairs, got None"),
+        (lambda v: combine(5), "combine takes a list .* got 5"),
+        (lambda v: merge(None), "merge takes a list of vectors or a mapping name → vector, got None"),
+        (lambda v: similarity_matrix(None), "similarity_matrix takes a mapping name → vector or a list"),
+        (lambda v: v.save(None), "a file path is needed, got a NoneType"),
+        (lambda v: v.save_pretrained(1), "save_pretrained needs a folder path, got 1"),
+        (lambda v: TaskPromptVector.from_pretrained(None), "from_pretrained needs a folder, a vector file or a Hub"),
+        (lambda v: load_split("sst2", "train", 5), "data_dir must be a folder path, got 5"),
+    ],
+)
 def test_wrong_argument_types(call, shown):
     with pytest.raises(TPVError, match=shown):
         call(_vector())
@@ -736,11 +813,14 @@ def test_prompt_cosine_refuses_non_tensors_and_nan():
         prompt_cosine(torch.full((2, 2), float("nan")), torch.ones(2, 2))
 
 
-@pytest.mark.parametrize("argv, shown", [
-    (["eval", "--vector", "V", "--task", "sst2", "--batch-size", "0"], "--batch-size must be ≥ 1, got 0"),
-    (["search", "V", "--batch-size", "-1"], "--batch-size must be ≥ 1, got -1"),
-    (["init", "V", "-o", "V"], "is a file; pass a folder for the adapter"),
-])
+@pytest.mark.parametrize(
+    "argv, shown",
+    [
+        (["eval", "--vector", "V", "--task", "sst2", "--batch-size", "0"], "--batch-size must be ≥ 1, got 0"),
+        (["search", "V", "--batch-size", "-1"], "--batch-size must be ≥ 1, got -1"),
+        (["init", "V", "-o", "V"], "is a file; pass a folder for the adapter"),
+    ],
+)
 def test_cli_argument_checks_before_the_model_loads(argv, shown, tmp_path, capsys):
     path = str(_vector(rows=4, dim=16).save(tmp_path / "v.tpv.safetensors"))
     # No --model: a check that ran after loading would fail on the missing default model instead.
@@ -754,20 +834,36 @@ def peft_model(make_tiny_model):
     return init_prompt_tuning(model, origin=make_origin(model, 4, seed=0))
 
 
-@pytest.mark.parametrize("call, shown", [
-    (lambda pm, tok: __import__("tpv").set_prompt(pm, torch.ones(4, 16, dtype=torch.long)),
-     "the prompt has dtype torch.int64, but soft prompts are real floating-point"),
-    (lambda pm, tok: __import__("tpv").set_prompt(pm, torch.ones(4, 16, dtype=torch.complex64)), "torch.complex64"),
-    (lambda pm, tok: init_prompt_tuning(TINY_MODELS["llama"](), origin=make_origin(pm, 4), peft_config=5),
-     "peft_config must be a peft.PromptTuningConfig, got 5"),
-    (lambda pm, tok: __import__("tpv.engine.evaluation").engine.evaluation.evaluate(pm, tok, "sst2", [5]),
-     "task 'sst2': an example must be a dict of fields, got 5"),
-    (lambda pm, tok: __import__("tpv.engine.evaluation").engine.evaluation.evaluate(
-        pm, tok, "sst2", [{"sentence": "a", "label": 0}], batch_size="x"), "batch_size must be ≥ 1, got x"),
-    (lambda pm, tok: __import__("tpv.compose.search").compose.search.search_scale(
-        _vector(rows=4, dim=16), make_origin(pm, 4), lambda p: 1.0, grid="x"),
-     "the λ grid must be a non-empty list of finite numbers, got 'x'"),
-])
+@pytest.mark.parametrize(
+    "call, shown",
+    [
+        (
+            lambda pm, tok: __import__("tpv").set_prompt(pm, torch.ones(4, 16, dtype=torch.long)),
+            "the prompt has dtype torch.int64, but soft prompts are real floating-point",
+        ),
+        (lambda pm, tok: __import__("tpv").set_prompt(pm, torch.ones(4, 16, dtype=torch.complex64)), "torch.complex64"),
+        (
+            lambda pm, tok: init_prompt_tuning(TINY_MODELS["llama"](), origin=make_origin(pm, 4), peft_config=5),
+            "peft_config must be a peft.PromptTuningConfig, got 5",
+        ),
+        (
+            lambda pm, tok: __import__("tpv.engine.evaluation").engine.evaluation.evaluate(pm, tok, "sst2", [5]),
+            "task 'sst2': an example must be a dict of fields, got 5",
+        ),
+        (
+            lambda pm, tok: __import__("tpv.engine.evaluation").engine.evaluation.evaluate(
+                pm, tok, "sst2", [{"sentence": "a", "label": 0}], batch_size="x"
+            ),
+            "batch_size must be ≥ 1, got x",
+        ),
+        (
+            lambda pm, tok: __import__("tpv.compose.search").compose.search.search_scale(
+                _vector(rows=4, dim=16), make_origin(pm, 4), lambda p: 1.0, grid="x"
+            ),
+            "the λ grid must be a non-empty list of finite numbers, got 'x'",
+        ),
+    ],
+)
 def test_peft_and_engine_calls(call, shown, peft_model, word_tokenizer):
     with pytest.raises(TPVError, match=shown):
         call(peft_model, word_tokenizer)

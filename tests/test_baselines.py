@@ -63,8 +63,9 @@ def _attempt(make_tiny_model, sources=2, variant="tpv", kind="llama"):
 
 def test_attempt_mixture_weights_sum_to_one_per_input(make_tiny_model, word_tokenizer, toy_task):
     attempt = _attempt(make_tiny_model, sources=3)
-    batch = collate(encode_examples(word_tokenizer, toy_task, toy_examples(6), seq2seq=False), 0, seq2seq=False,
-                    with_targets=False)
+    batch = collate(
+        encode_examples(word_tokenizer, toy_task, toy_examples(6), seq2seq=False), 0, seq2seq=False, with_targets=False
+    )
     weights = attempt.mixture_weights(batch["input_ids"], batch["attention_mask"])
     assert weights.shape == (6, 4)  # 3 sources + the target prompt
     torch.testing.assert_close(weights.sum(dim=1), torch.ones(6))
@@ -80,12 +81,28 @@ def test_attempt_trains_only_the_target_prompt_and_attention(make_tiny_model, wo
     batch = collate(encode_examples(word_tokenizer, toy_task, toy_examples(8), seq2seq=False), 0, seq2seq=False)
     attempt.loss(batch).backward()
     with_grad = {n for n, p in attempt.named_parameters() if p.grad is not None}
-    assert with_grad == {"target_prompt", "down.weight", "down.bias", "up.weight", "up.bias", "norm.weight",
-                         "norm.bias"}
+    assert with_grad == {
+        "target_prompt",
+        "down.weight",
+        "down.bias",
+        "up.weight",
+        "up.bias",
+        "norm.weight",
+        "norm.bias",
+    }
     attempt.zero_grad()
-    result = train_attempt(attempt, word_tokenizer, toy_task, toy_examples(64), output_dir=tmp_path / "a",
-                           max_steps=40, batch_size=8, learning_rate=0.3, attention_learning_rate=1e-2,
-                           progress=False)
+    result = train_attempt(
+        attempt,
+        word_tokenizer,
+        toy_task,
+        toy_examples(64),
+        output_dir=tmp_path / "a",
+        max_steps=40,
+        batch_size=8,
+        learning_rate=0.3,
+        attention_learning_rate=1e-2,
+        progress=False,
+    )
     losses = result["losses"]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
     assert all(torch.equal(p, frozen[n]) for n, p in attempt.model.named_parameters())
@@ -110,8 +127,12 @@ def test_attempt_training_is_cached(make_tiny_model, word_tokenizer, toy_task, t
 
 
 def _toy_batch(tokenizer, task, n, seq2seq=False, with_targets=True):
-    return collate(encode_examples(tokenizer, task, toy_examples(n), seq2seq=seq2seq), 0, seq2seq=seq2seq,
-                   with_targets=with_targets)
+    return collate(
+        encode_examples(tokenizer, task, toy_examples(n), seq2seq=seq2seq),
+        0,
+        seq2seq=seq2seq,
+        with_targets=with_targets,
+    )
 
 
 def test_reference_attempt_follows_attempts_code(make_tiny_model, word_tokenizer, toy_task):
@@ -134,11 +155,22 @@ def test_reference_attempt_follows_attempts_code(make_tiny_model, word_tokenizer
 def test_reference_attempt_never_trains_its_layer_norm(make_tiny_model, word_tokenizer, toy_task, tmp_path):
     attempt = _attempt(make_tiny_model, variant="reference")
     attempt.loss(_toy_batch(word_tokenizer, toy_task, 8)).backward()
-    assert {n for n, p in attempt.named_parameters() if p.grad is not None} == {"target_prompt", "down.weight",
-                                                                                 "up.weight"}
+    assert {n for n, p in attempt.named_parameters() if p.grad is not None} == {
+        "target_prompt",
+        "down.weight",
+        "up.weight",
+    }
     attempt.zero_grad()
-    train_attempt(attempt, word_tokenizer, toy_task, toy_examples(32), output_dir=tmp_path / "a", max_steps=10,
-                  batch_size=8, progress=False)
+    train_attempt(
+        attempt,
+        word_tokenizer,
+        toy_task,
+        toy_examples(32),
+        output_dir=tmp_path / "a",
+        max_steps=10,
+        batch_size=8,
+        progress=False,
+    )
     assert torch.equal(attempt.norm.weight, torch.ones(16)) and torch.equal(attempt.norm.bias, torch.zeros(16))
 
 
@@ -151,14 +183,24 @@ def test_attempt_on_a_tiny_t5(make_tiny_model, word_tokenizer, toy_task, tmp_pat
     embeds, mask = attempt.prompted_inputs(batch["input_ids"], batch["attention_mask"])
     assert embeds.shape[1] == batch["input_ids"].shape[1] + 4 and mask.shape == embeds.shape[:2]
     before = attempt.evaluate(word_tokenizer, toy_task, toy_examples(16, seed=3), return_predictions=True)
-    result = train_attempt(attempt, word_tokenizer, toy_task, toy_examples(64), output_dir=tmp_path / "t5",
-                           max_steps=40, batch_size=8, learning_rate=0.3, progress=False)
+    result = train_attempt(
+        attempt,
+        word_tokenizer,
+        toy_task,
+        toy_examples(64),
+        output_dir=tmp_path / "t5",
+        max_steps=40,
+        batch_size=8,
+        learning_rate=0.3,
+        progress=False,
+    )
     losses = result["losses"]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
     assert all(torch.equal(p, frozen[n]) for n, p in attempt.model.named_parameters())
     after = attempt.evaluate(word_tokenizer, toy_task, toy_examples(16, seed=3))
-    generated = attempt.evaluate(word_tokenizer, toy_task, toy_examples(16, seed=3), method="generate",
-                                 max_new_tokens=3, answer_match="exact")
+    generated = attempt.evaluate(
+        word_tokenizer, toy_task, toy_examples(16, seed=3), method="generate", max_new_tokens=3, answer_match="exact"
+    )
     assert before["n"] == after["n"] == generated["n"] == 16 and 0 <= generated["invalid"] <= 16
     assert "binary_f1" in after
 
@@ -166,8 +208,9 @@ def test_attempt_on_a_tiny_t5(make_tiny_model, word_tokenizer, toy_task, tmp_pat
 def test_attempt_generates_on_a_causal_lm(make_tiny_model, word_tokenizer, toy_task):
     attempt = _attempt(make_tiny_model, variant="reference")
     ranked = attempt.evaluate(word_tokenizer, toy_task, toy_examples(8))
-    generated = attempt.evaluate(word_tokenizer, toy_task, toy_examples(8), method="generate", max_new_tokens=2,
-                                 return_predictions=True)
+    generated = attempt.evaluate(
+        word_tokenizer, toy_task, toy_examples(8), method="generate", max_new_tokens=2, return_predictions=True
+    )
     assert ranked["method"] == "rank" and generated["method"] == "generate"
     assert generated["invalid"] == sum(p == -1 for p in generated["predictions"])
 
@@ -183,8 +226,9 @@ def test_attempt_errors(make_tiny_model):
 
 
 @pytest.mark.parametrize("kind", ["llama", "t5"])
-def test_attempt_scores_as_the_engine_does_for_the_same_effective_prompt(make_tiny_model, word_tokenizer, toy_task,
-                                                                         kind):
+def test_attempt_scores_as_the_engine_does_for_the_same_effective_prompt(
+    make_tiny_model, word_tokenizer, toy_task, kind
+):
     from tpv import Origin, init_prompt_tuning
     from tpv.engine.evaluation import evaluate
     from tpv.engine.scoring import label_word_logits, prompt_tuning_loss
@@ -195,20 +239,33 @@ def test_attempt_scores_as_the_engine_does_for_the_same_effective_prompt(make_ti
     q = torch.randn(4, 16) * 0.5
     attempt = Attempt(make_tiny_model(kind), {"a": q, "b": q}, q, variant="tpv", bottleneck=8)
     inputs = _toy_batch(word_tokenizer, toy_task, 8, seq2seq=kind == "t5", with_targets=False)
-    torch.testing.assert_close(attempt.instance_prompts(inputs["input_ids"], inputs["attention_mask"]),
-                               (2 * q).expand(8, -1, -1))
+    torch.testing.assert_close(
+        attempt.instance_prompts(inputs["input_ids"], inputs["attention_mask"]), (2 * q).expand(8, -1, -1)
+    )
     peft_model = init_prompt_tuning(make_tiny_model(kind), origin=Origin(2 * q, num_virtual_tokens=4))
     batch = _toy_batch(word_tokenizer, toy_task, 8, seq2seq=kind == "t5")
     torch.testing.assert_close(attempt.loss(batch), prompt_tuning_loss(peft_model, batch), rtol=1e-5, atol=1e-6)
     labels = torch.tensor(word_tokenizer.convert_tokens_to_ids(["negative", "positive"]))
     with torch.no_grad():
-        torch.testing.assert_close(label_word_logits(attempt, inputs["input_ids"], inputs["attention_mask"], labels),
-                                   label_word_logits(peft_model, inputs["input_ids"], inputs["attention_mask"], labels),
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            label_word_logits(attempt, inputs["input_ids"], inputs["attention_mask"], labels),
+            label_word_logits(peft_model, inputs["input_ids"], inputs["attention_mask"], labels),
+            rtol=1e-5,
+            atol=1e-5,
+        )
     data = toy_examples(16, seed=3)
     for method in ("rank", "generate"):
-        ours = attempt.evaluate(word_tokenizer, toy_task, data, method=method, max_new_tokens=3, batch_size=5,
-                                return_predictions=True)
-        engine = evaluate(peft_model, word_tokenizer, toy_task, data, method=method, max_new_tokens=3, batch_size=5,
-                          return_predictions=True)
+        ours = attempt.evaluate(
+            word_tokenizer, toy_task, data, method=method, max_new_tokens=3, batch_size=5, return_predictions=True
+        )
+        engine = evaluate(
+            peft_model,
+            word_tokenizer,
+            toy_task,
+            data,
+            method=method,
+            max_new_tokens=3,
+            batch_size=5,
+            return_predictions=True,
+        )
         assert ours == engine

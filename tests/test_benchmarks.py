@@ -11,8 +11,9 @@ def test_engine_benchmark_smoke(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = tmp_path / "bench.md"
-    results = module.main(["--smoke", "--steps", "2", "--eval-examples", "8", "--max-new-tokens", "4",
-                           "--out", str(out)])
+    results = module.main(
+        ["--smoke", "--steps", "2", "--eval-examples", "8", "--max-new-tokens", "4", "--out", str(out)]
+    )
     text = out.read_text()
     assert "| tpv `train_prompt` |" in text and "| rank floor" in text
     for run in ("ours", "recipe", "floor"):
@@ -26,9 +27,26 @@ def test_engine_comparison_smoke(tmp_path):
     spec.loader.exec_module(module)
     out = tmp_path / "bench.md"
     out.write_text("# Engine benchmark\n\nkept\n")
-    results = module.main(["--smoke", "--engines", "--dtypes", "float32", "--virtual-token-counts", "4",
-                           "--steps", "1", "--eval-examples", "8", "--rank-repeats", "1", "--quality-steps", "1",
-                           "--out", str(out)])
+    results = module.main(
+        [
+            "--smoke",
+            "--engines",
+            "--dtypes",
+            "float32",
+            "--virtual-token-counts",
+            "4",
+            "--steps",
+            "1",
+            "--eval-examples",
+            "8",
+            "--rank-repeats",
+            "1",
+            "--quality-steps",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     text = out.read_text()
     assert text.startswith("# Engine benchmark\n\nkept\n") and "| float32 | 4 |" in text
     run = results["runs"][0]

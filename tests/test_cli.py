@@ -13,10 +13,17 @@ import torch
 from tpv import Origin, TaskPromptVector, get_prompt
 from tpv.cli import build_parser, main
 
-SUBCOMMANDS = [["train"], ["vector"], ["vector", "info"], ["vector", "combine"], ["vector", "similarity"], ["init"],
-               ["eval"], ["search"], ["reproduce"]]
-
-
+SUBCOMMANDS = [
+    ["train"],
+    ["vector"],
+    ["vector", "info"],
+    ["vector", "combine"],
+    ["vector", "similarity"],
+    ["init"],
+    ["eval"],
+    ["search"],
+    ["reproduce"],
+]
 
 
 @pytest.fixture
@@ -24,8 +31,9 @@ def vector_files(tmp_path):
     torch.manual_seed(1)
     paths = {}
     for task in ("sst2", "yelp_polarity", "imdb"):
-        paths[task] = TaskPromptVector(torch.randn(4, 16), tasks={task: 1.0}, num_virtual_tokens=4,
-                                       origin="sample_vocab(seed=0)").save(tmp_path / f"{task}.tpv.safetensors")
+        paths[task] = TaskPromptVector(
+            torch.randn(4, 16), tasks={task: 1.0}, num_virtual_tokens=4, origin="sample_vocab(seed=0)"
+        ).save(tmp_path / f"{task}.tpv.safetensors")
     return {task: str(path) for task, path in paths.items()}
 
 
@@ -51,26 +59,39 @@ def test_subcommands_show_examples():
         assert "examples:" in commands[name].epilog
 
 
-@pytest.mark.parametrize("argv, message", [
-    ([], "the following arguments are required: COMMAND"),
-    (["vector"], "the following arguments are required: COMMAND"),
-    (["train", "no_such_task", "--output-dir", "x"], "unknown task 'no_such_task'"),
-    (["train", "sst2", "--output-dir", "{tmp}/run", "--limit", "4", "--lr", "nan"], "--lr must be a positive number such as 0.3, got nan"),
-    (["train", "sst2", "--output-dir", "{tmp}/run", "--limit", "4", "--lr", "-1"], "--lr must be a positive number such as 0.3, got -1.0"),
-    (["vector", "info", "{bad}"], "it is a Python pickle"),
-    (["vector", "combine", "{sst2}:abc", "-o", "x.tpv.safetensors"], "bad weight 'abc'"),
-    (["vector", "combine", "{sst2}", "--method", "median", "-o", "x.tpv.safetensors"], "invalid choice: 'median'"),
-    (["vector", "similarity", "{sst2}", "missing.tpv.safetensors"], "no such file: 'missing.tpv.safetensors'"),
-    (["init", "{short}", "{sst2}", "-o", "out"], "num_virtual_tokens differ"),
-    (["eval", "--adapter", "{tmp}", "--task", "sst2"], "has no adapter_config.json"),
-    (["search", "{sst2}", "--grid", "0,half,1"], "bad --grid '0,half,1'"),
-    (["reproduce", "--bogus"], "unrecognized arguments: --bogus"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "the following arguments are required: COMMAND"),
+        (["vector"], "the following arguments are required: COMMAND"),
+        (["train", "no_such_task", "--output-dir", "x"], "unknown task 'no_such_task'"),
+        (
+            ["train", "sst2", "--output-dir", "{tmp}/run", "--limit", "4", "--lr", "nan"],
+            "--lr must be a positive number such as 0.3, got nan",
+        ),
+        (
+            ["train", "sst2", "--output-dir", "{tmp}/run", "--limit", "4", "--lr", "-1"],
+            "--lr must be a positive number such as 0.3, got -1.0",
+        ),
+        (["vector", "info", "{bad}"], "it is a Python pickle"),
+        (["vector", "combine", "{sst2}:abc", "-o", "x.tpv.safetensors"], "bad weight 'abc'"),
+        (["vector", "combine", "{sst2}", "--method", "median", "-o", "x.tpv.safetensors"], "invalid choice: 'median'"),
+        (["vector", "similarity", "{sst2}", "missing.tpv.safetensors"], "no such file: 'missing.tpv.safetensors'"),
+        (["init", "{short}", "{sst2}", "-o", "out"], "num_virtual_tokens differ"),
+        (["eval", "--adapter", "{tmp}", "--task", "sst2"], "has no adapter_config.json"),
+        (["search", "{sst2}", "--grid", "0,half,1"], "bad --grid '0,half,1'"),
+        (["reproduce", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
 def test_malformed_input_exits_2_with_one_line(argv, message, vector_files, tmp_path, capsys, model_dir):
     TaskPromptVector(torch.ones(2, 16), tasks={"short": 1.0}).save(tmp_path / "short.tpv.safetensors")
     (tmp_path / "bad.tpv.safetensors").write_bytes(b"\x80\x04not a safetensors file")
-    names = {**vector_files, "short": str(tmp_path / "short.tpv.safetensors"),
-             "bad": str(tmp_path / "bad.tpv.safetensors"), "tmp": str(tmp_path)}
+    names = {
+        **vector_files,
+        "short": str(tmp_path / "short.tpv.safetensors"),
+        "bad": str(tmp_path / "bad.tpv.safetensors"),
+        "tmp": str(tmp_path),
+    }
     argv = [arg.format(**names) for arg in argv]
     if argv and argv[0] in ("train", "init", "eval", "search"):
         argv += ["--model", str(model_dir)]
@@ -99,7 +120,9 @@ def test_vector_info(vector_files, capsys):
 
 def test_vector_combine_weights_and_methods(vector_files, tmp_path, capsys):
     out = tmp_path / "combo.tpv.safetensors"
-    assert main(["vector", "combine", vector_files["sst2"], f"{vector_files['yelp_polarity']}:0.5", "-o", str(out)]) == 0
+    assert (
+        main(["vector", "combine", vector_files["sst2"], f"{vector_files['yelp_polarity']}:0.5", "-o", str(out)]) == 0
+    )
     assert "wrote" in capsys.readouterr().out
     combo = TaskPromptVector.load(out)
     a, b = TaskPromptVector.load(vector_files["sst2"]), TaskPromptVector.load(vector_files["yelp_polarity"])
@@ -108,8 +131,23 @@ def test_vector_combine_weights_and_methods(vector_files, tmp_path, capsys):
     assert json.loads(combo.merge)["weights"] == {"sst2": 1.0, "yelp_polarity": 0.5}
 
     ties = tmp_path / "ties.tpv.safetensors"
-    assert main(["vector", "combine", vector_files["sst2"], vector_files["imdb"], "--method", "ties",
-                 "--density", "0.5", "-o", str(ties)]) == 0
+    assert (
+        main(
+            [
+                "vector",
+                "combine",
+                vector_files["sst2"],
+                vector_files["imdb"],
+                "--method",
+                "ties",
+                "--density",
+                "0.5",
+                "-o",
+                str(ties),
+            ]
+        )
+        == 0
+    )
     assert json.loads(TaskPromptVector.load(ties).merge)["density"] == 0.5
 
 
@@ -134,8 +172,30 @@ def test_train_init_eval_search_on_a_tiny_model(model_dir, vector_files, tmp_pat
 
     model = ["--model", str(model_dir)]
     run = tmp_path / "run"
-    assert main(["train", "sst2", "--output-dir", str(run), "--steps", "2", "--batch-size", "4", "--virtual-tokens",
-                 "4", "--limit", "8", "--eval-limit", "4", "--origin-seed", "3", *model]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "sst2",
+                "--output-dir",
+                str(run),
+                "--steps",
+                "2",
+                "--batch-size",
+                "4",
+                "--virtual-tokens",
+                "4",
+                "--limit",
+                "8",
+                "--eval-limit",
+                "4",
+                "--origin-seed",
+                "3",
+                *model,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "sst2.tpv.safetensors" in out and "macro_f1" in out
     trained = TaskPromptVector.load(run / "sst2.tpv.safetensors")
@@ -143,8 +203,23 @@ def test_train_init_eval_search_on_a_tiny_model(model_dir, vector_files, tmp_pat
 
     # init: the written folder is a PEFT adapter whose prompt is origin + λ·(τ_a + τ_b)
     init_dir = tmp_path / "init"
-    assert main(["init", str(run / "sst2.tpv.safetensors"), f"{vector_files['imdb']}:0.5", "--origin-seed", "7",
-                 "--scale", "0.8", "-o", str(init_dir), *model]) == 0
+    assert (
+        main(
+            [
+                "init",
+                str(run / "sst2.tpv.safetensors"),
+                f"{vector_files['imdb']}:0.5",
+                "--origin-seed",
+                "7",
+                "--scale",
+                "0.8",
+                "-o",
+                str(init_dir),
+                *model,
+            ]
+        )
+        == 0
+    )
     assert "wrote" in capsys.readouterr().out
     origin = Origin.load(init_dir / "tpv_origin.safetensors")
     assert origin.recipe == "sample_vocab(seed=7)"
@@ -156,35 +231,72 @@ def test_train_init_eval_search_on_a_tiny_model(model_dir, vector_files, tmp_pat
     torch.testing.assert_close(get_prompt(loaded), combo.apply_to(origin, 0.8))
 
     # eval: a trained adapter, and vectors on an origin; JSON for scripts
-    assert main(["eval", "--adapter", str(run), "--task", "sst2", "--split", "validation", "--limit", "6",
-                 "--json", "--dtype", "float32", *model]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--adapter",
+                str(run),
+                "--task",
+                "sst2",
+                "--split",
+                "validation",
+                "--limit",
+                "6",
+                "--json",
+                "--dtype",
+                "float32",
+                *model,
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["n"] == 6 and result["split"] == "validation" and result["source"] == str(run)
     # The same scores as the library gives for the trained adapter on those examples.
-    from tpv.engine.evaluation import evaluate
     from tpv.bridge.models import load_model
     from tpv.bridge.peft_io import load_prompt_adapter
     from tpv.data import load_split
+    from tpv.engine.evaluation import evaluate
 
     base, tokenizer = load_model(model_dir, dtype="float32")
     expected = evaluate(load_prompt_adapter(base, run), tokenizer, "sst2", load_split("sst2", "validation")[:6])
     assert {k: result[k] for k in expected} == expected
-    assert main(["eval", "--vector", vector_files["sst2"], "--origin-seed", "1", "--task", "imdb", "--limit", "4",
-                 *model]) == 0
+    assert (
+        main(["eval", "--vector", vector_files["sst2"], "--origin-seed", "1", "--task", "imdb", "--limit", "4", *model])
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.startswith("imdb test: macro_f1 ") and "(4 examples, rank)" in out
 
     # search: λ on validation data only
-    assert main(["search", str(run / "sst2.tpv.safetensors"), "--grid", "0,0.5,1", "--limit", "4", "--json",
-                 *model]) == 0
+    assert (
+        main(["search", str(run / "sst2.tpv.safetensors"), "--grid", "0,0.5,1", "--limit", "4", "--json", *model]) == 0
+    )
     found = json.loads(capsys.readouterr().out)
     assert found["tasks"] == ["sst2"] and [p["scale"] for p in found["curve"]] == [0.0, 0.5, 1.0]
     assert found["best_scale"] in (0.0, 0.5, 1.0)
 
 
 def test_train_reuses_a_finished_run(model_dir, tmp_path, capsys):
-    argv = ["train", "sst2", "--output-dir", str(tmp_path / "run"), "--steps", "1", "--batch-size", "2",
-            "--virtual-tokens", "2", "--limit", "4", "--eval-limit", "0", "--model", str(model_dir)]
+    argv = [
+        "train",
+        "sst2",
+        "--output-dir",
+        str(tmp_path / "run"),
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--virtual-tokens",
+        "2",
+        "--limit",
+        "4",
+        "--eval-limit",
+        "0",
+        "--model",
+        str(model_dir),
+    ]
     assert main(argv) == 0
     first = capsys.readouterr().out.splitlines()
     assert main(argv) == 0
@@ -210,8 +322,14 @@ def _documented_reproduce_commands():
     from tpv.experiments import reproduce_command
 
     root = Path(__file__).resolve().parent.parent
-    texts = [p.read_text(encoding="utf-8") for p in [root / "README.md", *sorted((root / "docs").rglob("*.md")),
-                                                      *sorted((root / "tpv" / "experiments" / "profiles").glob("*.toml"))]]
+    texts = [
+        p.read_text(encoding="utf-8")
+        for p in [
+            root / "README.md",
+            *sorted((root / "docs").rglob("*.md")),
+            *sorted((root / "tpv" / "experiments" / "profiles").glob("*.toml")),
+        ]
+    ]
     reproduce_help = build_parser()._subparsers._group_actions[0].choices["reproduce"].format_help()
     texts += [reproduce_help, reproduce_command("cpu"), reproduce_command("cpu", "similarity")]
     found = set()
@@ -219,7 +337,7 @@ def _documented_reproduce_commands():
         for match in re.finditer(r"tpv reproduce((?: +(?:--?[a-z-]+|[a-z][\w-]*)(?![\w<]))*)", text):
             words = match.group(1).split()
             # An option whose value is a path or a shell expression is kept out with its value.
-            found.add(tuple(words[:words.index("--run-dir")] if "--run-dir" in words else words))
+            found.add(tuple(words[: words.index("--run-dir")] if "--run-dir" in words else words))
     return found
 
 
@@ -249,8 +367,10 @@ def test_every_documented_reproduce_command_parses_and_reaches_reproduce(monkeyp
     # The spellings mean the same: positional or --profile, --study or --studies, repeatable.
     for argv in (["cpu", "--study", "a", "--studies", "b"], ["--profile", "cpu", "--studies", "a", "--study", "b"]):
         assert main(["reproduce", *argv, "--run-dir", str(tmp_path)]) == 0
-        assert calls.pop() == (("cpu",), {"studies": ["a", "b"], "run_dir": str(tmp_path), "dry_run": False,
-                                          "progress": True})
+        assert calls.pop() == (
+            ("cpu",),
+            {"studies": ["a", "b"], "run_dir": str(tmp_path), "dry_run": False, "progress": True},
+        )
     assert main(["reproduce"]) == 0 and calls.pop()[0] == ("smoke",)
     assert main(["reproduce", "cpu", "--profile", "gpu"]) == 2
     assert "two profiles, 'cpu' and --profile 'gpu'" in _error_line(capsys)
@@ -268,16 +388,19 @@ def test_console_script():
     command = [executable] if executable else [sys.executable, "-m", "tpv"]
     done = subprocess.run([*command, "vector", "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "tpv vector info" in done.stdout
-    done = subprocess.run([*command, "vector", "info", "missing.tpv.safetensors"], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [*command, "vector", "info", "missing.tpv.safetensors"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 
 def test_help_imports_neither_torch_nor_transformers():
     # `tpv --help` must answer at once; torch alone takes seconds to import (benchmarks/cli_startup.py times it).
-    code = ("import sys\nfrom tpv.cli import main\n"
-            "codes = [main(argv) for argv in (['--help'], ['train', '--help'], ['vector', 'combine', '--help'])]\n"
-            "print(codes, [m for m in ('torch', 'transformers', 'peft') if m in sys.modules])")
+    code = (
+        "import sys\nfrom tpv.cli import main\n"
+        "codes = [main(argv) for argv in (['--help'], ['train', '--help'], ['vector', 'combine', '--help'])]\n"
+        "print(codes, [m for m in ('torch', 'transformers', 'peft') if m in sys.modules])"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[0, 0, 0] []"
 
@@ -310,8 +433,29 @@ def test_every_option_has_help_text():
 
 def test_vector_info_reads_an_adapter_folder(model_dir, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "sst2", "--output-dir", str(run), "--steps", "1", "--batch-size", "2", "--virtual-tokens",
-                 "2", "--limit", "4", "--eval-limit", "0", "--model", str(model_dir)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "sst2",
+                "--output-dir",
+                str(run),
+                "--steps",
+                "1",
+                "--batch-size",
+                "2",
+                "--virtual-tokens",
+                "2",
+                "--limit",
+                "4",
+                "--eval-limit",
+                "0",
+                "--model",
+                str(model_dir),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["vector", "info", str(run), "--json"]) == 0
     [info] = json.loads(capsys.readouterr().out)
@@ -345,8 +489,22 @@ def test_eval_max_length_is_passed_and_checked(model_dir, vector_files, capsys, 
 
 
 def test_train_verbose_prints_trainer_records(model_dir, tmp_path, capfd):
-    argv = ["train", "sst2", "--steps", "2", "--batch-size", "2", "--virtual-tokens", "2", "--limit", "4",
-            "--eval-limit", "0", "--model", str(model_dir)]
+    argv = [
+        "train",
+        "sst2",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--virtual-tokens",
+        "2",
+        "--limit",
+        "4",
+        "--eval-limit",
+        "0",
+        "--model",
+        str(model_dir),
+    ]
     assert main([*argv, "--output-dir", str(tmp_path / "quiet")]) == 0
     out, err = capfd.readouterr()
     assert "{'loss'" not in out + err and "trained sst2: 2 steps" in err
@@ -356,29 +514,66 @@ def test_train_verbose_prints_trainer_records(model_dir, tmp_path, capfd):
 
 
 def test_train_passes_training_arguments_through(model_dir, tmp_path, capsys):
-    argv = ["train", "sst2", "--steps", "2", "--batch-size", "2", "--virtual-tokens", "2", "--limit", "4",
-            "--eval-limit", "0", "--model", str(model_dir), "--output-dir", str(tmp_path / "run")]
-    assert main([*argv, "--training-arg", "gradient_accumulation_steps=2", "--training-arg", "logging-steps=1",
-                 "--training-arg", "report_to=none"]) == 0
+    argv = [
+        "train",
+        "sst2",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--virtual-tokens",
+        "2",
+        "--limit",
+        "4",
+        "--eval-limit",
+        "0",
+        "--model",
+        str(model_dir),
+        "--output-dir",
+        str(tmp_path / "run"),
+    ]
+    assert (
+        main(
+            [
+                *argv,
+                "--training-arg",
+                "gradient_accumulation_steps=2",
+                "--training-arg",
+                "logging-steps=1",
+                "--training-arg",
+                "report_to=none",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     record = json.loads((tmp_path / "run" / "tpv_train.json").read_text())
-    assert record["settings"]["training_args"] == {"gradient_accumulation_steps": 2, "logging_steps": 1.0,
-                                                   "report_to": "none"}
+    assert record["settings"]["training_args"] == {
+        "gradient_accumulation_steps": 2,
+        "logging_steps": 1.0,
+        "report_to": "none",
+    }
     # Two optimizer steps of 2 × 2 examples went through all 4 examples twice: accumulation took effect.
     assert [entry["step"] for entry in record["history"] if "loss" in entry] == [1, 2]
     assert record["history"][-1]["epoch"] == 2.0
 
 
-@pytest.mark.parametrize("pair, message", [
-    ("gradient_accumulation_step=2", "'gradient_accumulation_step', which is not a TrainingArguments field; did you "
-                                     "mean 'gradient_accumulation_steps'"),
-    ("gradient_accumulation_steps", "--training-arg takes KEY=VALUE, got 'gradient_accumulation_steps'"),
-    ("gradient_accumulation_steps=two", "--training-arg gradient_accumulation_steps='two' is not a valid value"),
-    ("bf16=maybe", "--training-arg bf16='maybe' is not a valid value for TrainingArguments.bf16"),
-    ("lr_scheduler_type=wobbly", "--training-arg lr_scheduler_type='wobbly' is not a valid value"),
-    ("max_steps=5", "--training-arg max_steps=… sets what --steps sets; use --steps instead"),
-    ("output_dir=elsewhere", "sets what --output-dir sets; use --output-dir instead"),
-])
+@pytest.mark.parametrize(
+    "pair, message",
+    [
+        (
+            "gradient_accumulation_step=2",
+            "'gradient_accumulation_step', which is not a TrainingArguments field; did you "
+            "mean 'gradient_accumulation_steps'",
+        ),
+        ("gradient_accumulation_steps", "--training-arg takes KEY=VALUE, got 'gradient_accumulation_steps'"),
+        ("gradient_accumulation_steps=two", "--training-arg gradient_accumulation_steps='two' is not a valid value"),
+        ("bf16=maybe", "--training-arg bf16='maybe' is not a valid value for TrainingArguments.bf16"),
+        ("lr_scheduler_type=wobbly", "--training-arg lr_scheduler_type='wobbly' is not a valid value"),
+        ("max_steps=5", "--training-arg max_steps=… sets what --steps sets; use --steps instead"),
+        ("output_dir=elsewhere", "sets what --output-dir sets; use --output-dir instead"),
+    ],
+)
 def test_bad_training_args_are_one_line_before_the_model_loads(pair, message, tmp_path, capsys, monkeypatch):
     import tpv.bridge.models
 

@@ -16,9 +16,19 @@ def model_dir(tmp_path_factory):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=128, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-                         pad_token_id=0, bos_token_id=1, eos_token_id=2, initializer_range=0.5)
+    config = LlamaConfig(
+        vocab_size=128,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        initializer_range=0.5,
+    )
     folder = tmp_path_factory.mktemp("tiny-model")
     LlamaForCausalLM(config).save_pretrained(folder)
     make_word_tokenizer().save_pretrained(folder)
@@ -63,9 +73,31 @@ def test_init_auto_help_shows_examples(capsys):
 
 def test_init_auto_on_own_data_writes_an_adapter_and_the_table(model_dir, my_data, library, tmp_path, capsys):
     out_dir = tmp_path / "start"
-    argv = ["init", "--auto", "--data", str(my_data), "--text-field", "review", "--label-field", "stars",
-            "--sources", str(library), "--grid", "0.5,1", "--max-k", "2", "--limit", "12", "--json",
-            "--origin-seed", "2", "-o", str(out_dir), "--model", str(model_dir)]
+    argv = [
+        "init",
+        "--auto",
+        "--data",
+        str(my_data),
+        "--text-field",
+        "review",
+        "--label-field",
+        "stars",
+        "--sources",
+        str(library),
+        "--grid",
+        "0.5,1",
+        "--max-k",
+        "2",
+        "--limit",
+        "12",
+        "--json",
+        "--origin-seed",
+        "2",
+        "-o",
+        str(out_dir),
+        "--model",
+        str(model_dir),
+    ]
     assert main(argv) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["task"] == "my_reviews" and plan["n_validation"] == 12
@@ -84,8 +116,25 @@ def test_init_auto_on_own_data_writes_an_adapter_and_the_table(model_dir, my_dat
 def test_train_eval_search_take_own_data(model_dir, my_data, library, tmp_path, capsys):
     data = ["--data", str(my_data), "--label-field", "stars", "--model", str(model_dir)]
     run = tmp_path / "run"
-    assert main(["train", "--output-dir", str(run), "--steps", "2", "--batch-size", "4", "--virtual-tokens", "4",
-                 "--eval-limit", "4", *data]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--output-dir",
+                str(run),
+                "--steps",
+                "2",
+                "--batch-size",
+                "4",
+                "--virtual-tokens",
+                "4",
+                "--eval-limit",
+                "4",
+                *data,
+            ]
+        )
+        == 0
+    )
     assert "my_reviews.tpv.safetensors" in capsys.readouterr().out
     assert main(["eval", "--adapter", str(run), "--split", "test", "--json", *data]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 8
@@ -93,21 +142,25 @@ def test_train_eval_search_take_own_data(model_dir, my_data, library, tmp_path, 
     assert json.loads(capsys.readouterr().out)["tasks"] == ["my_reviews"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["init", "--auto", "--task", "nope", "-o", "x"], r"unknown task 'nope'"),
-    (["init", "--auto", "-o", "x"], r"no task: name a registered task"),
-    (["init", "--auto", "--task", "sst2", "--sources", "/no/such", "-o", "x"], r"no such source file or folder"),
-    (["init", "--auto", "--task", "sst2", "--sources", "zoo", "LIB", "-o", "x"], r"--sources zoo cannot be mixed"),
-    (["init", "a.tpv.safetensors", "--auto", "--task", "sst2", "-o", "x"], r"--auto chooses the vectors itself"),
-    (["init", "--task", "sst2", "-o", "x"], r"add --auto"),
-    (["init", "--auto", "--task", "sst2", "--sources", "LIB", "--grid", "0,x", "-o", "x"], r"bad --grid"),
-    (["train", "--output-dir", "x"], r"no task: name a registered task"),
-    (["eval", "--vector", "LIB/alpha.tpv.safetensors", "--data", "DATA", "--label-field", "rating"],
-     r"no label field 'rating' in .*; the fields found are \['review', 'stars'\]"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["init", "--auto", "--task", "nope", "-o", "x"], r"unknown task 'nope'"),
+        (["init", "--auto", "-o", "x"], r"no task: name a registered task"),
+        (["init", "--auto", "--task", "sst2", "--sources", "/no/such", "-o", "x"], r"no such source file or folder"),
+        (["init", "--auto", "--task", "sst2", "--sources", "zoo", "LIB", "-o", "x"], r"--sources zoo cannot be mixed"),
+        (["init", "a.tpv.safetensors", "--auto", "--task", "sst2", "-o", "x"], r"--auto chooses the vectors itself"),
+        (["init", "--task", "sst2", "-o", "x"], r"add --auto"),
+        (["init", "--auto", "--task", "sst2", "--sources", "LIB", "--grid", "0,x", "-o", "x"], r"bad --grid"),
+        (["train", "--output-dir", "x"], r"no task: name a registered task"),
+        (
+            ["eval", "--vector", "LIB/alpha.tpv.safetensors", "--data", "DATA", "--label-field", "rating"],
+            r"no label field 'rating' in .*; the fields found are \['review', 'stars'\]",
+        ),
+    ],
+)
 def test_bad_inputs_exit_2_with_one_line(argv, message, library, my_data, capsys):
-    argv = [str(library) if a == "LIB" else a.replace("LIB", str(library)).replace("DATA", str(my_data))
-            for a in argv]
+    argv = [str(library) if a == "LIB" else a.replace("LIB", str(library)).replace("DATA", str(my_data)) for a in argv]
     assert main(argv) == 2
     import re
 

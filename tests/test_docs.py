@@ -39,9 +39,18 @@ def _tiny_load_model(name_or_path=None, *, dtype="auto", device="cpu", attn_impl
     dtype = resolve_dtype(dtype, device)
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=128, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-                         pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    config = LlamaConfig(
+        vocab_size=128,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     model = LlamaForCausalLM(config).to(dtype).eval()
     model.config._name_or_path = "tiny-llama"
     tokenizer = make_word_tokenizer()
@@ -70,10 +79,18 @@ def test_python_blocks_run(page, tmp_path, monkeypatch, stand_in_hub):
 
 def test_every_docs_page_is_checked():
     names = {str(p.relative_to(ROOT)) for p in PAGES}
-    for page in ("docs/index.md", "docs/concepts.md", "docs/file-format.md", "docs/api.md",
-                 "docs/howto/reuse-peft-adapters.md", "docs/howto/choose-sources-and-scale.md",
-                 "docs/howto/negate-a-task.md", "docs/howto/multi-gpu.md", "docs/howto/share-vectors.md",
-                 "docs/howto/start-from-zoo.md"):
+    for page in (
+        "docs/index.md",
+        "docs/concepts.md",
+        "docs/file-format.md",
+        "docs/api.md",
+        "docs/howto/reuse-peft-adapters.md",
+        "docs/howto/choose-sources-and-scale.md",
+        "docs/howto/negate-a-task.md",
+        "docs/howto/multi-gpu.md",
+        "docs/howto/share-vectors.md",
+        "docs/howto/start-from-zoo.md",
+    ):
         assert page in names, page
 
 

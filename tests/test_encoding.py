@@ -47,8 +47,12 @@ def test_empty_data_is_an_error(word_tokenizer, toy_task):
 def test_generation_batches_pad_on_the_left(word_tokenizer, toy_task):
     from tpv.data.encoding import collate_for_generation
 
-    encoded = encode_examples(word_tokenizer, toy_task, [{"text": "good", "label": 1},
-                                                         {"text": "a very dull plot", "label": 0}], seq2seq=False)
+    encoded = encode_examples(
+        word_tokenizer,
+        toy_task,
+        [{"text": "good", "label": 1}, {"text": "a very dull plot", "label": 0}],
+        seq2seq=False,
+    )
     batch = collate_for_generation(encoded, 0)
     short, long = (list(e.input_ids) for e in encoded)
     assert batch["input_ids"].tolist() == [[0] * (len(long) - len(short)) + short, long]
@@ -70,14 +74,24 @@ def test_the_tokenizers_padding_side_changes_no_result(make_tiny_model, word_tok
         # The flip is real: the tokenizer's own padding puts the pads at the other end.
         padded[side] = word_tokenizer(texts, padding=True)["input_ids"]
         model = make_tiny_model(kind)
-        result = train_prompt(model, word_tokenizer, toy_task, make_origin(model, 3, seed=0), toy_examples(16),
-                              output_dir=tmp_path / side, max_steps=3, batch_size=8, progress=False,
-                              training_args={"save_strategy": "no"})
+        result = train_prompt(
+            model,
+            word_tokenizer,
+            toy_task,
+            make_origin(model, 3, seed=0),
+            toy_examples(16),
+            output_dir=tmp_path / side,
+            max_steps=3,
+            batch_size=8,
+            progress=False,
+            training_args={"save_strategy": "no"},
+        )
         runs[side] = {
             "losses": [record["loss"] for record in result.history if "loss" in record],
             "rank": result.evaluate(examples, batch_size=5, return_predictions=True),
-            "generate": result.evaluate(examples, method="generate", max_new_tokens=3, batch_size=5,
-                                        return_predictions=True),
+            "generate": result.evaluate(
+                examples, method="generate", max_new_tokens=3, batch_size=5, return_predictions=True
+            ),
         }
     assert padded["left"] != padded["right"]
     assert len(runs["left"]["losses"]) == 3 and runs["left"] == runs["right"]

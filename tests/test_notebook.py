@@ -14,8 +14,9 @@ def test_notebook_runs_end_to_end(tmp_path, monkeypatch):
     monkeypatch.delenv("TPV_NOTEBOOK_MODEL", raising=False)  # the tiny model; the real one is a manual run
     monkeypatch.setenv("TPV_NOTEBOOK_RUNS", str(tmp_path / "runs"))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbclient.NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs)

@@ -28,8 +28,10 @@ def test_same_seed_is_bit_identical_across_processes(make_tiny_model, tmp_path):
         f"m = AutoModelForCausalLM.from_pretrained(r'{tmp_path / 'm'}');"
         "o = make_origin(m, 7, seed=11); print(o.sha256)"
     )
-    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-            for _ in range(2)}
+    runs = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        for _ in range(2)
+    }
     assert len(runs) == 1
     assert make_origin(model, 7, seed=11).sha256 == runs.pop()
     assert make_origin(model, 7, seed=12).sha256 != make_origin(model, 7, seed=11).sha256
@@ -46,8 +48,10 @@ def test_normal_method_matches_the_vocabulary_scale(make_tiny_model):
     vocab_std = float(model.get_input_embeddings().weight.std())
     assert float(origin.tensor.std()) == pytest.approx(vocab_std, rel=0.1)
     assert origin.recipe.startswith("normal(seed=0, std=")
-    assert torch.equal(make_origin(model, 200, seed=0, method="normal", std=0.5).tensor,
-                       make_origin(model, 200, seed=0, method="normal", std=0.5).tensor)
+    assert torch.equal(
+        make_origin(model, 200, seed=0, method="normal", std=0.5).tensor,
+        make_origin(model, 200, seed=0, method="normal", std=0.5).tensor,
+    )
 
 
 def test_save_load_round_trip(make_tiny_model, tmp_path):
@@ -56,7 +60,11 @@ def test_save_load_round_trip(make_tiny_model, tmp_path):
     loaded = Origin.load(tmp_path / "o.origin.safetensors")
     assert torch.equal(loaded.tensor, origin.tensor)
     assert (loaded.seed, loaded.method, loaded.recipe, loaded.num_transformer_submodules) == (
-        9, "normal", origin.recipe, 2)
+        9,
+        "normal",
+        origin.recipe,
+        2,
+    )
 
 
 def test_errors(make_tiny_model, tmp_path):
@@ -72,6 +80,7 @@ def test_errors(make_tiny_model, tmp_path):
     with pytest.raises(TPVError, match="3 rows but num_virtual_tokens=2"):
         Origin(torch.zeros(3, 2), num_virtual_tokens=2)
     from safetensors.torch import save_file
+
     save_file({"task_prompt_vector": torch.zeros(2, 2)}, tmp_path / "v.safetensors", metadata={"format": "tpv/1"})
     with pytest.raises(TPVError, match="not a tpv origin file: it is a task prompt vector file"):
         Origin.load(tmp_path / "v.safetensors")
@@ -92,8 +101,11 @@ def _official_create_origin_ids(n_origins: int, rows: int, vocab_size: int) -> l
 def test_paper_method_is_the_official_scripts_ith_origin(vocab_size):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab_size, hidden_size=8, intermediate_size=16,
-                                         num_hidden_layers=1, num_attention_heads=2))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=vocab_size, hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2
+        )
+    )
     vocab = model.get_input_embeddings().weight
     official = _official_create_origin_ids(3, 6, vocab_size)
     for i in range(3):

@@ -5,8 +5,19 @@ import sys
 
 import tpv
 
-OPTIONAL = ["scipy", "sklearn", "matplotlib", "gguf", "datasets", "nbclient", "yaml", "hypothesis", "accelerate",
-            "huggingface_hub", "pandas"]
+OPTIONAL = [
+    "scipy",
+    "sklearn",
+    "matplotlib",
+    "gguf",
+    "datasets",
+    "nbclient",
+    "yaml",
+    "hypothesis",
+    "accelerate",
+    "huggingface_hub",
+    "pandas",
+]
 
 
 def test_import_tpv_pulls_in_only_required_dependencies():
@@ -36,7 +47,8 @@ def test_demo_script_installs_what_the_cli_plot_needs():
     [extras] = re.findall(r'pip install -q -e "\.\[([\w,]+)\]"', script)
     optional = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     installed = {re.split(r"[<>=\[]", req)[0] for extra in extras.split(",") for req in optional[extra]}
-    # `tpv vector similarity --plot` draws with matplotlib (tpv/experiments/plots.py); the demo's environment must have it.
+    # `tpv vector similarity --plot` draws with matplotlib (tpv/experiments/plots.py); the demo's environment
+    # must have it.
     assert "matplotlib" in installed, f"examples/demo.sh installs [{extras}], which lacks matplotlib"
 
 

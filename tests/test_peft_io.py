@@ -1,6 +1,5 @@
 """The PEFT bridge: exact initialisation, a real training round trip, adapters on disk and in memory."""
 
-
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, PrefixTuningConfig, get_peft_model
@@ -10,9 +9,13 @@ from tpv import Origin, TaskPromptVector, TPVError, get_prompt, init_prompt_tuni
 
 def _vector_for(origin: Origin, seed: int, task: str) -> TaskPromptVector:
     tensor = torch.randn(origin.shape, generator=torch.Generator().manual_seed(seed))
-    tensor[origin.num_virtual_tokens:] = 0  # rows PEFT never prepends cannot move
-    return TaskPromptVector(tensor, tasks={task: 1.0}, num_virtual_tokens=origin.num_virtual_tokens,
-                            num_transformer_submodules=origin.num_transformer_submodules)
+    tensor[origin.num_virtual_tokens :] = 0  # rows PEFT never prepends cannot move
+    return TaskPromptVector(
+        tensor,
+        tasks={task: 1.0},
+        num_virtual_tokens=origin.num_virtual_tokens,
+        num_transformer_submodules=origin.num_transformer_submodules,
+    )
 
 
 @pytest.mark.parametrize("scale", [0.0, 0.3, 1.0, 2.5])
@@ -35,8 +38,7 @@ def test_list_of_vectors_and_weighted_pairs(make_tiny_model):
 
 def _toy_batch(model):
     if model.config.is_encoder_decoder:
-        return {"input_ids": torch.tensor([[5, 6, 7, 1], [8, 9, 10, 1]]),
-                "labels": torch.tensor([[11, 1], [12, 1]])}
+        return {"input_ids": torch.tensor([[5, 6, 7, 1], [8, 9, 10, 1]]), "labels": torch.tensor([[11, 1], [12, 1]])}
     ids = torch.tensor([[5, 6, 7, 11], [8, 9, 10, 12]])
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
 
@@ -110,6 +112,7 @@ def test_from_peft_errors(make_tiny_model, tmp_path):
     origin = make_origin(model, 2, seed=0)
     # A folder saved by plain PEFT has no origin beside it.
     from peft import PromptTuningConfig
+
     plain = get_peft_model(make_tiny_model("llama"), PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2))
     plain.save_pretrained(tmp_path / "plain")
     with pytest.raises(TPVError, match="no origin known for adapter folder .* pass origin="):
@@ -159,7 +162,9 @@ def test_init_errors(make_tiny_model):
     peft_model = init_prompt_tuning(model, origin=origin)
     with pytest.raises(TPVError, match="got a PeftModel"):
         init_prompt_tuning(peft_model, origin=origin)
-    with pytest.raises(TPVError, match=r"cannot set a prompt of shape \(3, 16\) on adapter 'default' of shape \(2, 16\)"):
+    with pytest.raises(
+        TPVError, match=r"cannot set a prompt of shape \(3, 16\) on adapter 'default' of shape \(2, 16\)"
+    ):
         set_prompt(peft_model, torch.zeros(3, 16))
     with pytest.raises(TPVError, match="prompt holds 1 NaN/inf"):
         set_prompt(peft_model, torch.tensor([[float("nan")] + [0.0] * 15, [0.0] * 16]))

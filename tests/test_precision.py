@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import tpv.bridge.precision as precision
-from tpv.core.errors import TPVError
 from tpv.bridge.precision import choose_dtype, resolve_dtype
+from tpv.core.errors import TPVError
 
 EPYC_BF16 = "model name\t: AMD EPYC 9654\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n"
 EPYC_AVX2 = "model name\t: AMD EPYC 7B12\nflags\t\t: fpu sse avx2 fma\n"

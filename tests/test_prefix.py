@@ -5,10 +5,17 @@ import torch
 
 from conftest import toy_examples
 from tpv import init_prompt_tuning, make_origin
-from tpv.data.encoding import collate, encode_examples
 from tpv.core.errors import TPVError
-from tpv.engine.prefix import (FULL, SHARED_PREFIX, choose_engine, generate_after_prefix, input_positions,
-                        prefixed_hidden_states, prompt_prefix)
+from tpv.data.encoding import collate, encode_examples
+from tpv.engine.prefix import (
+    FULL,
+    SHARED_PREFIX,
+    choose_engine,
+    generate_after_prefix,
+    input_positions,
+    prefixed_hidden_states,
+    prompt_prefix,
+)
 from tpv.engine.scoring import input_hidden_states, prompt_tuning_loss
 
 
@@ -66,8 +73,9 @@ def test_scoring_hidden_states_match_between_engines(causal):
     peft_model, batch = causal
     with torch.no_grad():
         full = input_hidden_states(peft_model, batch["input_ids"], batch["attention_mask"])
-        shared = input_hidden_states(peft_model, batch["input_ids"], batch["attention_mask"],
-                                     prefix=prompt_prefix(peft_model))
+        shared = input_hidden_states(
+            peft_model, batch["input_ids"], batch["attention_mask"], prefix=prompt_prefix(peft_model)
+        )
     real = batch["attention_mask"].bool()
     torch.testing.assert_close(shared[real], full[real], rtol=1e-4, atol=1e-5)
 
@@ -83,8 +91,9 @@ def test_left_padded_rows_see_the_positions_of_training(causal):
     with torch.no_grad():
         prefix = prompt_prefix(peft_model)
         right = prefixed_hidden_states(peft_model, prefix, ids, mask)
-        left = prefixed_hidden_states(peft_model, prefix, left_ids, left_mask,
-                                      position_ids=input_positions(left_mask, 5, left_padded=True))
+        left = prefixed_hidden_states(
+            peft_model, prefix, left_ids, left_mask, position_ids=input_positions(left_mask, 5, left_padded=True)
+        )
     torch.testing.assert_close(left[left_mask.bool()], right[mask.bool()], rtol=1e-4, atol=1e-5)
 
 
@@ -96,17 +105,20 @@ def test_generation_after_the_prefix_matches_peft_and_ignores_left_padding(make_
         alone = []
         for row in rows:
             ids = torch.tensor([row])
-            ours = generate_after_prefix(peft_model, prefix, ids, torch.ones_like(ids), max_new_tokens=6,
-                                         eos_token_id=None, pad_token_id=0)
-            peft = peft_model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6,
-                                       do_sample=False, pad_token_id=0)[:, ids.shape[1]:]
+            ours = generate_after_prefix(
+                peft_model, prefix, ids, torch.ones_like(ids), max_new_tokens=6, eos_token_id=None, pad_token_id=0
+            )
+            peft = peft_model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False, pad_token_id=0
+            )[:, ids.shape[1] :]
             # Unpadded, PEFT's generate places tokens right, so the two must agree token for token.
             assert ours.tolist() == peft.tolist()
             alone.append(ours[0].tolist())
         ids = torch.tensor([rows[0], [0, 0, 0] + rows[1]])
         mask = torch.tensor([[1] * 5, [0, 0, 0, 1, 1]])
-        batched = generate_after_prefix(peft_model, prefix, ids, mask, max_new_tokens=6, eos_token_id=None,
-                                        pad_token_id=0)
+        batched = generate_after_prefix(
+            peft_model, prefix, ids, mask, max_new_tokens=6, eos_token_id=None, pad_token_id=0
+        )
     assert batched.tolist() == alone
 
 
@@ -120,8 +132,16 @@ def test_generation_stops_rows_whose_answer_is_decided(make_tiny_model):
         return len(new_ids) >= 2
 
     with torch.no_grad():
-        out = generate_after_prefix(peft_model, prompt_prefix(peft_model), ids, torch.ones_like(ids),
-                                    max_new_tokens=10, eos_token_id=None, pad_token_id=0, finished=after_two)
+        out = generate_after_prefix(
+            peft_model,
+            prompt_prefix(peft_model),
+            ids,
+            torch.ones_like(ids),
+            max_new_tokens=10,
+            eos_token_id=None,
+            pad_token_id=0,
+            finished=after_two,
+        )
     assert out.shape == (2, 2) and max(n for _, n in calls) == 2
 
 

@@ -17,8 +17,15 @@ import torch
 
 from conftest import toy_examples
 from tpv import TPVError
-from tpv.engine.run_folder import (CHECKPOINT_MARKER, RUN_FILENAME, RunLock, is_complete, mark_complete, open_run,
-                            prune_checkpoints)
+from tpv.engine.run_folder import (
+    CHECKPOINT_MARKER,
+    RUN_FILENAME,
+    RunLock,
+    is_complete,
+    mark_complete,
+    open_run,
+    prune_checkpoints,
+)
 from tpv.engine.training import train_prompt
 
 WORKER = Path(__file__).with_name("train_worker.py")
@@ -27,8 +34,13 @@ REPO = WORKER.parents[1]
 
 def _worker(folder, *extra):
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, str(WORKER), str(folder), *map(str, extra)], capture_output=True,
-                          text=True, env=env, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(WORKER), str(folder), *map(str, extra)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     result = json.loads(done.stdout.splitlines()[-1]) if done.returncode == 0 else None
     return done.returncode, result, done.stderr
 
@@ -41,8 +53,7 @@ def uninterrupted(tmp_path_factory):
 
 
 def _assert_same_vector(result, uninterrupted):
-    torch.testing.assert_close(torch.tensor(result["vector"]), torch.tensor(uninterrupted["vector"]),
-                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(torch.tensor(result["vector"]), torch.tensor(uninterrupted["vector"]), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("kill", ["checkpoint-6/optimizer.pt", "toy.tpv.safetensors"])
@@ -110,34 +121,51 @@ def _killed_run(make_tiny_model, word_tokenizer, toy_task, folder, **settings):
                 raise KeyboardInterrupt("simulated kill")
 
     with pytest.raises(KeyboardInterrupt):
-        train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(16), output_dir=folder,
-                     batch_size=4, num_virtual_tokens=2, progress=False, callbacks=[Crash()],
-                     training_args={"save_steps": 2}, **settings)
+        train_prompt(
+            make_tiny_model("llama"),
+            word_tokenizer,
+            toy_task,
+            0,
+            toy_examples(16),
+            output_dir=folder,
+            batch_size=4,
+            num_virtual_tokens=2,
+            progress=False,
+            callbacks=[Crash()],
+            training_args={"save_steps": 2},
+            **settings,
+        )
 
 
-def test_an_unfinished_run_with_other_settings_is_refused_naming_them(make_tiny_model, word_tokenizer, toy_task,
-                                                                      tmp_path):
+def test_an_unfinished_run_with_other_settings_is_refused_naming_them(
+    make_tiny_model, word_tokenizer, toy_task, tmp_path
+):
     """A killed 6-step run rerun with 4 steps used to return its step-4 prompt under the 4-step fingerprint."""
     run = tmp_path / "run"
     _killed_run(make_tiny_model, word_tokenizer, toy_task, run, max_steps=6)
     assert (run / "checkpoint-2" / CHECKPOINT_MARKER).is_file()
     again = dict(output_dir=run, batch_size=4, num_virtual_tokens=2, progress=False, training_args={"save_steps": 2})
-    with pytest.raises(TPVError, match=r"holds an unfinished run with other settings \(max_steps 6 there, 4 now\); "
-                                       r"train into a new output_dir, or pass overwrite=True"):
+    with pytest.raises(
+        TPVError,
+        match=r"holds an unfinished run with other settings \(max_steps 6 there, 4 now\); "
+        r"train into a new output_dir, or pass overwrite=True",
+    ):
         train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(16), max_steps=4, **again)
     with pytest.raises(TPVError, match="origin .* there, .* now"):
         train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 5, toy_examples(16), max_steps=6, **again)
     with pytest.raises(TPVError, match="train_data 16 examples, sha256 [0-9a-f]+ there, 15 examples"):
         train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(15), max_steps=6, **again)
 
-    result = train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(16), max_steps=4,
-                          overwrite=True, **again)
+    result = train_prompt(
+        make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(16), max_steps=4, overwrite=True, **again
+    )
     assert [h["step"] for h in result.history if "loss" in h][-1] == 4
     assert json.loads((run / "tpv_train.json").read_text())["settings"]["max_steps"] == 4
 
 
-def test_the_fingerprint_covers_the_model_and_tpv_version(make_tiny_model, word_tokenizer, toy_task, tmp_path,
-                                                          monkeypatch):
+def test_the_fingerprint_covers_the_model_and_tpv_version(
+    make_tiny_model, word_tokenizer, toy_task, tmp_path, monkeypatch
+):
     settings = dict(output_dir=tmp_path, max_steps=1, batch_size=4, num_virtual_tokens=2, progress=False)
     train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8), **settings)
     recorded = json.loads((tmp_path / "tpv_train.json").read_text())["settings"]
@@ -154,14 +182,26 @@ def test_the_fingerprint_covers_the_model_and_tpv_version(make_tiny_model, word_
 def test_a_folder_in_use_is_refused(make_tiny_model, word_tokenizer, toy_task, tmp_path):
     with RunLock(tmp_path):
         with pytest.raises(TPVError, match=rf"is in use by another tpv run \(pid {os.getpid()} on .*\); wait for it"):
-            train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8), output_dir=tmp_path,
-                         max_steps=1, batch_size=4, num_virtual_tokens=2, progress=False)
+            train_prompt(
+                make_tiny_model("llama"),
+                word_tokenizer,
+                toy_task,
+                0,
+                toy_examples(8),
+                output_dir=tmp_path,
+                max_steps=1,
+                batch_size=4,
+                num_virtual_tokens=2,
+                progress=False,
+            )
     assert not (tmp_path / RUN_FILENAME).exists()  # refused before touching the folder
 
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
-    code = (f"import os, signal; from tpv.engine.run_folder import RunLock; RunLock({str(tmp_path)!r}).acquire(); "
-            f"print(os.getpid(), flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+    code = (
+        f"import os, signal; from tpv.engine.run_folder import RunLock; RunLock({str(tmp_path)!r}).acquire(); "
+        f"print(os.getpid(), flush=True); os.kill(os.getpid(), signal.SIGKILL)"
+    )
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == -signal.SIGKILL and done.stdout.strip()
@@ -174,11 +214,29 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
 
 
 def _torchrun(folder, *extra):
-    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-                        "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(WORKER), str(folder), "--batch-size", "2", *map(str, extra)],
-                          capture_output=True, text=True, env=env, timeout=600)
+    env = os.environ | {
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(WORKER),
+            str(folder),
+            "--batch-size",
+            "2",
+            *map(str, extra),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     return done.returncode, _results(done.stdout), done.stderr
 
 
@@ -265,25 +323,61 @@ def test_an_early_stop_is_part_of_the_run(make_tiny_model, word_tokenizer, toy_t
     """A finished run without early stopping is not returned for a call that stops early, nor the reverse."""
     from transformers import EarlyStoppingCallback
 
-    settings = dict(output_dir=tmp_path, max_steps=2, batch_size=4, num_virtual_tokens=2, progress=False,
-                    eval_data=toy_examples(4), eval_steps=1)
+    settings = dict(
+        output_dir=tmp_path,
+        max_steps=2,
+        batch_size=4,
+        num_virtual_tokens=2,
+        progress=False,
+        eval_data=toy_examples(4),
+        eval_steps=1,
+    )
     train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8), **settings)
     with pytest.raises(TPVError, match=r"callbacks .* now"):
-        train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8),
-                     callbacks=[EarlyStoppingCallback(early_stopping_patience=1)], **settings)
+        train_prompt(
+            make_tiny_model("llama"),
+            word_tokenizer,
+            toy_task,
+            0,
+            toy_examples(8),
+            callbacks=[EarlyStoppingCallback(early_stopping_patience=1)],
+            **settings,
+        )
     # A callback that changes nothing kept (logging, progress) leaves the run what it was: the cache answers.
     from transformers import TrainerCallback
 
-    again = train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8),
-                         callbacks=[TrainerCallback()], **settings)
+    again = train_prompt(
+        make_tiny_model("llama"),
+        word_tokenizer,
+        toy_task,
+        0,
+        toy_examples(8),
+        callbacks=[TrainerCallback()],
+        **settings,
+    )
     assert "callbacks" not in json.loads((tmp_path / "tpv_train.json").read_text())["settings"]
     assert again.vector_path.is_file()
     stopping = dict(settings, output_dir=tmp_path / "stopping")
-    train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8),
-                 callbacks=[EarlyStoppingCallback(early_stopping_patience=1)], **stopping)
+    train_prompt(
+        make_tiny_model("llama"),
+        word_tokenizer,
+        toy_task,
+        0,
+        toy_examples(8),
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=1)],
+        **stopping,
+    )
     recorded = json.loads((tmp_path / "stopping" / "tpv_train.json").read_text())["settings"]["callbacks"]
-    assert recorded == [{"class": "transformers.trainer_callback.EarlyStoppingCallback", "patience": 1,
-                         "threshold": 0.0}]
+    assert recorded == [
+        {"class": "transformers.trainer_callback.EarlyStoppingCallback", "patience": 1, "threshold": 0.0}
+    ]
     with pytest.raises(TPVError, match=r"callbacks .* now"):
-        train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8),
-                     callbacks=[EarlyStoppingCallback(early_stopping_patience=2)], **stopping)
+        train_prompt(
+            make_tiny_model("llama"),
+            word_tokenizer,
+            toy_task,
+            0,
+            toy_examples(8),
+            callbacks=[EarlyStoppingCallback(early_stopping_patience=2)],
+            **stopping,
+        )

@@ -42,6 +42,7 @@ def test_label_word_logits_are_columns_of_the_full_logits(causal):
 
 def encode_examples_inputs(batch):
     from tpv.data.encoding import Encoded
+
     rows = []
     for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"]):
         keep = (labels == -100) & (mask == 1)
@@ -53,7 +54,7 @@ def test_sequence_log_likelihood_matches_a_hand_sum(causal):
     peft_model, batch = causal
     scores = sequence_log_likelihoods(peft_model, batch)
     logits = peft_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logits = logits[:, -batch["input_ids"].shape[1]:]
+    logits = logits[:, -batch["input_ids"].shape[1] :]
     log_probs = torch.log_softmax(logits[:, :-1], -1)
     labels = batch["labels"][:, 1:]
     mask = labels != -100

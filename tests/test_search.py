@@ -17,11 +17,11 @@ def _vector(shape=(4, 16)):
 
 
 def test_finds_the_maximum_of_a_known_score_function():
-    result = search_scale(_vector(), torch.zeros(4, 16), lambda p: -(p.mean().item() - 0.35) ** 2, progress=False)
+    result = search_scale(_vector(), torch.zeros(4, 16), lambda p: -((p.mean().item() - 0.35) ** 2), progress=False)
     assert isinstance(result, ScaleSearch)
     assert result.best_scale == 0.35 and result.best_score == pytest.approx(0.0, abs=1e-12)
     assert [point[0] for point in result.curve] == [round(x, 2) for x in np.arange(0, 1.05, 0.05)]
-    assert result.curve[0][2] == {"score": pytest.approx(-(0.35 ** 2))}
+    assert result.curve[0][2] == {"score": pytest.approx(-(0.35**2))}
 
 
 def test_mean_and_min_aggregate_per_task_scores():
@@ -63,13 +63,24 @@ def test_bad_arguments_are_refused():
 
 @pytest.fixture
 def fake_evaluate(monkeypatch):
-    """Stands in for tpv.engine.evaluation.evaluate: records every call; the score peaks where the prompt mean is 0.4."""
+    """Stands in for evaluate: records every call; the score peaks where the prompt mean is 0.4."""
     calls = []
 
     def evaluate(model, tokenizer, task, examples, method="rank", batch_size=32, progress=False, **lengths):
         prompt = get_prompt(model)
-        calls.append(dict(model=model, tokenizer=tokenizer, task=task, examples=list(examples), method=method,
-                          batch_size=batch_size, prompt=prompt, progress=progress, **lengths))
+        calls.append(
+            dict(
+                model=model,
+                tokenizer=tokenizer,
+                task=task,
+                examples=list(examples),
+                method=method,
+                batch_size=batch_size,
+                prompt=prompt,
+                progress=progress,
+                **lengths,
+            )
+        )
         return {get_task(task).metric: -abs(prompt.mean().item() - 0.4), "accuracy": 0.0}
 
     monkeypatch.setattr(tpv.compose.search, "evaluate", evaluate)

@@ -9,8 +9,10 @@ from tpv.compose.selection import select_sources
 
 def _library(seed=0, count=6, shape=(8, 16)):
     generator = torch.Generator().manual_seed(seed)
-    return {f"task{i}": TaskPromptVector(torch.randn(*shape, generator=generator), tasks={f"task{i}": 1.0})
-            for i in range(count)}
+    return {
+        f"task{i}": TaskPromptVector(torch.randn(*shape, generator=generator), tasks={f"task{i}": 1.0})
+        for i in range(count)
+    }
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -18,8 +20,9 @@ def _library(seed=0, count=6, shape=(8, 16)):
 def test_a_planted_near_duplicate_ranks_first(seed, pooling):
     library = _library(seed)
     generator = torch.Generator().manual_seed(seed + 100)
-    target = TaskPromptVector(library["task3"].tensor + 0.05 * torch.randn(8, 16, generator=generator),
-                              tasks={"target": 1.0})
+    target = TaskPromptVector(
+        library["task3"].tensor + 0.05 * torch.randn(8, 16, generator=generator), tasks={"target": 1.0}
+    )
     ranked = select_sources(target, library, k=2, pooling=pooling)
     assert len(ranked) == 2 and ranked[0][0] == "task3" and ranked[0][1] > 0.99
     assert ranked[0][1] >= ranked[1][1]

@@ -11,8 +11,10 @@ from tpv.core.similarity import POOLINGS, prompt_cosine, similarity_matrix
 
 def _vectors(seed=0, count=4, shape=(5, 8)):
     generator = torch.Generator().manual_seed(seed)
-    return {f"task{i}": TaskPromptVector(torch.randn(*shape, generator=generator), tasks={f"task{i}": 1.0})
-            for i in range(count)}
+    return {
+        f"task{i}": TaskPromptVector(torch.randn(*shape, generator=generator), tasks={f"task{i}": 1.0})
+        for i in range(count)
+    }
 
 
 @pytest.mark.parametrize("pooling", POOLINGS)
@@ -30,14 +32,15 @@ def test_matrix_is_symmetric_with_unit_diagonal(pooling):
 def test_matrix_is_invariant_to_positive_scaling(seed, factor, pooling):
     vectors = _vectors(seed, count=3)
     scaled = dict(vectors, task1=vectors["task1"] * factor)
-    torch.testing.assert_close(similarity_matrix(scaled, pooling)[1], similarity_matrix(vectors, pooling)[1],
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        similarity_matrix(scaled, pooling)[1], similarity_matrix(vectors, pooling)[1], atol=1e-5, rtol=1e-5
+    )
 
 
 def test_mean_pooling_matches_a_hand_computation():
     a = torch.tensor([[1.0, 2.0], [3.0, 0.0]])  # token mean (2, 1)
     b = torch.tensor([[0.0, 1.0], [2.0, 1.0]])  # token mean (1, 1)
-    expected = (2 * 1 + 1 * 1) / ((5 ** 0.5) * (2 ** 0.5))
+    expected = (2 * 1 + 1 * 1) / ((5**0.5) * (2**0.5))
     assert prompt_cosine(a, b, "mean") == pytest.approx(expected, abs=1e-6)
     _, matrix = similarity_matrix([a, b])
     assert float(matrix[0, 1]) == pytest.approx(expected, abs=1e-6)

@@ -39,8 +39,7 @@ finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
 
 
 @settings(max_examples=60, deadline=None)
-@given(a=st.lists(finite, min_size=2, max_size=8), b=st.lists(finite, min_size=2, max_size=8),
-       n=st.integers(1, 20))
+@given(a=st.lists(finite, min_size=2, max_size=8), b=st.lists(finite, min_size=2, max_size=8), n=st.integers(1, 20))
 def test_ttest_matches_scipy_on_generated_samples(a, b, n):
     with np.errstate(all="ignore"):
         expected = scipy_stats.ttest_ind(a, b, equal_var=True)

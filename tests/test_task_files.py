@@ -39,8 +39,9 @@ def test_a_csv_file_with_integer_labels_and_a_new_family(tmp_path):
     path = tmp_path / "tickets.csv"
     lines = ["subject,body,urgency"] + [f"s{i},b{i},{i % 3}" for i in range(60)]
     path.write_text("\n".join(lines) + "\n")
-    task = Task.from_files(path, text_fields=["subject", "body"], label_field="urgency",
-                           labels=["low", "medium", "high"], family="support")
+    task = Task.from_files(
+        path, text_fields=["subject", "body"], label_field="urgency", labels=["low", "medium", "high"], family="support"
+    )
     assert task.family == "support" and task.name == "tickets"
     assert task.template == "subject: {subject}\nbody: {body}\nanswer:"
     # One file and no validation split: the last 10% of the shuffled examples, at least 32, are held out.
@@ -61,12 +62,15 @@ def test_a_datasets_dataset_is_accepted(tmp_path):
     assert task.label_words == ("no", "yes") and len(task.split("train")) == 18
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"label_field": "rating"}, r"no label field 'rating' in .*; the fields found are \['label', 'text'\]"),
-    ({"text_fields": ["body"]}, r"no text field\(s\) \['body'\] in .*; the fields found are \['label', 'text'\]"),
-    ({"labels": ["only"]}, r"labels in .* run 0..1 but labels= names 1"),
-    ({"name": "sst2"}, r"task name 'sst2' is a built-in task"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"label_field": "rating"}, r"no label field 'rating' in .*; the fields found are \['label', 'text'\]"),
+        ({"text_fields": ["body"]}, r"no text field\(s\) \['body'\] in .*; the fields found are \['label', 'text'\]"),
+        ({"labels": ["only"]}, r"labels in .* run 0..1 but labels= names 1"),
+        ({"name": "sst2"}, r"task name 'sst2' is a built-in task"),
+    ],
+)
 def test_errors_name_the_missing_field_and_list_those_found(tmp_path, options, message):
     _write_jsonl(tmp_path / "d" / "train.jsonl", [{"text": f"t{i}", "label": i % 2} for i in range(40)])
     kwargs = {"labels": ["no", "yes"], **options}

@@ -15,8 +15,25 @@ from tpv.data.doc import tasks_markdown
 from tpv.data.hub import _ADAPT
 
 PAPER_TASKS = {
-    "mnli", "qnli", "rte", "scitail", "snli", "dbpedia", "trec", "ag_news", "yahoo_answers", "sst2",
-    "yelp_polarity", "sst5", "imdb", "qqp", "mrpc", "cola", "stsb", "squad_v2", "math",
+    "mnli",
+    "qnli",
+    "rte",
+    "scitail",
+    "snli",
+    "dbpedia",
+    "trec",
+    "ag_news",
+    "yahoo_answers",
+    "sst2",
+    "yelp_polarity",
+    "sst5",
+    "imdb",
+    "qqp",
+    "mrpc",
+    "cola",
+    "stsb",
+    "squad_v2",
+    "math",
 }
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "tasks.md"
 
@@ -27,8 +44,14 @@ def _local_tasks(data_dir):
 
 @pytest.fixture
 def scratch_task():
-    task = register_task({"name": "scratch", "family": "sentiment", "template": "review: {text}\nsentiment:",
-                          "label_words": ("bad", "good")})
+    task = register_task(
+        {
+            "name": "scratch",
+            "family": "sentiment",
+            "template": "review: {text}\nsentiment:",
+            "label_words": ("bad", "good"),
+        }
+    )
     yield task
     TASKS.pop("scratch", None)
 
@@ -55,7 +78,9 @@ def test_register_task_from_kwargs(scratch_task):
     assert get_task("scratch") is scratch_task
     assert scratch_task.fields == ("text",)
     assert scratch_task.format({"text": "fine {not a field}", "label": 1}) == (
-        "review: fine {not a field}\nsentiment:", "good")
+        "review: fine {not a field}\nsentiment:",
+        "good",
+    )
     with pytest.raises(TPVError, match=r"task 'scratch' is already registered; .*overwrite=True"):
         register_task(scratch_task)
     assert register_task(scratch_task, overwrite=True) is scratch_task
@@ -65,8 +90,11 @@ def test_register_task_from_kwargs(scratch_task):
 
 def test_register_task_without_label_words_says_what_it_would_be():
     spec = {"name": "no_words", "family": "sentiment", "template": "review: {text}\nsentiment:"}
-    with pytest.raises(TPVError, match=r"task 'no_words' has no label_words, so tpv would treat it as a generation "
-                                       r"task .* metric 'macro_f1' scores classes; .*label_words=\('negative'"):
+    with pytest.raises(
+        TPVError,
+        match=r"task 'no_words' has no label_words, so tpv would treat it as a generation "
+        r"task .* metric 'macro_f1' scores classes; .*label_words=\('negative'",
+    ):
         register_task(spec)
     assert "no_words" not in TASKS
     # Asked for explicitly, generation is accepted and formats the label field as the answer text.
@@ -78,17 +106,23 @@ def test_register_task_without_label_words_says_what_it_would_be():
         TASKS.pop("no_words")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"family": ""}, r"family must be a non-empty name such as one of \['nli'"),
-    ({"metric": "f1"}, r"unknown metric 'f1'; use one of \['macro_f1'"),
-    ({"fields": ("text", "title")}, r"fields \['text', 'title'\] differ from the template's placeholders \['text'\]"),
-    ({"template": "review: {}"}, r"has placeholders \[''\]; use named fields only"),
-    ({"template": "review: {text"}, r"bad template 'review: \{text'"),
-    ({"label_words": ("good", "Good ")}, r"label_words \('good', 'Good '\) repeat a word"),
-    ({"label_words": ("good",)}, r"label_words must be two or more non-empty words, got \('good',\)"),
-    ({"regression": True}, r"a regression task takes no label_words"),
-    ({"name": ""}, r"task name must be a non-empty string, got ''"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"family": ""}, r"family must be a non-empty name such as one of \['nli'"),
+        ({"metric": "f1"}, r"unknown metric 'f1'; use one of \['macro_f1'"),
+        (
+            {"fields": ("text", "title")},
+            r"fields \['text', 'title'\] differ from the template's placeholders \['text'\]",
+        ),
+        ({"template": "review: {}"}, r"has placeholders \[''\]; use named fields only"),
+        ({"template": "review: {text"}, r"bad template 'review: \{text'"),
+        ({"label_words": ("good", "Good ")}, r"label_words \('good', 'Good '\) repeat a word"),
+        ({"label_words": ("good",)}, r"label_words must be two or more non-empty words, got \('good',\)"),
+        ({"regression": True}, r"a regression task takes no label_words"),
+        ({"name": ""}, r"task name must be a non-empty string, got ''"),
+    ],
+)
 def test_task_validation(kwargs, message):
     base = {"name": "t", "family": "sentiment", "template": "review: {text}", "label_words": ("bad", "good")}
     with pytest.raises(TPVError, match=message):
@@ -115,7 +149,12 @@ def test_regression_targets_round_to_point_two_and_parse_back():
     stsb = get_task("stsb")
     example = {"sentence1": "a", "sentence2": "b"}
     assert [stsb.target_text({**example, "label": v}) for v in (3.77, 0.0, 5.0, 2.5, 1.09)] == [
-        "3.8", "0.0", "5.0", "2.4", "1.0"]
+        "3.8",
+        "0.0",
+        "5.0",
+        "2.4",
+        "1.0",
+    ]
     assert stsb.parse_prediction(" 3.8 </s>") == 3.8
     assert str(stsb.parse_prediction("no idea")) == "nan"
     with pytest.raises(TPVError, match=r"regression label 'high' is not a finite number"):
@@ -133,7 +172,9 @@ def test_generation_targets():
     squad = get_task("squad_v2")
     example = {"context": "Paris is in France.", "question": "Where is Paris?"}
     assert squad.format({**example, "answers": {"text": ["France", "in France"], "answer_start": [12, 9]}}) == (
-        "context: Paris is in France.\nquestion: Where is Paris?\nanswer:", "France")
+        "context: Paris is in France.\nquestion: Where is Paris?\nanswer:",
+        "France",
+    )
     assert squad.target_text({**example, "answers": {"text": [], "answer_start": []}}) == NO_ANSWER
     assert get_task("math").format({"problem": "1+1?", "solution": "$2$"}) == ("problem: 1+1?\nsolution:", "$2$")
     with pytest.raises(TPVError, match=r"answer 3 is neither text"):
@@ -146,10 +187,14 @@ def _write_jsonl(path, rows):
 
 
 def test_load_split_errors(tmp_path):
-    with pytest.raises(TPVError, match=r"no 'train' split for task 'rte': tried .*rte/train\.jsonl \(and \.csv, \.tsv\)"):
+    with pytest.raises(
+        TPVError, match=r"no 'train' split for task 'rte': tried .*rte/train\.jsonl \(and \.csv, \.tsv\)"
+    ):
         load_split("rte", "train", data_dir=tmp_path)
-    _write_jsonl(tmp_path / "rte" / "train.jsonl", [{"sentence1": "a", "sentence2": "b", "label": 0},
-                                                    {"sentence1": "a", "label": 1}])
+    _write_jsonl(
+        tmp_path / "rte" / "train.jsonl",
+        [{"sentence1": "a", "sentence2": "b", "label": 0}, {"sentence1": "a", "label": 1}],
+    )
     with pytest.raises(TPVError, match=r"train\.jsonl, example 2: .*lacks field\(s\) \['sentence2'\]"):
         load_split("rte", "train", data_dir=tmp_path)
     _write_jsonl(tmp_path / "rte" / "train.jsonl", [{"sentence1": "a", "sentence2": "b", "label": 2}])
@@ -172,7 +217,9 @@ def test_load_split_reads_csv_and_tsv(tmp_path):
     (tmp_path / "stsb").mkdir()
     (tmp_path / "stsb" / "test.tsv").write_text("sentence1\tsentence2\tlabel\na\tb\t3.77\n")
     assert load_split("cola", "train", data_dir=tmp_path) == [
-        {"sentence": "Hi, there.", "label": 1}, {"sentence": "Them go.", "label": 0}]
+        {"sentence": "Hi, there.", "label": 1},
+        {"sentence": "Them go.", "label": 0},
+    ]
     assert get_task("stsb").format(load_split("stsb", "test", data_dir=tmp_path)[0])[1] == "3.8"
     (tmp_path / "cola" / "train.csv").write_text("sentence,label\nHi.,yes\n")
     with pytest.raises(TPVError, match=r"label 'yes' is outside the label set \[0, 1\]"):
@@ -182,15 +229,22 @@ def test_load_split_reads_csv_and_tsv(tmp_path):
 def test_load_split_without_any_data_source(monkeypatch):
     monkeypatch.delenv("TPV_DATA_DIR")
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "datasets" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "datasets" else real_find_spec(name, *a)
+    )
     with pytest.raises(TPVError, match=r"no data folder for task 'rte': .*TPV_DATA_DIR.*pip install datasets"):
         load_split("rte", "train")
 
 
 def test_hub_adapters_give_the_local_form():
-    assert _ADAPT["trec"]({"text": "Who?", "coarse_label": 3, "fine_label": 7}) == {"text": "Who?", "fine_label": 7, "label": 3}
-    yahoo = _ADAPT["yahoo_answers"]({"id": 1, "topic": 5, "question_title": "Q", "question_content": "more",
-                                     "best_answer": "A"})
+    assert _ADAPT["trec"]({"text": "Who?", "coarse_label": 3, "fine_label": 7}) == {
+        "text": "Who?",
+        "fine_label": 7,
+        "label": 3,
+    }
+    yahoo = _ADAPT["yahoo_answers"](
+        {"id": 1, "topic": 5, "question_title": "Q", "question_content": "more", "best_answer": "A"}
+    )
     assert yahoo == {"text": "Q more", "label": 5}
     assert _ADAPT["scitail"]({"premise": "p", "hypothesis": "h", "label": "entails"})["label"] == 0
     assert all(TASKS[name].hub_id for name in PAPER_TASKS)
@@ -210,8 +264,9 @@ def test_importing_tasks_loads_no_optional_packages():
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         return ast.literal_eval(result.stdout.strip())
 
-    by_transformers = loaded("from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, "
-                             "AutoTokenizer")
+    by_transformers = loaded(
+        "from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer"
+    )
     assert set(loaded("import tpv.data, tpv.bridge.models")) <= set(by_transformers)
     assert "datasets" not in by_transformers and "gguf" not in by_transformers
 

@@ -14,8 +14,8 @@ def _losses(history):
 
 
 def _mean_loss(peft_model, tokenizer, task, data, prompt):
-    from tpv.data.encoding import collate, encode_examples, is_seq2seq_model
     from tpv.bridge.peft_io import set_prompt
+    from tpv.data.encoding import collate, encode_examples, is_seq2seq_model
     from tpv.engine.scoring import prompt_tuning_loss
 
     seq2seq = is_seq2seq_model(peft_model)
@@ -31,14 +31,27 @@ def test_training_lowers_loss_and_changes_only_the_prompt(kind, make_tiny_model,
     before = {n: p.clone() for n, p in model.named_parameters()}
     origin = make_origin(model, 4, seed=0)
     data = toy_examples(64)
-    result = train_prompt(model, word_tokenizer, toy_task, origin, data, output_dir=tmp_path / "run",
-                          eval_data=toy_examples(16, seed=9), max_steps=30, batch_size=8, learning_rate=0.3,
-                          num_virtual_tokens=4, progress=False, training_args={"logging_steps": 5})
+    result = train_prompt(
+        model,
+        word_tokenizer,
+        toy_task,
+        origin,
+        data,
+        output_dir=tmp_path / "run",
+        eval_data=toy_examples(16, seed=9),
+        max_steps=30,
+        batch_size=8,
+        learning_rate=0.3,
+        num_virtual_tokens=4,
+        progress=False,
+        training_args={"logging_steps": 5},
+    )
     assert len(_losses(result.history)) == 6
     # The logged losses are single noisy batches (T5 trains with dropout); the whole set, without dropout, is not.
     peft_model = init_prompt_tuning(make_tiny_model(kind), origin=origin)
-    assert _mean_loss(peft_model, word_tokenizer, toy_task, data, result.vector.apply_to(origin)) < \
-        _mean_loss(peft_model, word_tokenizer, toy_task, data, origin.tensor)
+    assert _mean_loss(peft_model, word_tokenizer, toy_task, data, result.vector.apply_to(origin)) < _mean_loss(
+        peft_model, word_tokenizer, toy_task, data, origin.tensor
+    )
     for name, param in model.named_parameters():
         assert torch.equal(param, before[name]), f"{name} changed"
     assert result.vector.norm() > 0 and result.vector.tasks == {"toy": 1.0}
@@ -55,8 +68,14 @@ class _Crash(TrainerCallback):
 
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(make_tiny_model, word_tokenizer, toy_task, tmp_path):
-    kwargs = dict(output_dir=tmp_path / "run", max_steps=6, batch_size=4, num_virtual_tokens=3, progress=False,
-                  training_args={"save_steps": 2, "logging_steps": 1})
+    kwargs = dict(
+        output_dir=tmp_path / "run",
+        max_steps=6,
+        batch_size=4,
+        num_virtual_tokens=3,
+        progress=False,
+        training_args={"save_steps": 2, "logging_steps": 1},
+    )
     data = toy_examples(32)
     with pytest.raises(KeyboardInterrupt):
         train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, data, callbacks=[_Crash()], **kwargs)
@@ -73,21 +92,32 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(make_tiny_model, word_tok
         train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, data[:-1], **kwargs)
 
 
-def test_origin_callback_makes_plain_trainer_checkpoints_readable(make_tiny_model, word_tokenizer, toy_task,
-                                                                  tmp_path):
+def test_origin_callback_makes_plain_trainer_checkpoints_readable(make_tiny_model, word_tokenizer, toy_task, tmp_path):
     from peft import PromptTuningConfig, get_peft_model
+
     from tpv.data.encoding import collate, encode_examples
 
     model = get_peft_model(make_tiny_model("gpt2"), PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3))
     start = model.prompt_encoder["default"].embedding.weight.detach().clone()
     encoded = encode_examples(word_tokenizer, toy_task, toy_examples(16), seq2seq=False)
     dataset = [{"encoded": e} for e in encoded]
-    trainer = Trainer(model=model, train_dataset=dataset,
-                      data_collator=lambda items: collate([i["encoded"] for i in items], 0, seq2seq=False),
-                      args=TrainingArguments(output_dir=str(tmp_path / "plain"), max_steps=2, save_steps=2,
-                                             per_device_train_batch_size=4, learning_rate=0.1, report_to=[],
-                                             remove_unused_columns=False, use_cpu=True, disable_tqdm=True),
-                      callbacks=[OriginCallback()])
+    trainer = Trainer(
+        model=model,
+        train_dataset=dataset,
+        data_collator=lambda items: collate([i["encoded"] for i in items], 0, seq2seq=False),
+        args=TrainingArguments(
+            output_dir=str(tmp_path / "plain"),
+            max_steps=2,
+            save_steps=2,
+            per_device_train_batch_size=4,
+            learning_rate=0.1,
+            report_to=[],
+            remove_unused_columns=False,
+            use_cpu=True,
+            disable_tqdm=True,
+        ),
+        callbacks=[OriginCallback()],
+    )
     trainer.train()
     vector = TaskPromptVector.from_peft(tmp_path / "plain" / "checkpoint-2")
     torch.testing.assert_close(vector.tensor, model.prompt_encoder["default"].embedding.weight.detach() - start)
@@ -101,22 +131,50 @@ def test_errors(make_tiny_model, word_tokenizer, toy_task, tmp_path):
     with pytest.raises(TPVError, match="needs an origin"):
         train_prompt(model, word_tokenizer, toy_task, None, toy_examples(4), output_dir=tmp_path)
     with pytest.raises(TPVError, match="label 7 is outside the label set"):
-        train_prompt(model, word_tokenizer, toy_task, make_origin(model, 2), [{"text": "good", "label": 7}],
-                     output_dir=tmp_path, max_steps=1)
+        train_prompt(
+            model,
+            word_tokenizer,
+            toy_task,
+            make_origin(model, 2),
+            [{"text": "good", "label": 7}],
+            output_dir=tmp_path,
+            max_steps=1,
+        )
 
 
-def test_both_engines_train_the_same_prompt_and_say_which_ran(make_tiny_model, word_tokenizer, toy_task, tmp_path,
-                                                               caplog):
+def test_both_engines_train_the_same_prompt_and_say_which_ran(
+    make_tiny_model, word_tokenizer, toy_task, tmp_path, caplog
+):
     from peft import PeftModel
 
-    kwargs = dict(max_steps=4, batch_size=4, num_virtual_tokens=3, progress=False,
-                  training_args={"gradient_accumulation_steps": 2, "save_strategy": "no"})
+    kwargs = dict(
+        max_steps=4,
+        batch_size=4,
+        num_virtual_tokens=3,
+        progress=False,
+        training_args={"gradient_accumulation_steps": 2, "save_strategy": "no"},
+    )
     with caplog.at_level("INFO", logger="tpv.engine.training"):
-        shared = train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(32),
-                              output_dir=tmp_path / "shared", **kwargs)
+        shared = train_prompt(
+            make_tiny_model("llama"),
+            word_tokenizer,
+            toy_task,
+            0,
+            toy_examples(32),
+            output_dir=tmp_path / "shared",
+            **kwargs,
+        )
     assert shared.engine == "shared_prefix" and "engine: shared_prefix" in caplog.text
-    full = train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(32),
-                        output_dir=tmp_path / "full", shared_prefix=False, **kwargs)
+    full = train_prompt(
+        make_tiny_model("llama"),
+        word_tokenizer,
+        toy_task,
+        0,
+        toy_examples(32),
+        output_dir=tmp_path / "full",
+        shared_prefix=False,
+        **kwargs,
+    )
     assert full.engine == "full"
     torch.testing.assert_close(shared.vector.tensor, full.vector.tensor, rtol=1e-3, atol=1e-5)
     # The saved adapter is a plain PEFT prompt-tuning adapter.
@@ -125,30 +183,61 @@ def test_both_engines_train_the_same_prompt_and_say_which_ran(make_tiny_model, w
 
 
 def test_bf16_training_runs_on_the_shared_prefix(make_tiny_model, word_tokenizer, toy_task, tmp_path):
-    result = train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(16),
-                          output_dir=tmp_path / "bf16", max_steps=2, batch_size=4, num_virtual_tokens=3,
-                          progress=False, training_args={"bf16": True, "save_strategy": "no"})
+    result = train_prompt(
+        make_tiny_model("llama"),
+        word_tokenizer,
+        toy_task,
+        0,
+        toy_examples(16),
+        output_dir=tmp_path / "bf16",
+        max_steps=2,
+        batch_size=4,
+        num_virtual_tokens=3,
+        progress=False,
+        training_args={"bf16": True, "save_strategy": "no"},
+    )
     assert result.engine == "shared_prefix" and torch.isfinite(result.vector.tensor).all()
     assert result.vector.norm() > 0
 
 
-def test_encoder_decoder_training_falls_back_to_the_full_forward(make_tiny_model, word_tokenizer, toy_task,
-                                                                   tmp_path):
-    result = train_prompt(make_tiny_model("t5"), word_tokenizer, toy_task, 0, toy_examples(8),
-                          output_dir=tmp_path / "t5", max_steps=1, batch_size=4, num_virtual_tokens=3,
-                          progress=False, training_args={"save_strategy": "no"})
+def test_encoder_decoder_training_falls_back_to_the_full_forward(make_tiny_model, word_tokenizer, toy_task, tmp_path):
+    result = train_prompt(
+        make_tiny_model("t5"),
+        word_tokenizer,
+        toy_task,
+        0,
+        toy_examples(8),
+        output_dir=tmp_path / "t5",
+        max_steps=1,
+        batch_size=4,
+        num_virtual_tokens=3,
+        progress=False,
+        training_args={"save_strategy": "no"},
+    )
     assert result.engine == "full"
 
 
-def test_result_evaluates_its_ready_model_and_reports_one_line(make_tiny_model, word_tokenizer, toy_task, tmp_path,
-                                                               capfd):
+def test_result_evaluates_its_ready_model_and_reports_one_line(
+    make_tiny_model, word_tokenizer, toy_task, tmp_path, capfd
+):
     from tpv.engine.evaluation import evaluate
     from tpv.engine.training import TrainResult
 
     test = toy_examples(12, seed=5)
-    result = train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(32),
-                          output_dir=tmp_path / "run", eval_data=toy_examples(8, seed=9), max_steps=6, batch_size=8,
-                          num_virtual_tokens=4, progress=True, max_length=48)
+    result = train_prompt(
+        make_tiny_model("llama"),
+        word_tokenizer,
+        toy_task,
+        0,
+        toy_examples(32),
+        output_dir=tmp_path / "run",
+        eval_data=toy_examples(8, seed=9),
+        max_steps=6,
+        batch_size=8,
+        num_virtual_tokens=4,
+        progress=True,
+        max_length=48,
+    )
     out, err = capfd.readouterr()
     assert "{'loss'" not in out + err and "{'train_runtime'" not in out + err  # no raw Trainer dicts
     assert "train toy" in err  # the step bar, named after the task
@@ -163,9 +252,20 @@ def test_result_evaluates_its_ready_model_and_reports_one_line(make_tiny_model, 
     assert score == evaluate(by_hand, word_tokenizer, toy_task, test, max_length=48)
     assert result.evaluate(test, method="generate")["method"] == "generate"
 
-    again = train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(32),
-                         output_dir=tmp_path / "run", eval_data=toy_examples(8, seed=9), max_steps=6, batch_size=8,
-                         num_virtual_tokens=4, progress=True, max_length=48)
+    again = train_prompt(
+        make_tiny_model("llama"),
+        word_tokenizer,
+        toy_task,
+        0,
+        toy_examples(32),
+        output_dir=tmp_path / "run",
+        eval_data=toy_examples(8, seed=9),
+        max_steps=6,
+        batch_size=8,
+        num_virtual_tokens=4,
+        progress=True,
+        max_length=48,
+    )
     assert "reused the finished run" in capfd.readouterr().err
     assert again.evaluate(test) == score
     with pytest.raises(TPVError, match="holds no model"):
@@ -179,38 +279,70 @@ def tpv_init(model, result):
 
 
 def test_log_records_prints_trainer_dicts(make_tiny_model, word_tokenizer, toy_task, tmp_path, capfd):
-    train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(16), output_dir=tmp_path / "run",
-                 max_steps=2, batch_size=8, num_virtual_tokens=4, progress=False, log_records=True,
-                 training_args={"logging_steps": 1})
+    train_prompt(
+        make_tiny_model("llama"),
+        word_tokenizer,
+        toy_task,
+        0,
+        toy_examples(16),
+        output_dir=tmp_path / "run",
+        max_steps=2,
+        batch_size=8,
+        num_virtual_tokens=4,
+        progress=False,
+        log_records=True,
+        training_args={"logging_steps": 1},
+    )
     out, err = capfd.readouterr()
     assert "{'loss'" in out + err
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"max_steps": 10.0}, r"max_steps must be a whole number ≥ 1, got 10.0; pass an int"),
-    ({"max_steps": True}, r"max_steps must be a whole number ≥ 1, got True"),
-    ({"batch_size": 0}, r"batch_size must be a whole number ≥ 1, got 0"),
-    ({"learning_rate": float("nan")}, r"learning_rate must be a positive number such as 0.3, got nan"),
-    ({"learning_rate": -0.1}, r"learning_rate must be a positive number such as 0.3, got -0.1"),
-    ({"learning_rate": "0.3"}, r"learning_rate must be a positive number such as 0.3, got '0.3'"),
-    ({"weight_decay": float("inf")}, r"weight_decay must be a number ≥ 0 such as 1e-5, got inf"),
-    ({"warmup_ratio": 1.5}, r"warmup_ratio must be a fraction in \[0, 1\] such as 0.1, got 1.5"),
-    ({"init_scale": float("nan")}, r"init_scale must be a finite number such as 1.0, got nan"),
-    ({"eval_steps": 0}, r"eval_steps must be a whole number ≥ 1, got 0"),
-    ({"eval_method": "vote"}, r"unknown eval_method 'vote'; use one of \['rank', 'generate'\]"),
-    ({"seed": -1}, r"seed must be a whole number between 0 and 4294967295, got -1"),
-    ({"num_virtual_tokens": 2.5}, r"num_virtual_tokens must be a whole number ≥ 1, got 2.5"),
-    ({"training_args": {"learning_rte": 0.1}}, r"training_args has 'learning_rte', which is not a TrainingArguments "
-                                               r"field; did you mean 'learning_rate'"),
-    ({"training_args": {"output_dir": "elsewhere"}}, r"training_args may not set 'output_dir'; pass "
-                                                     r"train_prompt\(output_dir=...\)"),
-    ({"training_args": ["save_steps"]}, r"training_args must be a dict of TrainingArguments fields, got list"),
-    ({"training_args": {"lr_scheduler_type": "wobbly"}}, r"transformers.TrainingArguments rejected the settings: .*"
-                                                         r"wobbly.*fix the value passed in training_args"),
-])
-def test_bad_settings_are_refused_before_anything_is_written(settings, message, make_tiny_model, word_tokenizer,
-                                                             toy_task, tmp_path):
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"max_steps": 10.0}, r"max_steps must be a whole number ≥ 1, got 10.0; pass an int"),
+        ({"max_steps": True}, r"max_steps must be a whole number ≥ 1, got True"),
+        ({"batch_size": 0}, r"batch_size must be a whole number ≥ 1, got 0"),
+        ({"learning_rate": float("nan")}, r"learning_rate must be a positive number such as 0.3, got nan"),
+        ({"learning_rate": -0.1}, r"learning_rate must be a positive number such as 0.3, got -0.1"),
+        ({"learning_rate": "0.3"}, r"learning_rate must be a positive number such as 0.3, got '0.3'"),
+        ({"weight_decay": float("inf")}, r"weight_decay must be a number ≥ 0 such as 1e-5, got inf"),
+        ({"warmup_ratio": 1.5}, r"warmup_ratio must be a fraction in \[0, 1\] such as 0.1, got 1.5"),
+        ({"init_scale": float("nan")}, r"init_scale must be a finite number such as 1.0, got nan"),
+        ({"eval_steps": 0}, r"eval_steps must be a whole number ≥ 1, got 0"),
+        ({"eval_method": "vote"}, r"unknown eval_method 'vote'; use one of \['rank', 'generate'\]"),
+        ({"seed": -1}, r"seed must be a whole number between 0 and 4294967295, got -1"),
+        ({"num_virtual_tokens": 2.5}, r"num_virtual_tokens must be a whole number ≥ 1, got 2.5"),
+        (
+            {"training_args": {"learning_rte": 0.1}},
+            r"training_args has 'learning_rte', which is not a TrainingArguments "
+            r"field; did you mean 'learning_rate'",
+        ),
+        (
+            {"training_args": {"output_dir": "elsewhere"}},
+            r"training_args may not set 'output_dir'; pass "
+            r"train_prompt\(output_dir=...\)",
+        ),
+        ({"training_args": ["save_steps"]}, r"training_args must be a dict of TrainingArguments fields, got list"),
+        (
+            {"training_args": {"lr_scheduler_type": "wobbly"}},
+            r"transformers.TrainingArguments rejected the settings: .*"
+            r"wobbly.*fix the value passed in training_args",
+        ),
+    ],
+)
+def test_bad_settings_are_refused_before_anything_is_written(
+    settings, message, make_tiny_model, word_tokenizer, toy_task, tmp_path
+):
     with pytest.raises(TPVError, match=message):
-        train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(4), output_dir=tmp_path / "run",
-                     progress=False, **{"max_steps": 1, "batch_size": 2, "num_virtual_tokens": 2} | settings)
+        train_prompt(
+            make_tiny_model("llama"),
+            word_tokenizer,
+            toy_task,
+            0,
+            toy_examples(4),
+            output_dir=tmp_path / "run",
+            progress=False,
+            **{"max_steps": 1, "batch_size": 2, "num_virtual_tokens": 2} | settings,
+        )
     assert not (tmp_path / "run").exists()

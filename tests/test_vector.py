@@ -52,8 +52,12 @@ def test_cosine_is_symmetric_unit_on_self_and_scale_invariant(seed_a, seed_b, k)
 @given(seeds, seeds, st.floats(-3, 3))
 def test_from_prompts_inverts_apply_to(seed_v, seed_o, scale):
     v = _vec(seed_v)
-    origin = Origin(torch.randn(*SHAPE, generator=torch.Generator().manual_seed(seed_o)), num_virtual_tokens=6,
-                    seed=seed_o, method="normal")
+    origin = Origin(
+        torch.randn(*SHAPE, generator=torch.Generator().manual_seed(seed_o)),
+        num_virtual_tokens=6,
+        seed=seed_o,
+        method="normal",
+    )
     rebuilt = TaskPromptVector.from_prompts(v.apply_to(origin), origin, task="a")
     torch.testing.assert_close(rebuilt.tensor, v.tensor, rtol=0, atol=1e-5)
     prompt = (scale * v).apply_to(origin)
@@ -99,27 +103,42 @@ def test_seq2seq_untrained_rows_do_not_pollute_pooling():
     trained = torch.randn(3, 4)
     full = torch.cat([trained, torch.zeros(3, 4)])
     v = TaskPromptVector(full, tasks={"a": 1}, num_virtual_tokens=3, num_transformer_submodules=2)
-    w = TaskPromptVector(torch.cat([trained.flip(0), torch.zeros(3, 4)]), tasks={"b": 1},
-                         num_virtual_tokens=3, num_transformer_submodules=2)
+    w = TaskPromptVector(
+        torch.cat([trained.flip(0), torch.zeros(3, 4)]),
+        tasks={"b": 1},
+        num_virtual_tokens=3,
+        num_transformer_submodules=2,
+    )
     assert v.active_tensor.shape == (3, 4)
     # Per-token cosine over all 6 rows would be undefined (zero rows); over the trained rows it is defined.
     assert v.cosine(w, "per_token") == pytest.approx(
-        float(torch.nn.functional.cosine_similarity(trained, trained.flip(0), dim=-1).mean()), abs=1e-6)
+        float(torch.nn.functional.cosine_similarity(trained, trained.flip(0), dim=-1).mean()), abs=1e-6
+    )
     assert v.norm() == pytest.approx(float(trained.norm()))
 
 
 def test_save_load_round_trip_keeps_everything(tmp_path):
-    v = 0.5 * _vec(0, "sst2", base_model="HuggingFaceTB/SmolLM2-135M-Instruct", task_type="CAUSAL_LM",
-                   origin="sample_vocab(seed=0)") + _vec(1, "yelp", base_model="HuggingFaceTB/SmolLM2-135M-Instruct")
+    v = 0.5 * _vec(
+        0,
+        "sst2",
+        base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
+        task_type="CAUSAL_LM",
+        origin="sample_vocab(seed=0)",
+    ) + _vec(1, "yelp", base_model="HuggingFaceTB/SmolLM2-135M-Instruct")
     path = v.save(tmp_path / "combo.tpv.safetensors")
     loaded = TaskPromptVector.load(path)
     assert torch.equal(loaded.tensor, v.tensor)
     assert (loaded.tasks, loaded.base_model, loaded.task_type, loaded.origin) == (
-        {"sst2": 0.5, "yelp": 1.0}, "HuggingFaceTB/SmolLM2-135M-Instruct", "CAUSAL_LM", "sample_vocab(seed=0)")
+        {"sst2": 0.5, "yelp": 1.0},
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "CAUSAL_LM",
+        "sample_vocab(seed=0)",
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["combo.tpv.safetensors"]  # no temp file left behind
 
 
 # ---- errors ------------------------------------------------------------------------------------------------
+
 
 def test_shape_mismatch_names_both_shapes_and_the_fix():
     with pytest.raises(TPVError, match=r"shape \(6, 4\) and \(5, 4\): num_virtual_tokens differ \(6 vs 5\)"):
@@ -175,6 +194,7 @@ def test_load_rejects_other_files_and_names_them(tmp_path):
     with pytest.raises(TPVError, match="no such file"):
         TaskPromptVector.load(tmp_path / "missing.tpv.safetensors")
     from safetensors.torch import save_file
+
     save_file({"prompt_embeddings": torch.zeros(2, 2)}, tmp_path / "adapter_model.safetensors")
     with pytest.raises(TPVError, match="PEFT prompt-tuning adapter weights"):
         TaskPromptVector.load(tmp_path / "adapter_model.safetensors")
@@ -182,9 +202,11 @@ def test_load_rejects_other_files_and_names_them(tmp_path):
 
 def test_load_rejects_nan_in_file(tmp_path):
     from safetensors.torch import save_file
+
     v = _vec(0)
     v.save(tmp_path / "v.tpv.safetensors")
     from safetensors import safe_open
+
     with safe_open(str(tmp_path / "v.tpv.safetensors"), "pt") as f:
         meta = f.metadata()
     save_file({"task_prompt_vector": torch.full(SHAPE, float("nan"))}, tmp_path / "nan.tpv.safetensors", metadata=meta)

@@ -1,7 +1,6 @@
 """The vector zoo shipped in tpv/compose/zoo: every vector loads, fits the default model, and its manifest holds."""
 
 import hashlib
-import json
 
 import pytest
 import torch
@@ -72,9 +71,9 @@ def test_unknown_zoo_names_raise_one_tpverror():
 def test_manifest_scores_are_re_obtained_on_a_sample():
     """Re-score two zoo vectors on the manifest's validation examples: same data, model, dtype → same score."""
     from tpv import init_prompt_tuning
-    from tpv.engine.evaluation import evaluate
     from tpv.bridge.models import load_model
     from tpv.data import load_split
+    from tpv.engine.evaluation import evaluate
 
     manifest = zoo.manifest()
     model, tokenizer = load_model(dtype=getattr(torch, manifest["dtype"]))
@@ -84,9 +83,10 @@ def test_manifest_scores_are_re_obtained_on_a_sample():
     for row in rows:
         # The held validation examples: the ones after the checkpoint-selection set.
         start = row["selection_examples"]
-        examples = load_split(row["task"], "validation")[start: start + row["validation_examples"]]
+        examples = load_split(row["task"], "validation")[start : start + row["validation_examples"]]
         prompt = zoo.load(row["task"]).apply_to(zoo.origin())
-        score = evaluate(peft_model, tokenizer, row["task"], examples, prompt=prompt,
-                         max_length=row["max_length"], max_new_tokens=6)[row["metric"]]
+        score = evaluate(
+            peft_model, tokenizer, row["task"], examples, prompt=prompt, max_length=row["max_length"], max_new_tokens=6
+        )[row["metric"]]
         # Within noise: 2 paired-bootstrap SEs of the manifest's margin (kernels may differ across CPUs).
         assert score == pytest.approx(row["validation"], abs=max(2 * row["margin_over_origin"]["se"], 0.02))

@@ -23,8 +23,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SETTINGS = dict(max_steps=12, batch_size=4, num_virtual_tokens=3, learning_rate=0.3, eval_steps=3, progress=False,
-                training_args={"logging_steps": 1})
+SETTINGS = dict(
+    max_steps=12,
+    batch_size=4,
+    num_virtual_tokens=3,
+    learning_rate=0.3,
+    eval_steps=3,
+    progress=False,
+    training_args={"logging_steps": 1},
+)
 _EVENTS = {"open", "os.rename", "os.remove", "os.rmdir"}
 LOCK = ".tpv.lock"
 
@@ -32,14 +39,21 @@ LOCK = ".tpv.lock"
 def run(output_dir, batch_size: int = 4, **overrides):
     """The run every test compares against: same data, model and settings in every process."""
     from conftest import TINY_MODELS, make_word_tokenizer, toy_examples
-
     from tpv.data import Task
     from tpv.engine.training import train_prompt
 
     task = Task("toy", "sentiment", "text: {text} label:", ("negative", "positive"))
     settings = SETTINGS | {"batch_size": batch_size} | overrides
-    return train_prompt(TINY_MODELS["llama"](), make_word_tokenizer(), task, 0, toy_examples(32),
-                        eval_data=toy_examples(8, seed=9), output_dir=output_dir, **settings)
+    return train_prompt(
+        TINY_MODELS["llama"](),
+        make_word_tokenizer(),
+        task,
+        0,
+        toy_examples(32),
+        eval_data=toy_examples(8, seed=9),
+        output_dir=output_dir,
+        **settings,
+    )
 
 
 def _kill_at(folder: Path, n: int, pattern: str | None, torn: bool) -> list[int]:
@@ -51,12 +65,21 @@ def _kill_at(folder: Path, n: int, pattern: str | None, torn: bool) -> list[int]
             return
         if event == "open":
             mode, flags = args[1], args[2]
-            if not (isinstance(mode, str) and any(c in mode for c in "wax+")
-                    or isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR)):
+            if not (
+                isinstance(mode, str)
+                and any(c in mode for c in "wax+")
+                or isinstance(flags, int)
+                and flags & (os.O_WRONLY | os.O_RDWR)
+            ):
                 return
-        paths = [os.fsdecode(p) for p in args[:2 if event == "os.rename" else 1] if isinstance(p, (str, bytes))]
+        paths = [os.fsdecode(p) for p in args[: 2 if event == "os.rename" else 1] if isinstance(p, (str, bytes))]
         # Deletions inside shutil.rmtree name files relative to a folder descriptor: they count too.
-        if not paths or any(p.endswith(LOCK) for p in paths) or os.path.isabs(paths[0]) and not paths[0].startswith(prefix):
+        if (
+            not paths
+            or any(p.endswith(LOCK) for p in paths)
+            or os.path.isabs(paths[0])
+            and not paths[0].startswith(prefix)
+        ):
             return
         seen[0] += 1
         relative = [os.path.relpath(p, prefix) for p in paths if os.path.isabs(p)]
@@ -84,8 +107,12 @@ def _log_writes(folder: Path, log_dir: Path) -> None:
     def hook(event, args):
         if event == "open" and isinstance(args[0], (str, bytes)):
             mode, flags = args[1], args[2]
-            if isinstance(mode, str) and any(c in mode for c in "wax+") or \
-                    isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR):
+            if (
+                isinstance(mode, str)
+                and any(c in mode for c in "wax+")
+                or isinstance(flags, int)
+                and flags & (os.O_WRONLY | os.O_RDWR)
+            ):
                 note(args[0])
         elif event == "os.rename":
             note(args[1])
@@ -116,6 +143,7 @@ def _announce_native_writes() -> None:
             if isinstance(target, (str, os.PathLike)):
                 sys.audit("open", os.fspath(target), "wb", os.O_WRONLY)
             return write(*args, **kwargs)
+
         return wrapper
 
     torch.save = announcing(torch.save, 1)
@@ -127,7 +155,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("output_dir", type=Path)
     parser.add_argument("--kill-at", type=int, default=0)
-    parser.add_argument("--kill-on", default=None, metavar="PATTERN", help="kill at the first change of a matching path")
+    parser.add_argument(
+        "--kill-on", default=None, metavar="PATTERN", help="kill at the first change of a matching path"
+    )
     parser.add_argument("--torn", action="store_true")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--log-writes", type=Path)
@@ -141,8 +171,11 @@ def main() -> None:
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.overrides)}
     result = run(args.output_dir, args.batch_size, **overrides)
     # Last line of stdout (Trainer prints its logs there too).
-    print(json.dumps({"vector": result.vector.tensor.flatten().tolist(), "path": str(result.vector_path),
-                      "events": events[0]}))
+    print(
+        json.dumps(
+            {"vector": result.vector.tensor.flatten().tolist(), "path": str(result.vector_path), "events": events[0]}
+        )
+    )
     # Trainer leaves the gloo group to interpreter exit, where tearing it down can abort a rank
     # ("terminate called without an active exception", seen with torch 2.13 on Python 3.13): close it here.
     if torch.distributed.is_available() and torch.distributed.is_initialized():

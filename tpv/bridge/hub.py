@@ -36,9 +36,17 @@ if TYPE_CHECKING:
 Scores = Mapping[str, float | Mapping[str, float]]
 
 
-def save_pretrained(vector: BaseTaskPromptVector, folder: PathLike, scores: Scores | None = None, *,
-                    push_to_hub: bool = False, repo_id: str | None = None, private: bool = False,
-                    token: str | None = None, commit_message: str | None = None) -> Path:
+def save_pretrained(
+    vector: BaseTaskPromptVector,
+    folder: PathLike,
+    scores: Scores | None = None,
+    *,
+    push_to_hub: bool = False,
+    repo_id: str | None = None,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str | None = None,
+) -> Path:
     """Write ``vector`` and its model card into ``folder`` (created if needed); return the folder.
 
     Args:
@@ -71,14 +79,25 @@ def save_pretrained(vector: BaseTaskPromptVector, folder: PathLike, scores: Scor
     vector.save(folder / VECTOR_FILENAME)
     atomic_write_text(folder / CARD_FILENAME, str(card))
     if push_to_hub:
-        _upload(folder, target, private=private, token=token,
-                commit_message=commit_message or f"Upload task prompt vector {vector.name}")
+        _upload(
+            folder,
+            target,
+            private=private,
+            token=token,
+            commit_message=commit_message or f"Upload task prompt vector {vector.name}",
+        )
     return folder
 
 
-def vector_file(repo_id_or_folder: PathLike, *, revision: str | None = None, token: str | bool | None = None,
-                cache_dir: PathLike | None = None, local_files_only: bool = False,
-                force_download: bool = False) -> Path:
+def vector_file(
+    repo_id_or_folder: PathLike,
+    *,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: PathLike | None = None,
+    local_files_only: bool = False,
+    force_download: bool = False,
+) -> Path:
     """The vector file of a shared vector in a local folder (or that file itself), else downloaded from the Hub.
 
     :meth:`tpv.TaskPromptVector.from_pretrained` loads what this finds; the file is found here, below the
@@ -113,23 +132,38 @@ def vector_file(repo_id_or_folder: PathLike, *, revision: str | None = None, tok
     from huggingface_hub import snapshot_download
 
     try:
-        folder = snapshot_download(repo_id=text, revision=revision, token=token,
-                                   cache_dir=None if cache_dir is None else Path(cache_dir),
-                                   local_files_only=local_files_only, force_download=force_download,
-                                   allow_patterns=["*.tpv.safetensors", CARD_FILENAME],
-                                   library_name="tpv", library_version=__version__)
+        folder = snapshot_download(
+            repo_id=text,
+            revision=revision,
+            token=token,
+            cache_dir=None if cache_dir is None else Path(cache_dir),
+            local_files_only=local_files_only,
+            force_download=force_download,
+            allow_patterns=["*.tpv.safetensors", CARD_FILENAME],
+            library_name="tpv",
+            library_version=__version__,
+        )
     except Exception as error:  # huggingface_hub raises many types (HTTP, offline, not found); one line each
         where = "in the local Hub cache" if local_files_only else "from the Hugging Face Hub"
         raise TPVError(
             f"cannot get the vector {text!r} {where} ({type(error).__name__}: {error}); check the repo id, "
-            + ("download it once without local_files_only" if local_files_only
-               else "your network, and pass token= for a private repository")
+            + (
+                "download it once without local_files_only"
+                if local_files_only
+                else "your network, and pass token= for a private repository"
+            )
         ) from error
     return _vector_file_in(Path(folder))
 
 
-def push_to_hub(vector: BaseTaskPromptVector, repo_id: str, scores: Scores | None = None, private: bool = False,
-                token: str | None = None, commit_message: str | None = None) -> str:
+def push_to_hub(
+    vector: BaseTaskPromptVector,
+    repo_id: str,
+    scores: Scores | None = None,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str | None = None,
+) -> str:
     """Upload ``vector`` with its model card to the Hub model repository ``repo_id`` (created if needed).
 
     Args:
@@ -148,8 +182,13 @@ def push_to_hub(vector: BaseTaskPromptVector, repo_id: str, scores: Scores | Non
     # The folder is written locally first, so the upload is one commit of exactly the shared format.
     with tempfile.TemporaryDirectory(prefix="tpv-push-") as staging:
         save_pretrained(vector, staging, scores)
-        return _upload(Path(staging), repo_id, private=private, token=token,
-                       commit_message=commit_message or f"Upload task prompt vector {vector.name}")
+        return _upload(
+            Path(staging),
+            repo_id,
+            private=private,
+            token=token,
+            commit_message=commit_message or f"Upload task prompt vector {vector.name}",
+        )
 
 
 def model_card(vector: BaseTaskPromptVector, scores: Scores | None = None) -> ModelCard:
@@ -196,7 +235,8 @@ def model_card(vector: BaseTaskPromptVector, scores: Scores | None = None) -> Mo
         "## Origin recipe",
         "",
         f"`{vector.origin}` (the origin it was tuned from; the vector applies to any origin of this shape)"
-        if vector.origin else "unknown (the vector applies to any origin of this shape)",
+        if vector.origin
+        else "unknown (the vector applies to any origin of this shape)",
         "",
     ]
     if vector.merge:
@@ -206,7 +246,7 @@ def model_card(vector: BaseTaskPromptVector, scores: Scores | None = None) -> Mo
     if scores:
         body += ["## Scores", "", "| task | metric | score |", "| --- | --- | --- |"]
         for task, value in scores.items():
-            for metric, score in (value.items() if isinstance(value, Mapping) else [("score", value)]):
+            for metric, score in value.items() if isinstance(value, Mapping) else [("score", value)]:
                 body.append(f"| {task} | {metric} | {_score_text(score, task)} |")
         body.append("")
     body += [
@@ -244,21 +284,31 @@ def read_card(folder: PathLike) -> dict:
         raise TPVError(f"'{folder}' has no {CARD_FILENAME}; pass a folder written by tpv.bridge.hub.save_pretrained")
     text = read_text(card_path, "the model card", "write it with tpv.bridge.hub.save_pretrained")
     if not text.startswith("---\n") or "\n---\n" not in text[4:]:
-        raise TPVError(f"'{folder}/{CARD_FILENAME}' has no YAML front matter; "
-                       "write it with tpv.bridge.hub.save_pretrained")
+        raise TPVError(
+            f"'{folder}/{CARD_FILENAME}' has no YAML front matter; write it with tpv.bridge.hub.save_pretrained"
+        )
     try:
         return ModelCard(text).data.to_dict()
     except (ValueError, yaml.YAMLError) as error:  # the front matter is not YAML, or not a mapping
-        raise TPVError(f"'{folder}/{CARD_FILENAME}' has broken YAML front matter ({error}); "
-                       "write it with tpv.bridge.hub.save_pretrained") from error
+        raise TPVError(
+            f"'{folder}/{CARD_FILENAME}' has broken YAML front matter ({error}); "
+            "write it with tpv.bridge.hub.save_pretrained"
+        ) from error
 
 
 def _is_repo_id(text) -> bool:
     if not isinstance(text, str) or not _REPO_ID.match(text) or text.count("/") > 1:
         return False
     # The Hub's own rules for names, so a bad id fails here in one line rather than after a network round trip.
-    return all(part and len(part) <= 96 and ".." not in part and "--" not in part
-               and part[0] not in ".-" and part[-1] not in ".-" for part in text.split("/"))
+    return all(
+        part
+        and len(part) <= 96
+        and ".." not in part
+        and "--" not in part
+        and part[0] not in ".-"
+        and part[-1] not in ".-"
+        for part in text.split("/")
+    )
 
 
 def _score_text(score, task: str) -> str:
@@ -276,14 +326,18 @@ def _vector_file_in(folder: Path) -> Path:
         return found[0]
     if not found:
         raise TPVError(f"'{folder}' holds no *.tpv.safetensors file; write one with vector.save_pretrained(folder)")
-    raise TPVError(f"'{folder}' holds {len(found)} vector files {[p.name for p in found]} and no {VECTOR_FILENAME}; "
-                   "pass the path of the one you want")
+    raise TPVError(
+        f"'{folder}' holds {len(found)} vector files {[p.name for p in found]} and no {VECTOR_FILENAME}; "
+        "pass the path of the one you want"
+    )
 
 
 def _checked_repo_id(repo_id) -> str:
     if not _is_repo_id(repo_id):
-        raise TPVError(f"bad Hub repo id {repo_id!r}; use 'user/name' with letters, digits, '-', '_' or '.' (no '..' "
-                       "or '--', not starting or ending with '.' or '-', at most 96 characters)")
+        raise TPVError(
+            f"bad Hub repo id {repo_id!r}; use 'user/name' with letters, digits, '-', '_' or '.' (no '..' "
+            "or '--', not starting or ending with '.' or '-', at most 96 characters)"
+        )
     return repo_id
 
 
@@ -292,6 +346,11 @@ def _upload(folder: Path, repo_id: str, *, private: bool, token: str | None, com
 
     api = HfApi(token=token, library_name="tpv")
     repo = api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
-    api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=folder, commit_message=commit_message,
-                      allow_patterns=["*.tpv.safetensors", CARD_FILENAME])
+    api.upload_folder(
+        repo_id=repo_id,
+        repo_type="model",
+        folder_path=folder,
+        commit_message=commit_message,
+        allow_patterns=["*.tpv.safetensors", CARD_FILENAME],
+    )
     return str(getattr(repo, "url", None) or f"https://huggingface.co/{repo_id}")

@@ -94,8 +94,10 @@ def load_model(
     else:
         source = display_name = os.fspath(name_or_path)
     if _looks_like_a_path(source) and not Path(source).expanduser().exists():
-        raise TPVError(f"no model folder at '{source}'; check the path, or pass a Hugging Face model id such as "
-                       f"{DEFAULT_MODEL!r} (or None for the embedded default)")
+        raise TPVError(
+            f"no model folder at '{source}'; check the path, or pass a Hugging Face model id such as "
+            f"{DEFAULT_MODEL!r} (or None for the embedded default)"
+        )
     hub = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
     try:
         config = AutoConfig.from_pretrained(source, **hub)
@@ -125,8 +127,13 @@ def load_model(
 
 def _looks_like_a_path(source: str) -> bool:
     # Hub ids are "name" or "owner/name"; anything else with a separator can only be a folder.
-    return (os.path.isabs(source) or source.startswith((".", "~")) or source.count("/") > 1
-            or os.sep in source.replace("/", "") or source.endswith("/"))
+    return (
+        os.path.isabs(source)
+        or source.startswith((".", "~"))
+        or source.count("/") > 1
+        or os.sep in source.replace("/", "")
+        or source.endswith("/")
+    )
 
 
 def _prepare_causal_tokenizer(tokenizer, model) -> None:

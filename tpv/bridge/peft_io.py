@@ -151,16 +151,17 @@ def save_origins(peft_model, save_directory: PathLike, selected_adapters=None) -
         origin.save(folder / ORIGIN_FILENAME)
 
 
-def vector_from_peft(cls: type[Vector], model_or_folder, *, origin=None, task=None,
-                     adapter_name="default") -> Vector:
+def vector_from_peft(cls: type[Vector], model_or_folder, *, origin=None, task=None, adapter_name="default") -> Vector:
     if isinstance(model_or_folder, (str, os.PathLike)):
         folder = _adapter_folder(Path(model_or_folder), adapter_name)
         config, prompt = _read_adapter(folder)
         origin = _resolve_origin(origin, folder / ORIGIN_FILENAME, f"adapter folder '{folder}'")
         base_model = config.get("base_model_name_or_path") or None
         if not isinstance(base_model, (str, type(None))):
-            raise TPVError(f"'{folder}/adapter_config.json' has base_model_name_or_path={base_model!r}, not a string; "
-                           "save the adapter again with PEFT")
+            raise TPVError(
+                f"'{folder}/adapter_config.json' has base_model_name_or_path={base_model!r}, not a string; "
+                "save the adapter again with PEFT"
+            )
         task = task or folder.resolve().name
     else:
         prompt = get_prompt(model_or_folder, adapter_name)
@@ -178,8 +179,11 @@ def vector_from_peft(cls: type[Vector], model_or_folder, *, origin=None, task=No
         _check_origin_base(origin, base_model, "the adapter's base model")
     if not isinstance(origin, Origin):
         # A bare tensor: give it the adapter's layout, so encoder-decoder prompts keep their two blocks.
-        origin = Origin(origin, num_virtual_tokens=config["num_virtual_tokens"],
-                        num_transformer_submodules=config.get("num_transformer_submodules") or 1)
+        origin = Origin(
+            origin,
+            num_virtual_tokens=config["num_virtual_tokens"],
+            num_transformer_submodules=config.get("num_transformer_submodules") or 1,
+        )
     return cls.from_prompts(prompt, origin, task, base_model=base_model, task_type=config.get("task_type"))
 
 
@@ -219,8 +223,11 @@ def _adapter_folder(folder: Path, adapter_name: str) -> Path:
 def read_adapter_config(folder: PathLike) -> dict:
     """The checked ``adapter_config.json`` of a PEFT prompt-tuning adapter folder; else one TPVError."""
     folder = Path(folder)
-    config = read_json(folder / "adapter_config.json", "the PEFT adapter config",
-                       "save the adapter again with PeftModel.save_pretrained")
+    config = read_json(
+        folder / "adapter_config.json",
+        "the PEFT adapter config",
+        "save the adapter again with PeftModel.save_pretrained",
+    )
     peft_type = str(config.get("peft_type"))
     if peft_type != "PROMPT_TUNING":
         raise TPVError(_not_prompt_tuning(peft_type, f"'{folder}'"))
@@ -229,8 +236,10 @@ def read_adapter_config(folder: PathLike) -> dict:
         if value is None and key != "num_virtual_tokens":
             continue  # PEFT fills these in from the model when they are missing
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise TPVError(f"'{folder}/adapter_config.json' has {key}={value!r}, not an integer ≥ 1; save the "
-                           "adapter again with PeftModel.save_pretrained")
+            raise TPVError(
+                f"'{folder}/adapter_config.json' has {key}={value!r}, not an integer ≥ 1; save the "
+                "adapter again with PeftModel.save_pretrained"
+            )
     return config
 
 
@@ -252,8 +261,10 @@ def load_prompt_adapter(model, folder: PathLike):
     _, prompt = _read_adapter(folder)
     rows = config["num_virtual_tokens"] * (config.get("num_transformer_submodules") or 1)
     if tuple(prompt.shape) != (rows, token_dim):
-        raise TPVError(f"the adapter '{folder}' holds a prompt of shape {tuple(prompt.shape)}, but its config and "
-                       f"the model need ({rows}, {token_dim}); use the model it was trained on, or save it again")
+        raise TPVError(
+            f"the adapter '{folder}' holds a prompt of shape {tuple(prompt.shape)}, but its config and "
+            f"the model need ({rows}, {token_dim}); use the model it was trained on, or save it again"
+        )
     with os_errors(folder, "read"):
         return PeftModel.from_pretrained(model, str(folder))
 
@@ -268,8 +279,9 @@ def _read_adapter(folder: Path) -> tuple[dict, torch.Tensor]:
     else:
         raise TPVError(f"'{folder}' has no adapter_model.safetensors (or .bin); the adapter was not saved completely")
     if PROMPT_KEY not in tensors or not isinstance(tensors[PROMPT_KEY], torch.Tensor):
-        raise TPVError(f"'{weights}' has no '{PROMPT_KEY}' tensor (it has {sorted(map(str, tensors))[:5]}); it is no "
-                       "soft prompt")
+        raise TPVError(
+            f"'{weights}' has no '{PROMPT_KEY}' tensor (it has {sorted(map(str, tensors))[:5]}); it is no soft prompt"
+        )
     return config, tensors[PROMPT_KEY]
 
 
@@ -288,8 +300,10 @@ def _load_pickled_tensors(path: Path) -> dict:
             "PeftModel.save_pretrained (safetensors)"
         ) from None
     if not isinstance(tensors, dict):
-        raise TPVError(f"'{path}' holds a {type(tensors).__name__}, not a dict of tensors; re-save the adapter with "
-                       "PeftModel.save_pretrained")
+        raise TPVError(
+            f"'{path}' holds a {type(tensors).__name__}, not a dict of tensors; re-save the adapter with "
+            "PeftModel.save_pretrained"
+        )
     return tensors
 
 
@@ -325,14 +339,22 @@ def _as_origin(origin, model) -> Origin:
         submodules = 2 if is_seq2seq(model) else 1
         if origin.dim() != 2 or origin.shape[0] % submodules:
             raise TPVError(f"origin tensor of shape {tuple(origin.shape)} cannot serve {submodules} submodule(s)")
-        return Origin(origin, num_virtual_tokens=origin.shape[0] // submodules,
-                      num_transformer_submodules=submodules, base_model=base_model_name(model))
+        return Origin(
+            origin,
+            num_virtual_tokens=origin.shape[0] // submodules,
+            num_transformer_submodules=submodules,
+            base_model=base_model_name(model),
+        )
     raise TPVError(f"origin must be an Origin, a tensor or a file path, got {type(origin).__name__}")
 
 
 def _is_pair(value) -> bool:
-    return (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], BaseTaskPromptVector)
-            and not isinstance(value[1], BaseTaskPromptVector))
+    return (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[0], BaseTaskPromptVector)
+        and not isinstance(value[1], BaseTaskPromptVector)
+    )
 
 
 def _check_config(peft_config, origin: Origin) -> None:

@@ -29,9 +29,16 @@ import torch
 from tpv.core._io import atomic_write_text, cache_dir
 from tpv.core.errors import TPVError
 
-__all__ = ["DTYPE_NAMES", "DtypeChoice", "choose_dtype", "cpu_bf16_flags", "cpu_model", "hardware_summary",
-           "measure_gflops",
-           "resolve_dtype"]
+__all__ = [
+    "DTYPE_NAMES",
+    "DtypeChoice",
+    "choose_dtype",
+    "cpu_bf16_flags",
+    "cpu_model",
+    "hardware_summary",
+    "measure_gflops",
+    "resolve_dtype",
+]
 
 DTYPE_NAMES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ENV_VAR = "TPV_DTYPE"
@@ -168,8 +175,10 @@ def _cpu_choice() -> DtypeChoice:
     where = f"{name}, {capability}" + (f", {'/'.join(flags)}" if flags else "")
     # Emulated bfloat16 is so slow (47× on an AVX2 EPYC) that even the benchmark would take seconds there.
     if _cpuinfo() and not flags:
-        return DtypeChoice("float32", f"float32: this CPU has no AMX or AVX512-BF16, so bfloat16 is emulated and "
-                                      f"many times slower ({where})")
+        return DtypeChoice(
+            "float32",
+            f"float32: this CPU has no AMX or AVX512-BF16, so bfloat16 is emulated and many times slower ({where})",
+        )
     key = f"{name}|torch {torch.__version__}|{torch.get_num_threads()} threads"
     path = _cache_path(key)
     cached = _read_cached(path, key)
@@ -178,12 +187,19 @@ def _cpu_choice() -> DtypeChoice:
     bf16, fp32 = measure_gflops(torch.bfloat16), measure_gflops(torch.float32)
     speedup = bf16 / fp32
     if speedup >= _MIN_SPEEDUP:
-        choice = DtypeChoice("bfloat16", f"bfloat16: measured {speedup:.1f}× faster than float32 on this CPU "
-                                         f"({where}; {bf16:.0f} vs {fp32:.0f} GFLOP/s)", speedup)
+        choice = DtypeChoice(
+            "bfloat16",
+            f"bfloat16: measured {speedup:.1f}× faster than float32 on this CPU "
+            f"({where}; {bf16:.0f} vs {fp32:.0f} GFLOP/s)",
+            speedup,
+        )
     else:
         slower = f"{1 / speedup:.1f}× slower" if speedup < 1 else f"only {speedup:.2f}× faster"
-        choice = DtypeChoice("float32", f"float32: bfloat16 is {slower} than float32 on this CPU "
-                                        f"({where}; {bf16:.0f} vs {fp32:.0f} GFLOP/s)", speedup)
+        choice = DtypeChoice(
+            "float32",
+            f"float32: bfloat16 is {slower} than float32 on this CPU ({where}; {bf16:.0f} vs {fp32:.0f} GFLOP/s)",
+            speedup,
+        )
     try:
         atomic_write_text(path, json.dumps({"key": key, **asdict(choice)}, indent=1))
     except OSError:

@@ -47,9 +47,16 @@ class TaskPromptVector(BaseTaskPromptVector):
         return peft_io.vector_from_peft(cls, model_or_folder, origin=origin, task=task, adapter_name=adapter_name)
 
     @classmethod
-    def from_pretrained(cls, repo_id_or_folder: PathLike, *, revision: str | None = None,
-                        token: str | bool | None = None, cache_dir: PathLike | None = None,
-                        local_files_only: bool = False, force_download: bool = False) -> TaskPromptVector:
+    def from_pretrained(
+        cls,
+        repo_id_or_folder: PathLike,
+        *,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: PathLike | None = None,
+        local_files_only: bool = False,
+        force_download: bool = False,
+    ) -> TaskPromptVector:
         """Load a shared vector from a folder, a vector file or a Hugging Face Hub repo id.
 
         The keyword arguments mean what they mean to ``transformers``' ``from_pretrained``; they are passed to
@@ -70,8 +77,16 @@ class TaskPromptVector(BaseTaskPromptVector):
             >>> TaskPromptVector.from_pretrained(folder).tasks
             {'sst2': 1.0}
         """
-        return cls.load(hub.vector_file(repo_id_or_folder, revision=revision, token=token, cache_dir=cache_dir,
-                                        local_files_only=local_files_only, force_download=force_download))
+        return cls.load(
+            hub.vector_file(
+                repo_id_or_folder,
+                revision=revision,
+                token=token,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                force_download=force_download,
+            )
+        )
 
     def save_pretrained(self, folder: PathLike, scores: Mapping | None = None, **kwargs) -> Path:
         """Write the vector and a model card into ``folder`` (see :func:`tpv.bridge.hub.save_pretrained`).
@@ -80,8 +95,15 @@ class TaskPromptVector(BaseTaskPromptVector):
         """
         return hub.save_pretrained(self, folder, scores=scores, **kwargs)
 
-    def push_to_hub(self, repo_id: str, scores: Mapping | None = None, private: bool = False,
-                    token: str | None = None, commit_message: str | None = None) -> str:
+    def push_to_hub(
+        self,
+        repo_id: str,
+        scores: Mapping | None = None,
+        private: bool = False,
+        token: str | None = None,
+        commit_message: str | None = None,
+    ) -> str:
         """Upload the vector and its model card to the Hub; return the URL (see :func:`tpv.bridge.hub.push_to_hub`)."""
-        return hub.push_to_hub(self, repo_id, scores=scores, private=private, token=token,
-                               commit_message=commit_message)
+        return hub.push_to_hub(
+            self, repo_id, scores=scores, private=private, token=token, commit_message=commit_message
+        )

@@ -125,9 +125,15 @@ class InitPlan:
     def to_dict(self) -> dict:
         """The plan as JSON-ready data (``tpv init --auto --json`` prints it)."""
         return {
-            "task": self.task, "metric": self.metric, "n_validation": self.n_validation,
-            "origin": self.origin.recipe, "origin_score": self.origin_score, "start_score": self.start_score,
-            "beats_origin": self.beats_origin, "chosen": self.chosen, "scale": self.scale,
+            "task": self.task,
+            "metric": self.metric,
+            "n_validation": self.n_validation,
+            "origin": self.origin.recipe,
+            "origin_score": self.origin_score,
+            "start_score": self.start_score,
+            "beats_origin": self.beats_origin,
+            "chosen": self.chosen,
+            "scale": self.scale,
             "table": [{"source": r.source, "score": r.score, "cosine": r.cosine} for r in self.table],
             "searched": [{"k": k, "scale": s, "score": v} for k, s, v in self.searched],
         }
@@ -142,11 +148,15 @@ class InitPlan:
             lines.append(f"{rank:>3}{mark}  {row.source:<{width}}  {row.score:12.4f}{cos}")
         lines.append(f"{'':>4}  {'origin (random)':<{width}}  {self.origin_score:12.4f}")
         if self.chosen:
-            lines.append(f"start: origin + {self.scale:g}·({' + '.join(self.chosen)})  validation {self.metric} "
-                         f"{self.start_score:.4f} vs origin {self.origin_score:.4f} ({self.n_validation} examples)")
+            lines.append(
+                f"start: origin + {self.scale:g}·({' + '.join(self.chosen)})  validation {self.metric} "
+                f"{self.start_score:.4f} vs origin {self.origin_score:.4f} ({self.n_validation} examples)"
+            )
         else:
-            lines.append(f"start: the random origin: no combination of the {len(self.table)} sources beat its "
-                         f"validation {self.metric} {self.origin_score:.4f} ({self.n_validation} examples)")
+            lines.append(
+                f"start: the random origin: no combination of the {len(self.table)} sources beat its "
+                f"validation {self.metric} {self.origin_score:.4f} ({self.n_validation} examples)"
+            )
         return "\n".join(lines)
 
 
@@ -235,24 +245,36 @@ def auto_init(
         key = prompt.numpy().tobytes()
         if key not in cache:
             set_prompt(peft_model, prompt)
-            cache[key] = float(evaluate(peft_model, tokenizer, task, examples, method=method,
-                                        batch_size=batch_size, **length)[task.metric])
+            cache[key] = float(
+                evaluate(peft_model, tokenizer, task, examples, method=method, batch_size=batch_size, **length)[
+                    task.metric
+                ]
+            )
         return cache[key]
 
     origin_score = score(origin.tensor)
-    scores = {name: score(vector.apply_to(origin)) for name, vector in progress_bar(candidates.items(), progress,
-                                                                            f"scoring sources on {task.name}",
-                                                                            unit="prompt", leave=True)}
-    cosines = _cosines(model, tokenizer, task, train, examples, origin, candidates, retrieval_steps, progress,
-                       peft_model) if retrieval_steps else {}
-    table = sorted((SourceScore(name, scores[name], cosines.get(name)) for name in candidates),
-                   key=lambda row: (-row.score, -(row.cosine or 0.0), row.source))
+    scores = {
+        name: score(vector.apply_to(origin))
+        for name, vector in progress_bar(
+            candidates.items(), progress, f"scoring sources on {task.name}", unit="prompt", leave=True
+        )
+    }
+    cosines = (
+        _cosines(model, tokenizer, task, train, examples, origin, candidates, retrieval_steps, progress, peft_model)
+        if retrieval_steps
+        else {}
+    )
+    table = sorted(
+        (SourceScore(name, scores[name], cosines.get(name)) for name in candidates),
+        key=lambda row: (-row.score, -(row.cosine or 0.0), row.source),
+    )
     searched = []
     best = (origin_score, 0, 0.0)  # (score, k, λ): the origin unless something beats it
     ks = [k] if k is not None else list(range(1, min(max_k, len(table)) + 1))
     trials = [(n, scale) for n in ks for scale in grid]
-    combined = {n: _combine({row.source: candidates[row.source] for row in table[:n]}, merge_method, merge_options)
-                for n in ks}
+    combined = {
+        n: _combine({row.source: candidates[row.source] for row in table[:n]}, merge_method, merge_options) for n in ks
+    }
     for n, scale in progress_bar(trials, progress, "searching k and λ", unit="prompt", leave=True):
         value = score(combined[n].apply_to(origin, scale))
         searched.append((n, float(scale), value))
@@ -263,9 +285,20 @@ def auto_init(
     chosen = [row.source for row in table[:n]]
     start = combined[n] if chosen else None
     set_prompt(peft_model, origin.tensor if start is None else start.apply_to(origin, scale))
-    return InitPlan(task=task.name, metric=task.metric, table=table, chosen=chosen, scale=scale,
-                    origin_score=origin_score, start_score=start_score, n_validation=len(examples), origin=origin,
-                    vector=start, searched=searched, _peft_model=peft_model)
+    return InitPlan(
+        task=task.name,
+        metric=task.metric,
+        table=table,
+        chosen=chosen,
+        scale=scale,
+        origin_score=origin_score,
+        start_score=start_score,
+        n_validation=len(examples),
+        origin=origin,
+        vector=start,
+        searched=searched,
+        _peft_model=peft_model,
+    )
 
 
 def _combine(vectors: dict, method: str, options) -> TaskPromptVector:
@@ -312,12 +345,15 @@ def load_sources(sources, *, exclude: Sequence[str] = (), target: str | None = N
                     raise TPVError(f"two sources are named {name!r}; rename one of the files")
                 vectors[name] = vector
     else:
-        raise TPVError(f"sources must be 'zoo', a dict name → vector, a folder or a list of paths, got "
-                       f"{type(sources).__name__}")
+        raise TPVError(
+            f"sources must be 'zoo', a dict name → vector, a folder or a list of paths, got {type(sources).__name__}"
+        )
     vectors = {name: vector for name, vector in vectors.items() if name not in exclude}
     if not vectors:
-        raise TPVError(f"no candidate source vectors for {target or 'the target'} in {sources!r:.200} after excluding "
-                       f"{exclude}; pass at least one vector")
+        raise TPVError(
+            f"no candidate source vectors for {target or 'the target'} in {sources!r:.200} after excluding "
+            f"{exclude}; pass at least one vector"
+        )
     return vectors
 
 
@@ -339,8 +375,10 @@ def _from_path(path: Path, folder_of_vectors: bool) -> dict[str, TaskPromptVecto
                 vector = TaskPromptVector.load(file)
                 vectors[_name(file.name[: -len(VECTOR_SUFFIX)], vector)] = vector
             return vectors
-    raise TPVError(f"'{path}' holds no *{VECTOR_SUFFIX} files and no PEFT adapter (adapter_config.json); pass "
-                   "a folder of vector files, vector files, or adapter folders")
+    raise TPVError(
+        f"'{path}' holds no *{VECTOR_SUFFIX} files and no PEFT adapter (adapter_config.json); pass "
+        "a folder of vector files, vector files, or adapter folders"
+    )
 
 
 def _name(stem: str, vector: TaskPromptVector) -> str:
@@ -351,8 +389,13 @@ def _name(stem: str, vector: TaskPromptVector) -> str:
 
 
 def _check_options(k, max_k, grid, retrieval_steps, max_validation, batch_size, max_length) -> None:
-    for name, value, allow_none in (("k", k, True), ("max_k", max_k, False), ("batch_size", batch_size, False),
-                                    ("max_validation", max_validation, True), ("max_length", max_length, True)):
+    for name, value, allow_none in (
+        ("k", k, True),
+        ("max_k", max_k, False),
+        ("batch_size", batch_size, False),
+        ("max_validation", max_validation, True),
+        ("max_length", max_length, True),
+    ):
         if value is None and allow_none:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -364,8 +407,9 @@ def _check_options(k, max_k, grid, retrieval_steps, max_validation, batch_size, 
     except (TypeError, ValueError):
         raise TPVError(f"grid must be a list of numbers, e.g. {list(DEFAULT_GRID)}, got {grid!r}") from None
     if not values or any(not (value > 0) or value != value or value == float("inf") for value in values):
-        raise TPVError(f"grid must be non-empty positive finite λ values (λ=0 is the origin, always scored), "
-                       f"got {grid!r}")
+        raise TPVError(
+            f"grid must be non-empty positive finite λ values (λ=0 is the origin, always scored), got {grid!r}"
+        )
 
 
 def _validation(task: Task, validation, max_validation, data_dir) -> list:
@@ -407,12 +451,22 @@ def _cosines(model, tokenizer, task, train, examples, origin, candidates, steps,
     from tpv.engine.training import train_prompt
 
     if not train:
-        raise TPVError(f"retrieval_steps={steps} tunes a target prompt on training examples; pass train=[...] "
-                       "or retrieval_steps=0")
+        raise TPVError(
+            f"retrieval_steps={steps} tunes a target prompt on training examples; pass train=[...] or retrieval_steps=0"
+        )
     from tpv.bridge.peft_io import set_prompt
 
     set_prompt(peft_model, origin.tensor)
     with tempfile.TemporaryDirectory(prefix="tpv-retrieval-") as folder:
-        result = train_prompt(peft_model, tokenizer, task, None, list(train), output_dir=folder, max_steps=steps,
-                              progress=progress, training_args={"save_strategy": "no"})
+        result = train_prompt(
+            peft_model,
+            tokenizer,
+            task,
+            None,
+            list(train),
+            output_dir=folder,
+            max_steps=steps,
+            progress=progress,
+            training_args={"save_strategy": "no"},
+        )
     return {name: result.vector.cosine(vector) for name, vector in candidates.items()}

@@ -264,8 +264,10 @@ def _weights(weights, names: list[str]) -> list[float]:
             )
         return [_real(weights[name], f"weight of {name!r}") for name in names]
     if isinstance(weights, (str, bytes)) or not isinstance(weights, (Sequence, torch.Tensor)):
-        raise TPVError(f"merge weights must be a list (one per vector) or a mapping name → weight, got {weights!r}; "
-                       f"e.g. weights={[1.0] * len(names)}")
+        raise TPVError(
+            f"merge weights must be a list (one per vector) or a mapping name → weight, got {weights!r}; "
+            f"e.g. weights={[1.0] * len(names)}"
+        )
     weights = list(weights)
     if len(weights) != len(names):
         raise TPVError(f"got {len(weights)} weights {weights} for {len(names)} vectors; give one weight per vector")

@@ -156,8 +156,14 @@ def evaluation_score_fn(
         for task_name, examples in data.items():
             metric = get_task(task_name).metric
             result = evaluate(
-                peft_model, tokenizer, task_name, examples, method=method, batch_size=batch_size,
-                progress=progress, **lengths
+                peft_model,
+                tokenizer,
+                task_name,
+                examples,
+                method=method,
+                batch_size=batch_size,
+                progress=progress,
+                **lengths,
             )
             if metric not in result:
                 raise TPVError(
@@ -219,8 +225,9 @@ def _grid(grid) -> list[float]:
         values = np.array([np.nan])
     if isinstance(grid, (str, bytes)) or values.size == 0 or not np.isfinite(values).all():
         shown = grid if isinstance(grid, (str, bytes)) else [float(v) for v in values]
-        raise TPVError(f"the λ grid must be a non-empty list of finite numbers, got {shown!r}; e.g. "
-                       "np.arange(0, 1.05, 0.05)")
+        raise TPVError(
+            f"the λ grid must be a non-empty list of finite numbers, got {shown!r}; e.g. np.arange(0, 1.05, 0.05)"
+        )
     # np.arange accumulates float error (0.15000000000000002); round so λ prints and compares as written.
     return [round(float(value), 10) for value in values]
 
@@ -231,7 +238,5 @@ def _scores(value, scale: float) -> dict[str, float]:
         raise TPVError(f"score_fn returned an empty dict at λ={scale}; return a float or {{task: score}}")
     for name, score in scores.items():
         if isinstance(score, bool) or not isinstance(score, numbers.Real) or not math.isfinite(score):
-            raise TPVError(
-                f"score_fn returned {score!r} for {name!r} at λ={scale}; scores must be finite numbers"
-            )
+            raise TPVError(f"score_fn returned {score!r} for {name!r} at λ={scale}; scores must be finite numbers")
     return {str(name): float(score) for name, score in scores.items()}

@@ -65,13 +65,10 @@ def _library(library) -> dict[str, TaskPromptVector]:
             raise TPVError(f"no *{VECTOR_SUFFIX} files in '{folder}'; save vectors there with vector.save(path)")
         return {path.name[: -len(VECTOR_SUFFIX)]: TaskPromptVector.load(path) for path in files}
     if not isinstance(library, Mapping):
-        raise TPVError(
-            f"the library must be a mapping name → vector or a folder, got a {type(library).__name__}"
-        )
+        raise TPVError(f"the library must be a mapping name → vector or a folder, got a {type(library).__name__}")
     if not library:
         raise TPVError("the vector library is empty; pass at least one named vector")
     for name, vector in library.items():
         if not isinstance(vector, TaskPromptVector):
             raise TPVError(f"library entry {name!r} is a {type(vector).__name__}; pass TaskPromptVectors")
     return {str(name): vector for name, vector in library.items()}
-

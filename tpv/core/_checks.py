@@ -30,15 +30,21 @@ def prompt_tensor(tensor, what: str) -> torch.Tensor:
     if tensor.dtype not in _WIDENED and tensor.dtype != torch.float64:
         raise TPVError(
             f"{what} has dtype {tensor.dtype}, but soft prompts are real floating-point tensors; "
-            + ("drop the imaginary part deliberately (tensor.real)" if tensor.is_complex()
-               else "pass the tuned float prompt, not ids or a mask") + ", then convert with .float()"
+            + (
+                "drop the imaginary part deliberately (tensor.real)"
+                if tensor.is_complex()
+                else "pass the tuned float prompt, not ids or a mask"
+            )
+            + ", then convert with .float()"
         )
     check_finite(tensor, what)
     converted = tensor.detach().to(torch.float32, copy=True)
     if tensor.dtype == torch.float64 and not torch.isfinite(converted).all():
         largest = float(tensor.abs().max())
-        raise TPVError(f"{what} holds float64 values up to {largest:g}, beyond float32's range (3.4e38) that "
-                       "vectors are kept in; rescale it first")
+        raise TPVError(
+            f"{what} holds float64 values up to {largest:g}, beyond float32's range (3.4e38) that "
+            "vectors are kept in; rescale it first"
+        )
     return converted
 
 
@@ -48,8 +54,10 @@ def check_finite(tensor: torch.Tensor, what: str) -> None:
         finite = torch.isfinite(tensor)
         if not finite.all():
             bad = int((~finite).sum())
-            raise TPVError(f"{what} holds {bad} NaN/inf values of {tensor.numel()}; it is corrupt, or the training "
-                           "that made it diverged (then lower the learning rate)")
+            raise TPVError(
+                f"{what} holds {bad} NaN/inf values of {tensor.numel()}; it is corrupt, or the training "
+                "that made it diverged (then lower the learning rate)"
+            )
 
 
 def count(value, what: str, minimum: int = 1) -> int:
@@ -85,15 +93,21 @@ def file_metadata(path, tensors: dict, metadata: dict, file_format: str, key: st
     its columns.
     """
     if metadata.get("format") != file_format:
-        raise TPVError(f"'{path}' holds a {key!r} tensor but its metadata says format={metadata.get('format')!r}, "
-                       f"not {file_format!r}; {fix}")
+        raise TPVError(
+            f"'{path}' holds a {key!r} tensor but its metadata says format={metadata.get('format')!r}, "
+            f"not {file_format!r}; {fix}"
+        )
     if key not in tensors:
-        raise TPVError(f"'{path}' has {file_format} metadata but no {key!r} tensor (it has {sorted(tensors)[:5]}); "
-                       f"the file is damaged: {fix}")
+        raise TPVError(
+            f"'{path}' has {file_format} metadata but no {key!r} tensor (it has {sorted(tensors)[:5]}); "
+            f"the file is damaged: {fix}"
+        )
     tensor = tensors[key]
     if tensor.dtype != torch.float32:
-        raise TPVError(f"'{path}' stores {key!r} as {tensor.dtype}, but {file_format} files hold float32; {fix} "
-                       "(or convert the tensor with .float() and save it again)")
+        raise TPVError(
+            f"'{path}' stores {key!r} as {tensor.dtype}, but {file_format} files hold float32; {fix} "
+            "(or convert the tensor with .float() and save it again)"
+        )
     sizes: dict[str, int] = {}
     for name in ("num_virtual_tokens", "num_transformer_submodules", "token_dim"):
         text = metadata.get(name)

@@ -41,8 +41,10 @@ def _check_target(path: PathLike) -> Path:
         raise TPVError(f"cannot write '{path}': it is a folder; pass a file path inside it, e.g. '{path / 'x'}'")
     if path.exists() and not path.is_file():
         # The rename would replace a device, FIFO or socket (e.g. /dev/null) with a regular file.
-        raise TPVError(f"cannot write '{path}': it is not a regular file (a device, FIFO or socket); pass the path "
-                       "of a regular file")
+        raise TPVError(
+            f"cannot write '{path}': it is not a regular file (a device, FIFO or socket); pass the path "
+            "of a regular file"
+        )
     return path
 
 
@@ -121,8 +123,9 @@ def read_text(path: PathLike, what: str, fix: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise TPVError(f"{what} '{path}' is not UTF-8 text (byte {error.start}: {data[error.start:error.start + 4]!r});"
-                       f" {fix}") from None
+        raise TPVError(
+            f"{what} '{path}' is not UTF-8 text (byte {error.start}: {data[error.start : error.start + 4]!r}); {fix}"
+        ) from None
 
 
 def read_json(path: PathLike, what: str, fix: str, kind: type = dict):

@@ -40,8 +40,11 @@ def describe_os_error(error: OSError, path: str | os.PathLike | None = None, act
     if isinstance(error, FileNotFoundError):
         why = "no such file or folder; check the path"
     elif isinstance(error, PermissionError):
-        why = "permission denied; pick a path you may " + ("read" if action == "read" else "write") + \
-              " (or change its permissions)"
+        why = (
+            "permission denied; pick a path you may "
+            + ("read" if action == "read" else "write")
+            + " (or change its permissions)"
+        )
     elif isinstance(error, IsADirectoryError):
         why = "it is a folder; pass a file path inside it"
     elif isinstance(error, NotADirectoryError):

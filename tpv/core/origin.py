@@ -101,13 +101,17 @@ class Origin:
             try:
                 seed = int(seed_text)
             except ValueError:
-                raise TPVError(f"'{path}' has broken {ORIGIN_FORMAT} metadata: seed={seed_text!r} is not an "
-                               f"integer; {fix}") from None
+                raise TPVError(
+                    f"'{path}' has broken {ORIGIN_FORMAT} metadata: seed={seed_text!r} is not an integer; {fix}"
+                ) from None
         try:
             return cls(
-                tensor=tensors["origin"], seed=seed, method=metadata.get("method", "captured"),
+                tensor=tensors["origin"],
+                seed=seed,
+                method=metadata.get("method", "captured"),
                 base_model=metadata.get("base_model") or None,
-                options={k[len("option."):]: v for k, v in metadata.items() if k.startswith("option.")}, **sizes,
+                options={k[len("option.") :]: v for k, v in metadata.items() if k.startswith("option.")},
+                **sizes,
             )
         except TPVError as error:
             raise TPVError(f"'{path}' holds an invalid origin: {error}") from None
@@ -161,8 +165,10 @@ def make_origin(
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TPVError(f"seed must be an int, got {seed!r}")
     if method not in ("sample_vocab", "paper", "normal"):
-        raise TPVError(f"unknown origin method {method!r}; use 'sample_vocab' (tpv's default), 'paper' (the "
-                       "official code's recipe) or 'normal'")
+        raise TPVError(
+            f"unknown origin method {method!r}; use 'sample_vocab' (tpv's default), 'paper' (the "
+            "official code's recipe) or 'normal'"
+        )
     embeddings = input_embedding_weight(model)
     submodules = num_transformer_submodules or default_transformer_submodules(model)
     rows = num_virtual_tokens * submodules
@@ -198,12 +204,15 @@ def paper_token_ids(index: int, rows: int, vocab_size: int) -> np.ndarray:
         True
     """
     if index < 0:
-        raise TPVError(f"the paper's origins are numbered from 0 (one stream, one origin after another); "
-                       f"got seed={index}")
+        raise TPVError(
+            f"the paper's origins are numbered from 0 (one stream, one origin after another); got seed={index}"
+        )
     pool = min(PAPER_VOCAB_IDS, vocab_size)
     if rows > pool:
-        raise TPVError(f"the paper's recipe draws {rows} distinct ids from the first {pool} vocabulary ids, which is "
-                       f"impossible; use fewer virtual tokens or method='sample_vocab'")
+        raise TPVError(
+            f"the paper's recipe draws {rows} distinct ids from the first {pool} vocabulary ids, which is "
+            f"impossible; use fewer virtual tokens or method='sample_vocab'"
+        )
     # Legacy RandomState: the script seeds np.random.seed(1024), whose permutation algorithm this reproduces.
     stream = np.random.RandomState(PAPER_STREAM_SEED)
     for _ in range(index):

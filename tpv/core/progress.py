@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 
-def progress_bar(items: Iterable, enabled: bool, desc: str, *, unit: str = "it", leave: bool = False,
-                 total: int | None = None) -> Iterable:
+def progress_bar(
+    items: Iterable, enabled: bool, desc: str, *, unit: str = "it", leave: bool = False, total: int | None = None
+) -> Iterable:
     """``items`` unchanged when ``enabled`` is false, else wrapped in a tqdm bar named ``desc``.
 
     Example:

@@ -62,6 +62,8 @@ def _merge_records(text: str | None) -> list[dict]:
             value = None
     records = value if isinstance(value, list) else [value]
     if not records or not all(isinstance(record, dict) for record in records):
-        raise TPVError(f"the merge record {text[:200]!r} is not a JSON object (or list of them) as tpv.merge "
-                       "writes it; re-save the vector with tpv, or drop its 'merge' metadata")
+        raise TPVError(
+            f"the merge record {text[:200]!r} is not a JSON object (or list of them) as tpv.merge "
+            "writes it; re-save the vector with tpv, or drop its 'merge' metadata"
+        )
     return records

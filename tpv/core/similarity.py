@@ -31,8 +31,9 @@ def prompt_cosine(a: torch.Tensor, b: torch.Tensor, pooling: str = "mean") -> fl
         raise TPVError(f"cannot compare tensors of shape {tuple(a.shape)} and {tuple(b.shape)}; pass equal shapes")
     a, b = a.float(), b.to(a.device, torch.float32)
     if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
-        raise TPVError("cannot compare prompts holding NaN/inf values; they are corrupt, or the training that made "
-                       "them diverged")
+        raise TPVError(
+            "cannot compare prompts holding NaN/inf values; they are corrupt, or the training that made them diverged"
+        )
     if pooling == "per_token":
         _require_nonzero(a.norm(dim=-1).min(), b.norm(dim=-1).min(), "a token")
         return float(torch.nn.functional.cosine_similarity(a, b, dim=-1).mean())
@@ -97,6 +98,8 @@ def _named_tensors(vectors) -> tuple[list[str], list[torch.Tensor]]:
         tensors.append(tensor)
     bases = {str(base) for _, value in items if (base := getattr(value, "base_model", None)) is not None}
     if len(bases) > 1:
-        raise TPVError(f"cannot compare vectors of different base models {sorted(bases)}; soft prompts only compare "
-                       "within one model's embedding space: pass vectors of one base model")
+        raise TPVError(
+            f"cannot compare vectors of different base models {sorted(bases)}; soft prompts only compare "
+            "within one model's embedding space: pass vectors of one base model"
+        )
     return names, tensors

@@ -140,22 +140,32 @@ class BaseTaskPromptVector:
         """Read a ``*.tpv.safetensors`` file written by :meth:`save`."""
         tensors, metadata = read_safetensors(path, "task prompt vector file")
         if metadata.get("format") != VECTOR_FORMAT and VECTOR_KEY not in tensors:
-            raise TPVError(f"'{path}' is not a task prompt vector file: it is "
-                           f"{describe_foreign_file(tensors, metadata)}")
+            raise TPVError(
+                f"'{path}' is not a task prompt vector file: it is {describe_foreign_file(tensors, metadata)}"
+            )
         fields = file_metadata(path, tensors, metadata, VECTOR_FORMAT, VECTOR_KEY, "re-save the vector with tpv")
         try:
             tasks = json.loads(metadata.get("tasks", ""))
         except ValueError:
             tasks = None
         if not isinstance(tasks, dict):
-            raise TPVError(f"'{path}' has broken tpv/1 metadata: tasks={metadata.get('tasks')!r} is not a JSON "
-                           "object of task → coefficient; re-save the vector with tpv")
+            raise TPVError(
+                f"'{path}' has broken tpv/1 metadata: tasks={metadata.get('tasks')!r} is not a JSON "
+                "object of task → coefficient; re-save the vector with tpv"
+            )
         try:
             merge_text = metadata.get("merge") or None
             if merge_text is not None:
                 merge_record(merge_text)
-            return cls(tensors[VECTOR_KEY], tasks=tasks, base_model=metadata.get("base_model"),
-                       task_type=metadata.get("task_type"), origin=metadata.get("origin"), merge=merge_text, **fields)
+            return cls(
+                tensors[VECTOR_KEY],
+                tasks=tasks,
+                base_model=metadata.get("base_model"),
+                task_type=metadata.get("task_type"),
+                origin=metadata.get("origin"),
+                merge=merge_text,
+                **fields,
+            )
         except TPVError as error:
             raise TPVError(f"'{path}' holds an invalid task prompt vector: {error}") from None
 
@@ -232,12 +242,16 @@ class BaseTaskPromptVector:
             _checks.compatible_vectors(self, other, "compare")
             return prompt_cosine(self.active_tensor, other.active_tensor, pooling)
         if not isinstance(other, torch.Tensor):
-            raise TPVError(f"cannot compare a vector with a {type(other).__name__} ({other!r}); pass a "
-                           "TaskPromptVector or a tensor of the same shape")
+            raise TPVError(
+                f"cannot compare a vector with a {type(other).__name__} ({other!r}); pass a "
+                "TaskPromptVector or a tensor of the same shape"
+            )
         # A tensor shaped like the whole vector (all submodules' rows) or like its trained rows only.
         if tuple(other.shape) not in (self.shape, tuple(self.active_tensor.shape)):
-            raise TPVError(f"cannot compare a vector of shape {self.shape} with a tensor of shape "
-                           f"{tuple(other.shape)}; pass a tensor of shape {self.shape}")
+            raise TPVError(
+                f"cannot compare a vector of shape {self.shape} with a tensor of shape "
+                f"{tuple(other.shape)}; pass a tensor of shape {self.shape}"
+            )
         other = _checks.prompt_tensor(other, "the tensor to compare with")
         return prompt_cosine(self.active_tensor, other[: self.num_virtual_tokens], pooling)
 
@@ -270,8 +284,9 @@ class BaseTaskPromptVector:
         try:
             moved = self.tensor.to(device)
         except (RuntimeError, TypeError, ValueError) as error:
-            raise TPVError(f"cannot move a vector to {device!r} ({error}); pass a device such as 'cpu' or "
-                           "'cuda:0'") from None
+            raise TPVError(
+                f"cannot move a vector to {device!r} ({error}); pass a device such as 'cpu' or 'cuda:0'"
+            ) from None
         return self._replace(moved, self.tasks)
 
     # ---- arithmetic ---------------------------------------------------------------------------------------
@@ -296,8 +311,10 @@ class BaseTaskPromptVector:
         with torch.no_grad():
             tensor = self.tensor * scale
         if not torch.isfinite(tensor).all():
-            raise TPVError(f"multiplying by {scale:g} overflows float32 (largest entry "
-                           f"{float(self.tensor.abs().max()):g}); use a smaller scale")
+            raise TPVError(
+                f"multiplying by {scale:g} overflows float32 (largest entry "
+                f"{float(self.tensor.abs().max()):g}); use a smaller scale"
+            )
         return self._replace(tensor, {t: c * scale for t, c in self.tasks.items()})
 
     __rmul__ = __mul__
@@ -372,8 +389,9 @@ def combine(vectors: Iterable[Vector | tuple[Vector, float]]) -> Vector:
         vector, weight = item if isinstance(item, tuple) else (item, 1.0)
         weight = _check_scale(weight, "combine a vector with weight")
         if not isinstance(vector, BaseTaskPromptVector):
-            raise TPVError(f"cannot combine a {type(vector).__name__}; "
-                           "pass TaskPromptVectors or (vector, weight) pairs")
+            raise TPVError(
+                f"cannot combine a {type(vector).__name__}; pass TaskPromptVectors or (vector, weight) pairs"
+            )
         terms.append(vector * weight if weight != 1.0 else vector)
     total = terms[0]
     for term in terms[1:]:

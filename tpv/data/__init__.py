@@ -7,6 +7,16 @@ from tpv.data.shots import few_shot
 from tpv.data.task import FAMILIES, METRIC_NAMES, NO_ANSWER, Task
 
 __all__ = [
-    "FAMILIES", "FileTask", "METRIC_NAMES", "NO_ANSWER", "SPLITS", "TASKS", "Task",
-    "few_shot", "get_task", "list_tasks", "load_split", "register_task",
+    "FAMILIES",
+    "FileTask",
+    "METRIC_NAMES",
+    "NO_ANSWER",
+    "SPLITS",
+    "TASKS",
+    "Task",
+    "few_shot",
+    "get_task",
+    "list_tasks",
+    "load_split",
+    "register_task",
 ]

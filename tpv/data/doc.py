@@ -45,12 +45,17 @@ def tasks_markdown(data_dir: str | os.PathLike | None = None) -> str:
         else:
             words = f"generated text (`{task.label_key}`)"
         metric = ", ".join((task.metric, *task.extra_metrics))
-        local = [s for s in SPLITS if folder is not None and any(
-            (folder / name / f"{s}{suffix}").is_file() for suffix in (".jsonl", ".csv", ".tsv"))]
+        local = [
+            s
+            for s in SPLITS
+            if folder is not None
+            and any((folder / name / f"{s}{suffix}").is_file() for suffix in (".jsonl", ".csv", ".tsv"))
+        ]
         hub = f"`{task.hub_id}`" + (f" ({task.hub_config})" if task.hub_config else "")
         template = task.template.replace("\n", "\\n").replace("|", "\\|")
-        rows.append(f"| {name} | {task.family} | `{template}` | {words} | {metric} | "
-                    f"{', '.join(local) or '—'} | {hub} |")
+        rows.append(
+            f"| {name} | {task.family} | `{template}` | {words} | {metric} | {', '.join(local) or '—'} | {hub} |"
+        )
     return _HEADER + "\n".join(rows) + "\n"
 
 

@@ -142,8 +142,15 @@ class EncodingCache:
         # Keyed by the formatted texts themselves (formatting costs microseconds, tokenising milliseconds), so a
         # list edited in place is never served stale encodings.
         texts = tuple(task.format(example) for example in examples)
-        key = (id(tokenizer), getattr(tokenizer, "name_or_path", ""), len(tokenizer), task.name, hash(texts), seq2seq,
-               max_length)
+        key = (
+            id(tokenizer),
+            getattr(tokenizer, "name_or_path", ""),
+            len(tokenizer),
+            task.name,
+            hash(texts),
+            seq2seq,
+            max_length,
+        )
         hit = self._entries.get(key)
         if hit is not None and hit[0] == texts:
             self._entries.move_to_end(key)

@@ -119,9 +119,19 @@ def from_files(
         data = _hold_out(data, where)
     if name in TASKS and not isinstance(TASKS[name], FileTask):
         raise TPVError(f"task name {name!r} is a built-in task; pass name= another name for your data")
-    task = FileTask(name=name, family=family, template=template, label_words=words, fields=(),
-                    label_key=label_field, metric="pearson" if kind == "regression" else "macro_f1",
-                    regression=kind == "regression", hub_id=None, data=data, source=where)
+    task = FileTask(
+        name=name,
+        family=family,
+        template=template,
+        label_words=words,
+        fields=(),
+        label_key=label_field,
+        metric="pearson" if kind == "regression" else "macro_f1",
+        regression=kind == "regression",
+        hub_id=None,
+        data=data,
+        source=where,
+    )
     for split, rows in data.items():
         for number, row in enumerate(rows, start=1):
             try:
@@ -137,8 +147,11 @@ def _read_source(source) -> tuple[dict[str, list], str, str]:
     if hasattr(source, "column_names") and hasattr(source, "to_list"):  # a datasets.Dataset
         return {"train": [dict(row) for row in source.to_list()]}, "my_task", "the Dataset"
     if isinstance(source, Mapping) and source and all(hasattr(v, "to_list") for v in source.values()):  # DatasetDict
-        return ({_split_name(str(k)): [dict(r) for r in v.to_list()] for k, v in source.items()}, "my_task",
-                "the DatasetDict")
+        return (
+            {_split_name(str(k)): [dict(r) for r in v.to_list()] for k, v in source.items()},
+            "my_task",
+            "the DatasetDict",
+        )
     if isinstance(source, Mapping):
         splits = {}
         for split, path in source.items():
@@ -146,8 +159,10 @@ def _read_source(source) -> tuple[dict[str, list], str, str]:
         first = Path(next(iter(source.values())))
         return splits, first.parent.name or first.stem, f"files {sorted(map(str, source.values()))}"
     if not isinstance(source, (str, os.PathLike)):
-        raise TPVError(f"from_files takes a folder, a file, a mapping split → file or a datasets Dataset, got "
-                       f"{type(source).__name__}")
+        raise TPVError(
+            f"from_files takes a folder, a file, a mapping split → file or a datasets Dataset, got "
+            f"{type(source).__name__}"
+        )
     path = Path(source)
     if path.is_file():
         return {"train": _read_file(path)}, path.name.split(".")[0], f"'{path}'"
@@ -162,8 +177,10 @@ def _read_source(source) -> tuple[dict[str, list], str, str]:
                 break
     if not splits:
         present = sorted(p.name for p in path.iterdir())[:10]
-        raise TPVError(f"'{path}' has no train/validation/test .jsonl/.csv/.tsv files (it has {present}); name "
-                       "them train.jsonl, validation.jsonl, test.jsonl")
+        raise TPVError(
+            f"'{path}' has no train/validation/test .jsonl/.csv/.tsv files (it has {present}); name "
+            "them train.jsonl, validation.jsonl, test.jsonl"
+        )
     return splits, path.resolve().name, f"'{path}'"
 
 
@@ -196,8 +213,11 @@ def _cell(value: str):
 
 def _text_fields(text_fields, label_field, rows, found, where) -> tuple[str, ...]:
     if text_fields is None:
-        detected = [key for key in rows[0] if key != label_field and key.lower() not in _ID_FIELDS
-                    and isinstance(rows[0][key], str)]
+        detected = [
+            key
+            for key in rows[0]
+            if key != label_field and key.lower() not in _ID_FIELDS and isinstance(rows[0][key], str)
+        ]
         if not detected:
             raise TPVError(f"no text field found in {where} (fields: {found}); pass text_fields=")
         return tuple(detected)
@@ -233,8 +253,9 @@ def _labels(values, labels, label_field, where):
     numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if len(numbers) != len(values):
         bad = next(v for v in values if v not in numbers)
-        raise TPVError(f"field {label_field!r} in {where} mixes label types (e.g. {bad!r}); "
-                       "use all words or all numbers")
+        raise TPVError(
+            f"field {label_field!r} in {where} mixes label types (e.g. {bad!r}); use all words or all numbers"
+        )
     if all(float(v).is_integer() for v in numbers) and labels is not None:
         words = tuple(str(w) for w in labels)
         ids = sorted({int(v) for v in numbers})
@@ -242,8 +263,10 @@ def _labels(values, labels, label_field, where):
             raise TPVError(f"labels in {where} run {ids[0]}..{ids[-1]} but labels= names {len(words)}: {list(words)}")
         return "classification", words, lambda value, split, number: int(value)
     if all(float(v).is_integer() for v in numbers) and len(set(numbers)) <= 20:
-        raise TPVError(f"field {label_field!r} in {where} holds integer labels {sorted(set(numbers))[:10]}; pass "
-                       "labels=[word for label 0, word for label 1, …] so the model has words to answer with")
+        raise TPVError(
+            f"field {label_field!r} in {where} holds integer labels {sorted(set(numbers))[:10]}; pass "
+            "labels=[word for label 0, word for label 1, …] so the model has words to answer with"
+        )
     return "regression", None, lambda value, split, number: float(value)
 
 
@@ -266,10 +289,15 @@ def _hold_out(data, where) -> dict:
     rows = list(data.get("train", []))
     size = max(HOLDOUT_MIN, int(len(rows) * HOLDOUT_FRACTION))
     if len(rows) < size + 1:
-        raise TPVError(f"{where} has no validation split and only {len(rows)} training examples; give a "
-                       f"validation file (validation.jsonl) or at least {size + 1} examples")
+        raise TPVError(
+            f"{where} has no validation split and only {len(rows)} training examples; give a "
+            f"validation file (validation.jsonl) or at least {size + 1} examples"
+        )
     order = list(range(len(rows)))
     random.Random(0).shuffle(order)
     held = set(order[-size:])
-    return {**data, "train": [r for i, r in enumerate(rows) if i not in held],
-            "validation": [r for i, r in enumerate(rows) if i in held]}
+    return {
+        **data,
+        "train": [r for i, r in enumerate(rows) if i not in held],
+        "validation": [r for i, r in enumerate(rows) if i in held],
+    }

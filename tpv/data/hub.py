@@ -20,8 +20,10 @@ _ADAPT = {
     "trec": _rename("coarse_label", "label"),
     "sst5": _rename("text", "sentence"),
     # The local yahoo_answers text is the question title and content joined, without the best answer.
-    "yahoo_answers": lambda ex: {"text": f"{ex['question_title']} {ex['question_content']}".strip(),
-                                 "label": ex["topic"]},
+    "yahoo_answers": lambda ex: {
+        "text": f"{ex['question_title']} {ex['question_content']}".strip(),
+        "label": ex["topic"],
+    },
     "scitail": lambda ex: {**ex, "label": {"entails": 0, "neutral": 1}.get(ex["label"], ex["label"])},
 }
 
@@ -39,9 +41,7 @@ def load_hub_split(task: Task, split: str) -> list[dict]:
     if task.hub_id is None:
         raise TPVError(f"task {task.name!r} names no Hub dataset; pass data_dir= with local files instead")
     if split not in task.hub_splits:
-        raise TPVError(
-            f"task {task.name!r} has no Hub split {split!r}; use one of {sorted(task.hub_splits)}"
-        )
+        raise TPVError(f"task {task.name!r} has no Hub split {split!r}; use one of {sorted(task.hub_splits)}")
     dataset = datasets.load_dataset(task.hub_id, task.hub_config, split=task.hub_splits[split])
     adapt = _ADAPT.get(task.name, dict)
     examples = [adapt(dict(ex)) for ex in dataset]

@@ -42,8 +42,9 @@ class MixtureTask(Task):
             raise TPVError(f"a task mixture needs two or more distinct tasks, got {[t.name for t in members]}")
         family = members[0].family if len({t.family for t in members}) == 1 else "nli"
         # The template is never used (format dispatches to the members); Task only requires a valid one.
-        return cls(name="+".join(t.name for t in members), family=family, template="{" + TASK_TAG + "}",
-                   members=members)
+        return cls(
+            name="+".join(t.name for t in members), family=family, template="{" + TASK_TAG + "}", members=members
+        )
 
     def member(self, example: Mapping) -> Task:
         name = example.get(TASK_TAG)

@@ -42,9 +42,11 @@ def read_table(path: Path) -> list[dict[str, str]]:
         raise TPVError(f"{path}: not a valid {path.suffix[1:].upper()} table ({err}); fix the file") from None
     for line, row in enumerate(rows, start=2):
         if None in row:  # DictReader files cells beyond the header under the key None
-            raise TPVError(f"{path}, row {line}: {len(row) - 1 + len(row[None])} cells but the header names "
-                           f"{len(row) - 1} ({[k for k in row if k is not None]}); fix the file (quote cells that "
-                           "hold the delimiter)")
+            raise TPVError(
+                f"{path}, row {line}: {len(row) - 1 + len(row[None])} cells but the header names "
+                f"{len(row) - 1} ({[k for k in row if k is not None]}); fix the file (quote cells that "
+                "hold the delimiter)"
+            )
     return rows
 
 

@@ -220,8 +220,10 @@ def _as_text(value, task_name: str, field_name: str) -> str:
         return value
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return str(value)
-    raise TPVError(f"task {task_name!r}: field {field_name!r} is {value!r}, not text; fix the data (drop the "
-                   "example or fill in the field)")
+    raise TPVError(
+        f"task {task_name!r}: field {field_name!r} is {value!r}, not text; fix the data (drop the "
+        "example or fill in the field)"
+    )
 
 
 def _answer_text(task_name: str, value) -> str:

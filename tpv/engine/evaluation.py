@@ -76,10 +76,19 @@ def evaluate(
     with _prompt_swapped(peft_model, prompt, adapter_name), _eval_mode(peft_model), torch.inference_mode():
         engine = choose_engine(peft_model, shared_prefix)
         prefix = prompt_prefix(peft_model, adapter_name) if engine == SHARED_PREFIX else None
-        return evaluate_prompted(PeftPrompted(peft_model, adapter_name, prefix), tokenizer, task, data,
-                                 method=method, batch_size=batch_size, max_length=max_length,
-                                 max_new_tokens=max_new_tokens, answer_match=answer_match,
-                                 return_predictions=return_predictions, progress=progress)
+        return evaluate_prompted(
+            PeftPrompted(peft_model, adapter_name, prefix),
+            tokenizer,
+            task,
+            data,
+            method=method,
+            batch_size=batch_size,
+            max_length=max_length,
+            max_new_tokens=max_new_tokens,
+            answer_match=answer_match,
+            return_predictions=return_predictions,
+            progress=progress,
+        )
 
 
 def evaluate_prompted(
@@ -111,8 +120,9 @@ def evaluate_prompted(
         if method == "rank":
             predictions = _rank(model, tokenizer, task, encoded, batch_size, progress)
         else:
-            texts = _generate(model, tokenizer, task, encoded, batch_size, max_new_tokens, progress,
-                              exact=answer_match == "exact")
+            texts = _generate(
+                model, tokenizer, task, encoded, batch_size, max_new_tokens, progress, exact=answer_match == "exact"
+            )
             predictions = [task.parse_prediction(text, exact=answer_match == "exact") for text in texts]
     return score_predictions(task, predictions, references, method, return_predictions)
 
@@ -163,8 +173,9 @@ def _check_options(task, method, answer_match, data, batch_size) -> Task:
     return task
 
 
-def score_predictions(task: Task, predictions: list, references: list, method: str,
-                      return_predictions: bool = False) -> dict:
+def score_predictions(
+    task: Task, predictions: list, references: list, method: str, return_predictions: bool = False
+) -> dict:
     """The dict :func:`evaluate` returns, from predictions (label ids, numbers or texts) and the references.
 
     Returns:
@@ -232,8 +243,9 @@ def label_token_ids(tokenizer, task: Task, seq2seq: bool) -> list[list[int]]:
     return ids
 
 
-def _generate(model: PromptedModel, tokenizer, task, encoded, batch_size, max_new_tokens, progress,
-              exact: bool = False) -> list[str]:
+def _generate(
+    model: PromptedModel, tokenizer, task, encoded, batch_size, max_new_tokens, progress, exact: bool = False
+) -> list[str]:
     pad = pad_token_id(tokenizer)
     finished = None
     if task.is_classification:
@@ -244,8 +256,14 @@ def _generate(model: PromptedModel, tokenizer, task, encoded, batch_size, max_ne
     batches = length_sorted_batches([len(e.input_ids) for e in encoded], batch_size)
     for indices in progress_bar(batches, progress, "generate"):
         batch = _to(collate_for_generation([encoded[i] for i in indices], pad), model.device)
-        output = model.generate_prompted(batch["input_ids"], batch["attention_mask"], max_new_tokens=max_new_tokens,
-                                         eos_token_id=tokenizer.eos_token_id, pad_token_id=pad, finished=finished)
+        output = model.generate_prompted(
+            batch["input_ids"],
+            batch["attention_mask"],
+            max_new_tokens=max_new_tokens,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=pad,
+            finished=finished,
+        )
         for i, row in zip(indices, output.tolist()):
             texts[i] = tokenizer.decode(row, skip_special_tokens=True)
     return texts

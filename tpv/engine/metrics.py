@@ -16,8 +16,17 @@ import numpy as np
 from tpv.core.errors import TPVError
 from tpv.data.task import NO_ANSWER
 
-__all__ = ["METRICS", "accuracy", "binary_f1", "compute_metric", "exact_match", "macro_f1", "pearson", "rouge_l",
-           "squad_f1"]
+__all__ = [
+    "METRICS",
+    "accuracy",
+    "binary_f1",
+    "compute_metric",
+    "exact_match",
+    "macro_f1",
+    "pearson",
+    "rouge_l",
+    "squad_f1",
+]
 
 
 def accuracy(predictions: Sequence, references: Sequence) -> float:
@@ -72,8 +81,10 @@ def binary_f1(predictions: Sequence, references: Sequence, positive=1, negative=
     _check_lengths(predictions, references)
     labels = (negative, positive)
     if any(r not in labels for r in references):
-        raise TPVError(f"binary_f1 needs references in {list(labels)}, got {sorted(set(references) - set(labels))}; "
-                       "use macro_f1 for tasks with more than two labels")
+        raise TPVError(
+            f"binary_f1 needs references in {list(labels)}, got {sorted(set(references) - set(labels))}; "
+            "use macro_f1 for tasks with more than two labels"
+        )
     fixed = [p if p in labels else (negative if r == positive else positive) for p, r in zip(predictions, references)]
     tp = sum(p == positive and r == positive for p, r in zip(fixed, references))
     fp = sum(p == positive and r != positive for p, r in zip(fixed, references))
@@ -118,9 +129,11 @@ def exact_match(predictions: Sequence[str], references: Sequence) -> float:
         1.0
     """
     _check_lengths(predictions, references)
-    return float(np.mean([
-        max(float(_normalize(p) == _normalize(g)) for g in _golds(r)) for p, r in zip(predictions, references)
-    ]))
+    return float(
+        np.mean(
+            [max(float(_normalize(p) == _normalize(g)) for g in _golds(r)) for p, r in zip(predictions, references)]
+        )
+    )
 
 
 def squad_f1(predictions: Sequence[str], references: Sequence) -> float:

@@ -88,8 +88,10 @@ def choose_engine(peft_model, shared_prefix: bool | None = None, gradient_checkp
     if obstacle is None:
         return SHARED_PREFIX
     if shared_prefix:
-        raise TPVError(f"shared_prefix=True, but the shared prefix cannot run this model: {obstacle}; "
-                       "pass shared_prefix=None to fall back to the full forward automatically")
+        raise TPVError(
+            f"shared_prefix=True, but the shared prefix cannot run this model: {obstacle}; "
+            "pass shared_prefix=None to fall back to the full forward automatically"
+        )
     return FULL
 
 
@@ -130,8 +132,9 @@ def prompt_prefix(peft_model, adapter_name: str = "default") -> PromptPrefix:
     return PromptPrefix(tuple((layer.keys, layer.values) for layer in layers), virtual)
 
 
-def prefixed_hidden_states(peft_model, prefix: PromptPrefix, input_ids, attention_mask,
-                           position_ids=None, cache=None) -> torch.Tensor:
+def prefixed_hidden_states(
+    peft_model, prefix: PromptPrefix, input_ids, attention_mask, position_ids=None, cache=None
+) -> torch.Tensor:
     """Last hidden states of the input tokens read after ``prefix``: shape ``(batch, length, hidden)``.
 
     Right-padded inputs need no ``position_ids``; left-padded ones pass them (see :func:`input_positions`).
@@ -146,8 +149,9 @@ def prefixed_hidden_states(peft_model, prefix: PromptPrefix, input_ids, attentio
         cache = prefix.cache_for(batch)
     mask = torch.cat([attention_mask.new_ones(batch, virtual), attention_mask], dim=1)
     embeds = base.get_input_embeddings()(input_ids)
-    return _body_forward(base, inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids,
-                         cache=cache).last_hidden_state
+    return _body_forward(
+        base, inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, cache=cache
+    ).last_hidden_state
 
 
 def input_positions(attention_mask, num_virtual_tokens: int, left_padded: bool) -> torch.Tensor:
@@ -174,13 +178,25 @@ def _cache_argument(body_class) -> str:
 
 def _checkpointing(base) -> bool:
     # transformers 5 renamed the flag; reading the old name there warns.
-    name = "is_activation_checkpointing" if hasattr(type(base), "is_activation_checkpointing") else \
-        "is_gradient_checkpointing"
+    name = (
+        "is_activation_checkpointing"
+        if hasattr(type(base), "is_activation_checkpointing")
+        else "is_gradient_checkpointing"
+    )
     return bool(getattr(base, name, False))
 
 
-def generate_after_prefix(peft_model, prefix: PromptPrefix, input_ids, attention_mask, *, max_new_tokens: int,
-                          eos_token_id: int | None, pad_token_id: int, finished=None) -> torch.Tensor:
+def generate_after_prefix(
+    peft_model,
+    prefix: PromptPrefix,
+    input_ids,
+    attention_mask,
+    *,
+    max_new_tokens: int,
+    eos_token_id: int | None,
+    pad_token_id: int,
+    finished=None,
+) -> torch.Tensor:
     """Greedy decoding of left-padded inputs after ``prefix``: the new tokens, ``(batch, ≤ max_new_tokens)``.
 
     Every row's tokens sit at the positions a full forward over ``[soft prompt; input]`` would give them, however
@@ -199,8 +215,9 @@ def generate_after_prefix(peft_model, prefix: PromptPrefix, input_ids, attention
     for _ in range(max_new_tokens):
         full_mask = torch.cat([mask.new_ones(batch, prefix.num_virtual_tokens), mask], dim=1)
         embeds = base.get_input_embeddings()(step_ids)
-        hidden = _body_forward(base, inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions,
-                               cache=cache).last_hidden_state
+        hidden = _body_forward(
+            base, inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions, cache=cache
+        ).last_hidden_state
         token = head(hidden[:, -1]).argmax(dim=-1)
         token = torch.where(done, torch.full_like(token, pad_token_id), token)
         new_tokens.append(token)

@@ -33,8 +33,14 @@ RESULT_FILENAME = "tpv_train.json"
 CHECKPOINT_MARKER = "tpv_checkpoint.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # What a run writes at the top of its folder; --overwrite removes exactly these (never the user's other files).
-_RUN_FILES = (RUN_FILENAME, RESULT_FILENAME, "adapter_model.safetensors", "adapter_model.bin", "adapter_config.json",
-              "tpv_origin.safetensors")
+_RUN_FILES = (
+    RUN_FILENAME,
+    RESULT_FILENAME,
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+    "adapter_config.json",
+    "tpv_origin.safetensors",
+)
 
 
 class RunLock:
@@ -69,8 +75,12 @@ class RunLock:
             os.close(fd)
             raise
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        os.write(
+            fd,
+            json.dumps(
+                {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+            ).encode(),
+        )
         self._fd = fd
         return self
 
@@ -133,10 +143,16 @@ def model_identity(model) -> dict[str, str]:
     """What makes a loaded model this model for a cached result: its name, a digest of its config (paths and
     versions left out), and its parameters' dtype."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    config = {k: v for k, v in base.config.to_dict().items()
-              if k not in ("_name_or_path", "transformers_version", "torch_dtype", "dtype")}
-    return {"model": getattr(base, "name_or_path", "") or base.config._name_or_path,
-            "model_config": digest_of([config]), "model_dtype": str(next(base.parameters()).dtype)}
+    config = {
+        k: v
+        for k, v in base.config.to_dict().items()
+        if k not in ("_name_or_path", "transformers_version", "torch_dtype", "dtype")
+    }
+    return {
+        "model": getattr(base, "name_or_path", "") or base.config._name_or_path,
+        "model_config": digest_of([config]),
+        "model_dtype": str(next(base.parameters()).dtype),
+    }
 
 
 def digest_of(items) -> str:
@@ -188,8 +204,9 @@ def open_run(folder: Path, settings: dict, *, overwrite: bool = False, resume: b
         if path not in complete:
             remove_checkpoint(path)
     if started is None:
-        atomic_write_text(folder / RUN_FILENAME, json.dumps({"fingerprint": fingerprint, "settings": settings},
-                                                            indent=1, default=str))
+        atomic_write_text(
+            folder / RUN_FILENAME, json.dumps({"fingerprint": fingerprint, "settings": settings}, indent=1, default=str)
+        )
     return {"checkpoint": str(complete[-1]) if complete else None}
 
 
@@ -217,8 +234,11 @@ def _short(value) -> str:
 def _read_record(path: Path) -> dict | None:
     if not path.is_file():
         return None
-    return read_json(path, "the run record",
-                     "delete it to train again, or pass overwrite=True (tpv train --overwrite) to discard the run")
+    return read_json(
+        path,
+        "the run record",
+        "delete it to train again, or pass overwrite=True (tpv train --overwrite) to discard the run",
+    )
 
 
 def clear_run(folder: Path) -> None:
@@ -248,18 +268,25 @@ def _checkpoints(folder: Path) -> list[Path]:
 
 def mark_complete(checkpoint: Path, fingerprint: str) -> None:
     """Record that ``checkpoint`` is whole: every file in it with its size. Written last, atomically."""
-    files = {str(p.relative_to(checkpoint)): p.stat().st_size for p in sorted(checkpoint.rglob("*"))
-             if p.is_file() and p.name != CHECKPOINT_MARKER and not p.name.startswith(".")}
-    atomic_write_text(checkpoint / CHECKPOINT_MARKER, json.dumps({"fingerprint": fingerprint, "files": files},
-                                                                 indent=1))
+    files = {
+        str(p.relative_to(checkpoint)): p.stat().st_size
+        for p in sorted(checkpoint.rglob("*"))
+        if p.is_file() and p.name != CHECKPOINT_MARKER and not p.name.startswith(".")
+    }
+    atomic_write_text(
+        checkpoint / CHECKPOINT_MARKER, json.dumps({"fingerprint": fingerprint, "files": files}, indent=1)
+    )
 
 
 def is_complete(checkpoint: Path, fingerprint: str) -> bool:
     """Whether ``checkpoint`` was marked whole by this run and still holds every file it had then."""
     try:
         marker = json.loads((checkpoint / CHECKPOINT_MARKER).read_text(encoding="utf-8"))
-        return (marker["fingerprint"] == fingerprint and bool(marker["files"])
-                and all((checkpoint / name).stat().st_size == size for name, size in marker["files"].items()))
+        return (
+            marker["fingerprint"] == fingerprint
+            and bool(marker["files"])
+            and all((checkpoint / name).stat().st_size == size for name, size in marker["files"].items())
+        )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
 
@@ -278,5 +305,5 @@ def prune_checkpoints(folder: Path, limit: int | None, keep: list) -> None:
     checkpoints = _checkpoints(folder)
     others = [path for path in checkpoints if path.resolve() not in kept]
     # Like Trainer: the limit counts the kept ones too, but never deletes them.
-    for path in others[:max(0, len(checkpoints) - max(limit, len(checkpoints) - len(others)))]:
+    for path in others[: max(0, len(checkpoints) - max(limit, len(checkpoints) - len(others)))]:
         remove_checkpoint(path)

@@ -79,16 +79,29 @@ class PromptedModel:
         embeds, mask = self.prompted_inputs(input_ids, attention_mask)
         return self.lm(inputs_embeds=embeds, attention_mask=mask, use_cache=False, **kwargs)
 
-    def generate_prompted(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
-                          eos_token_id: int | None, pad_token_id: int, finished=None) -> torch.Tensor:
+    def generate_prompted(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        *,
+        max_new_tokens: int,
+        eos_token_id: int | None,
+        pad_token_id: int,
+        finished=None,
+    ) -> torch.Tensor:
         """Greedy decoding of left-padded inputs: the generated tokens only, one row per input.
 
         ``finished(row, new_token_ids)`` may stop a row early where the engine supports it.
         """
         embeds, mask = self.prompted_inputs(input_ids, attention_mask)
         return self.lm.generate(  # type: ignore[operator]  # mypy sees nn.Module's generic __getattr__
-            inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-            eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+        )
 
 
 class PeftPrompted(PromptedModel):
@@ -124,15 +137,28 @@ class PeftPrompted(PromptedModel):
         # PEFT's own forward: it also places the decoder's prompt rows of encoder-decoder models.
         return self.peft_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 
-    def generate_prompted(self, input_ids, attention_mask, *, max_new_tokens, eos_token_id, pad_token_id,
-                          finished=None):
+    def generate_prompted(
+        self, input_ids, attention_mask, *, max_new_tokens, eos_token_id, pad_token_id, finished=None
+    ):
         if self.prefix is not None:
-            return generate_after_prefix(self.peft_model, self.prefix, input_ids, attention_mask,
-                                         max_new_tokens=max_new_tokens, eos_token_id=eos_token_id,
-                                         pad_token_id=pad_token_id, finished=finished)
-        output = self.peft_model.generate(input_ids=input_ids, attention_mask=attention_mask,
-                                          max_new_tokens=max_new_tokens, do_sample=False,
-                                          eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+            return generate_after_prefix(
+                self.peft_model,
+                self.prefix,
+                input_ids,
+                attention_mask,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=eos_token_id,
+                pad_token_id=pad_token_id,
+                finished=finished,
+            )
+        output = self.peft_model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+        )
         width = input_ids.shape[1]
         # A decoder-only model returns the input ahead of the new tokens.
         if not self.seq2seq and output.shape[1] >= width and torch.equal(output[:, :width], input_ids):
@@ -145,8 +171,9 @@ def prompted(model, adapter_name: str = "default", prefix: PromptPrefix | None =
     return model if isinstance(model, PromptedModel) else PeftPrompted(model, adapter_name, prefix)
 
 
-def input_hidden_states(peft_model, input_ids, attention_mask, adapter_name: str = "default",
-                        prefix: PromptPrefix | None = None) -> torch.Tensor:
+def input_hidden_states(
+    peft_model, input_ids, attention_mask, adapter_name: str = "default", prefix: PromptPrefix | None = None
+) -> torch.Tensor:
     """Last hidden states of the input tokens (after the soft prompt): shape ``(batch, length, hidden)``.
 
     With ``prefix`` the input runs against the prompt's stored keys and values; without, ``[prompt; input]`` runs
@@ -155,8 +182,9 @@ def input_hidden_states(peft_model, input_ids, attention_mask, adapter_name: str
     return prompted(peft_model, adapter_name, prefix).input_hidden_states(input_ids, attention_mask)
 
 
-def target_logits(model, batch: dict, adapter_name: str = "default",
-                  prefix: PromptPrefix | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def target_logits(
+    model, batch: dict, adapter_name: str = "default", prefix: PromptPrefix | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits at the positions that predict a target token, and those targets: ``(n, vocab)``, ``(n,)``."""
     model = prompted(model, adapter_name, prefix)
     labels, input_ids, attention_mask = batch["labels"], batch["input_ids"], batch["attention_mask"]
@@ -179,8 +207,9 @@ def _scored_rows(labels: torch.Tensor, seq2seq: bool) -> torch.Tensor:
     return scored.nonzero(as_tuple=True)[0]
 
 
-def prompt_tuning_loss(model, batch: dict, adapter_name: str = "default",
-                       shared_prefix: bool | None = None) -> torch.Tensor:
+def prompt_tuning_loss(
+    model, batch: dict, adapter_name: str = "default", shared_prefix: bool | None = None
+) -> torch.Tensor:
     """Mean cross-entropy over target tokens, on the fast path where the model allows it.
 
     On the shared-prefix engine (chosen by :func:`tpv.engine.prefix.choose_engine` from ``shared_prefix``; PEFT
@@ -188,15 +217,19 @@ def prompt_tuning_loss(model, batch: dict, adapter_name: str = "default",
     the broadcast.
     """
     prefix = None
-    if not isinstance(model, PromptedModel) and has_fast_path(model) \
-            and choose_engine(model, shared_prefix) == SHARED_PREFIX:
+    if (
+        not isinstance(model, PromptedModel)
+        and has_fast_path(model)
+        and choose_engine(model, shared_prefix) == SHARED_PREFIX
+    ):
         prefix = prompt_prefix(model, adapter_name)
     logits, targets = target_logits(model, batch, adapter_name, prefix)
     return F.cross_entropy(logits.float(), targets)
 
 
-def label_word_logits(model, input_ids, attention_mask, token_ids, adapter_name="default",
-                      prefix: PromptPrefix | None = None):
+def label_word_logits(
+    model, input_ids, attention_mask, token_ids, adapter_name="default", prefix: PromptPrefix | None = None
+):
     """Logits of ``token_ids`` at the position after each right-padded input: shape ``(batch, len(token_ids))``.
 
     Only the label words' rows of the output embeddings are applied; ranking among them needs no softmax over
@@ -221,8 +254,9 @@ def label_word_logits(model, input_ids, attention_mask, token_ids, adapter_name=
     return F.linear(scored, head.weight[token_ids], bias)
 
 
-def sequence_log_likelihoods(model, batch: dict, adapter_name: str = "default",
-                             prefix: PromptPrefix | None = None) -> torch.Tensor:
+def sequence_log_likelihoods(
+    model, batch: dict, adapter_name: str = "default", prefix: PromptPrefix | None = None
+) -> torch.Tensor:
     """Summed log-probability of each row's target tokens: shape ``(batch,)``; for labels sharing a first token."""
     model = prompted(model, adapter_name, prefix)
     logits, targets = target_logits(model, batch)

@@ -98,11 +98,14 @@ class TrainResult:
             ``evaluate``'s dict: the task's metric, ``accuracy`` where it applies, ``n``, ``method``.
         """
         if self.peft_model is None or self.tokenizer is None:
-            raise TPVError("this TrainResult holds no model (it was built by hand or unpickled); rebuild one with "
-                           "tpv.init_prompt_tuning(model, result.vector, origin=result.origin)")
+            raise TPVError(
+                "this TrainResult holds no model (it was built by hand or unpickled); rebuild one with "
+                "tpv.init_prompt_tuning(model, result.vector, origin=result.origin)"
+            )
         if self.task is None:
-            raise TPVError("this TrainResult does not know its task; "
-                           "call tpv.engine.evaluation.evaluate(...) with the task")
+            raise TPVError(
+                "this TrainResult does not know its task; call tpv.engine.evaluation.evaluate(...) with the task"
+            )
         options.setdefault("max_length", self.max_length)
         return evaluate(self.peft_model, self.tokenizer, self.task, data, **options)
 
@@ -143,8 +146,11 @@ class OriginCallback(TrainerCallback):
             origin = Origin.load(saved) if saved.is_file() else None
         if origin is None:
             config = model.peft_config[self.adapter_name]
-            origin = Origin(get_prompt(model, self.adapter_name), num_virtual_tokens=config.num_virtual_tokens,
-                            num_transformer_submodules=config.num_transformer_submodules or 1)
+            origin = Origin(
+                get_prompt(model, self.adapter_name),
+                num_virtual_tokens=config.num_virtual_tokens,
+                num_transformer_submodules=config.num_transformer_submodules or 1,
+            )
         self.origin = origin
         record_origin(model, origin, self.adapter_name)
 
@@ -162,9 +168,20 @@ class PromptTuningTrainer(Trainer):
 
     loss_is_scaled_for_ga = False  # our loss is a per-batch mean
 
-    def __init__(self, *args, task: Task, tokenizer, eval_examples=None, eval_method="rank", eval_batch_size=32,
-                 max_length=DEFAULT_MAX_LENGTH, adapter_name="default", shared_prefix: bool | None = None,
-                 fingerprint: str = "", **kwargs):
+    def __init__(
+        self,
+        *args,
+        task: Task,
+        tokenizer,
+        eval_examples=None,
+        eval_method="rank",
+        eval_batch_size=32,
+        max_length=DEFAULT_MAX_LENGTH,
+        adapter_name="default",
+        shared_prefix: bool | None = None,
+        fingerprint: str = "",
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.tpv_fingerprint = fingerprint
         self.tpv_task = task
@@ -210,17 +227,29 @@ class PromptTuningTrainer(Trainer):
         # Trainer's sampler draws each epoch's order from the global RNG, whose state a resumed run does not share
         # with an uninterrupted one; an order seeded by (seed, epoch) makes a resumed run the same run.
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return _EpochSeededLengthSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                         dataset=train_dataset or self.train_dataset, seed=seed)
+        return _EpochSeededLengthSampler(
+            self.args.train_batch_size * self.args.gradient_accumulation_steps,
+            dataset=train_dataset or self.train_dataset,
+            seed=seed,
+        )
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         if not self.tpv_eval_examples:
             return {}
         model = self.accelerator.unwrap_model(self.model)
-        result = _evaluate_sharded(self.accelerator, model, self.tpv_tokenizer, self.tpv_task, self.tpv_eval_examples,
-                                   method=self.tpv_eval_method, batch_size=self.tpv_eval_batch_size,
-                                   adapter_name=self.tpv_adapter_name, max_length=self.tpv_max_length,
-                                   shared_prefix=self.tpv_shared_prefix, progress=not self.args.disable_tqdm)
+        result = _evaluate_sharded(
+            self.accelerator,
+            model,
+            self.tpv_tokenizer,
+            self.tpv_task,
+            self.tpv_eval_examples,
+            method=self.tpv_eval_method,
+            batch_size=self.tpv_eval_batch_size,
+            adapter_name=self.tpv_adapter_name,
+            max_length=self.tpv_max_length,
+            shared_prefix=self.tpv_shared_prefix,
+            progress=not self.args.disable_tqdm,
+        )
         metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in result.items() if isinstance(v, (int, float))}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
@@ -239,8 +268,9 @@ class _StepProgress(ProgressCallback):
 
         if state.is_world_process_zero:
             # initial=: a resumed run's bar starts where the run stopped.
-            self.training_bar = tqdm(total=state.max_steps, initial=state.global_step, desc=self.desc,
-                                     dynamic_ncols=True)
+            self.training_bar = tqdm(
+                total=state.max_steps, initial=state.global_step, desc=self.desc, dynamic_ncols=True
+            )
         self.current_step = state.global_step
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -381,17 +411,42 @@ def train_prompt(
         A :class:`TrainResult`; its ``peft_model`` holds the tuned prompt and ``result.evaluate(test_data)``
         scores it; on every process of a multi-process launch.
     """
-    task = check_training_inputs(task, train_data, max_steps, batch_size, learning_rate=learning_rate,
-                                 weight_decay=weight_decay, warmup_ratio=warmup_ratio)
-    _check_prompt_settings(num_virtual_tokens, init_scale, eval_steps, eval_method, eval_batch_size, max_length, seed,
-                           training_args)
+    task = check_training_inputs(
+        task,
+        train_data,
+        max_steps,
+        batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        warmup_ratio=warmup_ratio,
+    )
+    _check_prompt_settings(
+        num_virtual_tokens, init_scale, eval_steps, eval_method, eval_batch_size, max_length, seed, training_args
+    )
     output_dir = Path(output_dir)
     peft_model, origin = _prepare(model, origin, num_virtual_tokens, init_vector, init_scale, adapter_name)
     seq2seq = is_seq2seq_model(peft_model)
-    settings = _settings(peft_model, task, origin, train_data, eval_data, init_vector, init_scale, dict(
-        max_steps=max_steps, learning_rate=learning_rate, batch_size=batch_size, weight_decay=weight_decay,
-        warmup_ratio=warmup_ratio, eval_steps=eval_steps, eval_method=eval_method, max_length=max_length,
-        seed=seed, training_args=training_args or {}))
+    settings = _settings(
+        peft_model,
+        task,
+        origin,
+        train_data,
+        eval_data,
+        init_vector,
+        init_scale,
+        dict(
+            max_steps=max_steps,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            weight_decay=weight_decay,
+            warmup_ratio=warmup_ratio,
+            eval_steps=eval_steps,
+            eval_method=eval_method,
+            max_length=max_length,
+            seed=seed,
+            training_args=training_args or {},
+        ),
+    )
     if callbacks:  # only when given, so that runs without callbacks keep their fingerprint
         recorded = [described for described in map(_callback_settings, callbacks) if described]
         if recorded:
@@ -400,48 +455,81 @@ def train_prompt(
 
     eval_every = eval_steps or max(1, max_steps // 5)
     args: dict[str, Any] = dict(
-        output_dir=str(output_dir), max_steps=max_steps, per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate, weight_decay=weight_decay, warmup_steps=int(warmup_ratio * max_steps),
-        lr_scheduler_type="linear", logging_steps=max(1, min(10, max_steps // 10)), save_strategy="steps",
-        save_steps=eval_every, save_total_limit=2, report_to=[], remove_unused_columns=False,
-        train_sampling_strategy="group_by_length", dataloader_num_workers=0, seed=seed, data_seed=seed,
-        disable_tqdm=not progress, use_cpu=not torch.cuda.is_available(),
+        output_dir=str(output_dir),
+        max_steps=max_steps,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        warmup_steps=int(warmup_ratio * max_steps),
+        lr_scheduler_type="linear",
+        logging_steps=max(1, min(10, max_steps // 10)),
+        save_strategy="steps",
+        save_steps=eval_every,
+        save_total_limit=2,
+        report_to=[],
+        remove_unused_columns=False,
+        train_sampling_strategy="group_by_length",
+        dataloader_num_workers=0,
+        seed=seed,
+        data_seed=seed,
+        disable_tqdm=not progress,
+        use_cpu=not torch.cuda.is_available(),
     )
     if eval_data:
-        args.update(eval_strategy="steps", eval_steps=eval_every, load_best_model_at_end=True,
-                    metric_for_best_model=f"eval_{task.metric}", greater_is_better=True)
+        args.update(
+            eval_strategy="steps",
+            eval_steps=eval_every,
+            load_best_model_at_end=True,
+            metric_for_best_model=f"eval_{task.metric}",
+            greater_is_better=True,
+        )
     args.update(training_args or {})
     try:
         arguments = TrainingArguments(**args)
     except (ValueError, TypeError) as error:
-        raise TPVError(f"transformers.TrainingArguments rejected the settings: {error}; fix the value passed in "
-                       f"training_args (or the matching train_prompt argument)") from None
+        raise TPVError(
+            f"transformers.TrainingArguments rejected the settings: {error}; fix the value passed in "
+            f"training_args (or the matching train_prompt argument)"
+        ) from None
 
     # One process decides what the folder holds and trains into it while the others follow (torchrun,
     # accelerate launch); the lock keeps out every other run until this one returns.
     lock = run_folder.RunLock(output_dir)
     try:
-        state = _on_main_process(arguments, lambda: (lock.acquire(), run_folder.open_run(
-            output_dir, settings, overwrite=overwrite, resume=resume))[1])
+        state = _on_main_process(
+            arguments,
+            lambda: (lock.acquire(), run_folder.open_run(output_dir, settings, overwrite=overwrite, resume=resume))[1],
+        )
         if "finished" in state:
             finished = _load_finished(output_dir, state["finished"], peft_model, origin, adapter_name)
-            return _ready(finished, peft_model, tokenizer, task, max_length, progress and arguments.should_save,
-                          cached=True)
+            return _ready(
+                finished, peft_model, tokenizer, task, max_length, progress and arguments.should_save, cached=True
+            )
         encoded = encode_examples(tokenizer, task, train_data, seq2seq=seq2seq, max_length=max_length)
         pad_id = pad_token_id(tokenizer)
         checkpointing = bool(args.get("gradient_checkpointing"))
         engine = choose_engine(peft_model, shared_prefix, gradient_checkpointing=checkpointing)
         obstacle = shared_prefix_obstacle(peft_model, checkpointing)
-        logger.info("prompt tuning engine: %s%s", engine,
-                    f" ({obstacle})" if engine != SHARED_PREFIX and obstacle else "")
+        logger.info(
+            "prompt tuning engine: %s%s", engine, f" ({obstacle})" if engine != SHARED_PREFIX and obstacle else ""
+        )
         trainer = PromptTuningTrainer(
-            model=peft_model, args=arguments, train_dataset=_EncodedDataset(encoded),
+            model=peft_model,
+            args=arguments,
+            train_dataset=_EncodedDataset(encoded),
             # Trainer insists on an eval_dataset when evaluating; our evaluate() reads the raw examples instead.
             eval_dataset=list(eval_data) if eval_data else None,
-            data_collator=_Collator(pad_id, seq2seq), callbacks=[OriginCallback(origin, adapter_name), *callbacks],
-            task=task, tokenizer=tokenizer, eval_examples=list(eval_data) if eval_data else None,
-            eval_method=eval_method, eval_batch_size=eval_batch_size, max_length=max_length,
-            adapter_name=adapter_name, shared_prefix=engine == SHARED_PREFIX, fingerprint=fingerprint,
+            data_collator=_Collator(pad_id, seq2seq),
+            callbacks=[OriginCallback(origin, adapter_name), *callbacks],
+            task=task,
+            tokenizer=tokenizer,
+            eval_examples=list(eval_data) if eval_data else None,
+            eval_method=eval_method,
+            eval_batch_size=eval_batch_size,
+            max_length=max_length,
+            adapter_name=adapter_name,
+            shared_prefix=engine == SHARED_PREFIX,
+            fingerprint=fingerprint,
         )
         # Trainer prints its log records as raw dicts, between the lines of the caller's own output; the bar shows
         # the loss instead, and the records stay in the result's history (and on screen with log_records=True).
@@ -454,15 +542,27 @@ def train_prompt(
         except pickle.UnpicklingError as error:
             # Trainer reads optimizer, scheduler and RNG states with weights_only=True; a file it refuses was not
             # written by a run (tampered or foreign), so nothing in it ran and nothing of it can be trusted.
-            raise TPVError(f"refused to unpickle a file of checkpoint {state['checkpoint']!r} "
-                           f"({' '.join(str(error).split())[:160]}); delete that checkpoint folder and rerun "
-                           "to resume from the one before it, or rerun with overwrite=True (--overwrite) to start "
-                           "again") from error
+            raise TPVError(
+                f"refused to unpickle a file of checkpoint {state['checkpoint']!r} "
+                f"({' '.join(str(error).split())[:160]}); delete that checkpoint folder and rerun "
+                "to resume from the one before it, or rerun with overwrite=True (--overwrite) to start "
+                "again"
+            ) from error
         metrics = dict(train_output.metrics)
         if eval_data:
             metrics.update(trainer.evaluate())
-        result = _finish(peft_model, origin, task, output_dir, adapter_name, trainer.state.log_history, metrics,
-                         fingerprint, settings, arguments)
+        result = _finish(
+            peft_model,
+            origin,
+            task,
+            output_dir,
+            adapter_name,
+            trainer.state.log_history,
+            metrics,
+            fingerprint,
+            settings,
+            arguments,
+        )
     finally:
         lock.release()
     # Under DDP the loss runs through the wrapper, i.e. the full forward, whatever was chosen.
@@ -470,16 +570,25 @@ def train_prompt(
     return _ready(result, peft_model, tokenizer, task, max_length, progress and arguments.should_save)
 
 
-def _ready(result: TrainResult, peft_model, tokenizer, task: Task, max_length: int, progress: bool,
-           cached: bool = False) -> TrainResult:
+def _ready(
+    result: TrainResult, peft_model, tokenizer, task: Task, max_length: int, progress: bool, cached: bool = False
+) -> TrainResult:
     result.peft_model, result.tokenizer, result.task, result.max_length = peft_model, tokenizer, task, max_length
     if progress:
         print(result.summary() + (" (reused the finished run)" if cached else ""), file=sys.stderr, flush=True)
     return result
 
 
-def check_training_inputs(task: str | Task, train_data, max_steps: int, batch_size: int, *,
-                          learning_rate: float = 1.0, weight_decay: float = 0.0, warmup_ratio: float = 0.0) -> Task:
+def check_training_inputs(
+    task: str | Task,
+    train_data,
+    max_steps: int,
+    batch_size: int,
+    *,
+    learning_rate: float = 1.0,
+    weight_decay: float = 0.0,
+    warmup_ratio: float = 0.0,
+) -> Task:
     """The checks every training loop shares; returns the resolved task."""
     task = resolve_task(task)
     if not train_data:
@@ -529,8 +638,10 @@ def parse_training_args(pairs: Sequence[str], owned: Mapping[str, str] | None = 
             # One field at a time, so the error names it; output_dir is the one field the parser requires.
             namespace, _ = parser.parse_known_args(["--output_dir", "-", f"--{key}", *_values(action, text)])
         except argparse.ArgumentError as error:
-            raise TPVError(f"--training-arg {key}={text!r} is not a valid value for TrainingArguments.{key} "
-                           f"({error.message}); {example}") from None
+            raise TPVError(
+                f"--training-arg {key}={text!r} is not a valid value for TrainingArguments.{key} "
+                f"({error.message}); {example}"
+            ) from None
         parsed[key] = getattr(namespace, key)
     return parsed
 
@@ -549,8 +660,12 @@ def _check_training_field(key) -> None:
 
 
 def _check_whole(name: str, value, minimum: int = 1, maximum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum \
-            or (maximum is not None and int(value) > maximum):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or int(value) < minimum
+        or (maximum is not None and int(value) > maximum)
+    ):
         bound = f"between {minimum} and {maximum}" if maximum is not None else f"≥ {minimum}"
         raise TPVError(f"{name} must be a whole number {bound}, got {value!r}; pass an int such as {name}={minimum}")
 
@@ -560,8 +675,9 @@ def _check_real(name: str, value, wanted: str, ok) -> None:
         raise TPVError(f"{name} must be {wanted}, got {value!r}")
 
 
-def _check_prompt_settings(num_virtual_tokens, init_scale, eval_steps, eval_method, eval_batch_size, max_length,
-                           seed, training_args) -> None:
+def _check_prompt_settings(
+    num_virtual_tokens, init_scale, eval_steps, eval_method, eval_batch_size, max_length, seed, training_args
+) -> None:
     from tpv.engine.evaluation import METHODS
 
     _check_whole("num_virtual_tokens", num_virtual_tokens)
@@ -627,22 +743,35 @@ def _prepare(model, origin, num_virtual_tokens, init_vector, init_scale, adapter
     return peft_model, origin
 
 
-def _finish(peft_model, origin, task, output_dir, adapter_name, history, metrics, fingerprint, settings,
-            args) -> TrainResult:
+def _finish(
+    peft_model, origin, task, output_dir, adapter_name, history, metrics, fingerprint, settings, args
+) -> TrainResult:
     adapter_dir = output_dir if adapter_name == "default" else output_dir / adapter_name
     vector = TaskPromptVector.from_peft(peft_model, origin=origin, task=task.name, adapter_name=adapter_name)
     vector_path = adapter_dir / f"{task.name}.tpv.safetensors"
-    result = TrainResult(vector=vector, adapter_dir=adapter_dir, history=history, metrics=metrics, origin=origin,
-                         vector_path=vector_path)
+    result = TrainResult(
+        vector=vector, adapter_dir=adapter_dir, history=history, metrics=metrics, origin=origin, vector_path=vector_path
+    )
     if args.should_save:
         peft_model.save_pretrained(str(output_dir), selected_adapters=[adapter_name])
         vector.save(vector_path)
         # Written last: its presence is what makes the run finished.
-        atomic_write_text(output_dir / RESULT_FILENAME, json.dumps({
-            "fingerprint": fingerprint, "settings": settings, "task": task.name, "metrics": metrics,
-            "history": history, "vector": vector_path.name,
-            "adapter_dir": str(adapter_dir.relative_to(output_dir)),
-        }, indent=1, default=str))
+        atomic_write_text(
+            output_dir / RESULT_FILENAME,
+            json.dumps(
+                {
+                    "fingerprint": fingerprint,
+                    "settings": settings,
+                    "task": task.name,
+                    "metrics": metrics,
+                    "history": history,
+                    "vector": vector_path.name,
+                    "adapter_dir": str(adapter_dir.relative_to(output_dir)),
+                },
+                indent=1,
+                default=str,
+            ),
+        )
     _barrier(args)
     return result
 
@@ -655,23 +784,28 @@ def _load_finished(output_dir: Path, record: dict, peft_model, origin, adapter_n
         vector_path = adapter_dir / record["vector"]
         history, metrics = list(record["history"]), dict(record["metrics"])
     except (KeyError, TypeError, ValueError) as error:
-        raise TPVError(f"'{output_dir / RESULT_FILENAME}' lacks {error} or holds the wrong type; pass "
-                       f"overwrite=True (tpv train --overwrite) to train the run again") from None
+        raise TPVError(
+            f"'{output_dir / RESULT_FILENAME}' lacks {error} or holds the wrong type; pass "
+            f"overwrite=True (tpv train --overwrite) to train the run again"
+        ) from None
     vector = TaskPromptVector.load(vector_path)
     # Leave the model where the finished run ended, as if it had just trained.
     set_prompt(peft_model, vector.apply_to(origin), adapter_name)
-    return TrainResult(vector=vector, adapter_dir=adapter_dir, history=history, metrics=metrics, origin=origin,
-                       vector_path=vector_path)
+    return TrainResult(
+        vector=vector, adapter_dir=adapter_dir, history=history, metrics=metrics, origin=origin, vector_path=vector_path
+    )
 
 
 def _settings(peft_model, task, origin, train_data, eval_data, init_vector, init_scale, options) -> dict:
     """What makes a run this run, readable enough to name what differs; its hash is the run's fingerprint."""
     settings = {
-        "task": task.name, "task_definition": run_folder.digest_of([asdict(task) | {"hub_splits": None}]),
+        "task": task.name,
+        "task_definition": run_folder.digest_of([asdict(task) | {"hub_splits": None}]),
         "origin": origin.sha256,
         "train_data": f"{len(train_data)} examples, {run_folder.digest_of(train_data)}",
         "eval_data": f"{len(eval_data)} examples, {run_folder.digest_of(eval_data)}" if eval_data else None,
-        "init_vector": None, "init_scale": init_scale,
+        "init_vector": None,
+        "init_scale": init_scale,
     }
     if init_vector is not None:
         items = init_vector if isinstance(init_vector, (list, tuple)) else [init_vector]
@@ -694,7 +828,8 @@ def _callback_settings(callback) -> dict:
     if callable(getattr(callback, "tpv_settings", None)):
         return described | dict(callback.tpv_settings())
     if isinstance(callback, EarlyStoppingCallback):
-        return described | {"patience": callback.early_stopping_patience,
-                             "threshold": callback.early_stopping_threshold}
+        return described | {
+            "patience": callback.early_stopping_patience,
+            "threshold": callback.early_stopping_threshold,
+        }
     return {}
-

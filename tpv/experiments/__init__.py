@@ -30,8 +30,14 @@ __all__ = ["PROFILES", "STUDIES", "ExperimentConfig", "StudyResult", "load_confi
 DEFAULT_RUN_ROOT = "runs"
 
 
-def reproduce(profile: str | os.PathLike | ExperimentConfig, studies=None, run_dir=None, dry_run: bool = False,
-              progress: bool = True, measure: bool = True) -> dict:
+def reproduce(
+    profile: str | os.PathLike | ExperimentConfig,
+    studies=None,
+    run_dir=None,
+    dry_run: bool = False,
+    progress: bool = True,
+    measure: bool = True,
+) -> dict:
     """Run (or plan) the paper's studies under a profile.
 
     Args:
@@ -72,9 +78,15 @@ def reproduce(profile: str | os.PathLike | ExperimentConfig, studies=None, run_d
     speed = measure_speed(lab) if measure and config.model.name != TINY_MODEL else None
     items = build_plan(lab, speed)
     plan_text = format_plan(lab, items, speed)
-    summary: dict = {"profile": config.name, "run_dir": str(folder), "output_dir": str(lab.output_dir),
-               "fingerprint": config.fingerprint(), "commit": git_commit(),
-               "estimated_seconds": sum(item.seconds for item in items), "studies": {}}
+    summary: dict = {
+        "profile": config.name,
+        "run_dir": str(folder),
+        "output_dir": str(lab.output_dir),
+        "fingerprint": config.fingerprint(),
+        "commit": git_commit(),
+        "estimated_seconds": sum(item.seconds for item in items),
+        "studies": {},
+    }
     if dry_run:
         if progress:
             print(plan_text)
@@ -97,8 +109,12 @@ def _run_studies(lab: Lab, config: ExperimentConfig, summary: dict, plan_text: s
         result = STUDY_MODULES[name].run(lab, progress=progress)
         seconds = time.perf_counter() - start
         files = write_outputs(result, lab, seconds)
-        summary["studies"][name] = {"seconds": seconds, "table": result.table, "files": [str(f) for f in files],
-                                    "trained": lab.trained - trained}
+        summary["studies"][name] = {
+            "seconds": seconds,
+            "table": result.table,
+            "files": [str(f) for f in files],
+            "trained": lab.trained - trained,
+        }
         if progress:
             print(f"{name}: {seconds:.1f} s, wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
     summary["trained"] = lab.trained
@@ -115,18 +131,32 @@ def write_outputs(result: StudyResult, lab: Lab, seconds: float) -> list[Path]:
     out = lab.output_dir
     config = lab.config
     command = reproduce_command(config.name, result.name if len(config.studies) == 1 else None)
-    header = [f"# {result.title}", "",
-              f"Produced by `{command}` (profile `{config.name}`, protocol `{config.protocol.name}`, model "
-              f"`{config.model.name}` in {lab.dtype} on {lab.device}: {lab.hardware}; git commit `{git_commit()}`, "
-              f"run folder key `{config.fingerprint()}`), wall-clock time of this study "
-              f"{seconds:.1f} s (cached work excluded). Raw per-origin scores: `{result.name}.csv` / "
-              f"`{result.name}.json`.", ""]
+    header = [
+        f"# {result.title}",
+        "",
+        f"Produced by `{command}` (profile `{config.name}`, protocol `{config.protocol.name}`, model "
+        f"`{config.model.name}` in {lab.dtype} on {lab.device}: {lab.hardware}; git commit `{git_commit()}`, "
+        f"run folder key `{config.fingerprint()}`), wall-clock time of this study "
+        f"{seconds:.1f} s (cached work excluded). Raw per-origin scores: `{result.name}.csv` / "
+        f"`{result.name}.json`.",
+        "",
+    ]
     figures = [f"![{f.stem}]({f.name})" for f in result.figures]
     markdown = "\n".join(header + [result.table, "", *result.notes, "", *figures]) + "\n"
     paths = [atomic_write_text(out / f"{result.name}.md", markdown)]
-    payload = {"study": result.name, "title": result.title, "config": config.to_dict(), "commit": git_commit(),
-               "device": lab.device, "hardware": lab.hardware, "dtype": lab.dtype, "fingerprint": config.fingerprint(),
-               "seconds": seconds, "summary": result.summary, "rows": result.rows}
+    payload = {
+        "study": result.name,
+        "title": result.title,
+        "config": config.to_dict(),
+        "commit": git_commit(),
+        "device": lab.device,
+        "hardware": lab.hardware,
+        "dtype": lab.dtype,
+        "fingerprint": config.fingerprint(),
+        "seconds": seconds,
+        "summary": result.summary,
+        "rows": result.rows,
+    }
     paths.append(atomic_write_text(out / f"{result.name}.json", json.dumps(payload, indent=1, default=str)))
     if result.rows:
         buffer = io.StringIO()
@@ -141,9 +171,13 @@ def write_outputs(result: StudyResult, lab: Lab, seconds: float) -> list[Path]:
 def git_commit() -> str:
     """``git rev-parse HEAD`` of the working copy tpv runs from, or ``"unknown"`` outside a git checkout."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-

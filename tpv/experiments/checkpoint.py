@@ -34,8 +34,9 @@ class ValidationLossCallback(TrainerCallback):
         batch_size, max_length: as for scoring.
     """
 
-    def __init__(self, tokenizer, task, examples: Sequence[dict], batch_size: int = 32,
-                 max_length: int = DEFAULT_MAX_LENGTH):
+    def __init__(
+        self, tokenizer, task, examples: Sequence[dict], batch_size: int = 32, max_length: int = DEFAULT_MAX_LENGTH
+    ):
         self.tokenizer, self.task, self.examples = tokenizer, task, list(examples)
         self.batch_size, self.max_length = batch_size, max_length
         self._encoded: list[Encoded] | None = None
@@ -54,8 +55,9 @@ class ValidationLossCallback(TrainerCallback):
         """Mean loss over the examples (each batch weighted by its size)."""
         seq2seq = is_seq2seq_model(peft_model)
         if self._encoded is None:
-            self._encoded = encode_examples(self.tokenizer, self.task, self.examples, seq2seq=seq2seq,
-                                            max_length=self.max_length)
+            self._encoded = encode_examples(
+                self.tokenizer, self.task, self.examples, seq2seq=seq2seq, max_length=self.max_length
+            )
         encoded = self._encoded
         pad = pad_token_id(self.tokenizer)
         device = next(peft_model.parameters()).device

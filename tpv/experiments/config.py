@@ -50,8 +50,12 @@ def _positive_float(key: str, value) -> None:
 
 
 def _tasks(key: str, value, minimum: int = 1) -> None:
-    if not isinstance(value, list) or len(value) < minimum or not all(isinstance(v, str) for v in value) \
-            or len(set(value)) != len(value):
+    if (
+        not isinstance(value, list)
+        or len(value) < minimum
+        or not all(isinstance(v, str) for v in value)
+        or len(set(value)) != len(value)
+    ):
         _fail(key, value, f"use a list of {minimum} or more distinct task names")
     for name in value:
         try:
@@ -175,15 +179,27 @@ class ProtocolConfig:
     attempt: str = "tpv"
 
     def __post_init__(self):
-        choices = {"name": PROTOCOLS, "origin_method": ("sample_vocab", "paper"), "answer_match": ("prefix", "exact"),
-                   "shot_draw": ("per_origin", "per_target"), "attempt": ("reference", "tpv")}
+        choices = {
+            "name": PROTOCOLS,
+            "origin_method": ("sample_vocab", "paper"),
+            "answer_match": ("prefix", "exact"),
+            "shot_draw": ("per_origin", "per_target"),
+            "attempt": ("reference", "tpv"),
+        }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 _fail(f"protocol.{key}", getattr(self, key), f"use one of {list(allowed)}")
-        if not isinstance(self.scoring, list) or not self.scoring or any(m not in SCORING for m in self.scoring) \
-                or len(set(self.scoring)) != len(self.scoring):
-            _fail("protocol.scoring", self.scoring,
-                  f"use a non-empty list from {list(SCORING)}; the first fills the tables")
+        if (
+            not isinstance(self.scoring, list)
+            or not self.scoring
+            or any(m not in SCORING for m in self.scoring)
+            or len(set(self.scoring)) != len(self.scoring)
+        ):
+            _fail(
+                "protocol.scoring",
+                self.scoring,
+                f"use a non-empty list from {list(SCORING)}; the first fills the tables",
+            )
         _positive_int("protocol.max_new_tokens", self.max_new_tokens)
 
 
@@ -224,8 +240,11 @@ class SourceConfig:
             _positive_int(f"source.task_steps.{name}", steps)
         _positive_int("source.early_stopping_patience", self.early_stopping_patience, minimum=0)
         if self.early_stopping_patience and not self.checkpoint_examples:
-            _fail("source.early_stopping_patience", self.early_stopping_patience,
-                  "early stopping judges checkpoints: set source.checkpoint_examples > 0 too, or use 0")
+            _fail(
+                "source.early_stopping_patience",
+                self.early_stopping_patience,
+                "early stopping judges checkpoints: set source.checkpoint_examples > 0 too, or use 0",
+            )
         _positive_int("source.checkpoint_examples", self.checkpoint_examples, minimum=0)
         if self.checkpoint_metric not in ("loss", "score"):
             _fail("source.checkpoint_metric", self.checkpoint_metric, "use 'loss' or 'score'")
@@ -309,8 +328,11 @@ class TransferConfig:
             _fail("transfer.methods", self.methods, f"use a non-empty list from {list(METHODS)}")
         for key in ("shots", "curve_shots"):
             value = getattr(self, key)
-            if not isinstance(value, list) or not value or any(
-                    isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in value):
+            if (
+                not isinstance(value, list)
+                or not value
+                or any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in value)
+            ):
                 _fail(f"transfer.{key}", value, "use a non-empty list of integers ≥ 0")
         _positive_int("transfer.steps", self.steps)
         _positive_int("transfer.checkpoint_examples", self.checkpoint_examples, minimum=0)
@@ -322,9 +344,13 @@ class TransferConfig:
             _fail("transfer.proportions", self.proportions, "use 'equal' or 'size'")
         if self.attention_learning_rate != 0:
             _positive_float("transfer.attention_learning_rate", self.attention_learning_rate)
-        if not isinstance(self.scale_grid, list) or not self.scale_grid or any(
-                isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x)
-                for x in self.scale_grid):
+        if (
+            not isinstance(self.scale_grid, list)
+            or not self.scale_grid
+            or any(
+                isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) for x in self.scale_grid
+            )
+        ):
             _fail("transfer.scale_grid", self.scale_grid, "use a non-empty list of finite numbers, e.g. [0.5, 1.0]")
 
 
@@ -353,16 +379,25 @@ class ExperimentConfig:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\ "):
             _fail("name", self.name, "use a short name without spaces or slashes")
-        if not isinstance(self.seeds, list) or len(self.seeds) < 2 \
-                or any(isinstance(s, bool) or not isinstance(s, int) for s in self.seeds) \
-                or len(set(self.seeds)) != len(self.seeds):
+        if (
+            not isinstance(self.seeds, list)
+            or len(self.seeds) < 2
+            or any(isinstance(s, bool) or not isinstance(s, int) for s in self.seeds)
+            or len(set(self.seeds)) != len(self.seeds)
+        ):
             _fail("seeds", self.seeds, "use two or more distinct integer seeds (results are mean ± std over origins)")
         if not isinstance(self.studies, list) or not self.studies or any(s not in STUDIES for s in self.studies):
             _fail("studies", self.studies, f"use a non-empty list from {list(STUDIES)}")
         if not isinstance(self.output_dir, str):
             _fail("output_dir", self.output_dir, "use a folder path as a string, or '' for the run folder")
-        for key, cls in (("protocol", ProtocolConfig), ("model", ModelConfig), ("data", DataConfig),
-                         ("prompt", PromptConfig), ("source", SourceConfig), ("transfer", TransferConfig)):
+        for key, cls in (
+            ("protocol", ProtocolConfig),
+            ("model", ModelConfig),
+            ("data", DataConfig),
+            ("prompt", PromptConfig),
+            ("source", SourceConfig),
+            ("transfer", TransferConfig),
+        ):
             value = getattr(self, key)
             if isinstance(value, dict):
                 setattr(self, key, _build(cls, value, key))
@@ -370,8 +405,11 @@ class ExperimentConfig:
                 _fail(key, value, f"use a [{key}] table")
         largest = max(self.transfer.shots + self.transfer.curve_shots)
         if largest > self.data.train_examples:
-            _fail("transfer.curve_shots", largest,
-                  f"shots cannot exceed data.train_examples = {self.data.train_examples}; lower them or raise it")
+            _fail(
+                "transfer.curve_shots",
+                largest,
+                f"shots cannot exceed data.train_examples = {self.data.train_examples}; lower them or raise it",
+            )
 
     @property
     def shot_counts(self) -> list[int]:
@@ -396,19 +434,38 @@ class ExperimentConfig:
             "protocol": {k: v for k, v in asdict(self.protocol).items() if k != "name"},
             # "auto" is keyed as what it resolves to here: bfloat16 and float32 runs give different scores, so a
             # run folder carried between machines that choose differently must not share cached results.
-            "model": {"name": self.model.name, "dtype": self.model.resolved_dtype(),
-                      "files": model_fingerprint(self.model.name)},
+            "model": {
+                "name": self.model.name,
+                "dtype": self.model.resolved_dtype(),
+                "files": model_fingerprint(self.model.name),
+            },
             "data": {k: v for k, v in asdict(self.data).items() if k != "data_dir"},
             "prompt": asdict(self.prompt),
-            "source": {"steps": self.source.steps, "checkpoint_examples": self.source.checkpoint_examples,
-                       "checkpoint_metric": self.source.checkpoint_metric,
-                       # Only when set, so that profiles without them keep their cache key.
-                       **({"task_steps": self.source.task_steps} if self.source.task_steps else {}),
-                       **({"early_stopping_patience": self.source.early_stopping_patience}
-                          if self.source.early_stopping_patience else {})},
-            "transfer": {k: getattr(self.transfer, k) for k in
-                         ("steps", "checkpoint_examples", "checkpoint_every", "checkpoint_metric", "multi_steps",
-                          "proportions", "attention_learning_rate", "scale_grid")},
+            "source": {
+                "steps": self.source.steps,
+                "checkpoint_examples": self.source.checkpoint_examples,
+                "checkpoint_metric": self.source.checkpoint_metric,
+                # Only when set, so that profiles without them keep their cache key.
+                **({"task_steps": self.source.task_steps} if self.source.task_steps else {}),
+                **(
+                    {"early_stopping_patience": self.source.early_stopping_patience}
+                    if self.source.early_stopping_patience
+                    else {}
+                ),
+            },
+            "transfer": {
+                k: getattr(self.transfer, k)
+                for k in (
+                    "steps",
+                    "checkpoint_examples",
+                    "checkpoint_every",
+                    "checkpoint_metric",
+                    "multi_steps",
+                    "proportions",
+                    "attention_learning_rate",
+                    "scale_grid",
+                )
+            },
         }
         return fingerprint_of(keyed)[:12]
 
@@ -423,8 +480,9 @@ def _build(cls, table: dict, section: str):
     unknown = sorted(set(table) - known)
     if unknown:
         prefix = f"{section}." if section else ""
-        raise TPVError(f"unknown config key {prefix}{unknown[0]!r}; known keys of [{section or 'top level'}]: "
-                       f"{sorted(known)}")
+        raise TPVError(
+            f"unknown config key {prefix}{unknown[0]!r}; known keys of [{section or 'top level'}]: {sorted(known)}"
+        )
     return cls(**table)
 
 
@@ -438,8 +496,10 @@ def load_config(profile: str | os.PathLike) -> ExperimentConfig:
     """
     path = PROFILE_DIR / f"{profile}.toml" if str(profile) in PROFILES else Path(profile)
     if not path.is_file():
-        raise TPVError(f"no profile {str(profile)!r}: use one of {list(PROFILES)} or the path of a TOML file "
-                       f"(copy one from {PROFILE_DIR})")
+        raise TPVError(
+            f"no profile {str(profile)!r}: use one of {list(PROFILES)} or the path of a TOML file "
+            f"(copy one from {PROFILE_DIR})"
+        )
     try:
         table = tomllib.loads(read_text(path, "the profile", "save the profile as UTF-8"))
     except tomllib.TOMLDecodeError as err:

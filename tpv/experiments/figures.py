@@ -9,8 +9,9 @@ import numpy as np
 from tpv.experiments.plots import new_figure, save_figure
 
 
-def plot_curves(shots: list[int], curves: dict[str, tuple[list[float], list[float]]], path: Path, title: str,
-                ylabel: str) -> Path:
+def plot_curves(
+    shots: list[int], curves: dict[str, tuple[list[float], list[float]]], path: Path, title: str, ylabel: str
+) -> Path:
     """One line per method: mean over origins with a ± std band, against the number of shots."""
     figure = new_figure(5.5, 3.8)
     axes = figure.add_subplot()

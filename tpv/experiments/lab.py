@@ -19,9 +19,24 @@ from tpv.experiments.store import ScoreStore
 
 # Training-set sizes of the full datasets (Hugging Face versions the paper used), for mixing in proportion to
 # size as the paper does: the local subsets are capped at 2000 examples, so their own sizes say nothing.
-FULL_TRAIN_SIZES = {"mnli": 392702, "qnli": 104743, "rte": 2490, "mrpc": 3668, "cola": 8551, "qqp": 363846,
-                    "stsb": 5749, "sst2": 67349, "yelp_polarity": 560000, "dbpedia": 560000, "trec": 5452,
-                    "snli": 550152, "ag_news": 120000, "yahoo_answers": 1400000, "imdb": 25000, "sst5": 8544}
+FULL_TRAIN_SIZES = {
+    "mnli": 392702,
+    "qnli": 104743,
+    "rte": 2490,
+    "mrpc": 3668,
+    "cola": 8551,
+    "qqp": 363846,
+    "stsb": 5749,
+    "sst2": 67349,
+    "yelp_polarity": 560000,
+    "dbpedia": 560000,
+    "trec": 5452,
+    "snli": 550152,
+    "ag_news": 120000,
+    "yahoo_answers": 1400000,
+    "imdb": 25000,
+    "sst5": 8544,
+}
 
 
 class Lab:
@@ -91,8 +106,7 @@ class Lab:
                 source = build_tiny_model(self.run_dir / "model", sorted(tasks, key=lambda t: t.name), sample)
             else:
                 source = None if name == "default" else name
-            self._model, self._tokenizer = load_model(source, dtype=self.config.model.dtype,
-                                                      device=self.device)
+            self._model, self._tokenizer = load_model(source, dtype=self.config.model.dtype, device=self.device)
             if name == TINY_MODEL:
                 # Vectors record their base model; a path inside the run folder would break a moved run folder.
                 self._model.config._name_or_path = self._model.name_or_path = "tpv/tiny-llama"
@@ -116,8 +130,12 @@ class Lab:
         if seed not in self._origins:
             from tpv.core.origin import make_origin
 
-            self._origins[seed] = make_origin(self.load()[0], self.config.prompt.num_virtual_tokens, seed=seed,
-                                              method=self.config.protocol.origin_method)
+            self._origins[seed] = make_origin(
+                self.load()[0],
+                self.config.prompt.num_virtual_tokens,
+                seed=seed,
+                method=self.config.protocol.origin_method,
+            )
         return self._origins[seed]
 
     @property
@@ -137,8 +155,19 @@ class Lab:
         return self._attempt_base
 
     # ---- prompts ----------------------------------------------------------------------------------------
-    def train(self, task, origin_seed: int, train_data: list[dict], folder: str, *, steps: int,
-              init_vector=None, init_scale: float = 1.0, checkpoint=None, early_stopping_patience: int = 0):
+    def train(
+        self,
+        task,
+        origin_seed: int,
+        train_data: list[dict],
+        folder: str,
+        *,
+        steps: int,
+        init_vector=None,
+        init_scale: float = 1.0,
+        checkpoint=None,
+        early_stopping_patience: int = 0,
+    ):
         """``train_prompt`` into ``<run>/prompts/<folder>`` (cached there), returning its vector. ``checkpoint``
         = ``(held validation examples, every n steps, "loss" | "score")`` keeps the best checkpoint on the
         task's first validation examples (``None``: the last step); ``early_stopping_patience`` > 0 stops after
@@ -157,8 +186,11 @@ class Lab:
                 from tpv.experiments.checkpoint import LOSS_CHECKPOINT_ARGS, ValidationLossCallback
 
                 extra_args.update(LOSS_CHECKPOINT_ARGS)
-                callbacks.append(ValidationLossCallback(self.tokenizer, get_task(task), eval_data,
-                                                        prompt.eval_batch_size, prompt.max_length))
+                callbacks.append(
+                    ValidationLossCallback(
+                        self.tokenizer, get_task(task), eval_data, prompt.eval_batch_size, prompt.max_length
+                    )
+                )
             if early_stopping_patience:
                 from transformers import EarlyStoppingCallback
 
@@ -168,12 +200,26 @@ class Lab:
         if not (output_dir / RESULT_FILENAME).is_file():
             self.trained += 1
         result = train_prompt(
-            self.fresh_model(), self.tokenizer, task, self.origin(origin_seed), train_data, output_dir=output_dir,
-            eval_data=eval_data, max_steps=steps, learning_rate=prompt.learning_rate,
-            batch_size=min(prompt.batch_size, len(train_data)), num_virtual_tokens=prompt.num_virtual_tokens,
-            init_vector=init_vector, init_scale=init_scale, eval_batch_size=prompt.eval_batch_size,
-            max_length=prompt.max_length, seed=origin_seed, progress=self.progress, eval_steps=eval_steps,
-            training_args=extra_args, callbacks=callbacks,
+            self.fresh_model(),
+            self.tokenizer,
+            task,
+            self.origin(origin_seed),
+            train_data,
+            output_dir=output_dir,
+            eval_data=eval_data,
+            max_steps=steps,
+            learning_rate=prompt.learning_rate,
+            batch_size=min(prompt.batch_size, len(train_data)),
+            num_virtual_tokens=prompt.num_virtual_tokens,
+            init_vector=init_vector,
+            init_scale=init_scale,
+            eval_batch_size=prompt.eval_batch_size,
+            max_length=prompt.max_length,
+            seed=origin_seed,
+            progress=self.progress,
+            eval_steps=eval_steps,
+            training_args=extra_args,
+            callbacks=callbacks,
         )
         return result.vector
 
@@ -184,11 +230,20 @@ class Lab:
             source = self.config.source
             # Every tenth of training, as the official configs' eval_steps = 0.1.
             steps = source.steps_for(task)
-            checkpoint = (source.checkpoint_examples, max(1, steps // 10) if source.checkpoint_metric == "loss"
-                          else None, source.checkpoint_metric)
-            self._vectors[key] = self.train(task, seed, self.data(task, "train"), f"source/{task}/seed{seed}",
-                                            steps=steps, checkpoint=checkpoint,
-                                            early_stopping_patience=source.early_stopping_patience)
+            checkpoint = (
+                source.checkpoint_examples,
+                max(1, steps // 10) if source.checkpoint_metric == "loss" else None,
+                source.checkpoint_metric,
+            )
+            self._vectors[key] = self.train(
+                task,
+                seed,
+                self.data(task, "train"),
+                f"source/{task}/seed{seed}",
+                steps=steps,
+                checkpoint=checkpoint,
+                early_stopping_patience=source.early_stopping_patience,
+            )
         return self._vectors[key]
 
     def multi_vector(self, sources: list[str], seed: int):
@@ -199,8 +254,9 @@ class Lab:
         if key not in self._vectors:
             data = self.mixture(sources, seed)
             folder = f"spot_multi/{'+'.join(sources)}/seed{seed}"
-            self._vectors[key] = self.train(mixture_task(sources), seed, data, folder,
-                                            steps=self.config.transfer.multi_steps)
+            self._vectors[key] = self.train(
+                mixture_task(sources), seed, data, folder, steps=self.config.transfer.multi_steps
+            )
         return self._vectors[key]
 
     def mixture(self, sources: list[str], seed: int) -> list[dict]:
@@ -209,8 +265,9 @@ class Lab:
         from tpv.compose.baselines.spot import mix_tasks
 
         proportions = self.config.transfer.proportions
-        weights = {s: FULL_TRAIN_SIZES.get(s, len(self.data(s, "train"))) for s in sources} \
-            if proportions == "size" else None
+        weights = (
+            {s: FULL_TRAIN_SIZES.get(s, len(self.data(s, "train"))) for s in sources} if proportions == "size" else None
+        )
         return mix_tasks({s: self.data(s, "train") for s in sources}, proportions, seed, weights=weights)
 
     def attempt(self, sources: list[str], seed: int):
@@ -226,8 +283,14 @@ class Lab:
         if self.config.protocol.attempt == "reference":
             return Attempt(self.attempt_base, prompts, variant="reference", seed=seed)
         module = Attempt(self.attempt_base, prompts, origin.tensor[:rows], variant="tpv", seed=seed)
-        self.train_attempt(module, mixture_task(sources), self.mixture(sources, seed),
-                            f"attempt/{'+'.join(sources)}/seed{seed}", self.config.transfer.multi_steps, seed)
+        self.train_attempt(
+            module,
+            mixture_task(sources),
+            self.mixture(sources, seed),
+            f"attempt/{'+'.join(sources)}/seed{seed}",
+            self.config.transfer.multi_steps,
+            seed,
+        )
         return module
 
     def train_attempt(self, module, task, data, folder: str, steps: int, seed: int) -> None:
@@ -238,11 +301,20 @@ class Lab:
         output_dir = self.run_dir / "prompts" / folder
         if not (output_dir / RESULT_FILENAME).is_file():
             self.trained += 1
-        train_attempt(module, self.tokenizer, task, data, output_dir=output_dir, max_steps=steps,
-                      learning_rate=prompt.learning_rate,
-                      attention_learning_rate=self.config.transfer.attention_learning_rate or None,
-                      batch_size=min(prompt.batch_size, len(data)), max_length=prompt.max_length, seed=seed,
-                      progress=self.progress)
+        train_attempt(
+            module,
+            self.tokenizer,
+            task,
+            data,
+            output_dir=output_dir,
+            max_steps=steps,
+            learning_rate=prompt.learning_rate,
+            attention_learning_rate=self.config.transfer.attention_learning_rate or None,
+            batch_size=min(prompt.batch_size, len(data)),
+            max_length=prompt.max_length,
+            seed=seed,
+            progress=self.progress,
+        )
 
     # ---- scores -----------------------------------------------------------------------------------------
     def evaluated(self, task: str, key: str, run, split: str = "test") -> dict:
@@ -255,10 +327,16 @@ class Lab:
         metric = get_task(task).metric
         fields = {}
         for i, method in enumerate(self.config.protocol.scoring):
+
             def compute(method=method):
                 result = run(method)
-                return {"score": float(result[metric]), "invalid": int(result.get("invalid", 0)), "n": result["n"],
-                        "binary_f1": result.get("binary_f1")}
+                return {
+                    "score": float(result[metric]),
+                    "invalid": int(result.get("invalid", 0)),
+                    "n": result["n"],
+                    "binary_f1": result.get("binary_f1"),
+                }
+
             record = self.store.cached(f"{split}/{task}/{key}#{method}", compute)
             if i == 0:
                 fields.update({"scoring": method, **record})
@@ -276,10 +354,18 @@ class Lab:
             if not built:
                 built.append(prompt_fn())
             protocol = self.config.protocol
-            return evaluate(self.eval_model, self.tokenizer, task, self.data(task, split), prompt=built[0],
-                            method=method, batch_size=self.config.prompt.eval_batch_size,
-                            max_length=self.config.prompt.max_length, max_new_tokens=protocol.max_new_tokens,
-                            answer_match=protocol.answer_match)
+            return evaluate(
+                self.eval_model,
+                self.tokenizer,
+                task,
+                self.data(task, split),
+                prompt=built[0],
+                method=method,
+                batch_size=self.config.prompt.eval_batch_size,
+                max_length=self.config.prompt.max_length,
+                max_new_tokens=protocol.max_new_tokens,
+                answer_match=protocol.answer_match,
+            )
 
         return self.evaluated(task, prompt_id, run, split)
 
@@ -290,16 +376,24 @@ class Lab:
     def search_scale(self, key: str, vectors_fn, seed: int, tasks: list[str]) -> float:
         """λ for ``sum(vectors_fn())`` on origin ``seed``, chosen on the tasks' validation data (cached; the
         vectors are only built, and so trained or loaded, when the search runs)."""
+
         def compute():
             from tpv.compose.search import evaluation_score_fn, search_scale
 
-            score_fn = evaluation_score_fn(self.eval_model, self.tokenizer,
-                                           {t: self.data(t, "validation") for t in tasks},
-                                           batch_size=self.config.prompt.eval_batch_size,
-                                           data_dir=self.config.data.resolved_dir())
-            found = search_scale(vectors_fn(), self.origin(seed), score_fn, grid=self.config.transfer.scale_grid,
-                                 progress=self.progress)
-            return {"scale": found.best_scale, "score": found.best_score,
-                    "curve": [[scale, score] for scale, score, _ in found.curve]}
+            score_fn = evaluation_score_fn(
+                self.eval_model,
+                self.tokenizer,
+                {t: self.data(t, "validation") for t in tasks},
+                batch_size=self.config.prompt.eval_batch_size,
+                data_dir=self.config.data.resolved_dir(),
+            )
+            found = search_scale(
+                vectors_fn(), self.origin(seed), score_fn, grid=self.config.transfer.scale_grid, progress=self.progress
+            )
+            return {
+                "scale": found.best_scale,
+                "score": found.best_score,
+                "curve": [[scale, score] for scale, score, _ in found.curve],
+            }
 
         return self.store.cached(f"lambda/{key}/seed{seed}/val:{','.join(tasks)}", compute)["scale"]

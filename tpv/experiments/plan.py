@@ -31,8 +31,10 @@ GENERATED_TOKEN_COST = 0.1
 
 def scoring_factor(config: ExperimentConfig) -> float:
     """Cost of scoring an example under every ``protocol.scoring`` method, in rank passes."""
-    return sum(1.0 if m == "rank" else 1.0 + GENERATED_TOKEN_COST * config.protocol.max_new_tokens
-               for m in config.protocol.scoring)
+    return sum(
+        1.0 if m == "rank" else 1.0 + GENERATED_TOKEN_COST * config.protocol.max_new_tokens
+        for m in config.protocol.scoring
+    )
 
 
 @dataclass
@@ -56,8 +58,9 @@ class Speed:
 
 def profile_speed(config: ExperimentConfig) -> Speed:
     """The profile's own constants, for when nothing is measured."""
-    return Speed(config.model.seconds_per_step, config.model.seconds_per_example,
-                 "the profile's constants, not measured here")
+    return Speed(
+        config.model.seconds_per_step, config.model.seconds_per_example, "the profile's constants, not measured here"
+    )
 
 
 def measure_speed(lab, repeats: int = 3) -> Speed:
@@ -76,8 +79,11 @@ def measure_speed(lab, repeats: int = 3) -> Speed:
     length = max(2, REFERENCE_TOKENS - config.prompt.num_virtual_tokens)
     vocab = model.get_input_embeddings().num_embeddings
     rows = torch.randint(3, vocab, (config.prompt.batch_size, length), generator=torch.Generator().manual_seed(0))
-    batch = collate([Encoded(tuple(r[:-1]), (r[-1],)) for r in rows.tolist()], pad_token_id(tokenizer),
-                    seq2seq=is_seq2seq_model(peft_model))
+    batch = collate(
+        [Encoded(tuple(r[:-1]), (r[-1],)) for r in rows.tolist()],
+        pad_token_id(tokenizer),
+        seq2seq=is_seq2seq_model(peft_model),
+    )
     batch = {k: v.to(model.device) for k, v in batch.items()}
 
     def train_step():
@@ -92,9 +98,12 @@ def measure_speed(lab, repeats: int = 3) -> Speed:
     from tpv.bridge.precision import hardware_summary
 
     where = torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else hardware_summary()
-    return Speed(step, score / config.prompt.batch_size,
-                 f"measured here: median of {repeats} steps of {config.prompt.batch_size} × {REFERENCE_TOKENS} "
-                 f"tokens on {where}, {str(model.dtype).removeprefix('torch.')}")
+    return Speed(
+        step,
+        score / config.prompt.batch_size,
+        f"measured here: median of {repeats} steps of {config.prompt.batch_size} × {REFERENCE_TOKENS} "
+        f"tokens on {where}, {str(model.dtype).removeprefix('torch.')}",
+    )
 
 
 def _median_seconds(run, repeats: int) -> float:
@@ -141,8 +150,16 @@ def build_plan(lab, speed: Speed | None = None) -> list[PlanItem]:
         units = list(units)
         if units:
             overhead = RUN_OVERHEAD_S * sum(1 for u in units if u[1])
-            items.append(PlanItem(study, what, len(units), sum(u[1] for u in units), sum(u[2] for u in units),
-                                  overhead + sum(cost(*u) for u in units)))
+            items.append(
+                PlanItem(
+                    study,
+                    what,
+                    len(units),
+                    sum(u[1] for u in units),
+                    sum(u[2] for u in units),
+                    overhead + sum(cost(*u) for u in units),
+                )
+            )
 
     def sources(study, tasks):
         new = [(t, i) for t in tasks for i in seeds if (t, i) not in done_sources]
@@ -159,15 +176,24 @@ def build_plan(lab, speed: Speed | None = None) -> list[PlanItem]:
     if {"origin_independence", "similarity", "pairwise_sums"} & set(studies):
         sources(studies[0], tasks)
     if "origin_independence" in studies:
-        add("origin_independence", "score vectors on every origin (test)",
-            [(t, 0, _scored(lab, t, test)) for t in tasks for _ in seeds for _ in seeds])
+        add(
+            "origin_independence",
+            "score vectors on every origin (test)",
+            [(t, 0, _scored(lab, t, test)) for t in tasks for _ in seeds for _ in seeds],
+        )
     if "pairwise_sums" in studies:
         pairs = list(itertools.combinations(config.source.pairs_of, 2))
         sources("pairwise_sums", config.source.pairs_of)
-        add("pairwise_sums", "λ search on both tasks' validation sets",
-            [(t, 0, grid * min(val, _split_size(lab, t, "validation"))) for p in pairs for t in p for _ in seeds])
-        add("pairwise_sums", "score sums on both tasks (test)",
-            [(t, 0, _scored(lab, t, test)) for p in pairs for t in p for _ in seeds])
+        add(
+            "pairwise_sums",
+            "λ search on both tasks' validation sets",
+            [(t, 0, grid * min(val, _split_size(lab, t, "validation"))) for p in pairs for t in p for _ in seeds],
+        )
+        add(
+            "pairwise_sums",
+            "score sums on both tasks (test)",
+            [(t, 0, _scored(lab, t, test)) for p in pairs for t in p for _ in seeds],
+        )
     shot_counts = config.shot_counts
     if shot_counts:
         study = "initialisation" if "initialisation" in studies else "few_shot"
@@ -175,28 +201,54 @@ def build_plan(lab, speed: Speed | None = None) -> list[PlanItem]:
         sources(study, sorted({s for f in families for s in f.sources}))
         methods = transfer.methods
         if "spot_multi" in methods:
-            add(study, "tune SPoT-multi source prompts",
-                [(f.sources[0], transfer.multi_steps, 0) for f in families for _ in seeds])
+            add(
+                study,
+                "tune SPoT-multi source prompts",
+                [(f.sources[0], transfer.multi_steps, 0) for f in families for _ in seeds],
+            )
         if "attempt" in methods and config.protocol.attempt == "tpv":
             # ATTEMPT's forward also runs the attention module; it costs about the same as prompt tuning.
-            add(study, "train ATTEMPT on the sources' mixture",
-                [(f.sources[0], transfer.multi_steps, 0) for f in families for _ in seeds])
+            add(
+                study,
+                "train ATTEMPT on the sources' mixture",
+                [(f.sources[0], transfer.multi_steps, 0) for f in families for _ in seeds],
+            )
         targets = [t for f in families for t in f.targets]
-        per_target = {t: sum(len(f.sources) if m == "spot" else 1 for m in methods)
-                      for f in families for t in f.targets}
+        per_target = {
+            t: sum(len(f.sources) if m == "spot" else 1 for m in methods) for f in families for t in f.targets
+        }
         if "sum_search" in methods:
-            add(study, "λ search for the sum on the target's validation set",
-                [(t, 0, grid * min(val, _split_size(lab, t, "validation"))) for t in targets for _ in seeds])
+            add(
+                study,
+                "λ search for the sum on the target's validation set",
+                [(t, 0, grid * min(val, _split_size(lab, t, "validation"))) for t in targets for _ in seeds],
+            )
         positive = [k for k in shot_counts if k > 0]
         # Each checkpoint evaluation scores the held examples by rank and, for the loss, once more.
         evaluations = transfer.steps // transfer.checkpoint_every + 1 if transfer.checkpoint_examples else 0
         held = evaluations * transfer.checkpoint_examples * (2 if transfer.checkpoint_metric == "loss" else 1)
-        add(study, f"k-shot prompt tuning (k in {positive}, {transfer.steps} steps each)",
-            [(t, transfer.steps, held, min(prompt.batch_size, k)) for t in targets for _ in seeds
-             for _ in range(per_target[t]) for k in positive])
-        add(study, f"score initialisations on targets (test, shots {shot_counts})",
-            [(t, 0, _scored(lab, t, test)) for t in targets for _ in seeds
-             for _ in range(per_target[t]) for _ in shot_counts])
+        add(
+            study,
+            f"k-shot prompt tuning (k in {positive}, {transfer.steps} steps each)",
+            [
+                (t, transfer.steps, held, min(prompt.batch_size, k))
+                for t in targets
+                for _ in seeds
+                for _ in range(per_target[t])
+                for k in positive
+            ],
+        )
+        add(
+            study,
+            f"score initialisations on targets (test, shots {shot_counts})",
+            [
+                (t, 0, _scored(lab, t, test))
+                for t in targets
+                for _ in seeds
+                for _ in range(per_target[t])
+                for _ in shot_counts
+            ],
+        )
     return items
 
 
@@ -213,22 +265,30 @@ def _scored(lab, task: str, weighted_test: int) -> int:
 def format_plan(lab, items: list[PlanItem], speed: Speed | None = None) -> str:
     config = lab.config
     speed = speed or profile_speed(config)
-    lines = [f"Plan for profile {config.name!r} (protocol {config.protocol.name!r}: origins "
-             f"{config.protocol.origin_method}, scoring {'+'.join(config.protocol.scoring)}, k-shot draw "
-             f"{config.protocol.shot_draw}, ATTEMPT {config.protocol.attempt}; model {config.model.name}, dtype "
-             f"{config.model.dtype}, device {config.model.device}; origins {config.seeds}); run folder {lab.run_dir}",
-             f"studies: {', '.join(config.studies)}", ""]
+    lines = [
+        f"Plan for profile {config.name!r} (protocol {config.protocol.name!r}: origins "
+        f"{config.protocol.origin_method}, scoring {'+'.join(config.protocol.scoring)}, k-shot draw "
+        f"{config.protocol.shot_draw}, ATTEMPT {config.protocol.attempt}; model {config.model.name}, dtype "
+        f"{config.model.dtype}, device {config.model.device}; origins {config.seeds}); run folder {lab.run_dir}",
+        f"studies: {', '.join(config.studies)}",
+        "",
+    ]
     lines.append(f"{'study':<22} {'work':<62} {'units':>6} {'steps':>8} {'scored':>8} {'est. time':>10}")
     for item in items:
-        lines.append(f"{item.study:<22} {item.what[:62]:<62} {item.count:>6} {item.steps:>8} {item.examples:>8} "
-                     f"{_duration(item.seconds):>10}")
+        lines.append(
+            f"{item.study:<22} {item.what[:62]:<62} {item.count:>6} {item.steps:>8} {item.examples:>8} "
+            f"{_duration(item.seconds):>10}"
+        )
     total = sum(item.seconds for item in items)
     steps = sum(item.steps for item in items)
-    lines += ["", f"total: {steps} training steps, {sum(i.examples for i in items)} scored examples, estimated "
-              f"{_duration(total)} at {speed.seconds_per_step:.3g} s/step and "
-              f"{speed.seconds_per_example:.3g} s/example "
-              f"for 64-token sequences ({speed.source})",
-              f"already cached in the run folder: {len(lab.store)} scores (cached work is skipped and costs ~0)"]
+    lines += [
+        "",
+        f"total: {steps} training steps, {sum(i.examples for i in items)} scored examples, estimated "
+        f"{_duration(total)} at {speed.seconds_per_step:.3g} s/step and "
+        f"{speed.seconds_per_example:.3g} s/example "
+        f"for 64-token sequences ({speed.source})",
+        f"already cached in the run folder: {len(lab.store)} scores (cached work is skipped and costs ~0)",
+    ]
     return "\n".join(lines)
 
 

@@ -38,13 +38,31 @@ def plot_similarity(
         b'\\x89PNG'
     """
     values = _square(names, matrix)
-    return plot_heatmap(names, names, values, path, title=title, label="cosine similarity", cmap="Blues",
-                        vmin=min(0.0, float(values.min())), vmax=1.0)
+    return plot_heatmap(
+        names,
+        names,
+        values,
+        path,
+        title=title,
+        label="cosine similarity",
+        cmap="Blues",
+        vmin=min(0.0, float(values.min())),
+        vmax=1.0,
+    )
 
 
-def plot_heatmap(rows: Sequence[str], columns: Sequence[str], matrix, path: str | os.PathLike, *,
-                 title: str | None = None, label: str = "", cmap: str = "Blues", vmin: float | None = None,
-                 vmax: float | None = None) -> Path:
+def plot_heatmap(
+    rows: Sequence[str],
+    columns: Sequence[str],
+    matrix,
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+    label: str = "",
+    cmap: str = "Blues",
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> Path:
     """Write a labelled heatmap PNG with each cell's value printed; NaN cells (no value) are left blank.
 
     Args:

@@ -57,8 +57,9 @@ def ttest(a: Sequence[float], b: Sequence[float], n_comparisons: int = 1, alpha:
         (0.000766, True)
     """
     if isinstance(n_comparisons, bool) or not isinstance(n_comparisons, int) or n_comparisons < 1:
-        raise TPVError(f"n_comparisons must be a positive int (the number of tests in the table), "
-                       f"got {n_comparisons!r}")
+        raise TPVError(
+            f"n_comparisons must be a positive int (the number of tests in the table), got {n_comparisons!r}"
+        )
     if not 0.0 < alpha < 1.0:
         raise TPVError(f"alpha must be in (0, 1), got {alpha!r}")
     first, second = _scores(a, "a"), _scores(b, "b")

@@ -30,8 +30,10 @@ class ScoreStore:
             try:
                 self._data = json.loads(self.path.read_text(encoding="utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                raise TPVError(f"the score store '{self.path}' is not valid JSON ({err}); delete it to recompute "
-                               "the scores (trained prompts are kept)") from None
+                raise TPVError(
+                    f"the score store '{self.path}' is not valid JSON ({err}); delete it to recompute "
+                    "the scores (trained prompts are kept)"
+                ) from None
         else:
             self._data = {}
 

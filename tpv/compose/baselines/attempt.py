@@ -86,13 +86,23 @@ class Attempt(PromptedModel, nn.Module):
 
     source_prompts: torch.Tensor  # a buffer: (sources, virtual tokens, hidden), frozen
 
-    def __init__(self, model, source_prompts: Mapping[str, torch.Tensor], target_prompt: torch.Tensor | None = None,
-                 *, variant: str = "reference", bottleneck: int | None = None, temperature: float | None = None,
-                 seed: int = 0):
+    def __init__(
+        self,
+        model,
+        source_prompts: Mapping[str, torch.Tensor],
+        target_prompt: torch.Tensor | None = None,
+        *,
+        variant: str = "reference",
+        bottleneck: int | None = None,
+        temperature: float | None = None,
+        seed: int = 0,
+    ):
         super().__init__()
         if hasattr(model, "peft_config"):
-            raise TPVError(f"Attempt wraps a plain transformers model; got a {type(model).__name__}: pass the base "
-                           "model, not a PeftModel")
+            raise TPVError(
+                f"Attempt wraps a plain transformers model; got a {type(model).__name__}: pass the base "
+                "model, not a PeftModel"
+            )
         if variant not in VARIANTS:
             raise TPVError(f"unknown ATTEMPT variant {variant!r}; use one of {list(VARIANTS)}")
         if not source_prompts:
@@ -101,8 +111,11 @@ class Attempt(PromptedModel, nn.Module):
         if target_prompt is None:
             target_prompt = next(iter(source_prompts.values()))
         shapes = {name: tuple(p.shape) for name, p in source_prompts.items()}
-        if target_prompt.dim() != 2 or any(s != tuple(target_prompt.shape) for s in shapes.values()) \
-                or target_prompt.shape[1] != hidden:
+        if (
+            target_prompt.dim() != 2
+            or any(s != tuple(target_prompt.shape) for s in shapes.values())
+            or target_prompt.shape[1] != hidden
+        ):
             raise TPVError(
                 f"source prompts {shapes} and the target prompt {tuple(target_prompt.shape)} must all be "
                 f"(virtual tokens, {hidden}); build them from origins of this model"
@@ -139,8 +152,10 @@ class Attempt(PromptedModel, nn.Module):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The target prompt first, then the attention module's trained parameters."""
-        return [self.target_prompt, *(p for m in (self.down, self.up, self.norm) for p in m.parameters()
-                                      if p.requires_grad)]
+        return [
+            self.target_prompt,
+            *(p for m in (self.down, self.up, self.norm) for p in m.parameters() if p.requires_grad),
+        ]
 
     def mixture_weights(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Per-input weights over ``[*sources, target]``: shape ``(batch, sources + 1)``, rows sum to one."""
@@ -182,18 +197,37 @@ class Attempt(PromptedModel, nn.Module):
         """Mean cross-entropy over target tokens only."""
         return prompt_tuning_loss(self, batch)
 
-    def evaluate(self, tokenizer, task: str | Task, data: Sequence[dict], *, method: str = "rank",
-                 batch_size: int = 32, max_length: int = DEFAULT_MAX_LENGTH, max_new_tokens: int = 16,
-                 answer_match: str = "prefix", return_predictions: bool = False) -> dict:
+    def evaluate(
+        self,
+        tokenizer,
+        task: str | Task,
+        data: Sequence[dict],
+        *,
+        method: str = "rank",
+        batch_size: int = 32,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        max_new_tokens: int = 16,
+        answer_match: str = "prefix",
+        return_predictions: bool = False,
+    ) -> dict:
         """Score on ``data``: rank the task's label words after each input, or generate greedily and parse the
         text (:func:`tpv.engine.evaluation.evaluate_prompted`; ``answer_match="exact"`` counts only the bare label
         word)."""
         task = resolve_task(task)
         if not task.is_classification:
             raise TPVError(f"Attempt.evaluate scores label words; task {task.name!r} has none (regression/generation)")
-        return evaluate_prompted(self, tokenizer, task, data, method=method, batch_size=batch_size,
-                                 max_length=max_length, max_new_tokens=max_new_tokens, answer_match=answer_match,
-                                 return_predictions=return_predictions)
+        return evaluate_prompted(
+            self,
+            tokenizer,
+            task,
+            data,
+            method=method,
+            batch_size=batch_size,
+            max_length=max_length,
+            max_new_tokens=max_new_tokens,
+            answer_match=answer_match,
+            return_predictions=return_predictions,
+        )
 
     def state(self) -> dict[str, torch.Tensor]:
         """The trained parameters (target prompt and attention module), for saving."""
@@ -209,11 +243,23 @@ class Attempt(PromptedModel, nn.Module):
                 own[name].copy_(tensors[name].to(own[name].device, own[name].dtype))
 
 
-def train_attempt(attempt: Attempt, tokenizer, task: str | Task, train_data: Sequence[dict], *,
-                  output_dir: str | os.PathLike, max_steps: int = 100, learning_rate: float = 0.3,
-                  attention_learning_rate: float | None = None, batch_size: int = 16, weight_decay: float = 1e-5,
-                  warmup_ratio: float = 0.1, max_length: int = DEFAULT_MAX_LENGTH, seed: int = 0,
-                  progress: bool = True) -> dict:
+def train_attempt(
+    attempt: Attempt,
+    tokenizer,
+    task: str | Task,
+    train_data: Sequence[dict],
+    *,
+    output_dir: str | os.PathLike,
+    max_steps: int = 100,
+    learning_rate: float = 0.3,
+    attention_learning_rate: float | None = None,
+    batch_size: int = 16,
+    weight_decay: float = 1e-5,
+    warmup_ratio: float = 0.1,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
     """Train ATTEMPT's target prompt and attention module on ``task`` (a ``MixtureTask`` for multi-task).
 
     The finished state is saved in ``output_dir``; calling again with the same settings, data and starting
@@ -225,15 +271,30 @@ def train_attempt(attempt: Attempt, tokenizer, task: str | Task, train_data: Seq
     """
     task = check_training_inputs(task, train_data, max_steps, batch_size)
     output_dir = Path(output_dir)
-    settings = dict(max_steps=max_steps, learning_rate=learning_rate, attention_learning_rate=attention_learning_rate,
-                    batch_size=batch_size, weight_decay=weight_decay, warmup_ratio=warmup_ratio,
-                    max_length=max_length, seed=seed, task=task.name, temperature=attempt.temperature,
-                    variant=attempt.variant)
+    settings = dict(
+        max_steps=max_steps,
+        learning_rate=learning_rate,
+        attention_learning_rate=attention_learning_rate,
+        batch_size=batch_size,
+        weight_decay=weight_decay,
+        warmup_ratio=warmup_ratio,
+        max_length=max_length,
+        seed=seed,
+        task=task.name,
+        temperature=attempt.temperature,
+        variant=attempt.variant,
+    )
     # What the run starts from (the attention module's and target prompt's initial state, the frozen source
     # prompts) and the data, besides the settings, the tpv version and the LM's identity.
-    keyed = run_settings({**settings, "start": digest_of(tensor for _, tensor in sorted(attempt.state().items())),
-                          "source_prompts": digest_of([attempt.source_prompts]),
-                          "train_data": f"{len(train_data)} examples, {digest_of(train_data)}"}, attempt.model)
+    keyed = run_settings(
+        {
+            **settings,
+            "start": digest_of(tensor for _, tensor in sorted(attempt.state().items())),
+            "source_prompts": digest_of([attempt.source_prompts]),
+            "train_data": f"{len(train_data)} examples, {digest_of(train_data)}",
+        },
+        attempt.model,
+    )
     fingerprint = fingerprint_of(keyed)
     record_path = output_dir / RESULT_FILENAME
     if record_path.is_file():
@@ -242,27 +303,34 @@ def train_attempt(attempt: Attempt, tokenizer, task: str | Task, train_data: Seq
             tensors, _ = read_safetensors(output_dir / STATE_FILENAME, "ATTEMPT state file")
             attempt.load_state(tensors)
             return {"losses": record["losses"], "cached": True}
-        raise TPVError(f"'{output_dir}' holds an ATTEMPT run with other settings or data; pass a new output_dir, "
-                       f"or delete '{record_path}' to train again there")
+        raise TPVError(
+            f"'{output_dir}' holds an ATTEMPT run with other settings or data; pass a new output_dir, "
+            f"or delete '{record_path}' to train again there"
+        )
     encoded = encode_examples(tokenizer, task, train_data, seq2seq=attempt.seq2seq, max_length=max_length)
     losses = _train_loop(attempt, encoded, pad_token_id(tokenizer), settings, progress)
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_save(attempt.state(), output_dir / STATE_FILENAME, {"format": "tpv-attempt/1", "task": task.name})
-    atomic_write_text(record_path, json.dumps({"fingerprint": fingerprint, "settings": keyed, "losses": losses},
-                                              indent=1))
+    atomic_write_text(
+        record_path, json.dumps({"fingerprint": fingerprint, "settings": keyed, "losses": losses}, indent=1)
+    )
     return {"losses": losses, "cached": False}
 
 
 def _train_loop(attempt: Attempt, encoded: list[Encoded], pad: int, settings: dict, progress: bool) -> list[float]:
     steps, batch_size = settings["max_steps"], settings["batch_size"]
     parameters = attempt.trainable_parameters()
-    groups = [{"params": parameters}] if settings["attention_learning_rate"] is None else [
-        {"params": parameters[:1]}, {"params": parameters[1:], "lr": settings["attention_learning_rate"]}]
+    groups = (
+        [{"params": parameters}]
+        if settings["attention_learning_rate"] is None
+        else [{"params": parameters[:1]}, {"params": parameters[1:], "lr": settings["attention_learning_rate"]}]
+    )
     optimizer = torch.optim.AdamW(groups, lr=settings["learning_rate"], weight_decay=settings["weight_decay"])
     warmup = int(settings["warmup_ratio"] * steps)
     # Linear warm-up then linear decay, the schedule train_prompt uses.
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup
-                                                 else max(0.0, (steps - s) / max(1, steps - warmup)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup))
+    )
     generator = torch.Generator().manual_seed(settings["seed"])
     device = attempt.target_prompt.device
     order: list[int] = []
@@ -272,8 +340,9 @@ def _train_loop(attempt: Attempt, encoded: list[Encoded], pad: int, settings: di
         if len(order) < batch_size:
             order += torch.randperm(len(encoded), generator=generator).tolist()
         indices, order = order[:batch_size], order[batch_size:]
-        batch = {k: v.to(device) for k, v in collate([encoded[i] for i in indices], pad,
-                                                     seq2seq=attempt.seq2seq).items()}
+        batch = {
+            k: v.to(device) for k, v in collate([encoded[i] for i in indices], pad, seq2seq=attempt.seq2seq).items()
+        }
         loss = attempt.loss(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

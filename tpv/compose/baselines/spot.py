@@ -18,8 +18,13 @@ PROPORTIONS = ("equal", "size")
 __all__ = ["PROPORTIONS", "mix_tasks", "mixture_task"]
 
 
-def mix_tasks(data_by_task: Mapping[str, Sequence[dict]], proportions: str = "equal", seed: int = 0,
-              total: int | None = None, weights: Mapping[str, float] | None = None) -> list[dict]:
+def mix_tasks(
+    data_by_task: Mapping[str, Sequence[dict]],
+    proportions: str = "equal",
+    seed: int = 0,
+    total: int | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> list[dict]:
     """Shuffle the examples of several tasks into one list, each tagged with its task (``TASK_TAG``).
 
     Args:
@@ -59,8 +64,9 @@ def mix_tasks(data_by_task: Mapping[str, Sequence[dict]], proportions: str = "eq
     else:
         target: dict[str, float] = dict(sizes)
         if weights is not None:
-            missing = [name for name in names
-                       if not (isinstance(weights.get(name), (int, float)) and weights[name] > 0)]
+            missing = [
+                name for name in names if not (isinstance(weights.get(name), (int, float)) and weights[name] > 0)
+            ]
             if missing:
                 raise TPVError(f"weights lack a positive size for {missing}; pass {{task: size}} for every task")
             # The largest multiple of the weights that every subset can supply.

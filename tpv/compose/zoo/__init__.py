@@ -25,10 +25,19 @@ from tpv.core.origin import Origin
 __all__ = ["ZOO_DIR", "ZooTable", "available", "load", "manifest", "origin", "pending", "vectors"]
 
 ZOO_DIR = Path(__file__).resolve().parent
-_COLUMNS = (("task", "{}"), ("family", "{}"), ("steps", "{}"), ("metric", "{}"), ("validation", "{:.3f}"),
-            ("origin_validation", "{:.3f}"), ("chance_level", "{:.3f}"), ("test", "{:.3f}"), ("norm", "{:.2f}"),
-            ("at_chance", "{}"),
-            ("file", "{}"))
+_COLUMNS = (
+    ("task", "{}"),
+    ("family", "{}"),
+    ("steps", "{}"),
+    ("metric", "{}"),
+    ("validation", "{:.3f}"),
+    ("origin_validation", "{:.3f}"),
+    ("chance_level", "{:.3f}"),
+    ("test", "{:.3f}"),
+    ("norm", "{:.2f}"),
+    ("at_chance", "{}"),
+    ("file", "{}"),
+)
 
 
 class ZooTable(list):

@@ -27,20 +27,31 @@ def run(lab, progress: bool = True) -> StudyResult:
             for k in shots:
                 found = [transfer_fields(lab, family, target, method, k, seed) for seed in config.seeds]
                 scores = [fields["score"] for fields in found]
-                rows += [{"family": family.name, "target": target, "method": method, "shots": k, "seed": seed,
-                          **fields} for seed, fields in zip(config.seeds, found)]
+                rows += [
+                    {"family": family.name, "target": target, "method": method, "shots": k, "seed": seed, **fields}
+                    for seed, fields in zip(config.seeds, found)
+                ]
                 mean, std = mean_std(scores)
                 means.append(mean * 100)
                 stds.append(std * 100)
             curves[label(method, family)] = (means, stds)
             summary.setdefault(target, {})[method] = dict(zip(shots, means))
             body.append([label(method, family), *(f"{m:.1f} ± {s:.1f}" for m, s in zip(means, stds))])
-        figures.append(plot_curves(shots, curves, lab.output_dir / f"few_shot_{target}.png",
-                                   f"{target}: few-shot prompt tuning by initialisation", "test macro F1 ×100"))
+        figures.append(
+            plot_curves(
+                shots,
+                curves,
+                lab.output_dir / f"few_shot_{target}.png",
+                f"{target}: few-shot prompt tuning by initialisation",
+                "test macro F1 ×100",
+            )
+        )
         sections.append(f"**{target}**\n\n" + markdown_table(["Initialisation", *(f"{k}" for k in shots)], body))
-    notes = [f"Test macro F1 ×100 scored by {config.protocol.scoring[0]} (protocol `{config.protocol.name}`), mean ± "
-             f"std over origins {config.seeds}, after {config.transfer.steps} steps of prompt tuning on k stratified "
-             "examples (nested: the 5-shot set is inside the 10-shot set"
-             + ("; the same examples for every origin" if config.protocol.shot_draw == "per_target" else "")
-             + "). Per-origin scores, invalid answers and λ are in the CSV/JSON."]
+    notes = [
+        f"Test macro F1 ×100 scored by {config.protocol.scoring[0]} (protocol `{config.protocol.name}`), mean ± "
+        f"std over origins {config.seeds}, after {config.transfer.steps} steps of prompt tuning on k stratified "
+        "examples (nested: the 5-shot set is inside the 10-shot set"
+        + ("; the same examples for every origin" if config.protocol.shot_draw == "per_target" else "")
+        + "). Per-origin scores, invalid answers and λ are in the CSV/JSON."
+    ]
     return StudyResult("few_shot", TITLE, "\n\n".join(sections), rows, summary, figures, notes)

@@ -29,8 +29,9 @@ def run(lab, progress: bool = True) -> StudyResult:
             for k in shots:
                 for seed in config.seeds:
                     fields = transfer_fields(lab, family, target, method, k, seed)
-                    rows.append({"family": family.name, "target": target, "method": method, "shots": k,
-                                 "seed": seed, **fields})
+                    rows.append(
+                        {"family": family.name, "target": target, "method": method, "shots": k, "seed": seed, **fields}
+                    )
     n_targets = len(jobs)
     for family, target in jobs:
         binary = get_task(target).num_labels == 2
@@ -43,33 +44,45 @@ def run(lab, progress: bool = True) -> StudyResult:
             cells, extra, binary_cells = [], [], []
             for k in shots:
                 mine = [r for r in rows if r["target"] == target and r["method"] == method and r["shots"] == k]
-                cells.append(format_cell([r["score"] for r in mine]) + ("*" if marks.get((method, k)) else "")
-                             + _invalid_note(mine))
+                cells.append(
+                    format_cell([r["score"] for r in mine])
+                    + ("*" if marks.get((method, k)) else "")
+                    + _invalid_note(mine)
+                )
                 summary.setdefault(target, {}).setdefault(method, {})[k] = mean_std([r["score"] for r in mine])[0]
                 if binary:
                     binary_cells.append(format_cell([r["binary_f1"] for r in mine]))
             for m in secondary:
                 for k in shots:
                     mine = [r for r in rows if r["target"] == target and r["method"] == method and r["shots"] == k]
-                    extra.append(format_cell([r[f"{m}_score"] for r in mine])
-                                 + _invalid_note(mine, f"{m}_invalid"))
+                    extra.append(format_cell([r[f"{m}_score"] for r in mine]) + _invalid_note(mine, f"{m}_invalid"))
             body.append([label(method, family), *cells, *extra, *binary_cells])
-        sections.append(f"**{target}** ({family.name}; sources {', '.join(family.sources)})\n\n"
-                        + markdown_table(header, body))
+        sections.append(
+            f"**{target}** ({family.name}; sources {', '.join(family.sources)})\n\n" + markdown_table(header, body)
+        )
     scoring = config.protocol.scoring[0]
-    checkpoint = (f"the best of every {config.transfer.checkpoint_every} steps by validation "
-                  f"{config.transfer.checkpoint_metric} on {config.transfer.checkpoint_examples} held examples"
-                  if config.transfer.checkpoint_examples else "the last step")
+    checkpoint = (
+        f"the best of every {config.transfer.checkpoint_every} steps by validation "
+        f"{config.transfer.checkpoint_metric} on {config.transfer.checkpoint_examples} held examples"
+        if config.transfer.checkpoint_examples
+        else "the last step"
+    )
     shots_drawn = "the same for every origin" if config.protocol.shot_draw == "per_target" else "drawn per origin"
-    notes = [f"Test macro F1 ×100 scored by {scoring}" + (" (greedy generation, exact match; [x % invalid] = "
-             "answers that match no label, counted wrong)" if scoring == "generate" else "")
-             + f", mean ± std over origins {config.seeds} (protocol `{config.protocol.name}`); k shots = prompt "
-             f"tuning on k stratified training examples ({shots_drawn}) "
-             f"for {config.transfer.steps} steps, keeping {checkpoint}. ",
-             "`*`: the best initialisation of a target differs from the runner-up (two-sample Student's t-test "
-             f"over origins, Bonferroni over {n_targets} targets), as the paper's Table 2. Binary F1 = F1 of the "
-             "positive label (the official code's metric for binary tasks). The λ of the sum rows per origin "
-             "is in the `scale` column of the CSV/JSON."]
+    notes = [
+        f"Test macro F1 ×100 scored by {scoring}"
+        + (
+            " (greedy generation, exact match; [x % invalid] = answers that match no label, counted wrong)"
+            if scoring == "generate"
+            else ""
+        )
+        + f", mean ± std over origins {config.seeds} (protocol `{config.protocol.name}`); k shots = prompt "
+        f"tuning on k stratified training examples ({shots_drawn}) "
+        f"for {config.transfer.steps} steps, keeping {checkpoint}. ",
+        "`*`: the best initialisation of a target differs from the runner-up (two-sample Student's t-test "
+        f"over origins, Bonferroni over {n_targets} targets), as the paper's Table 2. Binary F1 = F1 of the "
+        "positive label (the official code's metric for binary tasks). The λ of the sum rows per origin "
+        "is in the `scale` column of the CSV/JSON.",
+    ]
     return StudyResult("initialisation", TITLE, "\n\n".join(sections), rows, summary, notes=notes)
 
 
@@ -87,7 +100,11 @@ def _significance(rows, target, shots, n_targets, summary) -> dict:
         test = ttest(by_method[best], by_method[runner_up], n_comparisons=n_targets)
         marks[(best, k)] = test.significant
         summary.setdefault("significance", {}).setdefault(target, {})[k] = {
-            "best": best, "runner_up": runner_up, "p_bonferroni": test.p_value, "significant": test.significant}
+            "best": best,
+            "runner_up": runner_up,
+            "p_bonferroni": test.p_value,
+            "significant": test.significant,
+        }
     return marks
 
 

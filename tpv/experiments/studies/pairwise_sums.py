@@ -32,13 +32,24 @@ def run(lab, progress: bool = True) -> StudyResult:
             vectors = lambda a=a, b=b, i=i: [lab.source_vector(a, i), lab.source_vector(b, i)]  # noqa: E731
             scale = lab.search_scale(f"sum:{a}+{b}", vectors, i, [a, b])
             for task in (a, b):
-                fields = lab.score_fields(task, f"sum:{a}+{b}@{i}x{scale}",
-                                          lambda i=i, scale=scale, vectors=vectors:
-                                              sum(vectors()).apply_to(lab.origin(i), scale))
+                fields = lab.score_fields(
+                    task,
+                    f"sum:{a}+{b}@{i}x{scale}",
+                    lambda i=i, scale=scale, vectors=vectors: sum(vectors()).apply_to(lab.origin(i), scale),
+                )
                 score, own = fields["score"], original_score(lab, task, i)
-                rows.append({"pair": f"{a}+{b}", "task": task, "other": b if task == a else a, "seed": i,
-                             "scale": scale, **fields, "own_score": own,
-                             "relative": score / own if own > 0 else float("nan")})
+                rows.append(
+                    {
+                        "pair": f"{a}+{b}",
+                        "task": task,
+                        "other": b if task == a else a,
+                        "seed": i,
+                        "scale": scale,
+                        **fields,
+                        "own_score": own,
+                        "relative": score / own if own > 0 else float("nan"),
+                    }
+                )
     matrix = np.full((len(tasks), len(tasks)), np.nan)
     body = []
     for a, b in pairs:
@@ -54,15 +65,22 @@ def run(lab, progress: bool = True) -> StudyResult:
         body.append([f"{a} + {b}", *cells, ", ".join(f"{s:g}" for s in scales)])
     finite = matrix[np.isfinite(matrix)]
     # Red below half the own prompt's score, green from parity up, whatever the values' own range.
-    figure = plot_heatmap(tasks, tasks, matrix, lab.output_dir / "pairwise_sums.png",
-                          title="Score of the pair's sum relative to the row task's own prompt",
-                          label="relative score (mean over origins)", cmap="RdYlGn",
-                          vmin=min(float(finite.min()), 0.5) if finite.size else 0.5,
-                          vmax=max(float(finite.max()), 1.0) if finite.size else 1.0)
+    figure = plot_heatmap(
+        tasks,
+        tasks,
+        matrix,
+        lab.output_dir / "pairwise_sums.png",
+        title="Score of the pair's sum relative to the row task's own prompt",
+        label="relative score (mean over origins)",
+        cmap="RdYlGn",
+        vmin=min(float(finite.min()), 0.5) if finite.size else 0.5,
+        vmax=max(float(finite.max()), 1.0) if finite.size else 1.0,
+    )
     table = markdown_table(["Pair (a + b)", "on a: relative (score)", "on b: relative (score)", "λ chosen"], body)
-    notes = ["Relative = test score of origin + λ(τ_a + τ_b) divided by the task's own prompt's test score from the "
-             "same origin, averaged over origins; the absolute score ×100 is in brackets. Heatmap: row = task "
-             "scored, column = the task it was summed with."]
+    notes = [
+        "Relative = test score of origin + λ(τ_a + τ_b) divided by the task's own prompt's test score from the "
+        "same origin, averaged over origins; the absolute score ×100 is in brackets. Heatmap: row = task "
+        "scored, column = the task it was summed with."
+    ]
     summary = {"tasks": tasks, "relative_matrix": matrix.tolist()}
     return StudyResult("pairwise_sums", TITLE, table, rows, summary, [figure], notes)
-

@@ -37,14 +37,26 @@ def run(lab, progress: bool = True) -> StudyResult:
                         if i != j:
                             value = prompt_cosine(tensor(task_a, i), tensor(task_b, j), "mean")
                             values.append(value)
-                            rows.append({"kind": kind, "task_a": task_a, "origin_a": i, "task_b": task_b,
-                                         "origin_b": j, "cosine": value})
+                            rows.append(
+                                {
+                                    "kind": kind,
+                                    "task_a": task_a,
+                                    "origin_a": i,
+                                    "task_b": task_b,
+                                    "origin_b": j,
+                                    "cosine": value,
+                                }
+                            )
                 matrix[a, b] = float(np.mean(values))
         summary[kind] = {"tasks": tasks, "matrix": matrix.tolist()}
         label = kind.replace("_", " ")
-        tables.append(f"**{label}** (cosine, mean-pooled, averaged over origin pairs i ≠ j)\n\n"
-                      + markdown_table(["", *tasks],
-                                       [[t, *(f"{v:.2f}" for v in matrix[r])] for r, t in enumerate(tasks)]))
-        figures.append(plot_similarity(tasks, matrix, lab.output_dir / f"similarity_{kind}.png",
-                                       title=f"Cosine similarity of {label}"))
+        tables.append(
+            f"**{label}** (cosine, mean-pooled, averaged over origin pairs i ≠ j)\n\n"
+            + markdown_table(["", *tasks], [[t, *(f"{v:.2f}" for v in matrix[r])] for r, t in enumerate(tasks)])
+        )
+        figures.append(
+            plot_similarity(
+                tasks, matrix, lab.output_dir / f"similarity_{kind}.png", title=f"Cosine similarity of {label}"
+            )
+        )
     return StudyResult("similarity", TITLE, "\n\n".join(tables), rows, summary, figures)

@@ -26,8 +26,13 @@ def label(method: str, family: Family) -> str:
     joined = " + ".join(family.sources)
     if method.startswith("spot:"):
         return f"{method[5:]} (SPoT)"
-    return {"random": "Random", "spot_multi": f"{joined} (SPoT)", "attempt": f"{joined} (ATTEMPT)",
-            "sum": f"{joined} (ours, λ = 1)", "sum_search": f"{joined} (sum, λ on target validation)"}[method]
+    return {
+        "random": "Random",
+        "spot_multi": f"{joined} (SPoT)",
+        "attempt": f"{joined} (ATTEMPT)",
+        "sum": f"{joined} (ours, λ = 1)",
+        "sum_search": f"{joined} (sum, λ on target validation)",
+    }[method]
 
 
 def transfer_score(lab, family: Family, target: str, method: str, shots: int, seed: int) -> float:
@@ -50,11 +55,16 @@ def transfer_fields(lab, family: Family, target: str, method: str, shots: int, s
     def prompt():
         transfer = lab.config.transfer
         vectors, init_scale = _init_vectors(lab, family, target, method, seed)
-        tuned = lab.train(target, seed, lab.shots(target, shots, seed),
-                          f"transfer/{target}/{method.replace(':', '_')}/seed{seed}/shots{shots}",
-                          steps=transfer.steps, init_vector=vectors, init_scale=init_scale,
-                          checkpoint=(transfer.checkpoint_examples, transfer.checkpoint_every,
-                                      transfer.checkpoint_metric))
+        tuned = lab.train(
+            target,
+            seed,
+            lab.shots(target, shots, seed),
+            f"transfer/{target}/{method.replace(':', '_')}/seed{seed}/shots{shots}",
+            steps=transfer.steps,
+            init_vector=vectors,
+            init_scale=init_scale,
+            checkpoint=(transfer.checkpoint_examples, transfer.checkpoint_every, transfer.checkpoint_metric),
+        )
         return tuned.apply_to(lab.origin(seed))
 
     return {**lab.score_fields(target, key, prompt), **scale}
@@ -96,14 +106,25 @@ def _attempt_runner(lab, family, target, shots, seed):
             module = lab.attempt(family.sources, seed)
             if shots:
                 # k-shot training sees the target's shots only (ATTEMPT's single-task setting).
-                lab.train_attempt(module, get_task(target), lab.shots(target, shots, seed),
-                                  f"transfer/{target}/attempt/seed{seed}/shots{shots}", lab.config.transfer.steps,
-                                  seed)
+                lab.train_attempt(
+                    module,
+                    get_task(target),
+                    lab.shots(target, shots, seed),
+                    f"transfer/{target}/attempt/seed{seed}/shots{shots}",
+                    lab.config.transfer.steps,
+                    seed,
+                )
             modules.append(module)
         protocol = lab.config.protocol
-        return modules[0].evaluate(lab.tokenizer, target, lab.data(target, "test"), method=method,
-                                   batch_size=lab.config.prompt.eval_batch_size,
-                                   max_length=lab.config.prompt.max_length, max_new_tokens=protocol.max_new_tokens,
-                                   answer_match=protocol.answer_match)
+        return modules[0].evaluate(
+            lab.tokenizer,
+            target,
+            lab.data(target, "test"),
+            method=method,
+            batch_size=lab.config.prompt.eval_batch_size,
+            max_length=lab.config.prompt.max_length,
+            max_new_tokens=protocol.max_new_tokens,
+            answer_match=protocol.answer_match,
+        )
 
     return run
