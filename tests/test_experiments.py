@@ -121,6 +121,8 @@ def test_shipped_profiles_load():
         ("[source]\ntask_steps = { nope = 10 }", "'source.task_steps' names an unknown task"),
         ("[source]\ntask_steps = { sst2 = 0 }", "'source.task_steps.sst2' = 0"),
         ("[source]\ntask_steps = 10", "'source.task_steps' = 10 is invalid: use a table"),
+        ("[source]\ntask_learning_rates = { sst2 = -1 }", "'source.task_learning_rates.sst2' = -1"),
+        ("[source]\ntask_learning_rates = { nope = 0.1 }", "'source.task_learning_rates' names an unknown task"),
         ("[source]\nearly_stopping_patience = 2", "set source.checkpoint_examples > 0 too"),
     ],
 )
@@ -280,12 +282,13 @@ def test_source_prompts_take_their_task_budget_and_stop_on_a_plateau(tmp_path):
     config = load_config("paper-smoke")
     config.source.checkpoint_examples, config.source.checkpoint_metric = 4, "score"
     config.source.task_steps = {"sst2": 8}
+    config.source.task_learning_rates = {"sst2": 0.07}
     config.source.early_stopping_patience = 1
     before = config.fingerprint()
     lab = Lab(config, tmp_path, progress=False)
     lab.source_vector("sst2", 0)
     record = json.loads((tmp_path / "prompts/source/sst2/seed0/tpv_train.json").read_text())
-    assert record["settings"]["max_steps"] == 8
+    assert record["settings"]["max_steps"] == 8 and record["settings"]["learning_rate"] == 0.07
     assert record["settings"]["callbacks"][-1]["patience"] == 1
     # train_prompt scores the kept checkpoint once more at the end, under the last step's number: keep the first.
     by_step: dict = {}
@@ -298,8 +301,12 @@ def test_source_prompts_take_their_task_budget_and_stop_on_a_plateau(tmp_path):
     last_gain = max(i for i, s in enumerate(scores) if s > max(scores[:i], default=-1.0))
     assert evaluated == list(range(1, len(scores) + 1)) and len(scores) == min(8, last_gain + 2)
     assert config.source.steps_for("mnli") == config.source.steps
+    assert config.source.learning_rate_for("mnli", 0.3) == 0.3
     config.source.task_steps = {"sst2": 9}
     assert config.fingerprint() != before
+    moved = config.fingerprint()
+    config.source.task_learning_rates = {"sst2": 0.03}
+    assert config.fingerprint() != moved
 
 
 def test_auto_dtype_is_keyed_as_what_it_resolves_to(monkeypatch):

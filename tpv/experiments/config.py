@@ -213,6 +213,8 @@ class SourceConfig:
         steps: training steps of a source prompt whose task has no entry in ``task_steps``.
         task_steps: per-task budgets (``{task: steps}``), e.g. the ones ``scripts/learnability.py`` found to
             leave chance (docs/results/learnability/budgets.json).
+        task_learning_rates: per-task learning rates (``{task: rate}``) for the source prompts whose task left
+            chance only at another rate than ``prompt.learning_rate`` (MNLI on the default model).
         early_stopping_patience: stop a source prompt after this many checkpoint evaluations without a better
             checkpoint metric (0: train the whole budget); needs ``checkpoint_examples``.
         checkpoint_examples: validation examples used to keep the best checkpoint (0: keep the last).
@@ -224,6 +226,7 @@ class SourceConfig:
     pairwise_tasks: list = field(default_factory=list)
     steps: int = 100
     task_steps: dict = field(default_factory=dict)
+    task_learning_rates: dict = field(default_factory=dict)
     early_stopping_patience: int = 0
     checkpoint_examples: int = 0
     checkpoint_metric: str = "score"
@@ -238,6 +241,15 @@ class SourceConfig:
         for name, steps in self.task_steps.items():
             _tasks("source.task_steps", [name])
             _positive_int(f"source.task_steps.{name}", steps)
+        if not isinstance(self.task_learning_rates, dict):
+            _fail(
+                "source.task_learning_rates",
+                self.task_learning_rates,
+                "use a table of task = learning rate, e.g. { mnli = 0.03 }",
+            )
+        for name, rate in self.task_learning_rates.items():
+            _tasks("source.task_learning_rates", [name])
+            _positive_float(f"source.task_learning_rates.{name}", rate)
         _positive_int("source.early_stopping_patience", self.early_stopping_patience, minimum=0)
         if self.early_stopping_patience and not self.checkpoint_examples:
             _fail(
@@ -256,6 +268,11 @@ class SourceConfig:
     def steps_for(self, task: str) -> int:
         """The training budget of ``task``'s source prompt."""
         return self.task_steps.get(task, self.steps)
+
+    def learning_rate_for(self, task: str, default: float) -> float:
+        """The learning rate of ``task``'s source prompt: its entry in ``task_learning_rates``, else ``default``
+        (the profile's ``prompt.learning_rate``)."""
+        return float(self.task_learning_rates.get(task, default))
 
 
 @dataclass
@@ -447,6 +464,11 @@ class ExperimentConfig:
                 "checkpoint_metric": self.source.checkpoint_metric,
                 # Only when set, so that profiles without them keep their cache key.
                 **({"task_steps": self.source.task_steps} if self.source.task_steps else {}),
+                **(
+                    {"task_learning_rates": self.source.task_learning_rates}
+                    if self.source.task_learning_rates
+                    else {}
+                ),
                 **(
                     {"early_stopping_patience": self.source.early_stopping_patience}
                     if self.source.early_stopping_patience

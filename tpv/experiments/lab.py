@@ -167,11 +167,12 @@ class Lab:
         init_scale: float = 1.0,
         checkpoint=None,
         early_stopping_patience: int = 0,
+        learning_rate: float | None = None,
     ):
         """``train_prompt`` into ``<run>/prompts/<folder>`` (cached there), returning its vector. ``checkpoint``
         = ``(held validation examples, every n steps, "loss" | "score")`` keeps the best checkpoint on the
         task's first validation examples (``None``: the last step); ``early_stopping_patience`` > 0 stops after
-        that many evaluations without a better one."""
+        that many evaluations without a better one; ``learning_rate`` replaces the profile's."""
         from tpv.engine.training import RESULT_FILENAME, train_prompt
 
         prompt = self.config.prompt
@@ -208,7 +209,7 @@ class Lab:
             output_dir=output_dir,
             eval_data=eval_data,
             max_steps=steps,
-            learning_rate=prompt.learning_rate,
+            learning_rate=prompt.learning_rate if learning_rate is None else learning_rate,
             batch_size=min(prompt.batch_size, len(train_data)),
             num_virtual_tokens=prompt.num_virtual_tokens,
             init_vector=init_vector,
@@ -243,6 +244,7 @@ class Lab:
                 steps=steps,
                 checkpoint=checkpoint,
                 early_stopping_patience=source.early_stopping_patience,
+                learning_rate=source.learning_rate_for(task, self.config.prompt.learning_rate),
             )
         return self._vectors[key]
 
