@@ -464,11 +464,7 @@ class ExperimentConfig:
                 "checkpoint_metric": self.source.checkpoint_metric,
                 # Only when set, so that profiles without them keep their cache key.
                 **({"task_steps": self.source.task_steps} if self.source.task_steps else {}),
-                **(
-                    {"task_learning_rates": self.source.task_learning_rates}
-                    if self.source.task_learning_rates
-                    else {}
-                ),
+                **({"task_learning_rates": self.source.task_learning_rates} if self.source.task_learning_rates else {}),
                 **(
                     {"early_stopping_patience": self.source.early_stopping_patience}
                     if self.source.early_stopping_patience
