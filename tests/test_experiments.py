@@ -122,6 +122,7 @@ def test_shipped_profiles_load():
         ("[source]\ntask_steps = { sst2 = 0 }", "'source.task_steps.sst2' = 0"),
         ("[source]\ntask_steps = 10", "'source.task_steps' = 10 is invalid: use a table"),
         ("[source]\ntask_learning_rates = { sst2 = -1 }", "'source.task_learning_rates.sst2' = -1"),
+        ('[source]\nat_chance = ["stsb"]', "\\['stsb'\\] are not in source.tasks"),
         ("[source]\ntask_learning_rates = { nope = 0.1 }", "'source.task_learning_rates' names an unknown task"),
         ("[source]\nearly_stopping_patience = 2", "set source.checkpoint_examples > 0 too"),
     ],

@@ -215,6 +215,9 @@ class SourceConfig:
             leave chance (docs/results/learnability/budgets.json).
         task_learning_rates: per-task learning rates (``{task: rate}``) for the source prompts whose task left
             chance only at another rate than ``prompt.learning_rate`` (MNLI on the default model).
+        at_chance: source tasks whose prompts stayed at chance at this profile's budget in the learnability
+            study (docs/results/learnability/budgets.json). Their rows are marked † on every page: a prompt with
+            no skill is no evidence for or against a finding. Not part of the run key (it changes no number).
         early_stopping_patience: stop a source prompt after this many checkpoint evaluations without a better
             checkpoint metric (0: train the whole budget); needs ``checkpoint_examples``.
         checkpoint_examples: validation examples used to keep the best checkpoint (0: keep the last).
@@ -227,6 +230,7 @@ class SourceConfig:
     steps: int = 100
     task_steps: dict = field(default_factory=dict)
     task_learning_rates: dict = field(default_factory=dict)
+    at_chance: list = field(default_factory=list)
     early_stopping_patience: int = 0
     checkpoint_examples: int = 0
     checkpoint_metric: str = "score"
@@ -250,6 +254,13 @@ class SourceConfig:
         for name, rate in self.task_learning_rates.items():
             _tasks("source.task_learning_rates", [name])
             _positive_float(f"source.task_learning_rates.{name}", rate)
+        if self.at_chance:
+            _tasks("source.at_chance", self.at_chance)
+            strangers = [t for t in self.at_chance if t not in self.tasks]
+            if strangers:
+                _fail(
+                    "source.at_chance", self.at_chance, f"{strangers} are not in source.tasks; list source tasks only"
+                )
         _positive_int("source.early_stopping_patience", self.early_stopping_patience, minimum=0)
         if self.early_stopping_patience and not self.checkpoint_examples:
             _fail(
