@@ -13,6 +13,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # TPV_DTYPE says otherwise (tests of the auto choice clear it and mock the hardware).
 os.environ.setdefault("TPV_DTYPE", "float32")
 
+# Under pytest-xdist (`-n auto`) the workers share the cores: each takes its share of torch's threads, as
+# two workers of two threads each on two cores run slower than one thread each.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT") and "OMP_NUM_THREADS" not in os.environ:
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if "TPV_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["TPV_DATA_DIR"] = str(SHARED_DATA)
