@@ -2,7 +2,9 @@
 
 import csv
 import json
+import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -39,6 +41,10 @@ def test_smoke_profile_runs_every_study_and_writes_its_outputs(smoke_run):
     methods = {r["method"] for r in json.loads((out / "initialisation.json").read_text())["rows"]}
     assert methods == {"random", "spot:sst2", "spot:yelp_polarity", "spot_multi", "attempt", "sum_search"}
     assert payload["device"] == "cpu" and payload["hardware"] and payload["fingerprint"] == summary["fingerprint"]
+    # Every score of the study was computed here, and the page and the JSON say so.
+    [machine] = payload["computed_by"]
+    assert machine["device"] == "cpu" and machine["commit"] == payload["commit"] and machine["entries"] > 0
+    assert f"{machine['entries']} on cpu" in (out / f"{study}.md").read_text()
 
 
 def test_a_second_run_trains_nothing(smoke_run, monkeypatch):
@@ -51,9 +57,14 @@ def test_a_second_run_trains_nothing(smoke_run, monkeypatch):
     monkeypatch.setattr(training.PromptTuningTrainer, "train", refuse)
     monkeypatch.setattr(attempt, "_train_loop", refuse)
     root, first, _ = smoke_run
+    out = Path(first["output_dir"])
+    before = {path.name: path.read_bytes() for path in out.iterdir() if path.suffix in (".md", ".csv", ".json")}
     again = reproduce("smoke", run_dir=root, progress=False)
     assert again["trained"] == 0 and first["trained"] > 0
-    assert again["studies"]["initialisation"]["table"] == first["studies"]["initialisation"]["table"]
+    # The pages come back byte for byte, apart from the timings.
+    timing = re.compile(rb'wall-clock time of this study [0-9.]+ s|"seconds": [0-9.e-]+')
+    for name, content in before.items():
+        assert timing.sub(b"", (out / name).read_bytes()) == timing.sub(b"", content), name
 
 
 def test_a_killed_run_resumes_from_its_cached_prompts(smoke_run, tmp_path, monkeypatch):
@@ -320,3 +331,25 @@ def test_auto_dtype_is_keyed_as_what_it_resolves_to(monkeypatch):
     on_fp32_machine = config.fingerprint()
     assert on_bf16_machine != on_fp32_machine
     assert config.model.resolved_dtype() == "float32"
+
+
+def test_the_store_says_which_machine_computed_each_score(tmp_path):
+    from tpv.experiments.store import UNRECORDED, ScoreStore
+
+    path = tmp_path / "scores.json"
+    old = ScoreStore(path)  # a store written before machines were recorded
+    old.cached("test/sst2/a", lambda: 0.5)
+    gpu = ScoreStore(path, machine={"commit": "c1", "device": "cuda", "hardware": "H200", "dtype": "bfloat16"})
+    gpu.cached("test/sst2/b", lambda: 0.6)
+    gpu.cached("test/sst2/c", lambda: 0.7)
+    cpu = ScoreStore(path, machine={"commit": "c2", "device": "cpu", "hardware": "Xeon", "dtype": "bfloat16"})
+    assert cpu.cached("test/sst2/b", lambda: 0.0) == 0.6  # resumed: not recomputed, still the GPU's
+    cpu.cached("test/sst2/d", lambda: 0.8)
+    found = cpu.computed_by(["test/sst2/a", "test/sst2/b", "test/sst2/c", "test/sst2/d", "never/stored"])
+    assert found == [
+        {"commit": "c1", "device": "cuda", "dtype": "bfloat16", "hardware": "H200", "entries": 2},
+        {"machine": UNRECORDED, "entries": 1},
+        {"commit": "c2", "device": "cpu", "dtype": "bfloat16", "hardware": "Xeon", "entries": 1},
+    ]
+    assert [list(m) for m in found][0] == ["commit", "device", "dtype", "hardware", "entries"]  # one order, always
+    assert len(cpu) == 4 and "__machines__" not in cpu and cpu.touched == {"test/sst2/b", "test/sst2/d"}

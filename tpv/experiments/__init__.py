@@ -104,11 +104,15 @@ def _run_studies(lab: Lab, config: ExperimentConfig, summary: dict, plan_text: s
         print(plan_text, file=sys.stderr)
     from tpv.experiments.studies import STUDY_MODULES
 
+    # Every score computed from here on records where: a run folder resumed on another machine (a GPU's work
+    # finished on a CPU) names both in its pages.
+    lab.store.machine = {"commit": git_commit(), "device": lab.device, "hardware": lab.hardware, "dtype": lab.dtype}
     for name in config.studies:
         start, trained = time.perf_counter(), lab.trained
+        lab.store.touched.clear()
         result = STUDY_MODULES[name].run(lab, progress=progress)
         seconds = time.perf_counter() - start
-        files = write_outputs(result, lab, seconds)
+        files = write_outputs(result, lab, seconds, computed_by=lab.store.computed_by(lab.store.touched))
         summary["studies"][name] = {
             "seconds": seconds,
             "table": result.table,
@@ -126,8 +130,11 @@ def reproduce_command(profile: str, study: str | None = None) -> str:
     return f"tpv reproduce {profile}" + (f" --study {study}" if study else "")
 
 
-def write_outputs(result: StudyResult, lab: Lab, seconds: float) -> list[Path]:
-    """Markdown table, JSON (config, commit, summary, raw rows) and CSV of raw rows; figures are already written."""
+def write_outputs(result: StudyResult, lab: Lab, seconds: float, computed_by: list[dict] | None = None) -> list[Path]:
+    """Markdown table, JSON (config, commit, summary, raw rows) and CSV of raw rows; figures are already written.
+
+    ``computed_by`` (``ScoreStore.computed_by`` of the study's scores) names the machines that computed them, in
+    the page and the JSON; the commit, device and hardware beside it are those of the run that wrote the page."""
     out = lab.output_dir
     config = lab.config
     command = reproduce_command(config.name, result.name if len(config.studies) == 1 else None)
@@ -141,6 +148,18 @@ def write_outputs(result: StudyResult, lab: Lab, seconds: float) -> list[Path]:
         f"`{result.name}.json`.",
         "",
     ]
+    if computed_by:
+        header += [
+            "Scores computed by: "
+            + "; ".join(
+                f"{m['entries']} on {m['device']} ({m['hardware']}, {m['dtype']}) at commit `{m['commit'][:12]}`"
+                if "device" in m
+                else f"{m['entries']} {m['machine']}"
+                for m in computed_by
+            )
+            + ".",
+            "",
+        ]
     figures = [f"![{f.stem}]({f.name})" for f in result.figures]
     markdown = "\n".join(header + [result.table, "", *result.notes, "", *figures]) + "\n"
     paths = [atomic_write_text(out / f"{result.name}.md", markdown)]
@@ -154,6 +173,7 @@ def write_outputs(result: StudyResult, lab: Lab, seconds: float) -> list[Path]:
         "dtype": lab.dtype,
         "fingerprint": config.fingerprint(),
         "seconds": seconds,
+        "computed_by": computed_by or [],
         "summary": result.summary,
         "rows": result.rows,
     }

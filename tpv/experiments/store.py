@@ -18,14 +18,27 @@ from pathlib import Path
 from tpv.core._io import atomic_write_text
 from tpv.core.errors import TPVError
 
+# Reserved keys of the store file: which machine (commit, device, hardware, dtype) computed each entry, so a
+# run resumed on another machine still says where every number came from.
+_MACHINES = "__machines__"
+_COMPUTED_BY = "__computed_by__"
+UNRECORDED = "unrecorded (computed before tpv recorded where scores were computed)"
+
 
 class ScoreStore:
-    """Key → JSON value, persisted in one file. ``hits``/``misses`` count lookups (resume checks use them)."""
+    """Key → JSON value, persisted in one file. ``hits``/``misses`` count lookups (resume checks use them).
 
-    def __init__(self, path: str | os.PathLike):
+    With ``machine`` (a dict such as ``{"commit": …, "device": …, "hardware": …, "dtype": …}``), every entry this
+    store computes records it; :meth:`computed_by` says which machines computed a set of keys. ``touched`` holds
+    every key looked up since it was last cleared.
+    """
+
+    def __init__(self, path: str | os.PathLike, machine: dict | None = None):
         self.path = Path(path)
+        self.machine = machine
         self.hits = 0
         self.misses = 0
+        self.touched: set[str] = set()
         if self.path.is_file():
             try:
                 self._data = json.loads(self.path.read_text(encoding="utf-8"))
@@ -38,25 +51,48 @@ class ScoreStore:
             self._data = {}
 
     def __contains__(self, key: str) -> bool:
-        return key in self._data
+        return key in self._data and key not in (_MACHINES, _COMPUTED_BY)
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len([key for key in self._data if key not in (_MACHINES, _COMPUTED_BY)])
 
     def get(self, key: str, default=None):
         return self._data.get(key, default)
 
     def put(self, key: str, value) -> None:
         self._data[key] = value
+        if self.machine is not None:
+            machines = self._data.setdefault(_MACHINES, {})
+            tag = hashlib.sha256(json.dumps(self.machine, sort_keys=True).encode()).hexdigest()[:12]
+            machines[tag] = self.machine
+            self._data.setdefault(_COMPUTED_BY, {})[key] = tag
         self._flush()
+
+    def computed_by(self, keys) -> list[dict]:
+        """The machines that computed ``keys``: one dict each (its fields plus ``entries``, how many of the keys),
+        most entries first; keys stored before machines were recorded count under :data:`UNRECORDED`."""
+        machines, tags = self._data.get(_MACHINES, {}), self._data.get(_COMPUTED_BY, {})
+        counts: dict[str, int] = {}
+        for key in keys:
+            if key in self._data:
+                tag = tags.get(key, "")
+                counts[tag] = counts.get(tag, 0) + 1
+        found = [
+            {**dict(sorted(machines.get(tag, {"machine": UNRECORDED}).items())), "entries": n}
+            for tag, n in counts.items()
+        ]
+        return sorted(found, key=lambda machine: -machine["entries"])
 
     def cached(self, key: str, compute: Callable[[], object]):
         """The stored value of ``key``, computing and storing it first when absent."""
+        self.touched.add(key)
         if key in self._data:
             self.hits += 1
             return self._data[key]
         self.misses += 1
-        value = compute()
+        # As it will read back from the file (keys sorted, tuples as lists): a study's pages must not depend on
+        # whether a score was computed now or read from the cache.
+        value = json.loads(json.dumps(compute(), sort_keys=True))
         self.put(key, value)
         return value
 
