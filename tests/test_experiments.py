@@ -94,6 +94,26 @@ def test_dry_run_prints_a_plan_with_a_cost(tmp_path, capsys):
     assert not (tmp_path / f"cpu-{summary['fingerprint']}").exists()  # a dry run writes nothing
 
 
+def test_curve_targets_limit_the_few_shot_runs_to_those_targets(tmp_path):
+    from tpv.experiments.lab import Lab
+    from tpv.experiments.plan import build_plan
+
+    def k_shot_units(config):
+        items = build_plan(Lab(config, tmp_path / "run", progress=False))
+        return sum(item.count for item in items if item.what.startswith("k-shot"))
+
+    config = load_config("paper-cpu")
+    everywhere = k_shot_units(config)
+    config.transfer.curve_shots = [0, 10, 25, 100]
+    config.transfer.curve_targets = ["rte", "imdb"]
+    assert config.shots_for("rte") == [0, 10, 25, 100] and config.shots_for("snli") == [0, 100]
+    # 10 and 25 shots for two targets only: per origin, (random, 2 SPoT, SPoT-multi, ATTEMPT, sum, sum_search).
+    assert k_shot_units(config) - everywhere == 2 * 2 * len(config.seeds) * 7
+    assert config.curve_targets() == ["rte", "imdb"]
+    with pytest.raises(TPVError, match=r"\['trec'\] are no family's target"):
+        load_config("paper-cpu").transfer.__class__(families=config.transfer.families, curve_targets=["trec"])
+
+
 def test_plan_is_priced_by_speeds_measured_here(tmp_path):
     from tpv.experiments.lab import Lab
     from tpv.experiments.plan import RUN_OVERHEAD_S, Speed, build_plan, format_plan, measure_speed

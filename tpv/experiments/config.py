@@ -315,6 +315,9 @@ class TransferConfig:
             Σ τ at λ = 1, as the official code; ``sum_search`` picks λ on the target's validation data).
         shots: shot counts of study 4 (0 evaluates the initialisation directly).
         curve_shots: shot counts of study 5.
+        curve_targets: the targets study 5 draws curves for (empty: every family's targets); a CPU profile can
+            afford the curve's extra k-shot runs for a few targets only. Not part of the run key: it changes
+            which runs are made, not what any run computes.
         steps: training steps of every k-shot run (a fixed budget whatever k is).
         checkpoint_examples: held validation examples on which k-shot runs keep their best checkpoint (0: keep
             the last step); ``checkpoint_every`` steps apart, judged by ``checkpoint_metric`` (``"loss"``, the
@@ -331,6 +334,7 @@ class TransferConfig:
     methods: list = field(default_factory=lambda: list(METHODS))
     shots: list = field(default_factory=lambda: [0, 100])
     curve_shots: list = field(default_factory=lambda: [5, 10, 25, 100, 250, 500])
+    curve_targets: list = field(default_factory=list)
     steps: int = 30
     checkpoint_examples: int = 0
     checkpoint_every: int = 10
@@ -352,6 +356,14 @@ class TransferConfig:
             else:
                 _fail(f"transfer.families[{i}]", item, "use a table {name=..., sources=[...], targets=[...]}")
         self.families = families
+        if self.curve_targets:
+            _tasks("transfer.curve_targets", self.curve_targets)
+            targets = [t for family in families for t in family.targets]
+            strangers = [t for t in self.curve_targets if t not in targets]
+            if strangers:
+                _fail(
+                    "transfer.curve_targets", self.curve_targets, f"{strangers} are no family's target; use {targets}"
+                )
         if not isinstance(self.methods, list) or not self.methods or any(m not in METHODS for m in self.methods):
             _fail("transfer.methods", self.methods, f"use a non-empty list from {list(METHODS)}")
         for key in ("shots", "curve_shots"):
@@ -441,10 +453,20 @@ class ExperimentConfig:
 
     @property
     def shot_counts(self) -> list[int]:
+        """Every shot count some target is tuned or scored at."""
+        return sorted({k for f in self.transfer.families for t in f.targets for k in self.shots_for(t)})
+
+    def curve_targets(self) -> list[str]:
+        """The targets study 5 draws curves for."""
+        every = [t for f in self.transfer.families for t in f.targets]
+        return [t for t in every if t in self.transfer.curve_targets] if self.transfer.curve_targets else every
+
+    def shots_for(self, target: str) -> list[int]:
+        """The shot counts ``target`` is tuned or scored at, by studies 4 and 5."""
         wanted = set()
         if "initialisation" in self.studies:
             wanted |= set(self.transfer.shots)
-        if "few_shot" in self.studies:
+        if "few_shot" in self.studies and target in self.curve_targets():
             wanted |= set(self.transfer.curve_shots)
         return sorted(wanted)
 

@@ -223,19 +223,19 @@ def build_plan(lab, speed: Speed | None = None) -> list[PlanItem]:
                 "λ search for the sum on the target's validation set",
                 [(t, 0, grid * min(val, _split_size(lab, t, "validation"))) for t in targets for _ in seeds],
             )
-        positive = [k for k in shot_counts if k > 0]
+        positive = {t: [k for k in config.shots_for(t) if k > 0] for t in targets}
         # Each checkpoint evaluation scores the held examples by rank and, for the loss, once more.
         evaluations = transfer.steps // transfer.checkpoint_every + 1 if transfer.checkpoint_examples else 0
         held = evaluations * transfer.checkpoint_examples * (2 if transfer.checkpoint_metric == "loss" else 1)
         add(
             study,
-            f"k-shot prompt tuning (k in {positive}, {transfer.steps} steps each)",
+            f"k-shot prompt tuning (k in {[k for k in shot_counts if k > 0]}, {transfer.steps} steps each)",
             [
                 (t, transfer.steps, held, min(prompt.batch_size, k))
                 for t in targets
                 for _ in seeds
                 for _ in range(per_target[t])
-                for k in positive
+                for k in positive[t]
             ],
         )
         add(
@@ -246,7 +246,7 @@ def build_plan(lab, speed: Speed | None = None) -> list[PlanItem]:
                 for t in targets
                 for _ in seeds
                 for _ in range(per_target[t])
-                for _ in shot_counts
+                for _ in config.shots_for(t)
             ],
         )
     return items

@@ -19,7 +19,7 @@ def run(lab, progress: bool = True) -> StudyResult:
     sections: list[str] = []
     figures: list = []
     summary: dict = {}
-    jobs = [(f, t) for f in config.transfer.families for t in f.targets]
+    jobs = [(f, t) for f in config.transfer.families for t in f.targets if t in config.curve_targets()]
     for family, target in progress_bar(jobs, progress, "few-shot curves"):
         curves, body = {}, []
         for method in methods(lab, family):
