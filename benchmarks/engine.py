@@ -34,6 +34,7 @@ from tpv.data import get_task, load_split
 from tpv.data.encoding import collate, encode_examples, length_sorted_batches, pad_token_id
 from tpv.engine.evaluation import evaluate, label_token_ids
 from tpv.engine.training import train_prompt
+from tpv.experiments.tiny import tiny_llama
 
 REPO = Path(__file__).resolve().parents[1]
 NOTES_MARKER = "<!-- notes: kept across reruns -->"
@@ -116,7 +117,7 @@ def _load(args):
 
         return load_model(dtype=args.dtype)
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     # Characters as tokens: real text stays meaningful without training a tokenizer, and fits the tiny vocab.
     vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, **{chr(c): c - 28 for c in range(32, 127)}}
@@ -125,21 +126,8 @@ def _load(args):
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
     )
-    torch.manual_seed(0)
-    # The test suite's tiny Llama (tests/conftest.py), random, so the smoke run takes seconds.
-    config = LlamaConfig(
-        vocab_size=128,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=256,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-    )
-    return LlamaForCausalLM(config).eval(), tokenizer
+    # The test suite's tiny Llama, random, so the smoke run takes seconds.
+    return tiny_llama(), tokenizer
 
 
 def _warm_up(model, tokenizer, task, origin, train) -> None:

@@ -20,23 +20,9 @@ def _model():
     With transformers' default init (std 0.02) the attention and MLP outputs are so small next to the residual
     stream that no prompt changes a prediction; std 0.5 makes the prompt matter, so tuning can help or hurt.
     """
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tpv.experiments.tiny import tiny_llama
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=128,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=256,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        initializer_range=0.5,
-    )
-    return LlamaForCausalLM(config).eval()
+    return tiny_llama(initializer_range=0.5)
 
 
 def _skewed(n: int, seed: int) -> list[dict]:
