@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tpv.core.progress import progress_bar
+from tpv.experiments import paper_numbers
 from tpv.experiments.result import StudyResult, markdown_table
 from tpv.experiments.stats import mean_std
 from tpv.experiments.studies.transfer import label, methods, transfer_fields
@@ -54,4 +55,6 @@ def run(lab, progress: bool = True) -> StudyResult:
         + ("; the same examples for every origin" if config.protocol.shot_draw == "per_target" else "")
         + "). Per-origin scores, invalid answers and λ are in the CSV/JSON."
     ]
+    notes += paper_numbers.figure_note("few_shot")
+    summary["paper"] = paper_numbers.figure_summary("few_shot")
     return StudyResult("few_shot", TITLE, "\n\n".join(sections), rows, summary, figures, notes)

@@ -2,13 +2,16 @@
 
 As the paper's ``statistical_signficance_tests.py``, each target's best initialisation is compared with the
 runner-up by a two-sample Student's t-test over origins, Bonferroni-corrected over the targets; ``*`` marks a
-significant difference. The λ of every sum row is published per origin in the rows (CSV/JSON).
+significant difference. The λ of every sum row is published per origin in the rows (CSV/JSON). The paper's
+T5-base 0- and 100-shot cells (:mod:`tpv.experiments.paper_numbers`) stand beside ours; RTE shows the paper's
+SciTail, which it stands in for.
 """
 
 from __future__ import annotations
 
 from tpv.core.progress import progress_bar
 from tpv.data import get_task
+from tpv.experiments import paper_numbers
 from tpv.experiments.result import StudyResult, markdown_table
 from tpv.experiments.stats import format_cell, mean_std, ttest
 from tpv.experiments.studies.transfer import label, methods, transfer_fields
@@ -30,13 +33,22 @@ def run(lab, progress: bool = True) -> StudyResult:
                 for seed in config.seeds:
                     fields = transfer_fields(lab, family, target, method, k, seed)
                     rows.append(
-                        {"family": family.name, "target": target, "method": method, "shots": k, "seed": seed, **fields}
+                        {
+                            "family": family.name,
+                            "target": target,
+                            "method": method,
+                            "shots": k,
+                            "seed": seed,
+                            **fields,
+                            **_paper_fields(target, method, k),
+                        }
                     )
     n_targets = len(jobs)
     for family, target in jobs:
         binary = get_task(target).num_labels == 2
         marks = _significance(rows, target, shots, n_targets, summary)
         header = ["Initialisation", *(f"{k} shots" for k in shots)]
+        header += [f"Paper {k} shots" for k in paper_numbers.TABLE2_SHOTS]
         header += [f"{k} shots, {m}" for m in secondary for k in shots]
         header += [f"{k} shots, binary F1" for k in shots] if binary else []
         body = []
@@ -56,10 +68,14 @@ def run(lab, progress: bool = True) -> StudyResult:
                 for k in shots:
                     mine = [r for r in rows if r["target"] == target and r["method"] == method and r["shots"] == k]
                     extra.append(format_cell([r[f"{m}_score"] for r in mine]) + _invalid_note(mine, f"{m}_invalid"))
-            body.append([label(method, family), *cells, *extra, *binary_cells])
+            paper = paper_numbers.table2(target, method)
+            paper_cells = [cell.format() for cell in paper] if paper else ["N/A"] * len(paper_numbers.TABLE2_SHOTS)
+            body.append([label(method, family), *cells, *paper_cells, *extra, *binary_cells])
         sections.append(
-            f"**{target}** ({family.name}; sources {', '.join(family.sources)})\n\n" + markdown_table(header, body)
+            f"**{target}** ({family.name}; sources {', '.join(family.sources)}){_paper_heading(target)}\n\n"
+            + markdown_table(header, body)
         )
+    summary["paper"] = _paper_summary(jobs, lambda family: methods(lab, family))
     scoring = config.protocol.scoring[0]
     checkpoint = (
         f"the best of every {config.transfer.checkpoint_every} steps by validation "
@@ -82,6 +98,11 @@ def run(lab, progress: bool = True) -> StudyResult:
         f"over origins, Bonferroni over {n_targets} targets), as the paper's Table 2. Binary F1 = F1 of the "
         "positive label (the official code's metric for binary tasks). The λ of the sum rows per origin "
         "is in the `scale` column of the CSV/JSON.",
+        f"Paper columns: {paper_numbers.PAPER}, Table 2, T5-base, mean ± std over 3 origins as printed (at 0 and "
+        "100 shots whatever our shot counts); * = the better of the pair the authors tested, where their "
+        "Bonferroni-corrected t-test found a difference; N/A = no such row in the paper (our λ-searched sum is "
+        f"tpv's own). Source: {paper_numbers.SOURCES['table2']}.",
+        paper_numbers.DIFFERENCES,
     ]
     return StudyResult("initialisation", TITLE, "\n\n".join(sections), rows, summary, notes=notes)
 
@@ -113,3 +134,34 @@ def _invalid_note(rows, key: str = "invalid") -> str:
         return ""
     share = sum(r[key] for r in rows) / max(1, sum(r["n"] for r in rows))
     return f" [{share * 100:.0f} % invalid]" if share else ""
+
+
+def _paper_heading(target: str) -> str:
+    name = paper_numbers.paper_target(target)
+    if name is None:
+        return "; the paper has no such target: its columns are N/A"
+    if name != target:
+        return f"; the paper columns are its {name} (not in tpv's data), for which {target} stands in here"
+    return ""
+
+
+def _paper_fields(target: str, method: str, shots: int) -> dict:
+    cells = paper_numbers.table2(target, method)
+    if cells is None or shots not in paper_numbers.TABLE2_SHOTS:
+        return {"paper_mean": None, "paper_std": None}
+    cell = cells[paper_numbers.TABLE2_SHOTS.index(shots)]
+    return {"paper_mean": cell.mean, "paper_std": cell.std}
+
+
+def _paper_summary(jobs, methods_of) -> dict:
+    targets = {}
+    for family, target in jobs:
+        found = {m: paper_numbers.table2(target, m) for m in methods_of(family)}
+        targets[target] = {
+            "paper_target": paper_numbers.paper_target(target),
+            "methods": {
+                m: {str(k): c.to_dict() for k, c in zip(paper_numbers.TABLE2_SHOTS, cells)} if cells else None
+                for m, cells in found.items()
+            },
+        }
+    return {"source": paper_numbers.SOURCES["table2"], "model": paper_numbers.PAPER_MODEL, "targets": targets}

@@ -3,11 +3,13 @@
 For every source task and origin i, the vector τ_i is scored on the test set applied to its own origin
 ("original") and to every other origin j ≠ i ("mixed"). Cells are mean ± std over origins (original) and over
 the (i, j) pairs (mixed); ``*`` marks a significant difference (Student's t-test, Bonferroni over the tasks).
+The paper's T5-base columns (:mod:`tpv.experiments.paper_numbers`) stand beside ours, "N/A" where it has no row.
 """
 
 from __future__ import annotations
 
 from tpv.core.progress import progress_bar
+from tpv.experiments import paper_numbers
 from tpv.experiments.result import StudyResult, markdown_table
 from tpv.experiments.stats import format_cell, mean_std, ttest
 
@@ -30,9 +32,8 @@ def run(lab, progress: bool = True) -> StudyResult:
     rows = []
     for task in progress_bar(tasks, progress, "origin independence"):
         for i in seeds:
-            rows.append(
-                {"task": task, "vector_seed": i, "origin_seed": i, "kind": "original", **original_fields(lab, task, i)}
-            )
+            head = {"task": task, "vector_seed": i, "origin_seed": i, "kind": "original"}
+            rows.append({**head, **original_fields(lab, task, i), **_paper_fields(task, "original")})
             for j in seeds:
                 if j != i:
                     fields = lab.score_fields(
@@ -40,7 +41,16 @@ def run(lab, progress: bool = True) -> StudyResult:
                         f"source:{task}@{i}+origin{j}",
                         lambda task=task, i=i, j=j: lab.source_vector(task, i).apply_to(lab.origin(j)),
                     )
-                    rows.append({"task": task, "vector_seed": i, "origin_seed": j, "kind": "mixed", **fields})
+                    rows.append(
+                        {
+                            "task": task,
+                            "vector_seed": i,
+                            "origin_seed": j,
+                            "kind": "mixed",
+                            **fields,
+                            **_paper_fields(task, "mixed"),
+                        }
+                    )
     body, summary = [], {}
     for task in tasks + ["avg"]:
         if task == "avg":
@@ -60,7 +70,13 @@ def run(lab, progress: bool = True) -> StudyResult:
         delta = mean_std(mixed)[0] - mean_std(original)[0]
         test = ttest(mixed, original, n_comparisons=len(tasks))
         body.append(
-            [task, format_cell(original), format_cell(mixed) + ("*" if test.significant else ""), f"{delta * 100:+.1f}"]
+            [
+                task,
+                format_cell(original),
+                format_cell(mixed) + ("*" if test.significant else ""),
+                f"{delta * 100:+.1f}",
+                *_paper_cells(task),
+            ]
         )
         summary[task] = {
             "original_mean": mean_std(original)[0],
@@ -69,12 +85,47 @@ def run(lab, progress: bool = True) -> StudyResult:
             "p_bonferroni": test.p_value,
             "significant": test.significant,
         }
-    table = markdown_table(["Task", "Original", "Mixed", "Δ"], body)
+    summary["paper"] = _paper_summary(tasks)
+    table = markdown_table(
+        ["Task", "Original", "Mixed", "Δ", "Paper T5: Original", "Paper T5: Mixed", "Paper T5: Δ"], body
+    )
     notes = [
         f"Scores ×100 (macro F1; Pearson for STS-B; scored by {config.protocol.scoring[0]}, protocol "
         f"`{config.protocol.name}`; invalid answers and binary F1 per row in the CSV/JSON) on the test subsets; "
         f"{len(seeds)} origins "
         f"(seeds {seeds}); original: mean ± std over origins; mixed: over the {len(seeds) * (len(seeds) - 1)} "
-        f"(vector origin, other origin) pairs; * = p < 0.05 after Bonferroni over {len(tasks)} tasks."
+        f"(vector origin, other origin) pairs; * = p < 0.05 after Bonferroni over {len(tasks)} tasks.",
+        f"Paper T5 columns: {paper_numbers.PAPER}, Table 1, T5-base (its main model), mean ± std over 3 origins "
+        f"as printed; * = the paper's mark; N/A = no such row in the paper (its avg is over the 8 GLUE tasks, "
+        f"{_glue_avg()}, so it is not beside ours). Source: {paper_numbers.SOURCES['table1']}. LLaMa-3.1-8B "
+        "and DeepSeek-7B rows are in the JSON's `summary.paper`.",
+        paper_numbers.DIFFERENCES,
     ]
     return StudyResult("origin_independence", TITLE, table, rows, summary, notes=notes)
+
+
+def _paper_cells(task: str) -> list[str]:
+    row = paper_numbers.table1(task) if task != "avg" else None
+    if row is None:
+        return ["N/A"] * 3
+    return [row.original.format(), row.mixed.format(), f"{row.delta:+.1f}"]
+
+
+def _paper_fields(task: str, kind: str) -> dict:
+    row = paper_numbers.table1(task)
+    cell = getattr(row, kind) if row else None
+    return {"paper_mean": cell.mean if cell else None, "paper_std": cell.std if cell else None}
+
+
+def _glue_avg() -> str:
+    row = paper_numbers.table1("avg")
+    # The printed Mixed avg is not the mean of the paper's own GLUE Mixed cells (see paper_numbers); say so.
+    return f"{row.original.format()} original, {row.mixed.format()} mixed as printed" if row else "N/A"
+
+
+def _paper_summary(tasks: list[str]) -> dict:
+    models = {}
+    for model in paper_numbers.MODELS:
+        rows = {task: paper_numbers.table1(task, model) for task in [*tasks, "avg"]}
+        models[model] = {task: row.to_dict() if row else None for task, row in rows.items()}
+    return {"source": paper_numbers.SOURCES["table1"], "shown": paper_numbers.PAPER_MODEL, "table1": models}

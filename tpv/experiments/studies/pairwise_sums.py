@@ -13,6 +13,7 @@ import itertools
 import numpy as np
 
 from tpv.core.progress import progress_bar
+from tpv.experiments import paper_numbers
 from tpv.experiments.result import StudyResult, markdown_table
 from tpv.experiments.stats import mean_std
 from tpv.experiments.studies.origin_independence import original_score
@@ -82,5 +83,10 @@ def run(lab, progress: bool = True) -> StudyResult:
         "same origin, averaged over origins; the absolute score ×100 is in brackets. Heatmap: row = task "
         "scored, column = the task it was summed with."
     ]
-    summary = {"tasks": tasks, "relative_matrix": matrix.tolist()}
+    notes += paper_numbers.figure_note("pairwise_sums")
+    summary = {
+        "tasks": tasks,
+        "relative_matrix": matrix.tolist(),
+        "paper": paper_numbers.figure_summary("pairwise_sums"),
+    }
     return StudyResult("pairwise_sums", TITLE, table, rows, summary, [figure], notes)

@@ -11,6 +11,7 @@ import numpy as np
 
 from tpv.core.progress import progress_bar
 from tpv.core.similarity import prompt_cosine
+from tpv.experiments import paper_numbers
 from tpv.experiments.result import StudyResult, markdown_table
 
 TITLE = "Similarity of task prompts and task prompt vectors (§4.2, Figure 2)"
@@ -59,4 +60,6 @@ def run(lab, progress: bool = True) -> StudyResult:
                 tasks, matrix, lab.output_dir / f"similarity_{kind}.png", title=f"Cosine similarity of {label}"
             )
         )
-    return StudyResult("similarity", TITLE, "\n\n".join(tables), rows, summary, figures)
+    summary["paper"] = paper_numbers.figure_summary("similarity")
+    notes = paper_numbers.figure_note("similarity")
+    return StudyResult("similarity", TITLE, "\n\n".join(tables), rows, summary, figures, notes)
