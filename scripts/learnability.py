@@ -358,7 +358,7 @@ def report(runs: list[dict]) -> str:
     lines = [
         "# Learnability: does a soft prompt of the default model leave chance, and after how many steps?",
         "",
-        "The rows come from three commands over one run folder (`--run-dir`; each row's settings, commit and CPU are",
+        "The rows come from five commands over one run folder (`--run-dir`; each row's settings, commit and CPU are",
         "in `runs.csv`/`runs.json`):",
         "",
         "- `python scripts/build_zoo.py`: every local task at 20 virtual tokens and learning rate 0.3 (150 steps for",
@@ -366,8 +366,12 @@ def report(runs: list[dict]) -> str:
         "- `python scripts/learnability.py --tasks mnli --tokens 20 --learning-rates 0.03 0.3 --max-steps 300`: the",
         "  second learning rate, on MNLI (its 0.3 run was stopped for CPU time, so MNLI at 0.3 is the zoo's "
         "150-step run);",
-        "- `python scripts/learnability.py --tokens 50 --tasks mnli qnli rte mrpc --max-steps 150`: the paper's",
-        "  prompt length; only MNLI finished in the session's CPU time.",
+        "- `python scripts/learnability.py --tokens 50 --max-steps 150`: the paper's prompt length (the",
+        "  `paper-cpu` profile's), for the seven source tasks;",
+        "- `python scripts/learnability.py --tokens 50 --tasks sst2 yelp_polarity dbpedia --max-steps 100`: the",
+        "  `paper-cpu` profile's other source tasks at its prompt length;",
+        "- `python scripts/learnability.py --tokens 50 --learning-rates 0.03 --tasks mnli rte cola --max-steps 300`:",
+        "  the second learning rate at 50 tokens, for the tasks still at chance at 0.3.",
         "",
         "`python scripts/learnability.py --report-only` rewrites this page, `curves.csv`, `runs.csv`, `runs.json`,",
         "`budgets.json` and `curves.png` from the finished runs. Model: SmolLM2-135M-Instruct (dequantised GGUF), one",
@@ -415,6 +419,11 @@ def report(runs: list[dict]) -> str:
         f"At chance in every run tried: {', '.join(never) or 'none'}; their rows in later studies are not "
         "evidence for or against a finding.",
         "",
+        "`budgets.json` keeps, per task and prompt length, the best run (one that left chance, if any). The",
+        "`paper-cpu` profile (50 virtual tokens) trains each source task for that run's `schedule_steps` at its",
+        "learning rate (`[source] task_steps`, `task_learning_rates`) and lists the tasks whose best run stayed at",
+        "chance in `[source] at_chance`; `tests/test_experiments.py` checks the profile against this file.",
+        "",
         "![curves](curves.png)",
         "",
     ]
@@ -428,12 +437,19 @@ LEAVES_CHANCE_RULE = (
 
 
 def budgets(runs: list[dict]) -> dict:
-    """Per task and prompt length: the kept checkpoint's step of the best run that left chance, or at_chance."""
+    """Per task and prompt length: the best run (one that left chance, if any, then the higher held score).
+
+    A profile uses, for a task whose best run left chance, that run's ``schedule_steps`` and ``learning_rate``
+    (``[source] task_steps`` / ``task_learning_rates``); a task whose best run did not is listed in ``[source]
+    at_chance``. ``tests/test_experiments.py`` checks the shipped paper profiles against this file."""
     table: dict = {}
     for s in runs:
         entry = table.setdefault(s["task"], {}).setdefault(str(s["virtual_tokens"]), None)
         candidate = {
             "steps": max(s["best_step"], s["eval_every"]),
+            # The run's whole budget: its learning rate decays over these steps, so a profile that keeps the best
+            # checkpoint trains this long to see the run's curve.
+            "schedule_steps": s["max_steps"],
             "learning_rate": s["learning_rate"],
             "held_score": round(s["held_score"], 4),
             "metric": s["metric"],
@@ -447,6 +463,9 @@ def budgets(runs: list[dict]) -> dict:
         )
         if better:
             table[s["task"]][str(s["virtual_tokens"])] = candidate
+    for s in runs:  # over every run of the task at this length, whichever was kept
+        entry = table[s["task"]][str(s["virtual_tokens"])]
+        entry["largest_budget_tried"] = max(entry["largest_budget_tried"], s["max_steps"])
     return {"rule": LEAVES_CHANCE_RULE, "budgets": table}
 
 

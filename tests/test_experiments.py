@@ -374,3 +374,25 @@ def test_the_store_says_which_machine_computed_each_score(tmp_path):
     ]
     assert [list(m) for m in found][0] == ["commit", "device", "dtype", "hardware", "entries"]  # one order, always
     assert len(cpu) == 4 and "__machines__" not in cpu and cpu.touched == {"test/sst2/b", "test/sst2/d"}
+
+
+def test_the_paper_cpu_profile_uses_the_learnability_budgets():
+    # docs/results/learnability/budgets.json is what scripts/learnability.py found on the default model; the
+    # profile that runs the paper's protocol on it must train each source task as long (and at the rate) that left
+    # chance there, and mark the tasks that never did.
+    found = json.loads((Path(__file__).parents[1] / "docs/results/learnability/budgets.json").read_text())
+    config = load_config("paper-cpu")
+    tokens = str(config.prompt.num_virtual_tokens)
+    checked = []
+    for task in config.source.tasks:
+        entry = found["budgets"].get(task, {}).get(tokens)
+        if entry is None:
+            continue
+        checked.append(task)
+        if entry["left_chance"]:
+            assert config.source.steps_for(task) == entry["schedule_steps"], task
+            assert config.source.learning_rate_for(task, config.prompt.learning_rate) == entry["learning_rate"], task
+            assert task not in config.source.at_chance
+        else:
+            assert task in config.source.at_chance, task
+    assert len(checked) >= 7  # the seven source tasks have runs at the profile's prompt length
