@@ -396,3 +396,25 @@ def test_the_paper_cpu_profile_uses_the_learnability_budgets():
         else:
             assert task in config.source.at_chance, task
     assert len(checked) >= 7  # the seven source tasks have runs at the profile's prompt length
+
+
+def test_source_tasks_at_chance_are_marked_on_every_page_without_rerunning(smoke_run, tmp_path):
+    root, first, _ = smoke_run
+    shutil.copytree(root / f"smoke-{first['fingerprint']}", tmp_path / f"smoke-{first['fingerprint']}")
+    config = load_config("smoke")
+    config.source.at_chance = ["sst2"]
+    summary = reproduce(config, run_dir=tmp_path, progress=False)
+    assert summary["fingerprint"] == first["fingerprint"] and summary["trained"] == 0  # it changes no number
+    out = Path(summary["output_dir"])
+    pages = {study: (out / f"{study}.md").read_text() for study in STUDIES}
+    assert "| sst2† |" in pages["origin_independence"] and "| yelp_polarity |" in pages["origin_independence"]
+    assert "| avg (no †) |" in pages["origin_independence"]
+    assert "sst2† + yelp_polarity" in pages["pairwise_sums"] and "| sst2† |" in pages["similarity"]
+    assert "sst2† (SPoT)" in pages["initialisation"] and "sst2† + yelp_polarity" in pages["few_shot"]
+    for page in pages.values():
+        assert "† sst2: source prompts that stayed at chance" in page
+    # The average without it is yelp_polarity's own row, the only other task.
+    summary_json = json.loads((out / "origin_independence.json").read_text())["summary"]
+    assert summary_json["avg (no †)"]["original_mean"] == summary_json["yelp_polarity"]["original_mean"]
+    assert summary_json["at_chance"] == ["sst2"]
+    assert "†" not in (Path(first["output_dir"]) / "origin_independence.md").read_text()

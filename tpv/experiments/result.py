@@ -29,6 +29,27 @@ class StudyResult:
     notes: list[str] = field(default_factory=list)
 
 
+AT_CHANCE_MARK = "†"
+
+
+def marked(task: str, config) -> str:
+    """``task`` with † when the profile lists it in ``[source] at_chance``: its source prompt stayed at chance in
+    the learnability study, so rows built on it are no evidence for or against a finding."""
+    return f"{task}{AT_CHANCE_MARK}" if task in config.source.at_chance else task
+
+
+def at_chance_notes(config, tasks) -> list[str]:
+    """The note that explains † under a table whose rows use ``tasks`` (none when no row is marked)."""
+    found = [task for task in config.source.at_chance if task in tasks]
+    if not found:
+        return []
+    return [
+        f"{AT_CHANCE_MARK} {', '.join(found)}: source prompts that stayed at chance on this model at every budget "
+        "tried (docs/results/learnability/; the profile's `[source] at_chance`). A row that uses one compares "
+        "prompts without skill: it is no evidence for or against the paper's finding."
+    ]
+
+
 def markdown_table(header: list[str], body: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in body]

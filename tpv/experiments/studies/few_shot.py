@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tpv.core.progress import progress_bar
 from tpv.experiments import paper_numbers
-from tpv.experiments.result import StudyResult, markdown_table
+from tpv.experiments.result import StudyResult, at_chance_notes, markdown_table
 from tpv.experiments.stats import mean_std
 from tpv.experiments.studies.transfer import label, methods, transfer_fields
 
@@ -35,9 +35,11 @@ def run(lab, progress: bool = True) -> StudyResult:
                 mean, std = mean_std(scores)
                 means.append(mean * 100)
                 stds.append(std * 100)
-            curves[label(method, family)] = (means, stds)
+            curves[label(method, family, config.source.at_chance)] = (means, stds)
             summary.setdefault(target, {})[method] = dict(zip(shots, means))
-            body.append([label(method, family), *(f"{m:.1f} ± {s:.1f}" for m, s in zip(means, stds))])
+            body.append(
+                [label(method, family, config.source.at_chance), *(f"{m:.1f} ± {s:.1f}" for m, s in zip(means, stds))]
+            )
         figures.append(
             plot_curves(
                 shots,
@@ -56,5 +58,6 @@ def run(lab, progress: bool = True) -> StudyResult:
         + "). Per-origin scores, invalid answers and λ are in the CSV/JSON."
     ]
     notes += paper_numbers.figure_note("few_shot")
+    notes += at_chance_notes(config, [s for f in config.transfer.families for s in f.sources])
     summary["paper"] = paper_numbers.figure_summary("few_shot")
     return StudyResult("few_shot", TITLE, "\n\n".join(sections), rows, summary, figures, notes)

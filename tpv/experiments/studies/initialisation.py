@@ -12,7 +12,7 @@ from __future__ import annotations
 from tpv.core.progress import progress_bar
 from tpv.data import get_task
 from tpv.experiments import paper_numbers
-from tpv.experiments.result import StudyResult, markdown_table
+from tpv.experiments.result import StudyResult, at_chance_notes, markdown_table
 from tpv.experiments.stats import format_cell, mean_std, ttest
 from tpv.experiments.studies.transfer import label, methods, transfer_fields
 
@@ -70,7 +70,7 @@ def run(lab, progress: bool = True) -> StudyResult:
                     extra.append(format_cell([r[f"{m}_score"] for r in mine]) + _invalid_note(mine, f"{m}_invalid"))
             paper = paper_numbers.table2(target, method)
             paper_cells = [cell.format() for cell in paper] if paper else ["N/A"] * len(paper_numbers.TABLE2_SHOTS)
-            body.append([label(method, family), *cells, *paper_cells, *extra, *binary_cells])
+            body.append([label(method, family, config.source.at_chance), *cells, *paper_cells, *extra, *binary_cells])
         sections.append(
             f"**{target}** ({family.name}; sources {', '.join(family.sources)}){_paper_heading(target)}\n\n"
             + markdown_table(header, body)
@@ -103,6 +103,7 @@ def run(lab, progress: bool = True) -> StudyResult:
         "Bonferroni-corrected t-test found a difference; N/A = no such row in the paper (our λ-searched sum is "
         f"tpv's own). Source: {paper_numbers.SOURCES['table2']}.",
         paper_numbers.DIFFERENCES,
+        *at_chance_notes(config, [s for f in config.transfer.families for s in f.sources]),
     ]
     return StudyResult("initialisation", TITLE, "\n\n".join(sections), rows, summary, notes=notes)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from tpv.core.progress import progress_bar
 from tpv.experiments import paper_numbers
-from tpv.experiments.result import StudyResult, markdown_table
+from tpv.experiments.result import StudyResult, at_chance_notes, markdown_table, marked
 from tpv.experiments.stats import format_cell, mean_std, ttest
 
 TITLE = "Origin independence (§4.2, Table 1)"
@@ -51,17 +51,28 @@ def run(lab, progress: bool = True) -> StudyResult:
                             **_paper_fields(task, "mixed"),
                         }
                     )
-    body, summary = [], {}
-    for task in tasks + ["avg"]:
-        if task == "avg":
-            # The average row averages each origin's (or pair's) score over tasks, as the paper's "avg" row.
+    body: list[list] = []
+    summary: dict = {}
+    learned = [t for t in tasks if t not in config.source.at_chance]
+    # "avg" over every task, as the paper's row; with tasks at chance, also over the others, the ones that can
+    # say something about origin independence.
+    averages = {"avg": tasks, **({"avg (no †)": learned} if learned and len(learned) < len(tasks) else {})}
+    for task in tasks + list(averages):
+        if task in averages:
+            # Each origin's (or pair's) score averaged over the tasks, as the paper's "avg" row.
+            over = averages[task]
             original = [
-                sum(r["score"] for r in rows if r["kind"] == "original" and r["vector_seed"] == i) / len(tasks)
+                sum(r["score"] for r in rows if r["kind"] == "original" and r["vector_seed"] == i and r["task"] in over)
+                / len(over)
                 for i in seeds
             ]
             mixed = [
-                sum(r["score"] for r in rows if r["kind"] == "mixed" and (r["vector_seed"], r["origin_seed"]) == p)
-                / len(tasks)
+                sum(
+                    r["score"]
+                    for r in rows
+                    if r["kind"] == "mixed" and (r["vector_seed"], r["origin_seed"]) == p and r["task"] in over
+                )
+                / len(over)
                 for p in [(i, j) for i in seeds for j in seeds if i != j]
             ]
         else:
@@ -71,7 +82,7 @@ def run(lab, progress: bool = True) -> StudyResult:
         test = ttest(mixed, original, n_comparisons=len(tasks))
         body.append(
             [
-                task,
+                marked(task, config),
                 format_cell(original),
                 format_cell(mixed) + ("*" if test.significant else ""),
                 f"{delta * 100:+.1f}",
@@ -100,7 +111,9 @@ def run(lab, progress: bool = True) -> StudyResult:
         f"{_glue_avg()}, so it is not beside ours). Source: {paper_numbers.SOURCES['table1']}. LLaMa-3.1-8B "
         "and DeepSeek-7B rows are in the JSON's `summary.paper`.",
         paper_numbers.DIFFERENCES,
+        *at_chance_notes(config, tasks),
     ]
+    summary["at_chance"] = [t for t in tasks if t in config.source.at_chance]
     return StudyResult("origin_independence", TITLE, table, rows, summary, notes=notes)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from tpv.core.progress import progress_bar
 from tpv.experiments import paper_numbers
-from tpv.experiments.result import StudyResult, markdown_table
+from tpv.experiments.result import StudyResult, at_chance_notes, markdown_table, marked
 from tpv.experiments.stats import mean_std
 from tpv.experiments.studies.origin_independence import original_score
 
@@ -63,7 +63,7 @@ def run(lab, progress: bool = True) -> StudyResult:
             absolute = [r["score"] for r in rows if r["task"] == task and r["other"] == other]
             cells.append(f"{mean:.2f} ({mean_std(absolute)[0] * 100:.1f})")
         scales = sorted({r["scale"] for r in rows if r["pair"] == f"{a}+{b}"})
-        body.append([f"{a} + {b}", *cells, ", ".join(f"{s:g}" for s in scales)])
+        body.append([f"{marked(a, config)} + {marked(b, config)}", *cells, ", ".join(f"{s:g}" for s in scales)])
     finite = matrix[np.isfinite(matrix)]
     # Red below half the own prompt's score, green from parity up, whatever the values' own range.
     figure = plot_heatmap(
@@ -84,6 +84,7 @@ def run(lab, progress: bool = True) -> StudyResult:
         "scored, column = the task it was summed with."
     ]
     notes += paper_numbers.figure_note("pairwise_sums")
+    notes += at_chance_notes(config, tasks)
     summary = {
         "tasks": tasks,
         "relative_matrix": matrix.tolist(),

@@ -12,7 +12,7 @@ import numpy as np
 from tpv.core.progress import progress_bar
 from tpv.core.similarity import prompt_cosine
 from tpv.experiments import paper_numbers
-from tpv.experiments.result import StudyResult, markdown_table
+from tpv.experiments.result import StudyResult, at_chance_notes, markdown_table, marked
 
 TITLE = "Similarity of task prompts and task prompt vectors (§4.2, Figure 2)"
 
@@ -53,7 +53,10 @@ def run(lab, progress: bool = True) -> StudyResult:
         label = kind.replace("_", " ")
         tables.append(
             f"**{label}** (cosine, mean-pooled, averaged over origin pairs i ≠ j)\n\n"
-            + markdown_table(["", *tasks], [[t, *(f"{v:.2f}" for v in matrix[r])] for r, t in enumerate(tasks)])
+            + markdown_table(
+                ["", *(marked(t, config) for t in tasks)],
+                [[marked(t, config), *(f"{v:.2f}" for v in matrix[r])] for r, t in enumerate(tasks)],
+            )
         )
         figures.append(
             plot_similarity(
@@ -61,5 +64,5 @@ def run(lab, progress: bool = True) -> StudyResult:
             )
         )
     summary["paper"] = paper_numbers.figure_summary("similarity")
-    notes = paper_numbers.figure_note("similarity")
+    notes = paper_numbers.figure_note("similarity") + at_chance_notes(config, tasks)
     return StudyResult("similarity", TITLE, "\n\n".join(tables), rows, summary, figures, notes)

@@ -22,10 +22,13 @@ def methods(lab, family: Family) -> list[str]:
     return out
 
 
-def label(method: str, family: Family) -> str:
-    joined = " + ".join(family.sources)
+def label(method: str, family: Family, at_chance=()) -> str:
+    """The row name of ``method``'s initialisation, † after each source in ``at_chance`` (see
+    :func:`tpv.experiments.result.marked`)."""
+    mark = lambda task: f"{task}†" if task in at_chance else task  # noqa: E731
+    joined = " + ".join(mark(source) for source in family.sources)
     if method.startswith("spot:"):
-        return f"{method[5:]} (SPoT)"
+        return f"{mark(method[5:])} (SPoT)"
     return {
         "random": "Random",
         "spot_multi": f"{joined} (SPoT)",
