@@ -418,3 +418,40 @@ def test_source_tasks_at_chance_are_marked_on_every_page_without_rerunning(smoke
     assert summary_json["avg (no †)"]["original_mean"] == summary_json["yelp_polarity"]["original_mean"]
     assert summary_json["at_chance"] == ["sst2"]
     assert "†" not in (Path(first["output_dir"]) / "origin_independence.md").read_text()
+
+
+def test_every_study_page_shows_the_papers_numbers_or_words_beside_ours(smoke_run):
+    from tpv.experiments.paper_numbers import table2
+
+    root, summary, _ = smoke_run
+    out = root / f"smoke-{summary['fingerprint']}" / "results"
+    page = (out / "origin_independence.md").read_text()
+    # Table 1, T5-base: the paper's row for a task it has; N/A for the avg, which averages other tasks.
+    assert "| 93.8 ± 0.3 | 93.2 ± 0.6 | -0.6 |" in next(
+        line for line in page.splitlines() if line.startswith("| sst2 ")
+    )
+    assert "| 97.2 ± 0.0 | 97.1 ± 0.1* | -0.1 |" in page
+    assert next(line for line in page.splitlines() if line.startswith("| avg ")).endswith("| N/A | N/A | N/A |")
+    assert "T5-base" in page and "direction" in page and "statistical_signficance_tests.py" in page
+    payload = json.loads((out / "origin_independence.json").read_text())
+    paper = payload["summary"]["paper"]["table1"]
+    assert paper["t5-base"]["yelp_polarity"]["mixed"] == {"mean": 97.1, "std": 0.1, "significant": True}
+    assert paper["llama-3.1-8b-instruct"]["sst2"]["original"]["mean"] == 95.9
+    expected = {"original": 93.8, "mixed": 93.2}
+    assert all(r["paper_mean"] == expected[r["kind"]] for r in payload["rows"] if r["task"] == "sst2")
+    # Table 2: the paper's 0/100-shot cells beside each initialisation; tpv's own λ-searched row has none.
+    page = (out / "initialisation.md").read_text()
+    lines = {line.split(" | ")[0]: line for line in page.splitlines() if line.startswith("| ")}
+    assert "| 77.2 ± 9.6 | 89.4 ± 0.4 |" in lines["| Random"]
+    assert "| 90.8 ± 0.2* | 90.8 ± 0.2 |" in lines["| sst2 + yelp_polarity (SPoT)"]
+    assert "| N/A | N/A |" in lines["| sst2 + yelp_polarity (sum, λ on target validation)"]
+    assert "| Paper 0 shots | Paper 100 shots |" in page and "not in the v3 text we have" in page
+    paper = json.loads((out / "initialisation.json").read_text())["summary"]["paper"]["targets"]["imdb"]
+    assert paper["methods"]["spot:sst2"]["100"]["mean"] == 90.2 and paper["methods"]["sum_search"] is None
+    # Figures 2–4: the paper's sentences, quoted on the page and in the JSON.
+    for study, words in [("similarity", "QNLI and TREC"), ("pairwise_sums", "MNLI+RTE"), ("few_shot", "SST5")]:
+        assert "Paper says" in (out / f"{study}.md").read_text() and words in (out / f"{study}.md").read_text()
+        says = json.loads((out / f"{study}.json").read_text())["summary"]["paper"]["says"]
+        assert any(words in sentence for sentence in says)
+    # The paper's "(ours)" row of Table 2 for IMDB, beside tpv's λ = 1 sum when a profile runs it.
+    assert [c.format() for c in table2("imdb", "sum")] == ["90.1 ± 0.5", "90.4 ± 0.2"]
