@@ -56,6 +56,7 @@ def _assert_same_vector(result, uninterrupted):
     torch.testing.assert_close(torch.tensor(result["vector"]), torch.tensor(uninterrupted["vector"]), rtol=0, atol=1e-6)
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("kill", ["checkpoint-6/optimizer.pt", "toy.tpv.safetensors"])
 def test_a_kill_in_the_middle_of_a_write_resumes_to_the_same_vector(kill, uninterrupted, tmp_path):
     run = tmp_path / "run"
@@ -66,6 +67,7 @@ def test_a_kill_in_the_middle_of_a_write_resumes_to_the_same_vector(kill, uninte
     _assert_same_vector(result, uninterrupted)
 
 
+@pytest.mark.processes
 def test_kills_at_random_points_resume_to_the_same_vector(uninterrupted, tmp_path):
     run, rng = tmp_path / "run", random.Random(0)
     for _ in range(3):
@@ -251,6 +253,7 @@ def _results(stdout: str) -> list[dict]:
     return found
 
 
+@pytest.mark.processes
 def test_two_processes_give_one_process_vector_and_write_each_file_once(uninterrupted, tmp_path):
     """2 processes × batch 2 against 1 × batch 4: the same global batch, so the same run."""
     logs = tmp_path / "logs"
@@ -271,6 +274,7 @@ def test_two_processes_give_one_process_vector_and_write_each_file_once(uninterr
         assert set((logs / f"evaluated-{rank}.txt").read_text().split()) == {"4"}
 
 
+@pytest.mark.processes
 def test_two_processes_resume_after_a_kill(uninterrupted, tmp_path):
     returncode, _, _ = _torchrun(tmp_path / "run", "--kill-on", "checkpoint-6/optimizer.pt", "--torn")
     assert returncode != 0
@@ -302,6 +306,7 @@ def test_a_broken_run_record_is_refused_and_overwrite_discards_it(tmp_path):
     assert not (tmp_path / "tpv_train.json").exists()
 
 
+@pytest.mark.processes
 def test_a_tampered_checkpoint_is_one_tpv_error_and_nothing_in_it_runs(uninterrupted, tmp_path):
     run = tmp_path / "run"
     returncode, _, _ = _worker(run, "--kill-on", "toy.tpv.safetensors")  # every checkpoint complete, no result yet
