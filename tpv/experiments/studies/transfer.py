@@ -13,6 +13,7 @@ cached per (target, method, shots, origin), so study 5 reuses study 4's runs.
 from __future__ import annotations
 
 from tpv.experiments.config import Family
+from tpv.experiments.result import AT_CHANCE_MARK
 
 
 def methods(lab, family: Family) -> list[str]:
@@ -25,7 +26,7 @@ def methods(lab, family: Family) -> list[str]:
 def label(method: str, family: Family, at_chance=()) -> str:
     """The row name of ``method``'s initialisation, † after each source in ``at_chance`` (see
     :func:`tpv.experiments.result.marked`)."""
-    mark = lambda task: f"{task}†" if task in at_chance else task  # noqa: E731
+    mark = lambda task: f"{task}{AT_CHANCE_MARK}" if task in at_chance else task  # noqa: E731
     joined = " + ".join(mark(source) for source in family.sources)
     if method.startswith("spot:"):
         return f"{mark(method[5:])} (SPoT)"
