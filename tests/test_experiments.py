@@ -30,6 +30,10 @@ def test_smoke_profile_runs_every_study_and_writes_its_outputs(smoke_run):
     for study in STUDIES:
         table = (out / f"{study}.md").read_text()
         assert table.startswith("# ") and "| --- |" in table and "git commit" in table
+        # A run smaller than the paper's says how small on every page.
+        smoke = load_config("smoke")
+        assert f"Scale of this run: test subsets of {smoke.data.test_examples} examples per task" in table
+        assert ("k-shot runs of" in table) == (study in ("initialisation", "few_shot"))
         payload = json.loads((out / f"{study}.json").read_text())
         assert payload["config"]["name"] == "smoke" and payload["rows"] and payload["commit"]
         with open(out / f"{study}.csv", newline="") as handle:

@@ -23,7 +23,7 @@ from tpv.core.errors import TPVError
 from tpv.engine.run_folder import RunLock
 from tpv.experiments.config import PROFILES, STUDIES, TINY_MODEL, ExperimentConfig, load_config
 from tpv.experiments.lab import Lab
-from tpv.experiments.result import StudyResult
+from tpv.experiments.result import StudyResult, scale_note
 
 __all__ = ["PROFILES", "STUDIES", "ExperimentConfig", "StudyResult", "load_config", "reproduce"]
 
@@ -146,6 +146,8 @@ def write_outputs(result: StudyResult, lab: Lab, seconds: float, computed_by: li
         f"run folder key `{config.fingerprint()}`), wall-clock time of this study "
         f"{seconds:.1f} s (cached work excluded). Raw per-origin scores: `{result.name}.csv` / "
         f"`{result.name}.json`.",
+        "",
+        scale_note(config, result.name),
         "",
     ]
     if computed_by:

@@ -50,6 +50,46 @@ def at_chance_notes(config, tasks) -> list[str]:
     ]
 
 
+def scale_note(config, study: str) -> str:
+    """One sentence on how large ``config``'s run is where ``study`` depends on it, for the header of its page:
+    a smaller run than the paper's must say so where its numbers are shown."""
+    data, prompt, source, transfer = config.data, config.prompt, config.source, config.transfer
+    budgets = ", ".join(
+        f"{task} {source.steps_for(task)}"
+        + (
+            f" at {source.learning_rate_for(task, prompt.learning_rate):g}"
+            if source.learning_rate_for(task, prompt.learning_rate) != prompt.learning_rate
+            else ""
+        )
+        for task in source.tasks
+    )
+    stopping = (
+        f", stopped after {source.early_stopping_patience} checkpoint evaluations without a lower validation loss"
+        if source.early_stopping_patience
+        else ""
+    )
+    parts = [
+        f"Scale of this run: test subsets of {data.test_examples} examples per task (the paper scores whole test "
+        f"sets), at most {data.train_examples} training and {data.validation_examples} validation examples per "
+        f"task; {prompt.num_virtual_tokens} virtual tokens, batch {prompt.batch_size}, learning rate "
+        f"{prompt.learning_rate:g}; source prompts ({len(source.tasks)} tasks) trained for at most {budgets} "
+        f"steps{stopping}"
+    ]
+    if study in ("initialisation", "few_shot"):
+        targets = [t for family in transfer.families for t in family.targets]
+        parts.append(
+            f"targets {', '.join(targets)}; methods {', '.join(transfer.methods)}; k-shot runs of "
+            f"{transfer.steps} steps"
+            + (
+                f", best of every {transfer.checkpoint_every} by {transfer.checkpoint_metric} on "
+                f"{transfer.checkpoint_examples} held validation examples"
+                if transfer.checkpoint_examples
+                else ", last step kept"
+            )
+        )
+    return "; ".join(parts) + "."
+
+
 def markdown_table(header: list[str], body: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in body]
