@@ -459,3 +459,33 @@ def test_every_study_page_shows_the_papers_numbers_or_words_beside_ours(smoke_ru
         assert any(words in sentence for sentence in says)
     # The paper's "(ours)" row of Table 2 for IMDB, beside tpv's λ = 1 sum when a profile runs it.
     assert [c.format() for c in table2("imdb", "sum")] == ["90.1 ± 0.5", "90.4 ± 0.2"]
+
+
+def test_the_findings_table_is_computed_from_the_study_files_beside_it(smoke_run, tmp_path):
+    from tpv.experiments.findings import HELD, NOT_RUN, PARTLY, findings
+
+    root, summary, _ = smoke_run
+    out = Path(summary["output_dir"])
+    config = load_config("smoke")
+    assert sorted(Path(p).name for p in summary["findings"]) == ["findings.json", "findings.md"]
+    written = json.loads((out / "findings.json").read_text())["findings"]
+    assert [f["study"] for f in written][:1] == ["origin_independence"] and len(written) == 9
+    assert all(f["verdict"] in ("held", "partly", "not held", "not testable here") for f in written)
+    page = (out / "findings.md").read_text()
+    assert all(f"**{f['verdict']}**" in page and f["evidence"] in page for f in written)
+    tasks = config.source.tasks
+    assert written[0]["evidence"].startswith(f"{len(tasks)} of {len(tasks)} tasks") == (written[0]["verdict"] == HELD)
+
+    # The verdict follows the numbers: one significant change makes "held" "partly"; results of a run with
+    # other settings (another run folder key) are not used at all.
+    copy = tmp_path / "results"
+    shutil.copytree(out, copy)
+    page_json = json.loads((copy / "origin_independence.json").read_text())
+    for task in tasks:
+        page_json["summary"][task]["significant"] = task == tasks[0]
+    (copy / "origin_independence.json").write_text(json.dumps(page_json))
+    first = findings(copy, config)[0]
+    assert first.verdict == PARTLY and f"significant: {tasks[0]}" in first.evidence
+    page_json["fingerprint"] = "other"
+    (copy / "origin_independence.json").write_text(json.dumps(page_json))
+    assert findings(copy, config)[0].verdict == NOT_RUN

@@ -22,6 +22,7 @@ from tpv.core._io import atomic_write_text
 from tpv.core.errors import TPVError
 from tpv.engine.run_folder import RunLock
 from tpv.experiments.config import PROFILES, STUDIES, TINY_MODEL, ExperimentConfig, load_config
+from tpv.experiments.findings import write_findings
 from tpv.experiments.lab import Lab
 from tpv.experiments.result import StudyResult, scale_note
 
@@ -121,6 +122,9 @@ def _run_studies(lab: Lab, config: ExperimentConfig, summary: dict, plan_text: s
         }
         if progress:
             print(f"{name}: {seconds:.1f} s, wrote {', '.join(str(f) for f in files)}", file=sys.stderr)
+    # The verdicts read every study page of this run folder key in the output folder, including ones an earlier
+    # `--study` run wrote, so a run split by study still ends with one findings table.
+    summary["findings"] = [str(f) for f in write_findings(lab.output_dir, config)]
     summary["trained"] = lab.trained
     return summary
 
