@@ -66,8 +66,8 @@ def _origin_independence(data: dict) -> Finding:
     seeds = data["config"]["seeds"]
     evidence = (
         f"{len(tasks) - len(changed)} of {len(tasks)} tasks show no significant change (mixed vs original, "
-        f"{len(seeds)} origins each); Δ from {min(deltas.values()):+.1f} ({min(deltas, key=deltas.get)}) to "
-        f"{max(deltas.values()):+.1f} ({max(deltas, key=deltas.get)}) points"
+        f"{len(seeds)} origins each); Δ from {min(deltas.values()):+.1f} ({min(deltas, key=lambda t: deltas[t])}) to "
+        f"{max(deltas.values()):+.1f} ({max(deltas, key=lambda t: deltas[t])}) points"
         + (f"; significant: {', '.join(f'{t} {deltas[t]:+.1f}' for t in changed)}" if changed else "")
         + (f"; left out as at chance: {', '.join(sorted(at_chance))}" if at_chance else "")
         + f". With {len(seeds)} origins a side the test finds only large changes."
@@ -249,7 +249,7 @@ def _few_shot(data: dict) -> list[Finding]:
         lines, wins = [], 0
         for shots in shot_counts:
             means = {m: mean_std(_scores(rows, "sst5", m, shots))[0] for m in methods}
-            best = max(means, key=means.get)
+            best = max(means, key=lambda m: means[m])
             wins += best == "spot:sst2"
             lines.append(
                 f"{shots} shots: best {best} {means[best] * 100:.1f}, spot:sst2 {means['spot:sst2'] * 100:.1f}"
