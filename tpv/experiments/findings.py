@@ -125,7 +125,8 @@ def _similarity(data: dict) -> list[Finding]:
         median_v = float(np.median([cos_v[i, j] for i, j in off]))
         p, v = at(cos_p, "qnli", "trec"), at(cos_v, "qnli", "trec")
         verdict = HELD if p > median_p and v < median_v else PARTLY if p > median_p or v < median_v else NOT_HELD
-        evidence = f"prompts {p:.2f} (median of other pairs {median_p:.2f}); vectors {v:.2f} (median {median_v:.2f})."
+        # Three decimals: the entries sit close to the medians, and the verdict turns on their order.
+        evidence = f"prompts {p:.3f} (median of other pairs {median_p:.3f}); vectors {v:.3f} (median {median_v:.3f})."
     else:
         verdict, evidence = NOT_TESTABLE, "QNLI or TREC is not a source task of this run."
     found.append(Finding(claim, "§4.2, Figure 2", "similarity", verdict, evidence))
