@@ -169,24 +169,32 @@ def _scores(rows: list, target: str, method: str, shots: int) -> list[float]:
     return [r["score"] for r in rows if r["target"] == target and r["method"] == method and r["shots"] == shots]
 
 
+def _mean(rows: list, target: str, method: str, shots: int) -> float:
+    return mean_std(_scores(rows, target, method, shots))[0]
+
+
+def _sum_method(rows: list) -> str:
+    """The paper's sum is λ = 1 ("sum"); a profile without it has only tpv's λ searched on the target."""
+    return "sum" if any(r["method"] == "sum" for r in rows) else "sum_search"
+
+
 def _initialisation(data: dict) -> list[Finding]:
     rows = data["rows"]
     cells = sorted({(r["target"], r["shots"]) for r in rows}, key=lambda c: (c[0], c[1]))
     claim = "A sum of the source tasks' vectors initialises at par with or better than single-source SPoT."
-    # The paper's sum is λ = 1 ("sum"); a profile without it has only tpv's λ searched on the target.
-    sum_method = "sum" if any(r["method"] == "sum" for r in rows) else "sum_search"
+    sum_method = _sum_method(rows)
     at_par, lines = 0, []
     for target, shots in cells:
         spots = sorted({r["method"] for r in rows if r["target"] == target and r["method"].startswith("spot:")})
         ours = _scores(rows, target, sum_method, shots)
         if not spots or len(ours) < 2:
             continue
-        best = max(spots, key=lambda m: mean_std(_scores(rows, target, m, shots))[0])
+        best = max(spots, key=lambda m: _mean(rows, target, m, shots))
         theirs = _scores(rows, target, best, shots)
         worse = ttest(ours, theirs, n_comparisons=len(cells))
-        ok = mean_std(ours)[0] >= mean_std(theirs)[0] or not worse.significant
-        at_par += ok
         ours_mean, theirs_mean = mean_std(ours)[0] * 100, mean_std(theirs)[0] * 100
+        ok = ours_mean >= theirs_mean or not worse.significant
+        at_par += ok
         lines.append(
             f"{target} {shots} shots: {sum_method} {ours_mean:.1f} vs {best[5:]} {theirs_mean:.1f}"
             + ("" if ok else " (significantly worse)")
@@ -203,12 +211,9 @@ def _initialisation(data: dict) -> list[Finding]:
     claim = "At 0 shots a sum of task prompt vectors is a better start than a random prompt."
     zero = [t for t, k in cells if k == 0 and len(_scores(rows, t, "random", 0)) >= 2]
     zero = [t for t in zero if len(_scores(rows, t, sum_method, 0)) >= 2]
-    better = [
-        t for t in zero if mean_std(_scores(rows, t, sum_method, 0))[0] > mean_std(_scores(rows, t, "random", 0))[0]
-    ]
+    better = [t for t in zero if _mean(rows, t, sum_method, 0) > _mean(rows, t, "random", 0)]
     evidence = "; ".join(
-        f"{t}: {sum_method} {mean_std(_scores(rows, t, sum_method, 0))[0] * 100:.1f} vs random "
-        f"{mean_std(_scores(rows, t, 'random', 0))[0] * 100:.1f}"
+        f"{t}: {sum_method} {_mean(rows, t, sum_method, 0) * 100:.1f} vs random {_mean(rows, t, 'random', 0) * 100:.1f}"
         for t in zero
     )
     found.append(
@@ -226,7 +231,7 @@ def _initialisation(data: dict) -> list[Finding]:
 def _few_shot(data: dict) -> list[Finding]:
     rows = data["rows"]
     targets = sorted({r["target"] for r in rows})
-    sum_method = "sum" if any(r["method"] == "sum" for r in rows) else "sum_search"
+    sum_method = _sum_method(rows)
     found = []
     claim = "For SciTail and IMDB the sum beats single-task SPoT initialisation at every shot count."
     showcase = [t for t in ("scitail", "imdb") if t in targets]
@@ -234,11 +239,11 @@ def _few_shot(data: dict) -> list[Finding]:
         found.append(Finding(claim, "§4.4, Figure 4", "few_shot", NOT_TESTABLE, "neither is a target of this run."))
     else:
         wins, lines = 0, []
+        spots = {r["method"] for r in rows if r["method"].startswith("spot:")}
         cells = [(t, k) for t in showcase for k in sorted({r["shots"] for r in rows if r["target"] == t})]
         for target, shots in cells:
-            ours = mean_std(_scores(rows, target, sum_method, shots))[0]
-            spots = {m for m in {r["method"] for r in rows} if m.startswith("spot:")}
-            best = max(mean_std(_scores(rows, target, m, shots))[0] for m in spots)
+            ours = _mean(rows, target, sum_method, shots)
+            best = max(_mean(rows, target, m, shots) for m in spots)
             wins += ours > best
             lines.append(f"{target} {shots}: {ours * 100:.1f} vs {best * 100:.1f}")
         evidence = f"the sum's mean is above every single-task SPoT in {wins} of {len(cells)}: {'; '.join(lines)}."
@@ -249,7 +254,7 @@ def _few_shot(data: dict) -> list[Finding]:
         methods = sorted({r["method"] for r in rows if r["target"] == "sst5"})
         lines, wins = [], 0
         for shots in shot_counts:
-            means = {m: mean_std(_scores(rows, "sst5", m, shots))[0] for m in methods}
+            means = {m: _mean(rows, "sst5", m, shots) for m in methods}
             best = max(means, key=lambda m: means[m])
             wins += best == "spot:sst2"
             lines.append(
