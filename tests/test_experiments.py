@@ -489,3 +489,18 @@ def test_the_findings_table_is_computed_from_the_study_files_beside_it(smoke_run
     page_json["fingerprint"] = "other"
     (copy / "origin_independence.json").write_text(json.dumps(page_json))
     assert findings(copy, config)[0].verdict == NOT_RUN
+
+    # A cell where every generated answer of both sides matched no label decides nothing: it is named, not counted.
+    init = json.loads((copy / "initialisation.json").read_text())
+    target = init["rows"][0]["target"]
+    before = [f for f in findings(copy, config) if f.study == "initialisation"]
+    for row in init["rows"]:
+        if row["target"] == target and row["shots"] == 0:
+            row.update(score=0.0, invalid=10, n=10)
+    (copy / "initialisation.json").write_text(json.dumps(init))
+    after = [f for f in findings(copy, config) if f.study == "initialisation"]
+    for was, now in zip(before, after):
+        assert "Not counted" not in was.evidence
+        assert now.evidence.endswith(f"Not counted, no valid answer from either side on any origin: {target} 0 shots.")
+    assert f"{target} 0 shots:" in before[0].evidence and f"{target} 0 shots:" not in after[0].evidence
+    assert f"{target}: " in before[1].evidence and f"{target}: " not in after[1].evidence

@@ -173,6 +173,23 @@ def _mean(rows: list, target: str, method: str, shots: int) -> float:
     return mean_std(_scores(rows, target, method, shots))[0]
 
 
+def _silent(rows: list, target: str, method: str, shots: int) -> bool:
+    """Whether every answer of ``method`` on every origin matched no label (generation scoring): its score of 0
+    says the prompt answers nothing valid, not how good a start it is, so it decides no comparison."""
+    mine = [r for r in rows if r["target"] == target and r["method"] == method and r["shots"] == shots]
+    return bool(mine) and all(r.get("n") and r.get("invalid") == r["n"] for r in mine)
+
+
+def _invalid_note(rows: list, target: str, method: str, shots: int) -> str:
+    mine = [r for r in rows if r["target"] == target and r["method"] == method and r["shots"] == shots and r.get("n")]
+    share = sum(r.get("invalid", 0) for r in mine) / max(1, sum(r["n"] for r in mine))
+    return f" ({share:.0%} invalid)" if share else ""
+
+
+def _not_counted(cells: list[str]) -> str:
+    return f" Not counted, no valid answer from either side on any origin: {', '.join(cells)}." if cells else ""
+
+
 def _sum_method(rows: list) -> str:
     """The paper's sum is λ = 1 ("sum"); a profile without it has only tpv's λ searched on the target."""
     return "sum" if any(r["method"] == "sum" for r in rows) else "sum_search"
@@ -183,13 +200,16 @@ def _initialisation(data: dict) -> list[Finding]:
     cells = sorted({(r["target"], r["shots"]) for r in rows}, key=lambda c: (c[0], c[1]))
     claim = "A sum of the source tasks' vectors initialises at par with or better than single-source SPoT."
     sum_method = _sum_method(rows)
-    at_par, lines = 0, []
+    at_par, lines, silent = 0, [], []
     for target, shots in cells:
         spots = sorted({r["method"] for r in rows if r["target"] == target and r["method"].startswith("spot:")})
         ours = _scores(rows, target, sum_method, shots)
         if not spots or len(ours) < 2:
             continue
         best = max(spots, key=lambda m: _mean(rows, target, m, shots))
+        if _silent(rows, target, sum_method, shots) and _silent(rows, target, best, shots):
+            silent.append(f"{target} {shots} shots")
+            continue
         theirs = _scores(rows, target, best, shots)
         worse = ttest(ours, theirs, n_comparisons=len(cells))
         ours_mean, theirs_mean = mean_std(ours)[0] * 100, mean_std(theirs)[0] * 100
@@ -201,19 +221,30 @@ def _initialisation(data: dict) -> list[Finding]:
         )
     found = []
     if not lines:
-        found.append(Finding(claim, "§4.3, Table 2", "initialisation", NOT_TESTABLE, "no sum or SPoT rows."))
+        why = "no sum or SPoT rows." if not silent else "no cell where the sum or SPoT answers validly."
+        found.append(Finding(claim, "§4.3, Table 2", "initialisation", NOT_TESTABLE, why + _not_counted(silent)))
     else:
         evidence = (
             f"at par or better in {at_par} of {len(lines)} (target, shots) cells against the best single-source "
-            f"SPoT: {'; '.join(lines)}."
+            f"SPoT: {'; '.join(lines)}." + _not_counted(silent)
         )
         found.append(Finding(claim, "§4.3, Table 2", "initialisation", _share(at_par, len(lines)), evidence))
     claim = "At 0 shots a sum of task prompt vectors is a better start than a random prompt."
     zero = [t for t, k in cells if k == 0 and len(_scores(rows, t, "random", 0)) >= 2]
     zero = [t for t in zero if len(_scores(rows, t, sum_method, 0)) >= 2]
-    better = [t for t in zero if _mean(rows, t, sum_method, 0) > _mean(rows, t, "random", 0)]
+    silent = [t for t in zero if _silent(rows, t, sum_method, 0) and _silent(rows, t, "random", 0)]
+    zero = [t for t in zero if t not in silent]
+    # Better = a higher mean that the t-test separates from random's: with 3 origins a mean a few points up on
+    # mostly invalid answers is not a better start.
+    significant = {
+        t: ttest(_scores(rows, t, sum_method, 0), _scores(rows, t, "random", 0), n_comparisons=len(zero)).significant
+        for t in zero
+    }
+    better = [t for t in zero if _mean(rows, t, sum_method, 0) > _mean(rows, t, "random", 0) and significant[t]]
     evidence = "; ".join(
-        f"{t}: {sum_method} {_mean(rows, t, sum_method, 0) * 100:.1f} vs random {_mean(rows, t, 'random', 0) * 100:.1f}"
+        f"{t}: {sum_method} {_mean(rows, t, sum_method, 0) * 100:.1f}{_invalid_note(rows, t, sum_method, 0)} vs "
+        f"random {_mean(rows, t, 'random', 0) * 100:.1f}{_invalid_note(rows, t, 'random', 0)}"
+        + ("" if significant[t] else " (not significant)")
         for t in zero
     )
     found.append(
@@ -222,7 +253,12 @@ def _initialisation(data: dict) -> list[Finding]:
             "§4.3, Table 2",
             "initialisation",
             _share(len(better), len(zero)) if zero else NOT_TESTABLE,
-            f"higher mean for {len(better)} of {len(zero)} targets: {evidence}." if zero else "no 0-shot rows.",
+            (
+                f"significantly higher mean for {len(better)} of {len(zero)} targets: {evidence}."
+                if zero
+                else "no 0-shot rows."
+            )
+            + _not_counted([f"{t} 0 shots" for t in silent]),
         )
     )
     return found
@@ -241,18 +277,26 @@ def _few_shot(data: dict) -> list[Finding]:
         wins, lines = 0, []
         spots = {r["method"] for r in rows if r["method"].startswith("spot:")}
         cells = [(t, k) for t in showcase for k in sorted({r["shots"] for r in rows if r["target"] == t})]
+        silent = [(t, k) for t, k in cells if all(_silent(rows, t, m, k) for m in [sum_method, *spots])]
+        cells = [cell for cell in cells if cell not in silent]
         for target, shots in cells:
             ours = _mean(rows, target, sum_method, shots)
             best = max(_mean(rows, target, m, shots) for m in spots)
             wins += ours > best
             lines.append(f"{target} {shots}: {ours * 100:.1f} vs {best * 100:.1f}")
-        evidence = f"the sum's mean is above every single-task SPoT in {wins} of {len(cells)}: {'; '.join(lines)}."
-        found.append(Finding(claim, "§4.4, Figure 4", "few_shot", _share(wins, len(cells)), evidence))
+        evidence = (
+            f"the sum's mean is above every single-task SPoT in {wins} of {len(cells)}: {'; '.join(lines)}."
+            + _not_counted([f"{t} {k} shots" for t, k in silent])
+        )
+        verdict = _share(wins, len(cells)) if cells else NOT_TESTABLE
+        found.append(Finding(claim, "§4.4, Figure 4", "few_shot", verdict, evidence))
     claim = "For SST-5, initialising from SST-2 alone is best."
     if "sst5" in targets and any(r["method"] == "spot:sst2" for r in rows):
         shot_counts = sorted({r["shots"] for r in rows if r["target"] == "sst5"})
         methods = sorted({r["method"] for r in rows if r["target"] == "sst5"})
         lines, wins = [], 0
+        silent = [k for k in shot_counts if all(_silent(rows, "sst5", m, k) for m in methods)]
+        shot_counts = [k for k in shot_counts if k not in silent]
         for shots in shot_counts:
             means = {m: _mean(rows, "sst5", m, shots) for m in methods}
             best = max(means, key=lambda m: means[m])
@@ -260,8 +304,12 @@ def _few_shot(data: dict) -> list[Finding]:
             lines.append(
                 f"{shots} shots: best {best} {means[best] * 100:.1f}, spot:sst2 {means['spot:sst2'] * 100:.1f}"
             )
-        evidence = f"SST-2's SPoT has the highest mean at {wins} of {len(shot_counts)} shot counts: {'; '.join(lines)}."
-        found.append(Finding(claim, "§4.4, Figure 4", "few_shot", _share(wins, len(shot_counts)), evidence))
+        evidence = (
+            f"SST-2's SPoT has the highest mean at {wins} of {len(shot_counts)} shot counts: {'; '.join(lines)}."
+            + _not_counted([f"sst5 {k} shots" for k in silent])
+        )
+        verdict = _share(wins, len(shot_counts)) if shot_counts else NOT_TESTABLE
+        found.append(Finding(claim, "§4.4, Figure 4", "few_shot", verdict, evidence))
     else:
         found.append(
             Finding(claim, "§4.4, Figure 4", "few_shot", NOT_TESTABLE, "SST-5 is not a target, or SST-2 no source.")
@@ -310,7 +358,9 @@ def write_findings(output_dir: str | Path, config) -> list[Path]:
         f"Rules: significant = two-sample Student's t-test over origins, p < 0.05 after Bonferroni over the "
         f"table's comparisons; a sum keeps a task when it scores ≥ {KEEP:.0%} of the task's own prompt (mean over "
         f"origins); held = every case, partly = some (for the pairwise sums: held = most pairs), not held = none; "
-        f"not testable here = this run has no such task; not run = no results of this run for the study.",
+        f"not testable here = this run has no such task; not run = no results of this run for the study; a "
+        f"comparison where neither side gives a valid answer (every generated answer matches no label, on every "
+        f"origin) is not counted.",
         "",
     ]
     paths = [atomic_write_text(output_dir / "findings.md", "\n".join(lines))]
