@@ -250,6 +250,26 @@ DIFFERENCES = (
 )
 
 
+# What the official code did to a target that its paper's numbers do not say, shown under the tables that use them.
+TARGET_CAVEATS = {
+    "sst5": (
+        "The paper's SST-5 numbers are probably SST-2's: the official code's task table (tasks/tasks.py @3866c35, "
+        '`("sst5_text", SST2Text)`) maps the name its SST-5 runs use to the SST-2 task, and a 0-shot macro-F1 '
+        "of 94.0 from an SST-2 prompt fits binary SST-2, not 5-class SST-5. Ours are 5-class SST-5."
+    ),
+}
+
+
+def target_caveats(targets) -> list[str]:
+    """The :data:`TARGET_CAVEATS` notes of ``targets`` (tpv's names), in order, for the pages that show them.
+
+    Example:
+        >>> [note[:40] for note in target_caveats(["snli", "sst5"])]
+        ["The paper's SST-5 numbers are probably S"]
+    """
+    return [TARGET_CAVEATS[t] for t in dict.fromkeys(targets) if t in TARGET_CAVEATS]
+
+
 def table1(task: str, model: str = PAPER_MODEL) -> Table1Row | None:
     """The paper's Table 1 row of ``task`` (tpv's task name) for ``model``; ``None`` where the paper has none.
 

@@ -58,6 +58,7 @@ def run(lab, progress: bool = True) -> StudyResult:
         + "). Per-origin scores, invalid answers and λ are in the CSV/JSON."
     ]
     notes += paper_numbers.figure_note("few_shot")
+    notes += paper_numbers.target_caveats(target for _, target in jobs)
     notes += at_chance_notes(config, [s for f in config.transfer.families for s in f.sources])
     summary["paper"] = paper_numbers.figure_summary("few_shot")
     return StudyResult("few_shot", TITLE, "\n\n".join(sections), rows, summary, figures, notes)

@@ -103,6 +103,7 @@ def run(lab, progress: bool = True) -> StudyResult:
         "Bonferroni-corrected t-test found a difference; N/A = no such row in the paper (our λ-searched sum is "
         f"tpv's own). Source: {paper_numbers.SOURCES['table2']}.",
         paper_numbers.DIFFERENCES,
+        *paper_numbers.target_caveats(target for _, target in jobs),
         *at_chance_notes(config, [s for f in config.transfer.families for s in f.sources]),
     ]
     return StudyResult("initialisation", TITLE, "\n\n".join(sections), rows, summary, notes=notes)
