@@ -504,3 +504,13 @@ def test_the_findings_table_is_computed_from_the_study_files_beside_it(smoke_run
         assert now.evidence.endswith(f"Not counted, no valid answer from either side on any origin: {target} 0 shots.")
     assert f"{target} 0 shots:" in before[0].evidence and f"{target} 0 shots:" not in after[0].evidence
     assert f"{target}: " in before[1].evidence and f"{target}: " not in after[1].evidence
+
+    # At 0 shots the sum must beat random significantly: a higher mean inside the origins' spread is not counted.
+    for row in init["rows"]:
+        if row["target"] == target and row["shots"] == 0 and row["method"] in ("random", "sum", "sum_search"):
+            scores = [0.3, 0.2, 0.35] if row["method"] == "random" else [0.5, 0.1, 0.3]
+            row.update(score=scores[config.seeds.index(row["seed"])], invalid=0, n=10)
+    (copy / "initialisation.json").write_text(json.dumps(init))
+    zero_shot = [f for f in findings(copy, config) if f.study == "initialisation"][1]
+    assert f"{target}: " in zero_shot.evidence and "(not significant)" in zero_shot.evidence
+    assert zero_shot.verdict != HELD

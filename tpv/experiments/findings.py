@@ -165,8 +165,13 @@ def _pairwise_sums(data: dict, at_chance: set) -> Finding:
     return Finding(claim, "§4.3, Figure 3", "pairwise_sums", verdict, evidence)
 
 
+def _cell(rows: list, target: str, method: str, shots: int) -> list[dict]:
+    """The rows (one per origin) of ``method`` on ``target`` after ``shots`` examples."""
+    return [r for r in rows if r["target"] == target and r["method"] == method and r["shots"] == shots]
+
+
 def _scores(rows: list, target: str, method: str, shots: int) -> list[float]:
-    return [r["score"] for r in rows if r["target"] == target and r["method"] == method and r["shots"] == shots]
+    return [r["score"] for r in _cell(rows, target, method, shots)]
 
 
 def _mean(rows: list, target: str, method: str, shots: int) -> float:
@@ -176,12 +181,12 @@ def _mean(rows: list, target: str, method: str, shots: int) -> float:
 def _silent(rows: list, target: str, method: str, shots: int) -> bool:
     """Whether every answer of ``method`` on every origin matched no label (generation scoring): its score of 0
     says the prompt answers nothing valid, not how good a start it is, so it decides no comparison."""
-    mine = [r for r in rows if r["target"] == target and r["method"] == method and r["shots"] == shots]
+    mine = _cell(rows, target, method, shots)
     return bool(mine) and all(r.get("n") and r.get("invalid") == r["n"] for r in mine)
 
 
 def _invalid_note(rows: list, target: str, method: str, shots: int) -> str:
-    mine = [r for r in rows if r["target"] == target and r["method"] == method and r["shots"] == shots and r.get("n")]
+    mine = [r for r in _cell(rows, target, method, shots) if r.get("n")]
     share = sum(r.get("invalid", 0) for r in mine) / max(1, sum(r["n"] for r in mine))
     return f" ({share:.0%} invalid)" if share else ""
 
