@@ -902,3 +902,25 @@ def test_permission_denied_on_read_is_one_tpv_error(read, tmp_path, monkeypatch)
         call = lambda: load_config(tmp_path / "p.toml")  # noqa: E731
     with pytest.raises(TPVError, match="cannot read '.*locked': permission denied; pick a path you may read"):
         call()
+
+
+# ---- issue 26: the last faults of the hostile-input audit --------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["dare_linear", "dare_ties", "ties", "magnitude_prune"])
+def test_a_density_that_keeps_no_entry_is_refused(method):
+    a, b = _vector(rows=40, dim=576, seed=1), _vector({"rte": 1.0}, rows=40, dim=576, seed=2)
+    shown = r"density=1e-12 keeps no entry of vectors with 23040 entries .*pass density ≥ 1/23040"
+    with pytest.raises(TPVError, match=shown):
+        merge([a, b], method=method, density=1e-12)
+    assert merge([a, b], method=method, density=1 / 23040).norm() > 0  # one entry kept on average is allowed
+
+
+def test_a_merge_that_drops_every_entry_is_refused_and_a_cancelling_sum_warns():
+    ones = TaskPromptVector(torch.ones(1, 4), tasks={"sst2": 1.0})
+    # With seed 1, DARE's draw at density 0.25 keeps none of the 4 entries (a valid density, an empty result).
+    with pytest.raises(TPVError, match="'dare_linear' with density=0.25 dropped every entry.*raise density or pass"):
+        merge([ones], method="dare_linear", density=0.25, seed=1)
+    with pytest.warns(UserWarning, match="'sum' returned an all-zero vector: the weighted vectors cancel"):
+        cancelled = merge([ones, ones], weights=[1.0, -1.0])
+    assert cancelled.norm() == 0

@@ -8,6 +8,7 @@ filled in), which :func:`merge` records on the result. Add a method by adding it
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -67,6 +68,7 @@ def merge(
             f"merge method {method!r} returned shape {tuple(tensor.shape)} for vectors of shape {first.shape}; "
             "a merge method must return one tensor shaped like its inputs"
         )
+    _check_not_emptied(tensor, stacked * weight_tensor.view(-1, 1, 1), method, used)
     per_task = 1.0 / len(items) if method == "mean" else 1.0
     tasks: dict[str, float] = {}
     for vector, weight in zip(items, coefficients):
@@ -152,26 +154,26 @@ def _mean(tensors: torch.Tensor, weights: torch.Tensor, **options) -> MergeResul
 
 def _ties(tensors: torch.Tensor, weights: torch.Tensor, **options) -> MergeResult:
     used = _take(options, "ties", density=0.2, majority_sign_method="total")
-    density = _density(used["density"])
+    density = _density(used["density"], tensors)
     trimmed = torch.stack([_magnitude_prune(t, density) for t in tensors])
     return _elect_and_merge(trimmed, weights, used["majority_sign_method"]), used
 
 
 def _dare_linear(tensors: torch.Tensor, weights: torch.Tensor, **options) -> MergeResult:
     used = _take(options, "dare_linear", density=0.5, seed=0)
-    dropped = _random_drop(tensors, _density(used["density"]), _seed(used["seed"]))
+    dropped = _random_drop(tensors, _density(used["density"], tensors), _seed(used["seed"]))
     return _weighted_sum(dropped, weights), used
 
 
 def _dare_ties(tensors: torch.Tensor, weights: torch.Tensor, **options) -> MergeResult:
     used = _take(options, "dare_ties", density=0.5, seed=0, majority_sign_method="total")
-    dropped = _random_drop(tensors, _density(used["density"]), _seed(used["seed"]))
+    dropped = _random_drop(tensors, _density(used["density"], tensors), _seed(used["seed"]))
     return _elect_and_merge(dropped, weights, used["majority_sign_method"]), used
 
 
 def _magnitude_prune_merge(tensors: torch.Tensor, weights: torch.Tensor, **options) -> MergeResult:
     used = _take(options, "magnitude_prune", density=0.2)
-    density = _density(used["density"])
+    density = _density(used["density"], tensors)
     return _weighted_sum(torch.stack([_magnitude_prune(t, density) for t in tensors]), weights), used
 
 
@@ -274,6 +276,21 @@ def _weights(weights, names: list[str]) -> list[float]:
     return [_real(w, f"weight {i}") for i, w in enumerate(weights)]
 
 
+def _check_not_emptied(merged: torch.Tensor, weighted: torch.Tensor, method: str, used: dict) -> None:
+    if merged.any() or not weighted.any():
+        return
+    if "density" in used:
+        raise TPVError(
+            f"merge method {method!r} with density={used['density']!r} dropped every entry, so the merged vector "
+            "is all zeros; raise density" + (" or pass another seed" if "seed" in used else "")
+        )
+    # An exact cancellation (a + (−a)) is valid arithmetic, but rarely what a merge was meant to give.
+    warnings.warn(
+        f"merge method {method!r} returned an all-zero vector: the weighted vectors cancel; check the weights",
+        stacklevel=4,  # the caller of merge, past its torch.no_grad wrapper
+    )
+
+
 def _take(options: dict, method: str, **defaults) -> dict:
     unknown = sorted(set(options) - set(defaults))
     if unknown:
@@ -282,10 +299,17 @@ def _take(options: dict, method: str, **defaults) -> dict:
     return {**defaults, **options}
 
 
-def _density(value) -> float:
+def _density(value, tensors: torch.Tensor) -> float:
     density = _real(value, "density")
     if not 0.0 < density <= 1.0:
         raise TPVError(f"density must be in (0, 1] (the fraction of entries kept), got {value!r}")
+    entries = tensors[0].numel()
+    # Fewer than one entry kept on average: magnitude pruning keeps none, DARE almost surely none.
+    if density * entries < 1:
+        raise TPVError(
+            f"density={value!r} keeps no entry of vectors with {entries} entries (density × entries = "
+            f"{density * entries:.2g} < 1); pass density ≥ 1/{entries} ({1 / entries:.2g})"
+        )
     return density
 
 
