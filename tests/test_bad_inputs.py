@@ -144,13 +144,13 @@ def test_reading_a_folder_or_nothing(loader, tmp_path):
     ],
 )
 def test_cli_maps_errors_raised_inside_other_libraries(error, shown, capsys, monkeypatch):
-    import tpv.cli
+    import tpv.cli.app
 
     def boom(args):
         raise error
 
-    parser_run = tpv.cli.build_parser
-    monkeypatch.setattr(tpv.cli, "build_parser", lambda: _with_run(parser_run(), boom))
+    parser_run = tpv.cli.app.build_parser
+    monkeypatch.setattr(tpv.cli.app, "build_parser", lambda: _with_run(parser_run(), boom))
     assert shown in _cli_error(capsys, ["vector", "info", "x"])
 
 

@@ -1,0 +1,23 @@
+"""The ``tpv`` command: train prompts, inspect and combine vectors, initialise, evaluate, search λ, reproduce.
+
+Every subcommand is a thin layer over the library; a :class:`tpv.TPVError` (or a missing file) becomes one
+line ``tpv: error: …`` on stderr and exit status 2, with no traceback.
+
+This package imports nothing heavy at the top: torch, transformers and peft are imported inside the command
+handlers, so ``tpv --help`` and usage errors answer at once (``python benchmarks/cli_startup.py`` measures it).
+One module per command group (``train``, ``vector``, ``init``, ``eval``, ``search``, ``reproduce``), their
+shared options in ``common``, and the entry point in ``app``.
+"""
+
+from tpv.cli.app import build_parser, main
+from tpv.cli.common import EXIT_ERROR, MERGE_METHOD_NAMES, read_vector
+from tpv.cli.vector import vector_info
+
+__all__ = [
+    "EXIT_ERROR",
+    "MERGE_METHOD_NAMES",
+    "build_parser",
+    "main",
+    "read_vector",
+    "vector_info",
+]

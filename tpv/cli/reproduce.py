@@ -1,0 +1,72 @@
+"""``tpv reproduce``: run the paper's studies (:mod:`tpv.experiments`) with a profile."""
+
+from __future__ import annotations
+
+from tpv.cli import common
+from tpv.core.errors import TPVError
+
+
+def add_reproduce(commands) -> None:
+    parser = commands.add_parser(
+        "reproduce",
+        help="run the paper's studies (tpv.experiments)",
+        formatter_class=common.formatter,
+        description="Run the paper's studies with a profile: smoke (minutes, checks the pipeline), cpu (hours "
+        "on a laptop), gpu (the paper's scale), their paper-smoke/paper-cpu/paper-gpu twins that follow "
+        "the paper's official code (docs/protocol.md), or a path to a profile file. Runs are cached in "
+        "--run-dir, so a rerun resumes.",
+        epilog=common.examples_epilog(
+            "tpv reproduce smoke --dry-run",
+            "tpv reproduce paper-cpu --dry-run",
+            "tpv reproduce cpu --study origin_independence",
+            "tpv reproduce gpu --run-dir /scratch/tpv-runs",
+        ),
+    )
+    profiles = "smoke|cpu|gpu|paper-smoke|paper-cpu|paper-gpu|PATH"
+    parser.add_argument("profile", nargs="?", default=None, metavar="PROFILE", help=f"{profiles} (default: smoke)")
+    parser.add_argument(
+        "--profile",
+        dest="profile_option",
+        default=None,
+        metavar=profiles,
+        help="the same as PROFILE, for scripts written before PROFILE was positional",
+    )
+    parser.add_argument(
+        "--study",
+        "--studies",
+        dest="study",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="run only this study (repeatable)",
+    )
+    parser.add_argument("--run-dir", default=None, metavar="DIR", help="where runs and results go")
+    parser.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(run=_run_reproduce)
+
+
+def _run_reproduce(args) -> int:
+    try:
+        from tpv.experiments import reproduce
+    except ImportError as error:
+        missing = getattr(error, "name", None) or ""
+        if isinstance(error, ModuleNotFoundError) and missing and not missing.startswith("tpv"):
+            raise TPVError(
+                f"tpv reproduce needs the package {missing!r}; install it with pip install 'tpv[all]'"
+            ) from None
+        # Also the case while tpv.experiments is only a half-built folder without reproduce().
+        raise TPVError(
+            f"tpv reproduce needs tpv.experiments.reproduce, which this installation of tpv does not "
+            f"provide ({error}); update tpv (pip install -U tpv, or git pull in a clone)"
+        ) from None
+    if args.profile and args.profile_option and args.profile != args.profile_option:
+        raise TPVError(
+            f"tpv reproduce got two profiles, {args.profile!r} and --profile {args.profile_option!r}; "
+            "give one, e.g. tpv reproduce smoke"
+        )
+    profile = args.profile or args.profile_option or "smoke"
+    result = reproduce(profile, studies=args.study, run_dir=args.run_dir, dry_run=args.dry_run, progress=not args.quiet)
+    if result is not None:
+        print(result)
+    return 0
