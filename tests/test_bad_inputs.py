@@ -924,3 +924,48 @@ def test_a_merge_that_drops_every_entry_is_refused_and_a_cancelling_sum_warns():
     with pytest.warns(UserWarning, match="'sum' returned an all-zero vector: the weighted vectors cancel"):
         cancelled = merge([ones, ones], weights=[1.0, -1.0])
     assert cancelled.norm() == 0
+
+
+@pytest.mark.parametrize(
+    "suffix, content, shown",
+    [
+        (".jsonl", b"", "is empty \\(0 bytes\\): it has no examples; write one JSON object a line"),
+        (".jsonl", b"\n  \n", "holds only blank lines: it has no examples"),
+        (".csv", b"", "is empty \\(0 bytes\\): it has no examples; write a header line and one example a row"),
+        (".tsv", b"sentence\tlabel\n", "has a header but no rows: it has no examples"),
+    ],
+)
+def test_a_data_file_without_examples_is_named(suffix, content, shown, tmp_path):
+    from tpv import Task
+
+    (tmp_path / "sst2").mkdir()
+    path = tmp_path / "sst2" / f"train{suffix}"
+    path.write_bytes(content)
+    with pytest.raises(TPVError, match=f"the data file '{re.escape(str(path))}' {shown}"):
+        load_split("sst2", "train", tmp_path)
+    with pytest.raises(TPVError, match=f"the data file '{re.escape(str(path))}' {shown}"):
+        Task.from_files(path, register=False)
+
+
+_BOM = b"\xef\xbb\xbf"  # what Excel's "CSV UTF-8" and Notepad write first
+
+
+@pytest.mark.parametrize(
+    "suffix, content",
+    [
+        (".jsonl", b'{"sentence": "caf\xc3\xa9 ok", "label": 1}\n{"sentence": "bad", "label": 0}\n'),
+        (".csv", b"sentence,label\ncaf\xc3\xa9 ok,1\nbad,0\n"),
+        (".tsv", b"sentence\tlabel\ncaf\xc3\xa9 ok\t1\nbad\t0\n"),
+    ],
+)
+def test_utf8_files_with_a_byte_order_mark_are_read(suffix, content, tmp_path):
+    from tpv import Task
+
+    (tmp_path / "sst2").mkdir()
+    path = tmp_path / "sst2" / f"train{suffix}"
+    path.write_bytes(_BOM + content)
+    rows = load_split("sst2", "train", tmp_path)
+    assert rows == [{"sentence": "café ok", "label": 1}, {"sentence": "bad", "label": 0}]
+    task = Task.from_files({"train": path, "validation": path}, labels=["no", "yes"], name="mine", register=False)
+    assert task.split("train")[0] == {"sentence": "café ok", "label": 1}
+    assert task.template.startswith("sentence: {sentence}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import glob
 import json
@@ -117,14 +118,20 @@ def atomic_save(tensors: dict[str, torch.Tensor], path: PathLike, metadata: dict
 
 
 def read_text(path: PathLike, what: str, fix: str) -> str:
-    """The UTF-8 text of ``path`` (``what`` it is, for the message); OS and decoding errors become TPVError."""
+    """The UTF-8 text of ``path`` (``what`` it is, for the message); OS and decoding errors become TPVError.
+
+    A leading byte-order mark is dropped: Excel and Notepad begin UTF-8 files with one, and it is no part of
+    the text (JSON refuses it, and CSV would glue it to the first column's name).
+    """
     with os_errors(path, "read"):
         data = Path(path).read_bytes()
+    skipped = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        return data.decode("utf-8")
+        return data[skipped:].decode("utf-8")
     except UnicodeDecodeError as error:
+        start = skipped + error.start
         raise TPVError(
-            f"{what} '{path}' is not UTF-8 text (byte {error.start}: {data[error.start : error.start + 4]!r}); {fix}"
+            f"{what} '{path}' is not UTF-8 text (byte {start}: {data[start : start + 4]!r}); {fix}"
         ) from None
 
 
