@@ -193,13 +193,36 @@ def stand_in_hub(monkeypatch, tmp_path):
             calls.append(("create_repo", repo_id, repo_type, private, exist_ok))
             return types.SimpleNamespace(url=f"https://huggingface.co/{repo_id}")
 
-        def upload_folder(self, repo_id, folder_path, repo_type=None, commit_message=None, allow_patterns=None):
+        def create_branch(self, repo_id, branch, repo_type=None, exist_ok=False):
+            calls.append(("create_branch", repo_id, branch, repo_type, exist_ok))
+
+        def upload_folder(
+            self,
+            repo_id,
+            folder_path,
+            repo_type=None,
+            commit_message=None,
+            allow_patterns=None,
+            revision=None,
+            create_pr=False,
+        ):
             names = sorted(p.name for p in Path(folder_path).iterdir())
             calls.append(("upload_folder", repo_id, repo_type, names, commit_message, allow_patterns))
+            calls.append(("upload_target", revision, create_pr))
             target = remote / repo_id
             target.mkdir(parents=True, exist_ok=True)
             for path in Path(folder_path).iterdir():
                 (target / path.name).write_bytes(path.read_bytes())
+            # The real return type, so callers see what huggingface_hub gives them.
+            full_id = repo_id if "/" in repo_id else f"user/{repo_id}"  # the Hub puts a bare name under the user
+            pr_url = f"https://huggingface.co/{full_id}/discussions/1" if create_pr else None
+            return huggingface_hub.CommitInfo(
+                commit_url=f"https://huggingface.co/{full_id}/commit/{'f' * 40}",
+                commit_message=commit_message,
+                commit_description="",
+                oid="f" * 40,
+                pr_url=pr_url,
+            )
 
     def snapshot_download(repo_id, **kwargs):
         calls.append(("snapshot_download", repo_id, kwargs))

@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import CommitInfo
 
 from tpv import TaskPromptVector, TPVError
 from tpv.bridge.hub import CARD_FILENAME, VECTOR_FILENAME, model_card, read_card, save_pretrained
+from tpv.core.errors import TPVFileNotFoundError, TPVRepoNotFoundError
 
 
 @pytest.fixture
@@ -102,6 +104,21 @@ def test_local_files_only_on_a_repo_not_in_the_cache_is_one_tpv_error(tmp_path):
     ) as caught:
         TaskPromptVector.from_pretrained("me/missing", cache_dir=tmp_path, local_files_only=True)
     assert "\n" not in str(caught.value)
+    # What transformers and huggingface_hub users already catch.
+    assert isinstance(caught.value, FileNotFoundError) and isinstance(caught.value, TPVRepoNotFoundError)
+
+
+def test_a_revision_the_cache_does_not_hold_is_a_repo_not_found_error(vector, tmp_path):
+    _hub_cache(tmp_path / "cache", "me/sst2-tpv", vector.save_pretrained(tmp_path / "shared"))
+    with pytest.raises(TPVRepoNotFoundError, match="cannot get the vector 'me/sst2-tpv' at revision 'v9'"):
+        TaskPromptVector.from_pretrained("me/sst2-tpv", cache_dir=tmp_path / "cache", revision="v9")
+
+
+def test_a_local_folder_wins_over_a_hub_id_of_the_same_spelling(vector, tmp_path, monkeypatch, stand_in_hub):
+    monkeypatch.chdir(tmp_path)
+    vector.save_pretrained(tmp_path / "me" / "sst2-tpv")
+    assert TaskPromptVector.from_pretrained("me/sst2-tpv").tasks == vector.tasks
+    assert not [call for call in stand_in_hub if call[0] == "snapshot_download"]
 
 
 def test_from_pretrained_reads_a_vector_file_and_a_folder_with_one_vector(vector, tmp_path):
@@ -117,7 +134,7 @@ def test_errors(vector, tmp_path):
     vector.save(tmp_path / "b.tpv.safetensors")
     with pytest.raises(TPVError, match="holds 2 vector files"):
         TaskPromptVector.from_pretrained(tmp_path)
-    with pytest.raises(TPVError, match="neither an existing folder"):
+    with pytest.raises(TPVFileNotFoundError, match="neither an existing folder"):
         TaskPromptVector.from_pretrained("./no/such/folder")
     with pytest.raises(TPVError, match="bad Hub repo id"):
         vector.push_to_hub("not a repo id")
@@ -131,8 +148,9 @@ def test_errors(vector, tmp_path):
 def test_push_to_hub_and_from_pretrained_through_huggingface_hub(vector, stand_in_hub, tmp_path):
     from tpv import __version__
 
-    url = vector.push_to_hub("me/sst2-yelp-tpv", scores={"sst2": 0.9}, private=True, token="hf_x")
-    assert url == "https://huggingface.co/me/sst2-yelp-tpv"
+    commit = vector.push_to_hub("me/sst2-yelp-tpv", scores={"sst2": 0.9}, private=True, token="hf_x")
+    assert isinstance(commit, CommitInfo) and commit.repo_url.repo_id == "me/sst2-yelp-tpv"
+    assert commit.oid == "f" * 40 and commit.pr_url is None
     assert stand_in_hub[:3] == [
         ("HfApi", "hf_x", "tpv"),
         ("create_repo", "me/sst2-yelp-tpv", "model", True, True),
@@ -176,10 +194,40 @@ def test_save_pretrained_pushes_like_transformers(vector, stand_in_hub, tmp_path
         True,
     )  # the folder's name, as transformers does
     vector.save_pretrained(tmp_path / "other", push_to_hub=True, repo_id="me/named", private=True)
-    assert stand_in_hub[-2] == ("create_repo", "me/named", "model", True, True)
+    assert stand_in_hub[-3] == ("create_repo", "me/named", "model", True, True)
     with pytest.raises(TPVError, match="bad Hub repo id 'a b'"):
         vector.save_pretrained(tmp_path / "a b", push_to_hub=True)
     assert not (tmp_path / "a b").exists()  # refused before anything was written
+
+
+def test_push_to_a_branch_or_as_a_pull_request(vector, stand_in_hub):
+    vector.push_to_hub("me/tpv", revision="v2")
+    assert ("create_branch", "me/tpv", "v2", "model", True) in stand_in_hub
+    assert stand_in_hub[-1] == ("upload_target", "v2", False)
+    commit = vector.push_to_hub("me/tpv", create_pr=True)
+    assert stand_in_hub[-1] == ("upload_target", None, True) and commit.pr_url.endswith("/discussions/1")
+
+
+def test_positional_scores_still_work_with_a_deprecation_warning(vector, stand_in_hub, tmp_path):
+    with pytest.warns(DeprecationWarning, match=r"push_to_hub\(repo_id, scores=\.\.\., private=\.\.\.\)"):
+        vector.push_to_hub("me/tpv", {"sst2": 0.75}, True)
+    assert ("create_repo", "me/tpv", "model", True, True) in stand_in_hub
+    card = (tmp_path / "remote" / "me" / "tpv" / CARD_FILENAME).read_text()  # where the stand-in keeps uploads
+    assert "| sst2 | score | 0.75 |" in card
+    with pytest.raises(TPVError, match="takes repo_id and keyword arguments, got 6 positional"):
+        vector.push_to_hub("me/tpv", {}, False, None, "msg", "extra")
+
+
+def test_scores_go_into_the_model_index_the_hub_reads(vector, tmp_path):
+    from huggingface_hub import ModelCard
+
+    folder = vector.save_pretrained(tmp_path / "shared", scores={"sst2": {"macro_f1": 0.91}, "yelp_polarity": 0.88})
+    results = ModelCard.load(folder / CARD_FILENAME).data.eval_results
+    assert [(r.dataset_name, r.metric_type, r.metric_value, r.task_type) for r in results] == [
+        ("sst2", "macro_f1", 0.91, "text-generation"),
+        ("yelp_polarity", "score", 0.88, "text-generation"),
+    ]
+    assert ModelCard.load(vector.save_pretrained(tmp_path / "plain") / CARD_FILENAME).data.eval_results is None
 
 
 def test_download_failures_are_one_tpv_error(stand_in_hub):
@@ -189,3 +237,42 @@ def test_download_failures_are_one_tpv_error(stand_in_hub):
         "Not Found.*pass token= for a private repository",
     ):
         TaskPromptVector.from_pretrained("me/missing")
+
+
+def test_load_sources_and_auto_init_sources_take_a_hub_repo_id_from_the_cache(vector, tmp_path, monkeypatch):
+    from tpv.compose.auto_init import load_sources
+
+    shared = tmp_path / "zoo-folder"
+    vector.save(shared / "sst2.tpv.safetensors")
+    TaskPromptVector(torch.ones(4, 8), tasks={"rte": 1.0}).save(shared / "rte.tpv.safetensors")
+    commit = _hub_cache(tmp_path / "cache", "me/zoo", shared)
+    loaded = load_sources("me/zoo", cache_dir=tmp_path / "cache", revision=commit, exclude=["rte"])
+    assert list(loaded) == ["sst2"] and torch.equal(loaded["sst2"].tensor, vector.tensor)
+    # With the default cache (HF_HUB_CACHE), as auto_init(sources="me/zoo") calls it.
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "cache"))
+    assert sorted(load_sources("me/zoo")) == ["rte", "sst2"]
+    # In a list, a repo is one source: here a vector shared with push_to_hub's layout.
+    rte = TaskPromptVector(torch.ones(4, 8), tasks={"rte": 1.0})
+    _hub_cache(tmp_path / "cache", "me/rte-tpv", rte.save_pretrained(tmp_path / "shared"))
+    assert list(load_sources(["me/rte-tpv"])) == ["rte"]
+    with pytest.raises(TPVRepoNotFoundError, match="cannot get the sources 'me/other' in the local Hub cache"):
+        load_sources("me/other")
+    with pytest.raises(TPVFileNotFoundError, match="no such source file or folder: 'no/such/dir/x'"):
+        load_sources(["no/such/dir/x"])
+
+
+def test_missing_files_are_file_not_found_errors(tmp_path):
+    from tpv import Origin
+    from tpv.core.errors import TPVOSError, os_errors
+
+    with pytest.raises(FileNotFoundError, match="no such file: .*missing.origin.safetensors"):
+        Origin.load(tmp_path / "missing.origin.safetensors")
+    with pytest.raises(TPVFileNotFoundError, match="cannot read .*: no such file or folder"):
+        with os_errors(tmp_path / "x", "read"):
+            (tmp_path / "x").read_text()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(TPVOSError, match="a part of the path is a file") as caught:
+        with os_errors(tmp_path / "file" / "x", "write"):
+            (tmp_path / "file" / "x").write_text("")
+    assert isinstance(caught.value, OSError) and not isinstance(caught.value, FileNotFoundError)

@@ -16,13 +16,14 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tpv.core._io import PathLike, atomic_write_text, read_text
 from tpv.core._version import __version__
-from tpv.core.errors import TPVError
+from tpv.core.errors import TPVError, TPVFileNotFoundError, TPVOSError, TPVRepoNotFoundError
 from tpv.core.vector import BaseTaskPromptVector
 
 VECTOR_FILENAME = "task_prompt_vector.tpv.safetensors"
@@ -31,7 +32,7 @@ TAGS = ("tpv", "task-prompt-vector", "prompt-tuning", "peft")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 if TYPE_CHECKING:
-    from huggingface_hub import ModelCard
+    from huggingface_hub import CommitInfo, ModelCard
 
 Scores = Mapping[str, float | Mapping[str, float]]
 
@@ -46,6 +47,8 @@ def save_pretrained(
     private: bool = False,
     token: str | None = None,
     commit_message: str | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
 ) -> Path:
     """Write ``vector`` and its model card into ``folder`` (created if needed); return the folder.
 
@@ -55,7 +58,7 @@ def save_pretrained(
         scores: optional results, ``{task: score}`` or ``{task: {metric: score}}``, shown in the card.
         push_to_hub: also upload the folder to the Hub (as ``transformers``' ``save_pretrained`` does).
         repo_id: the Hub repository for ``push_to_hub``; by default the folder's name.
-        private, token, commit_message: as for :func:`push_to_hub`.
+        private, token, commit_message, revision, create_pr: as for :func:`push_to_hub`.
 
     Example:
         >>> import tempfile, torch
@@ -85,6 +88,8 @@ def save_pretrained(
             private=private,
             token=token,
             commit_message=commit_message or f"Upload task prompt vector {vector.name}",
+            revision=revision,
+            create_pr=create_pr,
         )
     return folder
 
@@ -116,18 +121,68 @@ def vector_file(
         local_files_only: use only the Hub cache; never go to the network.
         force_download: download again even when the cache holds the files.
     """
-    if not isinstance(repo_id_or_folder, (str, os.PathLike)) or os.fspath(repo_id_or_folder) == "":
-        raise TPVError(f"from_pretrained needs a folder, a vector file or a Hub repo id, got {repo_id_or_folder!r}")
-    path = Path(repo_id_or_folder)
-    if path.is_dir():
-        return _vector_file_in(path)
-    if path.is_file():
+    path = local_or_hub(
+        repo_id_or_folder,
+        "the vector",
+        allow_patterns=["*.tpv.safetensors", CARD_FILENAME],
+        fix="pass the id of a repository written by push_to_hub",
+        revision=revision,
+        token=token,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        force_download=force_download,
+    )
+    return path if path.is_file() else _vector_file_in(path)
+
+
+def local_or_hub(
+    path_or_repo_id: PathLike,
+    what: str,
+    *,
+    allow_patterns: list[str] | None = None,
+    fix: str = "check the repo id",
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: PathLike | None = None,
+    local_files_only: bool = False,
+    force_download: bool = False,
+) -> Path:
+    """A local file or folder as it is, else the snapshot folder of the Hub repo ``path_or_repo_id``.
+
+    A path that exists wins over a Hub id of the same spelling, as in ``transformers``' ``from_pretrained``.
+    The download goes through ``huggingface_hub.snapshot_download``, so the Hub cache, ``HF_HUB_OFFLINE`` and
+    ``HF_TOKEN`` work as for any Hub model; the keyword arguments are passed to it unchanged.
+
+    Args:
+        path_or_repo_id: a local file or folder, or a Hub repo id such as ``"user/name"``.
+        what: what is fetched, for messages (e.g. ``"the adapter"``).
+        allow_patterns: the repository files to download (default: all).
+        fix: what to do when the repo is not found, for messages.
+        revision, token, cache_dir, local_files_only, force_download: as for ``from_pretrained``.
+
+    Returns:
+        The local path: ``path_or_repo_id`` itself, or the snapshot folder in the Hub cache.
+
+    Raises:
+        TPVFileNotFoundError: a missing path that is no Hub repo id.
+        TPVRepoNotFoundError: a repo, revision or file the Hub (or, offline, the cache) does not have.
+
+    Example:
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> local_or_hub(folder, "the vector") == Path(folder)
+        True
+    """
+    if not isinstance(path_or_repo_id, (str, os.PathLike)) or os.fspath(path_or_repo_id) == "":
+        raise TPVError(f"{what} needs a local path or a Hub repo id like 'user/name', got {path_or_repo_id!r}")
+    path = Path(path_or_repo_id).expanduser()
+    if path.exists():
         return path
-    text = os.fspath(repo_id_or_folder)
+    text = os.fspath(path_or_repo_id)
     if not _is_repo_id(text):
-        raise TPVError(
+        raise TPVFileNotFoundError(
             f"{text!r} is neither an existing folder or file nor a Hub repo id like 'user/name'; "
-            "check the path, or pass the id of a repository written by push_to_hub"
+            f"check the path, or {fix}"
         )
     from huggingface_hub import snapshot_download
 
@@ -139,56 +194,161 @@ def vector_file(
             cache_dir=None if cache_dir is None else Path(cache_dir),
             local_files_only=local_files_only,
             force_download=force_download,
-            allow_patterns=["*.tpv.safetensors", CARD_FILENAME],
+            allow_patterns=allow_patterns,
             library_name="tpv",
             library_version=__version__,
         )
     except Exception as error:  # huggingface_hub raises many types (HTTP, offline, not found); one line each
-        where = "in the local Hub cache" if local_files_only else "from the Hugging Face Hub"
-        raise TPVError(
-            f"cannot get the vector {text!r} {where} ({type(error).__name__}: {error}); check the repo id, "
-            + (
-                "download it once without local_files_only"
-                if local_files_only
-                else "your network, and pass token= for a private repository"
-            )
-        ) from error
-    return _vector_file_in(Path(folder))
+        raise _download_error(error, text, what, local_files_only, revision) from error
+    return Path(folder)
+
+
+# What a Hub repo of sources may hold: vector files and PEFT adapter folders (at the top or one per subfolder).
+SOURCE_PATTERNS = [
+    "*.tpv.safetensors",
+    "*adapter_config.json",
+    "*adapter_model.safetensors",
+    "*adapter_model.bin",
+    "*tpv_origin.safetensors",
+    "*" + CARD_FILENAME,
+]
+
+
+def resolve_sources(
+    sources,
+    *,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: PathLike | None = None,
+    local_files_only: bool = False,
+):
+    """``sources`` as :func:`tpv.auto_init` takes them, with each Hub repo id replaced by its local folder.
+
+    A path (or each path of a list) that exists locally, ``"zoo"``, a dict of vectors: returned unchanged. A
+    repo id is downloaded with ``huggingface_hub.snapshot_download`` (vector files and adapter folders only).
+
+    Args:
+        sources: ``"zoo"``, a dict name → vector, a folder, a Hub repo id, or a list of paths and repo ids.
+        revision, token, cache_dir, local_files_only: as for ``from_pretrained``.
+
+    Example:
+        >>> resolve_sources("zoo"), resolve_sources({})
+        ('zoo', {})
+    """
+    options = {"revision": revision, "token": token, "cache_dir": cache_dir, "local_files_only": local_files_only}
+
+    def resolved(item):
+        if not isinstance(item, (str, os.PathLike)) or Path(item).exists() or not _is_repo_id(os.fspath(item)):
+            return item  # the loader says what is wrong with it, as before
+        return local_or_hub(item, "the sources", allow_patterns=SOURCE_PATTERNS, **options)
+
+    if isinstance(sources, str) and sources == "zoo":
+        return sources
+    if isinstance(sources, (str, os.PathLike)):
+        return resolved(sources)
+    if isinstance(sources, (list, tuple)):
+        # In a list, a repo is one source: a PEFT adapter, or a vector shared with push_to_hub (its one file).
+        return [_one_source(resolved(item)) for item in sources]
+    return sources
+
+
+def _one_source(item):
+    if not isinstance(item, Path) or not item.is_dir() or (item / "adapter_config.json").is_file():
+        return item
+    files = sorted(item.glob("*.tpv.safetensors"))
+    return files[0] if len(files) == 1 else item
+
+
+def _download_error(error: Exception, repo_id: str, what: str, local_files_only: bool, revision) -> TPVError:
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    offline = local_files_only or isinstance(error, LocalEntryNotFoundError)
+    where = "in the local Hub cache" if offline else "from the Hugging Face Hub"
+    at = f" at revision {revision!r}" if revision else ""
+    detail = " ".join(str(error).split())[:300]
+    message = f"cannot get {what} {repo_id!r}{at} {where} ({type(error).__name__}: {detail}); check the repo id, " + (
+        "download it once without local_files_only (and without HF_HUB_OFFLINE=1)"
+        if offline
+        else "your network, and pass token= for a private repository"
+    )
+    missing = (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError, FileNotFoundError)
+    if isinstance(error, missing):
+        return TPVRepoNotFoundError(message)
+    return TPVOSError(message) if isinstance(error, OSError) else TPVError(message)
 
 
 def push_to_hub(
     vector: BaseTaskPromptVector,
     repo_id: str,
+    *legacy,
     scores: Scores | None = None,
     private: bool = False,
     token: str | None = None,
     commit_message: str | None = None,
-) -> str:
+    revision: str | None = None,
+    create_pr: bool = False,
+) -> CommitInfo:
     """Upload ``vector`` with its model card to the Hub model repository ``repo_id`` (created if needed).
 
     Args:
         vector: the vector to share.
         repo_id: ``"user/name"`` or ``"org/name"``.
-        scores: optional results shown in the card, ``{task: score}`` or ``{task: {metric: score}}``.
+        scores: optional results, ``{task: score}`` or ``{task: {metric: score}}``: a table in the card and
+            its ``model-index``, which the Hub indexes.
         private: create the repository private.
         token: a Hub token (default: the one saved by ``hf auth login``).
         commit_message: the commit message (default names the vector).
+        revision: the branch to push to (created from the default branch if missing).
+        create_pr: open a pull request instead of committing to the branch.
 
     Returns:
-        The repository's URL.
+        ``huggingface_hub``'s ``CommitInfo`` (``.commit_url``, ``.oid``, ``.pr_url``; ``.repo_url`` is the
+        repository's URL), as ``transformers``' ``push_to_hub`` returns.
     """
+    options = _legacy_options(
+        legacy, {"scores": scores, "private": private, "token": token, "commit_message": commit_message}
+    )
     repo_id = _checked_repo_id(repo_id)
-    model_card(vector, scores)  # check the scores before creating the repository
+    model_card(vector, options["scores"])  # check the scores before creating the repository
     # The folder is written locally first, so the upload is one commit of exactly the shared format.
     with tempfile.TemporaryDirectory(prefix="tpv-push-") as staging:
-        save_pretrained(vector, staging, scores)
+        save_pretrained(vector, staging, options["scores"])
         return _upload(
             Path(staging),
             repo_id,
-            private=private,
-            token=token,
-            commit_message=commit_message or f"Upload task prompt vector {vector.name}",
+            private=options["private"],
+            token=options["token"],
+            commit_message=options["commit_message"] or f"Upload task prompt vector {vector.name}",
+            revision=revision,
+            create_pr=create_pr,
         )
+
+
+_LEGACY_ORDER = ("scores", "private", "token", "commit_message")
+
+
+def _legacy_options(legacy: tuple, options: dict) -> dict:
+    # push_to_hub(repo_id, scores, private, token, commit_message) was the old, positional spelling.
+    if not legacy:
+        return options
+    if len(legacy) > len(_LEGACY_ORDER):
+        raise TPVError(
+            f"push_to_hub takes repo_id and keyword arguments, got {len(legacy) + 1} positional ones; "
+            "pass scores=, private=, token=, commit_message= by name"
+        )
+    names = _LEGACY_ORDER[: len(legacy)]
+    warnings.warn(
+        f"passing {', '.join(names)} to push_to_hub by position is deprecated and will stop working in the "
+        f"next release; write push_to_hub(repo_id, {', '.join(f'{n}=...' for n in names)})",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return {**options, **dict(zip(names, legacy))}
 
 
 def model_card(vector: BaseTaskPromptVector, scores: Scores | None = None) -> ModelCard:
@@ -207,8 +367,17 @@ def model_card(vector: BaseTaskPromptVector, scores: Scores | None = None) -> Mo
     """
     from huggingface_hub import ModelCard, ModelCardData
 
+    if scores is not None and not isinstance(scores, Mapping):
+        raise TPVError(f"scores must map task → score (or task → {{metric: score}}), got {scores!r}")
     tags = list(TAGS) + [task for task in vector.tasks if task not in TAGS]
-    data = ModelCardData(library_name="tpv", base_model=vector.base_model or None, tags=tags)
+    results = _eval_results(vector, scores or {})
+    data = ModelCardData(
+        library_name="tpv",
+        base_model=vector.base_model or None,
+        tags=tags,
+        model_name=f"task prompt vector {vector.name}" if results else None,
+        eval_results=results or None,
+    )
     rows, dim = vector.shape
     body = [
         f"# Task prompt vector: {vector.name}",
@@ -241,8 +410,6 @@ def model_card(vector: BaseTaskPromptVector, scores: Scores | None = None) -> Mo
     ]
     if vector.merge:
         body += ["## Merge", "", f"`{vector.merge}`", ""]
-    if scores is not None and not isinstance(scores, Mapping):
-        raise TPVError(f"scores must map task → score (or task → {{metric: score}}), got {scores!r}")
     if scores:
         body += ["## Scores", "", "| task | metric | score |", "| --- | --- | --- |"]
         for task, value in scores.items():
@@ -281,7 +448,9 @@ def read_card(folder: PathLike) -> dict:
 
     card_path = Path(folder) / CARD_FILENAME
     if not card_path.is_file():
-        raise TPVError(f"'{folder}' has no {CARD_FILENAME}; pass a folder written by tpv.bridge.hub.save_pretrained")
+        raise TPVFileNotFoundError(
+            f"'{folder}' has no {CARD_FILENAME}; pass a folder written by tpv.bridge.hub.save_pretrained"
+        )
     text = read_text(card_path, "the model card", "write it with tpv.bridge.hub.save_pretrained")
     if not text.startswith("---\n") or "\n---\n" not in text[4:]:
         raise TPVError(
@@ -311,10 +480,32 @@ def _is_repo_id(text) -> bool:
     )
 
 
+def _eval_results(vector: BaseTaskPromptVector, scores: Scores) -> list:
+    from huggingface_hub import EvalResult
+
+    # The Hub's model-index needs a pipeline type: tpv scores prompts by generating the answer text.
+    pipeline = "text2text-generation" if vector.task_type == "SEQ_2_SEQ_LM" else "text-generation"
+    return [
+        EvalResult(
+            task_type=pipeline,
+            dataset_type=task,
+            dataset_name=task,
+            metric_type=metric,
+            metric_value=_checked_score(score, task),
+        )
+        for task, value in scores.items()
+        for metric, score in (value.items() if isinstance(value, Mapping) else [("score", value)])
+    ]
+
+
 def _score_text(score, task: str) -> str:
+    return f"{_checked_score(score, task):.4g}"
+
+
+def _checked_score(score, task: str) -> float:
     if isinstance(score, bool) or not isinstance(score, (int, float)) or score != score or abs(score) == float("inf"):
         raise TPVError(f"score for task {task!r} is {score!r}; pass numbers (finite), e.g. scores={{'sst2': 0.91}}")
-    return f"{score:.4g}"
+    return float(score)
 
 
 def _vector_file_in(folder: Path) -> Path:
@@ -325,7 +516,9 @@ def _vector_file_in(folder: Path) -> Path:
     if len(found) == 1:
         return found[0]
     if not found:
-        raise TPVError(f"'{folder}' holds no *.tpv.safetensors file; write one with vector.save_pretrained(folder)")
+        raise TPVFileNotFoundError(
+            f"'{folder}' holds no *.tpv.safetensors file; write one with vector.save_pretrained(folder)"
+        )
     raise TPVError(
         f"'{folder}' holds {len(found)} vector files {[p.name for p in found]} and no {VECTOR_FILENAME}; "
         "pass the path of the one you want"
@@ -341,16 +534,29 @@ def _checked_repo_id(repo_id) -> str:
     return repo_id
 
 
-def _upload(folder: Path, repo_id: str, *, private: bool, token: str | None, commit_message: str) -> str:
+def _upload(
+    folder: Path,
+    repo_id: str,
+    *,
+    private: bool,
+    token: str | None,
+    commit_message: str,
+    revision: str | None = None,
+    create_pr: bool = False,
+) -> CommitInfo:
     from huggingface_hub import HfApi
 
     api = HfApi(token=token, library_name="tpv")
-    repo = api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
-    api.upload_folder(
+    api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
+    if revision is not None and not revision.startswith("refs/pr/"):
+        # As transformers' push_to_hub: a new branch starts from the default one.
+        api.create_branch(repo_id=repo_id, branch=revision, repo_type="model", exist_ok=True)
+    return api.upload_folder(
         repo_id=repo_id,
         repo_type="model",
         folder_path=folder,
         commit_message=commit_message,
         allow_patterns=["*.tpv.safetensors", CARD_FILENAME],
+        revision=revision,
+        create_pr=create_pr,
     )
-    return str(getattr(repo, "url", None) or f"https://huggingface.co/{repo_id}")

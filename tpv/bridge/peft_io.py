@@ -11,7 +11,7 @@ import torch
 
 from tpv.core import _checks
 from tpv.core._io import PathLike, os_errors, read_json, read_safetensors
-from tpv.core.errors import TPVError
+from tpv.core.errors import TPVError, TPVFileNotFoundError
 from tpv.core.origin import Origin, base_model_name, input_embedding_weight, is_seq2seq
 from tpv.core.vector import BaseTaskPromptVector, Vector, combine
 
@@ -212,11 +212,13 @@ def _not_prompt_tuning(peft_type: str, what: str) -> str:
 
 def _adapter_folder(folder: Path, adapter_name: str) -> Path:
     if not folder.is_dir():
-        raise TPVError(f"no adapter folder at '{folder}'; pass the directory given to save_pretrained")
+        raise TPVFileNotFoundError(f"no adapter folder at '{folder}'; pass the directory given to save_pretrained")
     if not (folder / "adapter_config.json").is_file() and (folder / adapter_name / "adapter_config.json").is_file():
         return folder / adapter_name
     if not (folder / "adapter_config.json").is_file():
-        raise TPVError(f"'{folder}' has no adapter_config.json; pass the directory given to PeftModel.save_pretrained")
+        raise TPVFileNotFoundError(
+            f"'{folder}' has no adapter_config.json; pass the directory given to PeftModel.save_pretrained"
+        )
     return folder
 
 
@@ -277,7 +279,9 @@ def _read_adapter(folder: Path) -> tuple[dict, torch.Tensor]:
     elif (weights := folder / "adapter_model.bin").is_file():
         tensors = _load_pickled_tensors(weights)
     else:
-        raise TPVError(f"'{folder}' has no adapter_model.safetensors (or .bin); the adapter was not saved completely")
+        raise TPVFileNotFoundError(
+            f"'{folder}' has no adapter_model.safetensors (or .bin); the adapter was not saved completely"
+        )
     if PROMPT_KEY not in tensors or not isinstance(tensors[PROMPT_KEY], torch.Tensor):
         raise TPVError(
             f"'{weights}' has no '{PROMPT_KEY}' tensor (it has {sorted(map(str, tensors))[:5]}); it is no soft prompt"

@@ -98,12 +98,28 @@ class TaskPromptVector(BaseTaskPromptVector):
     def push_to_hub(
         self,
         repo_id: str,
+        *legacy,
         scores: Mapping | None = None,
         private: bool = False,
         token: str | None = None,
         commit_message: str | None = None,
-    ) -> str:
-        """Upload the vector and its model card to the Hub; return the URL (see :func:`tpv.bridge.hub.push_to_hub`)."""
+        revision: str | None = None,
+        create_pr: bool = False,
+    ):
+        """Upload the vector and its model card to the Hub; return ``huggingface_hub``'s ``CommitInfo``.
+
+        ``scores`` go into the card's table and its ``model-index``. Passing ``scores`` (and the others) by
+        position still works for one release, with a ``DeprecationWarning``. See
+        :func:`tpv.bridge.hub.push_to_hub`.
+        """
         return hub.push_to_hub(
-            self, repo_id, scores=scores, private=private, token=token, commit_message=commit_message
+            self,
+            repo_id,
+            *legacy,
+            scores=scores,
+            private=private,
+            token=token,
+            commit_message=commit_message,
+            revision=revision,
+            create_pr=create_pr,
         )

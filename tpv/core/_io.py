@@ -18,7 +18,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from tpv.core.errors import TPVError, describe_os_error, os_errors  # noqa: F401 - re-exported for the readers
+from tpv.core.errors import (  # noqa: F401 - re-exported for the readers
+    TPVError,
+    TPVFileNotFoundError,
+    describe_os_error,
+    os_error,
+    os_errors,
+)
 
 PathLike = str | os.PathLike
 
@@ -156,13 +162,13 @@ def read_safetensors(path: PathLike, expected: str) -> tuple[dict[str, torch.Ten
     if path.is_dir():
         raise TPVError(f"'{path}' is a folder; pass the path of a {expected} inside it")
     if not path.is_file():
-        raise TPVError(f"no such file: '{path}'; pass the path of an existing {expected}")
+        raise TPVFileNotFoundError(f"no such file: '{path}'; pass the path of an existing {expected}")
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = dict(handle.metadata() or {})
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is not iterable)
     except PermissionError as error:
-        raise TPVError(describe_os_error(error, path, "read")) from error
+        raise os_error(error, describe_os_error(error, path, "read")) from error
     except (SafetensorError, OSError, ValueError, TypeError, RuntimeError, OverflowError) as error:
         raise TPVError(
             f"'{path}' is not a safetensors file ({_sniff(path)}); tpv reads {expected}s only in the safetensors "

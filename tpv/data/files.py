@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tpv.core.errors import TPVError
+from tpv.core.errors import TPVError, TPVFileNotFoundError
 from tpv.data.reading import read_jsonl, read_table
 from tpv.data.registry import TASKS, register_task
 from tpv.data.task import Task
@@ -167,7 +167,9 @@ def _read_source(source) -> tuple[dict[str, list], str, str]:
     if path.is_file():
         return {"train": _read_file(path)}, path.name.split(".")[0], f"'{path}'"
     if not path.is_dir():
-        raise TPVError(f"no such file or folder: '{path}'; pass a folder of train/validation/test files or one file")
+        raise TPVFileNotFoundError(
+            f"no such file or folder: '{path}'; pass a folder of train/validation/test files or one file"
+        )
     splits = {}
     for split, spellings in _SPLIT_NAMES.items():
         for spelling in spellings:
@@ -193,7 +195,7 @@ def _split_name(name: str) -> str:
 
 def _read_file(path: Path) -> list[dict]:
     if not path.is_file():
-        raise TPVError(f"no such data file: '{path}'")
+        raise TPVFileNotFoundError(f"no such data file: '{path}'; check the path")
     if path.suffix in (".csv", ".tsv"):
         return [{k: _cell(v) for k, v in row.items()} for row in read_table(path)]
     if path.suffix not in (".jsonl", ".json"):
