@@ -969,3 +969,17 @@ def test_utf8_files_with_a_byte_order_mark_are_read(suffix, content, tmp_path):
     task = Task.from_files({"train": path, "validation": path}, labels=["no", "yes"], name="mine", register=False)
     assert task.split("train")[0] == {"sentence": "café ok", "label": 1}
     assert task.template.startswith("sentence: {sentence}")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_moving_a_vector_to_cuda_without_one_is_one_tpv_error():
+    # torch raises AssertionError("Torch not compiled with CUDA enabled") for this.
+    with pytest.raises(TPVError, match="cannot move a vector to 'cuda': there is no CUDA device here .*use 'cpu'"):
+        _vector().to("cuda")
+
+
+def test_moving_a_vector_to_a_gpu_index_beyond_the_machine_names_the_valid_ones(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(TPVError, match=r"'cuda:5': this machine has 2 CUDA device\(s\), 'cuda:0' to 'cuda:1'"):
+        _vector().to("cuda:5")

@@ -76,6 +76,28 @@ def real(value, what: str) -> float:
     return float(value)
 
 
+def device(value, what: str) -> torch.device:
+    """``value`` as a ``torch.device`` that this machine has; else one TPVError (torch itself raises an
+    ``AssertionError`` for CUDA on a CPU-only build)."""
+    try:
+        placed = torch.device(value)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise TPVError(f"cannot move {what} to {value!r} ({error}); pass a device such as 'cpu' or 'cuda:0'") from None
+    if placed.type == "cuda":
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if found == 0:
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+            raise TPVError(f"cannot move {what} to {value!r}: there is no CUDA device here ({why}); use 'cpu'")
+        if placed.index is not None and placed.index >= found:
+            raise TPVError(
+                f"cannot move {what} to {value!r}: this machine has {found} CUDA device(s), "
+                f"'cuda:0' to 'cuda:{found - 1}'; pass one of those"
+            )
+    if placed.type == "mps" and not torch.backends.mps.is_available():
+        raise TPVError(f"cannot move {what} to {value!r}: there is no Apple MPS device here; use 'cpu'")
+    return placed
+
+
 def optional_text(value, what: str) -> str | None:
     """``value`` as a non-empty string, or None for None/""."""
     if value is None or value == "":

@@ -281,8 +281,9 @@ class BaseTaskPromptVector:
                 f"vectors are kept in float32, so .to({device}) is refused; cast the applied prompt instead: "
                 "vector.apply_to(origin).to(dtype)"
             )
+        target = _checks.device(device, "a vector")
         try:
-            moved = self.tensor.to(device)
+            moved = self.tensor.to(target)
         except (RuntimeError, TypeError, ValueError) as error:
             raise TPVError(
                 f"cannot move a vector to {device!r} ({error}); pass a device such as 'cpu' or 'cuda:0'"
