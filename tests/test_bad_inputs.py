@@ -117,7 +117,7 @@ def test_read_only_folder_and_unreadable_file(tmp_path):
     try:
         with pytest.raises(TPVError, match="permission denied"):
             _vector().save(folder / "v.tpv.safetensors")
-        with pytest.raises(TPVError, match="permission denied"):
+        with pytest.raises(TPVError, match=f"^cannot read '{re.escape(str(path))}': permission denied"):
             TaskPromptVector.load(path)
     finally:
         folder.chmod(0o700)
@@ -983,3 +983,24 @@ def test_moving_a_vector_to_a_gpu_index_beyond_the_machine_names_the_valid_ones(
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(TPVError, match=r"'cuda:5': this machine has 2 CUDA device\(s\), 'cuda:0' to 'cuda:1'"):
         _vector().to("cuda:5")
+
+
+@pytest.mark.parametrize("loader", [TaskPromptVector.load, Origin.load])
+def test_an_unreadable_file_is_called_unreadable_not_foreign(loader, tmp_path, monkeypatch):
+    import pathlib
+
+    import tpv.core._io
+
+    path = _vector().save(tmp_path / "v.tpv.safetensors")
+
+    # What safetensors raises for a mode-000 file (measured as a non-root user), and what open() raises.
+    def missing(name, **kwargs):
+        raise FileNotFoundError(f"No such file or directory: {name}")
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(tpv.core._io, "safe_open", missing)
+    monkeypatch.setattr(pathlib.Path, "open", refuse)
+    with pytest.raises(TPVError, match=f"^cannot read '{re.escape(str(path))}': permission denied; pick a path"):
+        loader(path)

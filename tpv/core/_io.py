@@ -178,12 +178,11 @@ def read_safetensors(path: PathLike, expected: str) -> tuple[dict[str, torch.Ten
 
 
 def _sniff(path: Path) -> str:
-    # Only the first bytes: a rejected file may be gigabytes long.
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(8)
-    except OSError as error:
-        return describe_os_error(error, path, "read")
+    # Only the first bytes: a rejected file may be gigabytes long. safetensors reports a file it may not read
+    # as missing (FileNotFoundError), so the reason it failed is learned here, and a file that cannot be read
+    # is reported as such, not as a file of the wrong kind.
+    with os_errors(path, "read"), path.open("rb") as handle:
+        head = handle.read(8)
     if head[:2] == b"PK":
         return "it is a zip archive, probably a PyTorch pickle checkpoint"
     if head[:1] == b"\x80":
