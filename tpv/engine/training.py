@@ -9,8 +9,6 @@ and 50 tokens 0.89 in ~7.5 min (docs/benchmarks.md). Pass ``num_virtual_tokens=5
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import difflib
 import hashlib
 import json
 import logging
@@ -29,11 +27,19 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from tpv.bridge.peft_io import ORIGIN_FILENAME, get_prompt, init_prompt_tuning, record_origin, recorded_origin
+from tpv.bridge.peft_io import (
+    ORIGIN_FILENAME,
+    get_prompt,
+    init_prompt_tuning,
+    record_origin,
+    recorded_origin,
+    set_prompt,
+)
 from tpv.bridge.vector import TaskPromptVector
 from tpv.core._io import atomic_write_text
 from tpv.core.errors import TPVError
 from tpv.core.origin import Origin, make_origin
+from tpv.core.vector import combine
 from tpv.data import Task
 from tpv.data.encoding import (
     DEFAULT_MAX_LENGTH,
@@ -48,8 +54,17 @@ from tpv.engine import run_folder
 from tpv.engine.evaluation import evaluate, format_scores, score_predictions
 from tpv.engine.prefix import FULL, SHARED_PREFIX, choose_engine, has_fast_path, shared_prefix_obstacle
 from tpv.engine.scoring import prompt_tuning_loss
+from tpv.engine.training_inputs import (
+    CallForm,
+    Hyperparameters,
+    accept_old_forms,
+    as_examples,
+    check_training_field,
+    merge_hyperparameters,
+)
 
 if TYPE_CHECKING:
+    from datasets import Dataset
     from peft import PeftModel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -335,32 +350,35 @@ def train_prompt(
     model: PreTrainedModel | PeftModel,
     tokenizer: PreTrainedTokenizerBase,
     task: str | Task,
-    origin: Origin | int | None,
-    train_data: Sequence[dict],
-    *,
-    output_dir: str | os.PathLike,
-    eval_data: Sequence[dict] | None = None,
-    max_steps: int = 200,
-    learning_rate: float = 0.3,
-    batch_size: int = 16,
+    train_dataset: Sequence[dict] | Dataset | None = None,
+    *old_positional: Any,
+    origin: Origin | int | None = None,
+    args: TrainingArguments | dict | None = None,
+    eval_dataset: Sequence[dict] | Dataset | None = None,
+    output_dir: str | os.PathLike | None = None,
+    max_steps: int | None = None,
+    learning_rate: float | None = None,
+    batch_size: int | None = None,
     num_virtual_tokens: int = DEFAULT_NUM_VIRTUAL_TOKENS,
     init_vector: TaskPromptVector | list | None = None,
     init_scale: float = 1.0,
-    weight_decay: float = 1e-5,
-    warmup_ratio: float = 0.1,
+    weight_decay: float | None = None,
+    warmup_ratio: float | None = None,
     eval_steps: int | None = None,
     eval_method: str = "rank",
-    eval_batch_size: int = 32,
+    eval_batch_size: int | None = None,
     max_length: int = DEFAULT_MAX_LENGTH,
-    seed: int = 0,
+    seed: int | None = None,
     resume: bool = True,
     overwrite: bool = False,
     progress: bool = True,
     log_records: bool = False,
     adapter_name: str = "default",
     callbacks: Sequence[TrainerCallback] = (),
-    training_args: dict | None = None,
     shared_prefix: bool | None = None,
+    train_data: Sequence[dict] | None = None,
+    eval_data: Sequence[dict] | None = None,
+    training_args: dict | None = None,
 ) -> TrainResult:
     """Tune a soft prompt for ``task`` from ``origin`` (optionally moved by ``init_vector``) and return its vector.
 
@@ -370,99 +388,235 @@ def train_prompt(
     with the vector an uninterrupted run gives. Other settings (data, model, origin, tpv version, any argument)
     in a used folder are refused unless ``overwrite``; a lock keeps a second process out while one trains. Under
     ``torchrun``/``accelerate launch`` only the main process writes, and evaluation is split across processes.
-    With ``eval_data`` the best checkpoint by the task's validation metric is kept.
+    With ``eval_dataset`` the best checkpoint by the task's validation metric is kept.
+
+    **tpv's keywords and** ``args``. Eight keywords set a ``TrainingArguments`` field: ``output_dir``,
+    ``max_steps``, ``learning_rate``, ``batch_size`` (``per_device_train_batch_size``), ``weight_decay``,
+    ``eval_steps``, ``eval_batch_size`` (``per_device_eval_batch_size``) and ``seed`` (also ``data_seed``).
+    Each value comes from the keyword or from ``args``; given in both with different values, it is refused
+    with a ``TPVError`` naming both. Neither given, prompt tuning's default applies (below), not transformers'
+    (its lr 5e-5 suits fine-tuning, not a soft prompt). ``args`` sets a field when it is a key of the dict, or,
+    for a ``TrainingArguments``, when it differs from transformers' default: ``TrainingArguments(output_dir=d,
+    learning_rate=5e-5)`` therefore trains at 0.3; pass ``learning_rate=5e-5`` to mean it. ``warmup_ratio``
+    becomes ``warmup_steps`` (refused beside ``args.warmup_steps``); ``num_train_epochs`` is refused, as the run
+    counts steps. Every other field of ``args`` overrides tpv's choice for it (logging, saving, precision, …).
 
     Args:
-        model: a transformers model, or a PeftModel made by :func:`tpv.init_prompt_tuning`.
+        model: a transformers model, or a prompt-tuning ``PeftModel``: yours (then pass ``origin``; its prompt
+            is set to the origin, moved by ``init_vector``), or one made by :func:`tpv.init_prompt_tuning`
+            (``origin=None`` takes the origin it records and trains the prompt as it is).
         tokenizer: the model's tokenizer; it encodes the examples with the task's template.
         task: a registered task name (e.g. ``"sst2"``) or a :class:`~tpv.data.Task`.
+        train_dataset, eval_dataset: examples (dicts) of ``task``: a list or a ``datasets.Dataset`` (one split);
+            eval data must be validation data.
         origin: an :class:`Origin`, or an int seed for ``make_origin(model, num_virtual_tokens, seed)``.
-        train_data, eval_data: lists of examples (dicts) of ``task``; eval data must be validation data.
+        args: a ``transformers.TrainingArguments`` or a dict of its fields (see above; ``tpv train
+            --training-arg``, :func:`parse_training_args`).
         output_dir: the run folder (created if needed); see above for what it holds.
-        max_steps: optimizer steps.
-        learning_rate: the peak learning rate (0.3, the paper's, for prompt tuning).
-        batch_size: examples per step and device (``per_device_train_batch_size``).
+        max_steps: optimizer steps (default 200).
+        learning_rate: the peak learning rate (default 0.3, the paper's, for prompt tuning).
+        batch_size: examples per step and device (default 16).
         num_virtual_tokens: the soft prompt's length.
         init_vector: start from ``origin + init_scale · vector`` instead of the origin: a vector, or a list of
             vectors or ``(vector, weight)`` pairs, summed.
         init_scale: λ applied to ``init_vector``.
-        weight_decay: AdamW's weight decay.
-        warmup_ratio: the fraction of ``max_steps`` spent warming the learning rate up (then it decays linearly).
+        weight_decay: AdamW's weight decay (default 1e-5).
+        warmup_ratio: the fraction of ``max_steps`` spent warming the learning rate up, then it decays linearly
+            (default 0.1).
         eval_steps: evaluate (and save a checkpoint) every this many steps; by default five times per run.
         eval_method: ``"rank"`` the label words or ``"generate"`` and parse the answer (see
             :func:`tpv.engine.evaluation.evaluate`).
-        eval_batch_size: examples per batch when evaluating.
+        eval_batch_size: examples per batch when evaluating (default 32).
         max_length: tokens kept per example, target included (longer inputs lose tokens; see :mod:`tpv.data.encoding`).
-        seed: Trainer's seed (data order, dropout); the origin has its own.
+        seed: Trainer's seed (data order, dropout; default 0); the origin has its own.
         resume: continue from the folder's last complete checkpoint (``False``: start again, same settings).
         overwrite: discard whatever run the folder holds (its checkpoints, adapter, vectors, records) first.
         progress: show a progress bar over steps (and evaluations) and print a one-line summary on stderr.
         log_records: also print Trainer's raw log records (``{'loss': …}``) every ``logging_steps``.
         adapter_name: the PEFT adapter to train; other names save into ``output_dir/<adapter_name>``.
         callbacks: extra ``transformers.TrainerCallback`` objects.
-        training_args: extra ``TrainingArguments`` fields, which override ours (``tpv train --training-arg``;
-            see :func:`parse_training_args`); all but ``output_dir``.
         shared_prefix: decoder-only models run the soft prompt once per step and every input against its keys
             and values (same loss and gradient, less work); None chooses that automatically where it applies,
             True insists, False runs ``[prompt; input]`` whole per row as PEFT does. ``TrainResult.engine``
             and the log say which ran.
+        train_data, eval_data, training_args: the previous release's names of ``train_dataset``,
+            ``eval_dataset`` and ``args``; deprecated (a ``DeprecationWarning``), like passing the origin as the
+            4th positional argument (``train_prompt(model, tokenizer, task, origin, train_data)``).
 
     Returns:
         A :class:`TrainResult`; its ``peft_model`` holds the tuned prompt and ``result.evaluate(test_data)``
         scores it; on every process of a multi-process launch.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from tpv import Task, load_model
+        >>> from tpv.experiments.tiny import build_tiny_model
+        >>> toy = Task("toy", "sentiment", "text: {text} label:", ("negative", "positive"))
+        >>> data = [{"text": "good", "label": 1}, {"text": "bad", "label": 0}] * 4
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     model, tokenizer = load_model(build_tiny_model(Path(folder, "model"), [toy], data), dtype="float32")
+        ...     result = train_prompt(model, tokenizer, toy, data, origin=0, output_dir=Path(folder, "run"),
+        ...                           max_steps=2, batch_size=4, num_virtual_tokens=2, progress=False)
+        >>> result.vector.tasks
+        {'toy': 1.0}
     """
-    task = check_training_inputs(
-        task,
-        train_data,
-        max_steps,
-        batch_size,
-        learning_rate=learning_rate,
-        weight_decay=weight_decay,
-        warmup_ratio=warmup_ratio,
+    call = accept_old_forms(
+        old_positional,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        origin=origin,
+        args=args,
+        train_data=train_data,
+        eval_data=eval_data,
+        training_args=training_args,
     )
-    _check_prompt_settings(
-        num_virtual_tokens, init_scale, eval_steps, eval_method, eval_batch_size, max_length, seed, training_args
-    )
-    output_dir = Path(output_dir)
-    peft_model, origin = _prepare(model, origin, num_virtual_tokens, init_vector, init_scale, adapter_name)
-    seq2seq = is_seq2seq_model(peft_model)
-    settings = _settings(
-        peft_model,
-        task,
-        origin,
-        train_data,
-        eval_data,
-        init_vector,
-        init_scale,
+    hyper = merge_hyperparameters(
+        call.args,
         dict(
+            output_dir=output_dir,
             max_steps=max_steps,
             learning_rate=learning_rate,
             batch_size=batch_size,
             weight_decay=weight_decay,
             warmup_ratio=warmup_ratio,
             eval_steps=eval_steps,
-            eval_method=eval_method,
-            max_length=max_length,
+            eval_batch_size=eval_batch_size,
             seed=seed,
-            training_args=training_args or {},
         ),
     )
-    if callbacks:  # only when given, so that runs without callbacks keep their fingerprint
-        recorded = [described for described in map(_callback_settings, callbacks) if described]
-        if recorded:
-            settings["callbacks"] = recorded
-    fingerprint = run_folder.fingerprint_of(settings)
+    run = _resolve(
+        model,
+        tokenizer,
+        task,
+        call,
+        hyper,
+        _Options(
+            num_virtual_tokens=num_virtual_tokens,
+            init_vector=init_vector,
+            init_scale=init_scale,
+            eval_method=eval_method,
+            max_length=max_length,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+            log_records=log_records,
+            adapter_name=adapter_name,
+            callbacks=list(callbacks),
+            shared_prefix=shared_prefix,
+        ),
+    )
+    return _train_in_run_folder(run)
 
-    eval_every = eval_steps or max(1, max_steps // 5)
-    args: dict[str, Any] = dict(
-        output_dir=str(output_dir),
-        max_steps=max_steps,
-        per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate,
-        weight_decay=weight_decay,
-        warmup_steps=int(warmup_ratio * max_steps),
+
+@dataclass
+class _Options:
+    """train_prompt's keywords that do not set a TrainingArguments field."""
+
+    num_virtual_tokens: int
+    init_vector: Any
+    init_scale: float
+    eval_method: str
+    max_length: int
+    resume: bool
+    overwrite: bool
+    progress: bool
+    log_records: bool
+    adapter_name: str
+    callbacks: list
+    shared_prefix: bool | None
+
+
+@dataclass
+class _Run:
+    """What one train_prompt call passes from stage to stage."""
+
+    task: Task
+    tokenizer: Any
+    peft_model: Any
+    origin: Origin
+    train_data: list[dict]
+    eval_data: list[dict] | None
+    hyper: Hyperparameters
+    options: _Options
+    settings: dict
+    fingerprint: str
+    arguments: TrainingArguments
+
+    @property
+    def output_dir(self) -> Path:
+        return self.hyper.output_dir
+
+
+def _resolve(model, tokenizer, task, call: CallForm, hyper: Hyperparameters, options: _Options) -> _Run:
+    """Check every input, wrap the model, and fix the run's settings, before anything is written."""
+    train_data = as_examples(call.train_dataset, "train_dataset")
+    eval_data = as_examples(call.eval_dataset, "eval_dataset") or None
+    task = check_training_inputs(
+        task,
+        train_data,
+        hyper.max_steps,
+        hyper.batch_size,
+        learning_rate=hyper.learning_rate,
+        weight_decay=hyper.weight_decay,
+        warmup_ratio=hyper.warmup_ratio,
+    )
+    _check_prompt_settings(hyper, options)
+    peft_model, origin = _prepare(model, call.origin, options)
+    settings = _settings(peft_model, task, origin, train_data or [], eval_data, hyper, options)
+    arguments = _training_arguments(hyper, task, eval_data, options.progress)
+    return _Run(
+        task,
+        tokenizer,
+        peft_model,
+        origin,
+        train_data or [],
+        eval_data,
+        hyper,
+        options,
+        settings,
+        run_folder.fingerprint_of(settings),
+        arguments,
+    )
+
+
+def _train_in_run_folder(run: _Run) -> TrainResult:
+    # One process decides what the folder holds and trains into it while the others follow (torchrun,
+    # accelerate launch); the lock keeps out every other run until this one returns.
+    lock = run_folder.RunLock(run.output_dir)
+    try:
+        state = _on_main_process(
+            run.arguments,
+            lambda: (lock.acquire(), run_folder.open_run(run.output_dir, run.settings, **_open_options(run)))[1],
+        )
+        if "finished" in state:
+            return _ready(_load_finished(run, state["finished"]), run, cached=True)
+        trainer = _build_trainer(run)
+        metrics = _train(trainer, run, state["checkpoint"])
+        result = _finish(run, trainer.state.log_history, metrics)
+    finally:
+        lock.release()
+    # Under DDP the loss runs through the wrapper, i.e. the full forward, whatever was chosen.
+    result.engine = "+".join(sorted(trainer.tpv_engines_run)) or _choose_engine(run)
+    return _ready(result, run)
+
+
+def _open_options(run: _Run) -> dict:
+    return {"overwrite": run.options.overwrite, "resume": run.options.resume}
+
+
+def _training_arguments(hyper: Hyperparameters, task: Task, eval_data, progress: bool) -> TrainingArguments:
+    eval_every = hyper.eval_steps or max(1, hyper.max_steps // 5)
+    fields: dict[str, Any] = dict(
+        output_dir=str(hyper.output_dir),
+        max_steps=hyper.max_steps,
+        per_device_train_batch_size=hyper.batch_size,
+        per_device_eval_batch_size=hyper.eval_batch_size,
+        learning_rate=hyper.learning_rate,
+        weight_decay=hyper.weight_decay,
+        warmup_steps=int(hyper.warmup_ratio * hyper.max_steps),
         lr_scheduler_type="linear",
-        logging_steps=max(1, min(10, max_steps // 10)),
+        logging_steps=max(1, min(10, hyper.max_steps // 10)),
         save_strategy="steps",
         save_steps=eval_every,
         save_total_limit=2,
@@ -470,111 +624,89 @@ def train_prompt(
         remove_unused_columns=False,
         train_sampling_strategy="group_by_length",
         dataloader_num_workers=0,
-        seed=seed,
-        data_seed=seed,
+        seed=hyper.seed,
+        data_seed=hyper.seed,
         disable_tqdm=not progress,
         use_cpu=not torch.cuda.is_available(),
     )
     if eval_data:
-        args.update(
+        fields.update(
             eval_strategy="steps",
             eval_steps=eval_every,
             load_best_model_at_end=True,
             metric_for_best_model=f"eval_{task.metric}",
             greater_is_better=True,
         )
-    args.update(training_args or {})
+    fields.update(hyper.extra)
     try:
-        arguments = TrainingArguments(**args)
+        return TrainingArguments(**fields)
     except (ValueError, TypeError) as error:
         raise TPVError(
             f"transformers.TrainingArguments rejected the settings: {error}; fix the value passed in "
-            f"training_args (or the matching train_prompt argument)"
+            f"args (or the matching train_prompt argument)"
         ) from None
 
-    # One process decides what the folder holds and trains into it while the others follow (torchrun,
-    # accelerate launch); the lock keeps out every other run until this one returns.
-    lock = run_folder.RunLock(output_dir)
+
+def _choose_engine(run: _Run) -> str:
+    checkpointing = bool(run.arguments.gradient_checkpointing)
+    return choose_engine(run.peft_model, run.options.shared_prefix, gradient_checkpointing=checkpointing)
+
+
+def _build_trainer(run: _Run) -> PromptTuningTrainer:
+    options, seq2seq = run.options, is_seq2seq_model(run.peft_model)
+    engine = _choose_engine(run)
+    obstacle = shared_prefix_obstacle(run.peft_model, bool(run.arguments.gradient_checkpointing))
+    logger.info("prompt tuning engine: %s%s", engine, f" ({obstacle})" if engine != SHARED_PREFIX and obstacle else "")
+    encoded = encode_examples(run.tokenizer, run.task, run.train_data, seq2seq=seq2seq, max_length=options.max_length)
+    trainer = PromptTuningTrainer(
+        model=run.peft_model,
+        args=run.arguments,
+        train_dataset=_EncodedDataset(encoded),
+        # Trainer insists on an eval_dataset when evaluating; our evaluate() reads the raw examples instead.
+        eval_dataset=run.eval_data,
+        data_collator=_Collator(pad_token_id(run.tokenizer), seq2seq),
+        callbacks=[OriginCallback(run.origin, options.adapter_name), *options.callbacks],
+        task=run.task,
+        tokenizer=run.tokenizer,
+        eval_examples=run.eval_data,
+        eval_method=options.eval_method,
+        eval_batch_size=run.hyper.eval_batch_size,
+        max_length=options.max_length,
+        adapter_name=options.adapter_name,
+        shared_prefix=engine == SHARED_PREFIX,
+        fingerprint=run.fingerprint,
+    )
+    # Trainer prints its log records as raw dicts, between the lines of the caller's own output; the bar shows
+    # the loss instead, and the records stay in the result's history (and on screen with log_records=True).
+    if not options.log_records:
+        trainer.remove_callback(PrinterCallback)
+        if trainer.pop_callback(ProgressCallback) is not None:
+            trainer.add_callback(_StepProgress(f"train {run.task.name}"))
+    return trainer
+
+
+def _train(trainer: PromptTuningTrainer, run: _Run, checkpoint: str | None) -> dict:
     try:
-        state = _on_main_process(
-            arguments,
-            lambda: (lock.acquire(), run_folder.open_run(output_dir, settings, overwrite=overwrite, resume=resume))[1],
-        )
-        if "finished" in state:
-            finished = _load_finished(output_dir, state["finished"], peft_model, origin, adapter_name)
-            return _ready(
-                finished, peft_model, tokenizer, task, max_length, progress and arguments.should_save, cached=True
-            )
-        encoded = encode_examples(tokenizer, task, train_data, seq2seq=seq2seq, max_length=max_length)
-        pad_id = pad_token_id(tokenizer)
-        checkpointing = bool(args.get("gradient_checkpointing"))
-        engine = choose_engine(peft_model, shared_prefix, gradient_checkpointing=checkpointing)
-        obstacle = shared_prefix_obstacle(peft_model, checkpointing)
-        logger.info(
-            "prompt tuning engine: %s%s", engine, f" ({obstacle})" if engine != SHARED_PREFIX and obstacle else ""
-        )
-        trainer = PromptTuningTrainer(
-            model=peft_model,
-            args=arguments,
-            train_dataset=_EncodedDataset(encoded),
-            # Trainer insists on an eval_dataset when evaluating; our evaluate() reads the raw examples instead.
-            eval_dataset=list(eval_data) if eval_data else None,
-            data_collator=_Collator(pad_id, seq2seq),
-            callbacks=[OriginCallback(origin, adapter_name), *callbacks],
-            task=task,
-            tokenizer=tokenizer,
-            eval_examples=list(eval_data) if eval_data else None,
-            eval_method=eval_method,
-            eval_batch_size=eval_batch_size,
-            max_length=max_length,
-            adapter_name=adapter_name,
-            shared_prefix=engine == SHARED_PREFIX,
-            fingerprint=fingerprint,
-        )
-        # Trainer prints its log records as raw dicts, between the lines of the caller's own output; the bar shows
-        # the loss instead, and the records stay in the result's history (and on screen with log_records=True).
-        if not log_records:
-            trainer.remove_callback(PrinterCallback)
-            if trainer.pop_callback(ProgressCallback) is not None:
-                trainer.add_callback(_StepProgress(f"train {task.name}"))
-        try:
-            train_output = trainer.train(resume_from_checkpoint=state["checkpoint"])
-        except pickle.UnpicklingError as error:
-            # Trainer reads optimizer, scheduler and RNG states with weights_only=True; a file it refuses was not
-            # written by a run (tampered or foreign), so nothing in it ran and nothing of it can be trusted.
-            raise TPVError(
-                f"refused to unpickle a file of checkpoint {state['checkpoint']!r} "
-                f"({' '.join(str(error).split())[:160]}); delete that checkpoint folder and rerun "
-                "to resume from the one before it, or rerun with overwrite=True (--overwrite) to start "
-                "again"
-            ) from error
-        metrics = dict(train_output.metrics)
-        if eval_data:
-            metrics.update(trainer.evaluate())
-        result = _finish(
-            peft_model,
-            origin,
-            task,
-            output_dir,
-            adapter_name,
-            trainer.state.log_history,
-            metrics,
-            fingerprint,
-            settings,
-            arguments,
-        )
-    finally:
-        lock.release()
-    # Under DDP the loss runs through the wrapper, i.e. the full forward, whatever was chosen.
-    result.engine = "+".join(sorted(trainer.tpv_engines_run)) or engine
-    return _ready(result, peft_model, tokenizer, task, max_length, progress and arguments.should_save)
+        train_output = trainer.train(resume_from_checkpoint=checkpoint)
+    except pickle.UnpicklingError as error:
+        # Trainer reads optimizer, scheduler and RNG states with weights_only=True; a file it refuses was not
+        # written by a run (tampered or foreign), so nothing in it ran and nothing of it can be trusted.
+        raise TPVError(
+            f"refused to unpickle a file of checkpoint {checkpoint!r} "
+            f"({' '.join(str(error).split())[:160]}); delete that checkpoint folder and rerun "
+            "to resume from the one before it, or rerun with overwrite=True (--overwrite) to start "
+            "again"
+        ) from error
+    metrics = dict(train_output.metrics)
+    if run.eval_data:
+        metrics.update(trainer.evaluate())
+    return metrics
 
 
-def _ready(
-    result: TrainResult, peft_model, tokenizer, task: Task, max_length: int, progress: bool, cached: bool = False
-) -> TrainResult:
-    result.peft_model, result.tokenizer, result.task, result.max_length = peft_model, tokenizer, task, max_length
-    if progress:
+def _ready(result: TrainResult, run: _Run, cached: bool = False) -> TrainResult:
+    result.peft_model, result.tokenizer, result.task = run.peft_model, run.tokenizer, run.task
+    result.max_length = run.options.max_length
+    if run.options.progress and run.arguments.should_save:
         print(result.summary() + (" (reused the finished run)" if cached else ""), file=sys.stderr, flush=True)
     return result
 
@@ -632,7 +764,7 @@ def parse_training_args(pairs: Sequence[str], owned: Mapping[str, str] | None = 
             raise TPVError(f"--training-arg takes KEY=VALUE, got {pair!r}; {example}")
         if key in owned:
             raise TPVError(f"--training-arg {key}=… sets what {owned[key]} sets; use {owned[key]} instead")
-        _check_training_field(key)
+        check_training_field(key, "--training-arg")
         action = fields[key]
         try:
             # One field at a time, so the error names it; output_dir is the one field the parser requires.
@@ -651,14 +783,6 @@ def _values(action, text: str) -> list[str]:
     return [part.strip() for part in text.split(",")] if action.nargs in ("+", "*") else [text]
 
 
-def _check_training_field(key) -> None:
-    known = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
-    if key not in known:
-        close = difflib.get_close_matches(str(key), sorted(known), n=3)
-        hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "see transformers.TrainingArguments"
-        raise TPVError(f"training_args has {key!r}, which is not a TrainingArguments field; {hint}")
-
-
 def _check_whole(name: str, value, minimum: int = 1, maximum: int | None = None) -> None:
     if (
         isinstance(value, bool)
@@ -675,28 +799,18 @@ def _check_real(name: str, value, wanted: str, ok) -> None:
         raise TPVError(f"{name} must be {wanted}, got {value!r}")
 
 
-def _check_prompt_settings(
-    num_virtual_tokens, init_scale, eval_steps, eval_method, eval_batch_size, max_length, seed, training_args
-) -> None:
+def _check_prompt_settings(hyper: Hyperparameters, options: _Options) -> None:
     from tpv.engine.evaluation import METHODS
 
-    _check_whole("num_virtual_tokens", num_virtual_tokens)
-    _check_real("init_scale", init_scale, "a finite number such as 1.0", lambda v: True)
-    if eval_steps is not None:
-        _check_whole("eval_steps", eval_steps)
-    if eval_method not in METHODS:
-        raise TPVError(f"unknown eval_method {eval_method!r}; use one of {list(METHODS)}")
-    _check_whole("eval_batch_size", eval_batch_size)
-    _check_whole("max_length", max_length)
-    _check_whole("seed", seed, 0, 2**32 - 1)  # numpy's seeds are 32-bit
-    if training_args is None:
-        return
-    if not isinstance(training_args, dict):
-        raise TPVError(f"training_args must be a dict of TrainingArguments fields, got {type(training_args).__name__}")
-    for key in training_args:
-        if key == "output_dir":
-            raise TPVError("training_args may not set 'output_dir'; pass train_prompt(output_dir=...) instead")
-        _check_training_field(key)
+    _check_whole("num_virtual_tokens", options.num_virtual_tokens)
+    _check_real("init_scale", options.init_scale, "a finite number such as 1.0", lambda v: True)
+    if hyper.eval_steps is not None:
+        _check_whole("eval_steps", hyper.eval_steps)
+    if options.eval_method not in METHODS:
+        raise TPVError(f"unknown eval_method {options.eval_method!r}; use one of {list(METHODS)}")
+    _check_whole("eval_batch_size", hyper.eval_batch_size)
+    _check_whole("max_length", options.max_length)
+    _check_whole("seed", hyper.seed, 0, 2**32 - 1)  # numpy's seeds are 32-bit
 
 
 def _on_main_process(args: TrainingArguments, decide):
@@ -726,59 +840,96 @@ def _barrier(args: TrainingArguments) -> None:
         dist.barrier()
 
 
-def _prepare(model, origin, num_virtual_tokens, init_vector, init_scale, adapter_name) -> tuple[Any, Origin]:
+def _prepare(model, origin, options: _Options) -> tuple[Any, Origin]:
     if hasattr(model, "peft_config"):
-        recorded = recorded_origin(model, adapter_name)
-        if isinstance(origin, Origin) or recorded is None:
-            raise TPVError(
-                "train_prompt got a PeftModel; pass the base model and an origin, so the run knows where the "
-                "prompt starts (or a PeftModel made by tpv.init_prompt_tuning with origin=None)"
-            )
-        return model, recorded
+        return _prepare_peft_model(model, origin, options)
     if origin is None or isinstance(origin, bool):
-        raise TPVError("train_prompt needs an origin: a tpv.Origin or an int seed for tpv.make_origin")
-    if isinstance(origin, int):
-        origin = make_origin(model, num_virtual_tokens, seed=origin)
-    peft_model = init_prompt_tuning(model, init_vector, origin=origin, scale=init_scale, adapter_name=adapter_name)
+        raise TPVError("train_prompt needs an origin: origin=tpv.Origin(...) or an int seed for tpv.make_origin")
+    if isinstance(origin, numbers.Integral):
+        origin = make_origin(model, options.num_virtual_tokens, seed=int(origin))
+    peft_model = init_prompt_tuning(
+        model, options.init_vector, origin=origin, scale=options.init_scale, adapter_name=options.adapter_name
+    )
     return peft_model, origin
 
 
-def _finish(
-    peft_model, origin, task, output_dir, adapter_name, history, metrics, fingerprint, settings, args
-) -> TrainResult:
+def _prepare_peft_model(peft_model, origin, options: _Options) -> tuple[Any, Origin]:
+    adapter_name = options.adapter_name
+    if origin is None:
+        recorded = recorded_origin(peft_model, adapter_name)
+        if recorded is None:
+            raise TPVError(
+                "train_prompt got a PeftModel that records no origin; pass origin=... (a tpv.Origin or an int "
+                "seed), so the run knows where the prompt starts"
+            )
+        if options.init_vector is not None:
+            raise TPVError(
+                "train_prompt got init_vector with a PeftModel and no origin; pass origin=... to start from "
+                "origin + init_scale·init_vector, or set the prompt yourself with tpv.set_prompt"
+            )
+        return peft_model, recorded
+    if isinstance(origin, bool) or not isinstance(origin, (Origin, numbers.Integral)):
+        raise TPVError(f"origin must be a tpv.Origin or an int seed, got {type(origin).__name__}")
+    config = peft_model.peft_config.get(adapter_name)
+    if config is None or str(getattr(config.peft_type, "value", config.peft_type)) != "PROMPT_TUNING":
+        raise TPVError(
+            f"train_prompt trains a PROMPT_TUNING adapter named {adapter_name!r}; this PeftModel has "
+            f"{ {name: str(getattr(c.peft_type, 'value', c.peft_type)) for name, c in peft_model.peft_config.items()} }"
+            "; pass adapter_name=... or the base model"
+        )
+    if isinstance(origin, numbers.Integral):
+        origin = make_origin(peft_model.get_base_model(), config.num_virtual_tokens, seed=int(origin))
+    if origin.num_virtual_tokens != config.num_virtual_tokens:
+        raise TPVError(
+            f"the origin has {origin.num_virtual_tokens} virtual tokens but adapter {adapter_name!r} has "
+            f"{config.num_virtual_tokens}; make the origin with tpv.make_origin(model, {config.num_virtual_tokens})"
+        )
+    set_prompt(peft_model, _start_prompt(origin, options.init_vector, options.init_scale), adapter_name)
+    record_origin(peft_model, origin, adapter_name)
+    return peft_model, origin
+
+
+def _start_prompt(origin: Origin, init_vector, init_scale: float) -> torch.Tensor:
+    if init_vector is None:
+        return origin.tensor
+    items = list(init_vector) if isinstance(init_vector, list) else [init_vector]
+    return combine(items).apply_to(origin, init_scale)
+
+
+def _finish(run: _Run, history: list[dict], metrics: dict) -> TrainResult:
+    """Save the tuned adapter and its vector, then the record that marks the run finished."""
+    output_dir, adapter_name, task = run.output_dir, run.options.adapter_name, run.task
     adapter_dir = output_dir if adapter_name == "default" else output_dir / adapter_name
-    vector = TaskPromptVector.from_peft(peft_model, origin=origin, task=task.name, adapter_name=adapter_name)
+    vector = TaskPromptVector.from_peft(run.peft_model, origin=run.origin, task=task.name, adapter_name=adapter_name)
     vector_path = adapter_dir / f"{task.name}.tpv.safetensors"
     result = TrainResult(
-        vector=vector, adapter_dir=adapter_dir, history=history, metrics=metrics, origin=origin, vector_path=vector_path
+        vector=vector,
+        adapter_dir=adapter_dir,
+        history=history,
+        metrics=metrics,
+        origin=run.origin,
+        vector_path=vector_path,
     )
-    if args.should_save:
-        peft_model.save_pretrained(str(output_dir), selected_adapters=[adapter_name])
+    if run.arguments.should_save:
+        run.peft_model.save_pretrained(str(output_dir), selected_adapters=[adapter_name])
         vector.save(vector_path)
         # Written last: its presence is what makes the run finished.
-        atomic_write_text(
-            output_dir / RESULT_FILENAME,
-            json.dumps(
-                {
-                    "fingerprint": fingerprint,
-                    "settings": settings,
-                    "task": task.name,
-                    "metrics": metrics,
-                    "history": history,
-                    "vector": vector_path.name,
-                    "adapter_dir": str(adapter_dir.relative_to(output_dir)),
-                },
-                indent=1,
-                default=str,
-            ),
-        )
-    _barrier(args)
+        record = {
+            "fingerprint": run.fingerprint,
+            "settings": run.settings,
+            "task": task.name,
+            "metrics": metrics,
+            "history": history,
+            "vector": vector_path.name,
+            "adapter_dir": str(adapter_dir.relative_to(output_dir)),
+        }
+        atomic_write_text(output_dir / RESULT_FILENAME, json.dumps(record, indent=1, default=str))
+    _barrier(run.arguments)
     return result
 
 
-def _load_finished(output_dir: Path, record: dict, peft_model, origin, adapter_name) -> TrainResult:
-    from tpv.bridge.peft_io import set_prompt
-
+def _load_finished(run: _Run, record: dict) -> TrainResult:
+    output_dir = run.output_dir
     try:
         adapter_dir = output_dir / record["adapter_dir"]
         vector_path = adapter_dir / record["vector"]
@@ -790,13 +941,18 @@ def _load_finished(output_dir: Path, record: dict, peft_model, origin, adapter_n
         ) from None
     vector = TaskPromptVector.load(vector_path)
     # Leave the model where the finished run ended, as if it had just trained.
-    set_prompt(peft_model, vector.apply_to(origin), adapter_name)
+    set_prompt(run.peft_model, vector.apply_to(run.origin), run.options.adapter_name)
     return TrainResult(
-        vector=vector, adapter_dir=adapter_dir, history=history, metrics=metrics, origin=origin, vector_path=vector_path
+        vector=vector,
+        adapter_dir=adapter_dir,
+        history=history,
+        metrics=metrics,
+        origin=run.origin,
+        vector_path=vector_path,
     )
 
 
-def _settings(peft_model, task, origin, train_data, eval_data, init_vector, init_scale, options) -> dict:
+def _settings(peft_model, task, origin, train_data, eval_data, hyper: Hyperparameters, options: _Options) -> dict:
     """What makes a run this run, readable enough to name what differs; its hash is the run's fingerprint."""
     settings = {
         "task": task.name,
@@ -804,17 +960,39 @@ def _settings(peft_model, task, origin, train_data, eval_data, init_vector, init
         "origin": origin.sha256,
         "train_data": f"{len(train_data)} examples, {run_folder.digest_of(train_data)}",
         "eval_data": f"{len(eval_data)} examples, {run_folder.digest_of(eval_data)}" if eval_data else None,
-        "init_vector": None,
-        "init_scale": init_scale,
+        "init_vector": _init_vector_digest(options.init_vector),
+        "init_scale": options.init_scale,
     }
-    if init_vector is not None:
-        items = init_vector if isinstance(init_vector, (list, tuple)) else [init_vector]
-        digest = hashlib.sha256()
-        for item in items:
-            vector, weight = item if isinstance(item, tuple) else (item, 1.0)
-            digest.update(vector.tensor.cpu().numpy().tobytes() + str(weight).encode())
-        settings["init_vector"] = f"{len(items)} vectors, sha256 {digest.hexdigest()[:16]}"
-    return run_folder.run_settings(settings, peft_model) | options
+    # The same keys as before args existed, so that run folders made then are still this run.
+    chosen = dict(
+        max_steps=hyper.max_steps,
+        learning_rate=hyper.learning_rate,
+        batch_size=hyper.batch_size,
+        weight_decay=hyper.weight_decay,
+        warmup_ratio=hyper.warmup_ratio,
+        eval_steps=hyper.eval_steps,
+        eval_method=options.eval_method,
+        max_length=options.max_length,
+        seed=hyper.seed,
+        training_args=hyper.extra,
+    )
+    settings = run_folder.run_settings(settings, peft_model) | chosen
+    # Only when given, so that runs without callbacks keep their fingerprint.
+    recorded = [described for described in map(_callback_settings, options.callbacks) if described]
+    if recorded:
+        settings["callbacks"] = recorded
+    return settings
+
+
+def _init_vector_digest(init_vector) -> str | None:
+    if init_vector is None:
+        return None
+    items = init_vector if isinstance(init_vector, (list, tuple)) else [init_vector]
+    digest = hashlib.sha256()
+    for item in items:
+        vector, weight = item if isinstance(item, tuple) else (item, 1.0)
+        digest.update(vector.tensor.cpu().numpy().tobytes() + str(weight).encode())
+    return f"{len(items)} vectors, sha256 {digest.hexdigest()[:16]}"
 
 
 def _callback_settings(callback) -> dict:
