@@ -61,6 +61,9 @@ def main(argv=None) -> dict:
         help="fixed padded length of PEFT's recipe (its causal-LM example uses 64)",
     )
     parser.add_argument("--max-new-tokens", type=int, default=128, help="generate's budget (the paper's 128)")
+    parser.add_argument(
+        "--device", default="cpu", help="with --engines: where the model runs, e.g. cuda (default: %(default)s)"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument(
         "--engines",
@@ -115,7 +118,7 @@ def _load(args):
     if not args.smoke:
         from tpv.bridge.models import load_model
 
-        return load_model(dtype=args.dtype)
+        return load_model(dtype=args.dtype, device=getattr(args, "device", "cpu"))
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -133,7 +136,7 @@ def _load(args):
 def _warm_up(model, tokenizer, task, origin, train) -> None:
     # The first forward/backward of a process pays for thread pools and kernel selection; keep it off the clock.
     peft_model = init_prompt_tuning(model, origin=origin)
-    batch = collate(encode_examples(tokenizer, task, train[:4], seq2seq=False), 0, seq2seq=False)
+    batch = _on(model, collate(encode_examples(tokenizer, task, train[:4], seq2seq=False), 0, seq2seq=False))
     peft_model(**batch).loss.backward()
 
 
@@ -304,10 +307,10 @@ def _time_rank_floor(peft_model, tokenizer, task, val) -> dict:
     first = torch.tensor([ids[0] for ids in label_token_ids(tokenizer, task, False)])
     head_rows = base.get_output_embeddings().weight[first]
     batches = [
-        collate([encoded[i] for i in b], 0, seq2seq=False, with_targets=False)
+        _on(base, collate([encoded[i] for i in b], 0, seq2seq=False, with_targets=False))
         for b in length_sorted_batches([len(e.input_ids) for e in encoded], 32)
     ]
-    start = time.perf_counter()
+    start = _clock(base)
     with torch.inference_mode():
         for batch in batches:
             embeds = base.get_input_embeddings()(batch["input_ids"])
@@ -316,8 +319,8 @@ def _time_rank_floor(peft_model, tokenizer, task, val) -> dict:
             mask = torch.cat([batch["attention_mask"].new_ones(n, virtual), batch["attention_mask"]], 1)
             hidden = base.base_model(inputs_embeds=x, attention_mask=mask, use_cache=False).last_hidden_state
             last = virtual + batch["attention_mask"].sum(1) - 1
-            (hidden[torch.arange(n), last] @ head_rows.T).argmax(1)
-    seconds = time.perf_counter() - start
+            (hidden[torch.arange(n, device=hidden.device), last] @ head_rows.T).argmax(1)
+    seconds = _clock(base) - start
     return {"seconds": seconds, "examples_per_s": len(val) / seconds}
 
 
@@ -450,12 +453,15 @@ def _time_engine_steps(model, tokenizer, task, origin, train, args) -> dict:
     times: dict = {name: [] for name in runs}
     names = list(runs)
     for step, examples in enumerate(_engine_batches(tokenizer, task, train, args)):
-        batch = {"tpv": collate(examples, pad, seq2seq=False), "recipe": _recipe_batch(examples, pad, args)}
+        batch = {
+            "tpv": _on(model, collate(examples, pad, seq2seq=False)),
+            "recipe": _on(model, _recipe_batch(examples, pad, args)),
+        }
         # Rotate the order every step, so no run always follows another (caches, thermal, neighbours' load).
         for name in names[step % len(names) :] + names[: step % len(names)]:
-            start = time.perf_counter()
+            start = _clock(model)
             runs[name](batch)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(_clock(model) - start)
             prompt.grad = None
     return {name: statistics.median(values) for name, values in times.items()}
 
@@ -470,6 +476,17 @@ def _floor_step(model, prompt, batch) -> None:
     rows, cols = (batch["labels"][:, 1:] != -100).nonzero(as_tuple=True)
     logits = head(hidden[rows, virtual + cols])
     F.cross_entropy(logits.float(), batch["labels"][rows, cols + 1]).backward()
+
+
+def _on(model, batch: dict) -> dict:
+    return {key: value.to(model.device) for key, value in batch.items()}
+
+
+def _clock(model) -> float:
+    # CUDA runs kernels asynchronously: a time read before they finish would measure only their launch.
+    if model.device.type == "cuda":
+        torch.cuda.synchronize(model.device)
+    return time.perf_counter()
 
 
 def _recipe_batch(examples, pad, args) -> dict:
@@ -494,7 +511,7 @@ def _time_engine_rank(model, tokenizer, task, origin, val, args) -> dict:
     encoded = encode_examples(tokenizer, task, val, seq2seq=False)
     pad = pad_token_id(tokenizer)
     batches = [
-        collate([encoded[i] for i in b], pad, seq2seq=False, with_targets=False)
+        _on(model, collate([encoded[i] for i in b], pad, seq2seq=False, with_targets=False))
         for b in length_sorted_batches([len(e.input_ids) for e in encoded], args.batch_size)
     ]
     predictions = {}
@@ -514,7 +531,7 @@ def _time_engine_rank(model, tokenizer, task, origin, val, args) -> dict:
             for batch in batches:
                 logits = peft_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
                 last = logits.shape[1] - batch["input_ids"].shape[1] + batch["attention_mask"].sum(1) - 1
-                logits[torch.arange(logits.shape[0]), last][:, first].argmax(1)
+                logits[torch.arange(logits.shape[0], device=logits.device), last][:, first].argmax(1)
 
     def floor():
         _time_rank_floor(peft_model, tokenizer, task, val)
@@ -524,9 +541,9 @@ def _time_engine_rank(model, tokenizer, task, origin, val, args) -> dict:
     names = list(runs)
     for repeat in range(args.rank_repeats):
         for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
-            start = time.perf_counter()
+            start = _clock(model)
             runs[name]()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(_clock(model) - start)
     out = {name: min(values) for name, values in times.items()}
     out["same_predictions"] = predictions["shared_prefix"] == predictions["full"]
     return out

@@ -8,11 +8,16 @@ is given, so every batch gets a new cache built on the same stored tensors; the 
 
 Where it cannot apply (encoder-decoder models, whose encoder reads the prompt bidirectionally; logits with extra
 processing; attention implementations or cache layers other than full attention; gradient checkpointing, which
-drops caches) the engine falls back to running ``[soft prompt; input]`` whole, as PEFT does.
+drops caches; a device_map that runs layers on several accelerators) the engine falls back to running
+``[soft prompt; input]`` whole, as PEFT does.
+
+Under DDP each process runs the prefix for its own micro-batch; :func:`as_forward` runs the loss inside the
+DDP wrapper's forward, so that its reducer averages the prompt's gradient exactly as for the model's own forward.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from dataclasses import dataclass
@@ -56,6 +61,12 @@ def shared_prefix_obstacle(peft_model, gradient_checkpointing: bool = False) -> 
         return f"its attention implementation {attention!r} is not one of {list(_PREFIX_ATTENTION)}"
     if gradient_checkpointing or _checkpointing(base):
         return "gradient checkpointing is on, and checkpointed layers drop the prefix cache"
+    devices = _execution_devices(base)
+    if len(devices) > 1:
+        return (
+            f"its device_map runs layers on several devices ({', '.join(devices)}), and the prefix cache would "
+            "have to follow each layer to its device"
+        )
     try:
         from transformers import DynamicCache
         from transformers.cache_utils import DynamicLayer
@@ -67,6 +78,46 @@ def shared_prefix_obstacle(peft_model, gradient_checkpointing: bool = False) -> 
         kinds = sorted({type(layer).__name__ for layer in layers})
         return f"its cache layers ({kinds}) are not all full-attention DynamicLayer"
     return None
+
+
+def _execution_devices(base) -> list[str]:
+    # accelerate records where a device_map put each module. Modules offloaded to "cpu" or "disk" run on the main
+    # accelerator (on the CPU when there is none), as the rest do, so only distinct accelerators split the cache.
+    device_map = getattr(base, "hf_device_map", None) or {}
+    # A machine has one accelerator type, so 1, "cuda:1" and torch.device("cuda", 1) are the same device.
+    indices = {
+        device if isinstance(device, int) else torch.device(device).index or 0
+        for device in device_map.values()
+        if str(device) not in ("cpu", "disk", "meta")
+    }
+    return [f"accelerator {index}" for index in sorted(indices)]
+
+
+@contextlib.contextmanager
+def as_forward(module: torch.nn.Module, compute):
+    """Within the block, calling ``module``, or a wrapper around it such as DDP, runs ``compute`` as its forward.
+
+    DDP averages gradients only for a backward that follows its own forward; running the shared-prefix loss as the
+    wrapped module's forward puts the prompt's keys and values, and so the prompt's gradient, under its reducer.
+
+    Example:
+        >>> layer = torch.nn.Linear(2, 2)
+        >>> with as_forward(layer, lambda x: x * 2):
+        ...     layer(torch.ones(1))
+        tensor([2.])
+        >>> layer(torch.ones(2)).shape
+        torch.Size([2])
+    """
+    own = vars(module)
+    had_own, previous = "forward" in own, own.get("forward")
+    own["forward"] = compute  # an instance attribute: nn.Module.__call__ finds it before the class's forward
+    try:
+        yield module
+    finally:
+        if had_own:
+            own["forward"] = previous
+        else:
+            del own["forward"]
 
 
 def choose_engine(peft_model, shared_prefix: bool | None = None, gradient_checkpointing: bool = False) -> str:
