@@ -1004,3 +1004,47 @@ def test_an_unreadable_file_is_called_unreadable_not_foreign(loader, tmp_path, m
     monkeypatch.setattr(pathlib.Path, "open", refuse)
     with pytest.raises(TPVError, match=f"^cannot read '{re.escape(str(path))}': permission denied; pick a path"):
         loader(path)
+
+
+@pytest.mark.parametrize("deleted", ["toy.tpv.safetensors", "adapter_model.safetensors"])
+def test_a_finished_run_missing_a_file_says_the_run_folder_is_incomplete(
+    deleted, make_tiny_model, word_tokenizer, toy_task, tmp_path
+):
+    from conftest import toy_examples
+    from tpv.engine.training import train_prompt
+
+    settings = dict(output_dir=tmp_path / "run", max_steps=1, batch_size=4, num_virtual_tokens=2, progress=False)
+    first = train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8), **settings)
+    (tmp_path / "run" / deleted).unlink()
+    shown = (
+        rf"'{re.escape(str(tmp_path / 'run'))}' holds a finished run that is incomplete: '.*{re.escape(deleted)}' is "
+        r"missing \(deleted after the run finished\); pass overwrite=True \(tpv train --overwrite\)"
+    )
+    with pytest.raises(TPVError, match=shown):
+        train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8), **settings)
+    again = train_prompt(
+        make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8), overwrite=True, **settings
+    )
+    assert torch.equal(again.vector.tensor, first.vector.tensor)
+
+
+def test_a_second_reproduce_is_told_to_use_another_run_dir(tmp_path):
+    from tpv.engine.run_folder import RunLock
+    from tpv.experiments import load_config, reproduce
+
+    config = load_config("smoke")
+    with RunLock(tmp_path / f"smoke-{config.fingerprint()}"):
+        with pytest.raises(
+            TPVError, match=r"in use by another tpv run \(.*\); wait for it to finish, or pass another --run-dir"
+        ):
+            reproduce(config, run_dir=tmp_path, progress=False)
+
+
+def test_a_second_training_run_is_told_to_use_another_output_dir(tmp_path):
+    from tpv.engine.run_folder import RunLock
+
+    with (
+        RunLock(tmp_path),
+        pytest.raises(TPVError, match="or train into another output_dir \\(tpv train --output-dir\\)$"),
+    ):
+        RunLock(tmp_path).acquire()

@@ -46,6 +46,9 @@ _RUN_FILES = (
 class RunLock:
     """An exclusive, non-blocking lock on a run folder, held by one process from ``acquire`` to ``release``.
 
+    A refused lock names the holder and ends with ``elsewhere``: how the caller's user runs a second copy in
+    another folder (training names ``--output-dir``, ``tpv reproduce`` its ``--run-dir``).
+
     Example:
         >>> import tempfile
         >>> folder = Path(tempfile.mkdtemp())
@@ -55,8 +58,11 @@ class RunLock:
         tpv.core.errors.TPVError: ...is in use by another tpv run...
     """
 
-    def __init__(self, folder: str | os.PathLike):
+    def __init__(
+        self, folder: str | os.PathLike, elsewhere: str = "train into another output_dir (tpv train --output-dir)"
+    ):
         self.path = Path(folder) / LOCK_FILENAME
+        self.elsewhere = elsewhere
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:
@@ -68,8 +74,8 @@ class RunLock:
             holder = _read_holder(fd)
             os.close(fd)
             raise TPVError(
-                f"'{self.path.parent}' is in use by another tpv run ({holder}); wait for it to finish, or train "
-                f"into another output_dir"
+                f"'{self.path.parent}' is in use by another tpv run ({holder}); wait for it to finish, or "
+                f"{self.elsewhere}"
             ) from None
         except BaseException:
             os.close(fd)
@@ -188,6 +194,7 @@ def open_run(folder: Path, settings: dict, *, overwrite: bool = False, resume: b
     finished = _read_record(folder / RESULT_FILENAME)
     if finished is not None:
         _check_same(folder, "a finished run", finished, settings, fingerprint)
+        _check_files_kept(folder, finished)
         return {"finished": finished}
     started = _read_record(folder / RUN_FILENAME)
     if started is not None:
@@ -224,6 +231,24 @@ def _check_same(folder: Path, what: str, record: dict, settings: dict, fingerpri
         f"'{folder}' holds {what} with other settings ({differ or 'data differ'}); train into a new output_dir, "
         f"or pass overwrite=True (tpv train --overwrite) to discard that run"
     )
+
+
+def _check_files_kept(folder: Path, record: dict) -> None:
+    # The record says the run finished; the files it wrote may have been deleted since. (A record that names
+    # them wrongly is reported by whoever reads it.)
+    adapter, vector = record.get("adapter_dir"), record.get("vector")
+    if not isinstance(adapter, str) or not isinstance(vector, str):
+        return
+    adapter_dir = folder / adapter
+    # Each entry: the file, or the names any one of which will do.
+    needed = ((vector,), ("adapter_config.json",), ("adapter_model.safetensors", "adapter_model.bin"))
+    missing = [str(adapter_dir / names[0]) for names in needed if not any((adapter_dir / n).is_file() for n in names)]
+    if missing:
+        raise TPVError(
+            f"'{folder}' holds a finished run that is incomplete: {', '.join(repr(m) for m in missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} missing (deleted after the run finished); pass overwrite=True "
+            "(tpv train --overwrite) to train the run again"
+        )
 
 
 def _short(value) -> str:

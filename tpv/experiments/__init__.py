@@ -94,7 +94,7 @@ def reproduce(
         summary["plan"] = plan_text
         return summary
     # A second reproduce into this run folder is refused rather than interleaved with the first (scores.json).
-    with RunLock(folder):
+    with RunLock(folder, elsewhere="pass another --run-dir (run_dir= in Python) to run a second copy"):
         return _run_studies(lab, config, summary, plan_text, progress)
 
 
