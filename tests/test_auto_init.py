@@ -1,17 +1,24 @@
-"""auto_init on a tiny model: planted sources, the honest origin fallback, the saved adapter, bad inputs."""
+"""auto_init on a tiny model: planted true and noise sources, the choose/confirm rule, its cost, the saved
+adapter, zoo folders, bad inputs."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
-from conftest import toy_examples
-from tpv import TaskPromptVector, TPVError, auto_init, make_origin
+from conftest import make_word_tokenizer, toy_examples
+from tpv import TaskPromptVector, TPVError, auto_init, init_prompt_tuning, make_origin
 from tpv.compose.auto_init import PLAN_FILENAME, load_sources
+from tpv.compose.selection import split_examples
+from tpv.compose.tuning import tune_prompt
+from tpv.data import Task
 from tpv.engine.evaluation import evaluate
 from tpv.engine.training import train_prompt
 
 TOKENS = 4
+# What the issue measured on the default model: 28 scoring passes of the validation examples for one call.
+OLD_PASSES = 28
 
 
 def _model():
@@ -33,65 +40,114 @@ def _skewed(n: int, seed: int) -> list[dict]:
     return positive[: int(0.85 * n)] + negative[: n - int(0.85 * n)]
 
 
-@pytest.fixture(scope="module")
-def tuned(tmp_path_factory):
-    """The toy task, the origin, and the task's own vector tuned from it."""
-    from conftest import make_word_tokenizer
-    from tpv.data import Task
+def _task() -> Task:
+    return Task("toy", "sentiment", "text: {text} label:", ("negative", "positive"), metric="accuracy")
 
-    task = Task("toy", "sentiment", "text: {text} label:", ("negative", "positive"), metric="accuracy")
-    origin = make_origin(_model(), TOKENS, seed=0)
-    result = train_prompt(
-        _model(),
-        make_word_tokenizer(),
-        task,
-        origin,
-        _skewed(96, 0),
-        output_dir=tmp_path_factory.mktemp("run"),
-        max_steps=40,
-        batch_size=8,
-        learning_rate=0.3,
-        progress=False,
-    )
-    return task, origin, result.vector
+
+@pytest.fixture(scope="module")
+def tuned():
+    """The toy task, the origin, and the task's own vector tuned from it: a planted true source."""
+    task, origin = _task(), make_origin(_model(), TOKENS, seed=0)
+    peft_model = init_prompt_tuning(_model(), origin=origin)
+    prompt = tune_prompt(peft_model, make_word_tokenizer(), task, _skewed(96, 0), steps=40, batch_size=8)
+    return task, origin, TaskPromptVector.from_prompts(prompt, origin, "toy")
+
+
+def _noise(vector, count: int, seed: int = 1) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        f"noise{i}": TaskPromptVector(
+            torch.randn(vector.shape, generator=generator) * vector.tensor.std(), tasks={f"noise{i}": 1.0}
+        )
+        for i in range(count)
+    }
 
 
 def _sources(vector):
-    generator = torch.Generator().manual_seed(1)
-    noise = torch.randn(vector.shape, generator=generator) * vector.tensor.std()
     return {
-        "noise": TaskPromptVector(noise, tasks={"noise": 1.0}),
+        "noise": _noise(vector, 1)["noise0"],
         "own_copy": TaskPromptVector(vector.tensor.clone(), tasks={"own_copy": 1.0}),
         "negated": -1.0 * vector,
     }
 
 
-def test_a_copy_of_the_targets_own_vector_ranks_first_and_beats_the_origin(tuned, word_tokenizer):
+def _confirming(validation, task):
+    _, confirm = split_examples([task.label_id(e["label"]) for e in validation])
+    return [validation[i] for i in confirm]
+
+
+def test_a_planted_true_source_is_chosen_and_confirmed(tuned, word_tokenizer):
     task, origin, vector = tuned
-    validation = _skewed(48, 5)
+    validation = _skewed(200, 5)
     plan = auto_init(
         _model(), word_tokenizer, task, _sources(vector), validation=validation, origin=origin, progress=False
     )
-    assert plan.table[0].source == "own_copy"
-    assert plan.chosen[0] == "own_copy"
-    assert plan.start_score > plan.origin_score
-    assert plan.beats_origin and plan.n_validation == 48
-    # The plan's scores are real evaluations: re-scoring its prompt on a fresh model gives the same number.
-    fresh = plan.peft_model(_model())
-    again = evaluate(fresh, word_tokenizer, task, validation)["accuracy"]
+    assert plan.table[0].source == "own_copy" and plan.table[0].n == plan.n_choose == 100
+    assert plan.chosen[0] == "own_copy" and plan.beats_origin
+    decision = plan.decision
+    assert decision.accepted and decision.interval.lower > 0 and "accepted" in decision.reason
+    assert plan.start_score == decision.confirm_start > plan.origin_score == decision.confirm_origin
+    # The plan's confirming scores are real evaluations: re-scoring its prompt on a fresh model gives the same.
+    again = evaluate(plan.peft_model(_model()), word_tokenizer, task, _confirming(validation, task))["accuracy"]
     assert again == pytest.approx(plan.start_score)
-    assert "own_copy" in str(plan) and "origin (random)" in str(plan)
+    text = str(plan)
+    assert "own_copy" in text and "origin (random)" in text and "lower bound" in text and "scored examples" in text
+    record = plan.to_dict()
+    assert record["decision"]["accepted"] and record["decision"]["interval"]["lower"] == decision.interval.lower
+    assert record["n_choose"] + record["n_confirm"] == 200 and json.dumps(record)
+
+
+def _random_labels(n: int, seed: int) -> list[dict]:
+    """Labels drawn independently of the text: no prompt can beat the origin here except by luck."""
+    rng = np.random.default_rng(seed)
+    return [{**example, "label": int(rng.integers(0, 2))} for example in toy_examples(n, seed)]
+
+
+def test_planted_noise_sources_are_never_chosen(tuned, word_tokenizer):
+    task, origin, vector = tuned
+    tempted = 0
+    for seed in range(3):
+        validation = _random_labels(48, seed)
+        plan = auto_init(
+            _model(),
+            word_tokenizer,
+            task,
+            _noise(vector, 12, seed),
+            validation=validation,
+            origin=origin,
+            progress=False,
+        )
+        assert plan.chosen == [] and plan.vector is None and torch.equal(plan.prompt, origin.tensor)
+        # The old rule (the best of every candidate on the same examples) would have taken a noise start here.
+        tempted += plan.decision.choose_start > plan.decision.choose_origin
+    assert tempted >= 1
 
 
 def test_without_a_helpful_source_the_plan_keeps_the_origin(tuned, word_tokenizer):
     task, origin, vector = tuned
     sources = {"negated": -1.0 * vector}
     plan = auto_init(_model(), word_tokenizer, task, sources, validation=_skewed(48, 5), origin=origin, progress=False)
-    assert all(score <= plan.origin_score for _, _, score in plan.searched)
+    assert all(score <= plan.decision.choose_origin for _, _, score, _ in plan.searched)
     assert plan.chosen == [] and plan.scale == 0.0 and plan.vector is None
-    assert plan.start_score == plan.origin_score
+    assert plan.start_score == plan.origin_score and plan.decision.interval is None
     assert torch.equal(plan.prompt, origin.tensor)
-    assert "no combination of the 1 sources beat" in str(plan)
+    assert "no start beat the origin on the 24 choosing examples" in str(plan)
+
+
+def test_the_cost_is_a_few_evaluations_not_one_per_candidate(tuned, word_tokenizer, monkeypatch):
+    """15 sources (the zoo's size), k ≤ 3 and 4 λ on 200 examples: at most 6 evaluations' worth of examples."""
+    import tpv.engine.evaluation as evaluation
+
+    task, origin, vector = tuned
+    sources = {"own_copy": vector, **_noise(vector, 14)}
+    counted = []
+    real = evaluation.evaluate
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: counted.append(len(a[3])) or real(*a, **k))
+    plan = auto_init(_model(), word_tokenizer, task, sources, validation=_skewed(200, 5), origin=origin, progress=False)
+    assert sum(counted) == plan.scored_examples
+    assert plan.scored_examples <= 6 * 200 < OLD_PASSES * 200
+    assert plan.cost == plan.scored_examples / 200 and f"= {plan.cost:.1f} ×" in str(plan)
+    assert len(plan.searched) == 12 and len(plan.table) == 15
 
 
 def test_the_saved_plan_is_a_ready_to_train_adapter(tuned, word_tokenizer, tmp_path):
@@ -101,7 +157,7 @@ def test_the_saved_plan_is_a_ready_to_train_adapter(tuned, word_tokenizer, tmp_p
         word_tokenizer,
         task,
         _sources(vector),
-        validation=_skewed(48, 5),
+        validation=_skewed(200, 5),
         origin=origin,
         k=1,
         grid=[1.0],
@@ -114,12 +170,11 @@ def test_the_saved_plan_is_a_ready_to_train_adapter(tuned, word_tokenizer, tmp_p
     # Reading the adapter back gives the chosen vector, measured from the recorded origin.
     start = TaskPromptVector.from_peft(folder)
     assert torch.allclose(start.tensor, vector.tensor, atol=1e-6)
-    # train_prompt continues from it (origin=None: the PeftModel's recorded origin).
+    # train_prompt continues from it (no origin: the PeftModel's recorded origin).
     result = train_prompt(
         plan.peft_model(),
         word_tokenizer,
         task,
-        None,
         toy_examples(32),
         output_dir=tmp_path / "t",
         max_steps=2,
@@ -129,12 +184,55 @@ def test_the_saved_plan_is_a_ready_to_train_adapter(tuned, word_tokenizer, tmp_p
     assert result.origin is origin
 
 
+def test_probes_tune_the_finalists_and_decide_after_the_same_steps(tuned, word_tokenizer):
+    task, origin, vector = tuned
+    options = {"validation": _skewed(64, 5), "train": _skewed(64, 9), "origin": origin, "progress": False}
+    plan = auto_init(_model(), word_tokenizer, task, _sources(vector), probe_steps=3, probe_top=1, **options)
+    assert plan.decision.probe_steps == 3 and "after 3 training steps" in str(plan)
+    # The same inputs give the same plan: split, bootstrap and the probes' batches are seeded.
+    again = auto_init(_model(), word_tokenizer, task, _sources(vector), probe_steps=3, probe_top=1, **options)
+    assert again.decision == plan.decision and again.scored_examples == plan.scored_examples
+    # Each probed prompt is scored on the choosing examples, and the origin's on the confirming ones too.
+    zero_shot = auto_init(_model(), word_tokenizer, task, _sources(vector), **options)
+    assert plan.scored_examples > zero_shot.scored_examples - plan.n_confirm
+
+
+def _zoo_folder(tmp_path, vectors: dict, at_chance: set, base_model: str = "tiny") -> str:
+    folder = tmp_path / "zoo"
+    folder.mkdir()
+    tasks = {}
+    for name, vector in vectors.items():
+        vector.save(folder / f"{name}.tpv.safetensors")
+        tasks[name] = {"task": name, "file": f"{name}.tpv.safetensors", "at_chance": name in at_chance}
+    (folder / "manifest.json").write_text(json.dumps({"format": "tpv-zoo/1", "base_model": base_model, "tasks": tasks}))
+    return str(folder)
+
+
+def test_at_chance_zoo_vectors_are_candidates_only_when_asked(tuned, tmp_path):
+    task, origin, vector = tuned
+    folder = _zoo_folder(tmp_path, {"good": vector, "flat": -1.0 * vector}, at_chance={"flat"})
+    assert sorted(load_sources(folder)) == ["good"]
+    assert sorted(load_sources(folder, include_at_chance=True)) == ["flat", "good"]
+    with pytest.raises(TPVError, match=r"1 at-chance zoo vectors left out: pass include_at_chance=True"):
+        load_sources(folder, exclude=["good"])
+
+
+def test_a_zoo_for_another_model_is_refused_in_one_line(tuned, word_tokenizer, tmp_path):
+    task, origin, vector = tuned
+    with pytest.raises(TPVError, match=r"tpv's zoo was built for 'HuggingFaceTB/SmolLM2-135M-Instruct'.*build_zoo"):
+        auto_init(_model(), word_tokenizer, task, "zoo", validation=_skewed(8, 5), progress=False)
+    wide = TaskPromptVector(torch.zeros(TOKENS, 32), tasks={"wide": 1.0})
+    folder = _zoo_folder(tmp_path, {"wide": wide}, at_chance=set(), base_model="other/model")
+    with pytest.raises(
+        TPVError, match=r"the zoo in '.*' was built for 'other/model': its vectors have shape \(4, 32\)"
+    ):
+        auto_init(_model(), word_tokenizer, task, folder, validation=_skewed(8, 5), origin=origin, progress=False)
+
+
 def test_sources_from_files_folders_and_peft_adapters(tuned, tmp_path):
     task, origin, vector = tuned
     vector.save(tmp_path / "lib" / "toy.tpv.safetensors")
     (-1.0 * vector).save(tmp_path / "lib" / "neg.tpv.safetensors")
-    from tpv import init_prompt_tuning
-
     init_prompt_tuning(_model(), vector, origin=origin).save_pretrained(str(tmp_path / "adapter"))
     assert sorted(load_sources(tmp_path / "lib")) == ["neg", "toy"]
     from_list = load_sources([tmp_path / "lib" / "neg.tpv.safetensors", tmp_path / "adapter"])
@@ -157,7 +255,12 @@ def test_sources_from_files_folders_and_peft_adapters(tuned, tmp_path):
         ({"validation": [{"text": "good"}]}, r"validation example 1: .*lacks its label key 'label'"),
         ({"origin": "seven"}, r"origin must be a tpv.Origin or an int seed"),
         ({"merge_method": "average"}, r"unknown merge_method 'average'; use one of \["),
-        ({"retrieval_steps": 2}, r"retrieval_steps=2 tunes a target prompt on training examples; pass train="),
+        ({"retrieval_steps": 2}, r"retrieval_steps=2 tunes prompts on training examples; pass train="),
+        ({"probe_steps": 2}, r"probe_steps=2 tunes prompts on training examples; pass train="),
+        ({"probe_steps": -1}, r"probe_steps must be an int ≥ 0"),
+        ({"probe_top": 0}, r"probe_top must be a positive int, got 0"),
+        ({"confirm_fraction": 1.0}, r"confirm_fraction must be between 0 and 1"),
+        ({"confidence": 0.2}, r"confidence must be in \[0.5, 1\)"),
         (
             {"sources": {"wide": TaskPromptVector(torch.zeros(6, 16), tasks={"wide": 1.0})}},
             r"source 'wide' has shape \(6, 16\) but the origin has \(4, 16\)",
@@ -187,7 +290,7 @@ def test_a_merge_method_combines_the_best_k(tuned, word_tokenizer):
         merge_options={"density": 0.5},
         progress=False,
     )
-    assert [n for n, _, _ in plan.searched] == [2]
+    assert [n for n, _, _, _ in plan.searched] == [2]
     if plan.chosen:
         assert '"method":"ties"' in plan.vector.merge.replace(" ", "")
 
@@ -234,15 +337,17 @@ def test_auto_init_on_the_default_model_starts_imdb_from_the_zoo_without_imdb(tm
         progress=False,
     )
     names = [row.source for row in plan.table]
-    assert "imdb" not in names and set(names) == set(zoo.manifest()["tasks"]) - {"imdb"}
+    # At-chance zoo vectors are left out by default: their own task never left chance, so they carry no skill.
+    learned = {row["task"] for row in zoo.available(include_at_chance=False)}
+    assert "imdb" not in names and set(names) == learned - {"imdb"}
     # The default origin is make_origin(model, 20, seed=0), not the zoo's own: vectors apply to any origin.
     assert plan.n_validation == 16 and plan.origin.recipe == "sample_vocab(seed=0)"
-    # Every candidate's score is a real validation score, and the start is the best point searched (or the origin).
+    assert plan.n_choose + plan.n_confirm == 16 and plan.scored_examples <= 6 * 16 + len(names) * 8
     assert all(0.0 <= row.score <= 1.0 for row in plan.table)
-    best = max([plan.origin_score] + [score for _, _, score in plan.searched])
-    assert plan.start_score == best
+    # A start is used only when the confirming examples support it; otherwise the plan says why it kept the origin.
+    assert plan.beats_origin == plan.decision.accepted and plan.decision.reason
     if plan.chosen:
-        assert plan.start_score > plan.origin_score and plan.chosen == names[: len(plan.chosen)]
+        assert plan.decision.interval.lower > 0 and plan.chosen == names[: len(plan.chosen)]
     folder = plan.save_pretrained(tmp_path / "imdb-start")
     start = TaskPromptVector.from_peft(folder)
     assert torch.allclose(start.apply_to(plan.origin), plan.prompt, atol=1e-5)

@@ -1,18 +1,20 @@
-"""From "I have vectors" to "my new task starts well" in one call: rank sources, pick k and λ, return a start.
+"""From "I have vectors" to "my new task starts well" in one call, without picking noise.
 
-:func:`auto_init` scores every candidate source vector on the target task's *validation* examples (the
-prompt ``origin + τ_i``, zero shots, rank scoring, one model whose soft prompt is swapped per candidate),
-optionally also ranks them by cosine to a briefly tuned target vector (SPoT-style retrieval), then searches
-how many of the best to sum (k) and by how much to scale the sum (λ) on the same validation examples. Test
-data is never read. If no combination beats the random origin on validation, the plan says so and starts from
-the origin: a start no better than noise is not worth the sources' bias.
+:func:`auto_init` splits the target's *validation* examples in two (stratified by label, fixed seed): the
+**choosing** part ranks every candidate source (the prompt ``origin + τ_i``, zero shots, one model whose soft
+prompt is swapped per candidate) and then searches how many of the best to sum (k) and by how much to scale
+the sum (λ), both by successive halving (all candidates on a few examples, the better half on twice as many,
+…), so the cost grows with the log of the number of candidates; the **confirming** part, never seen by the
+choice, then compares the best start with the random origin by a paired bootstrap. The start is accepted only
+if the one-sided lower confidence bound of (start − origin) is above 0; otherwise the origin is kept, and the
+plan says why. With ``probe_steps`` the origin and the best few starts are also tuned for a few steps and
+compared after them (what a start is for). Test data is never read.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +22,18 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from tpv.bridge.hub import resolve_sources
 from tpv.bridge.vector import TaskPromptVector
-from tpv.compose.selection import VECTOR_SUFFIX
+from tpv.compose.selection import (
+    VECTOR_SUFFIX,
+    PairedInterval,
+    halving_rungs,
+    paired_bootstrap,
+    split_examples,
+    successive_halving,
+)
 from tpv.core._io import atomic_write_text
-from tpv.core.errors import TPVError
+from tpv.core.errors import TPVError, TPVFileNotFoundError
 from tpv.core.origin import Origin, make_origin
 from tpv.core.progress import progress_bar
 from tpv.core.vector import combine
@@ -33,39 +43,99 @@ if TYPE_CHECKING:
 
     from tpv.data import Task
 
-__all__ = ["InitPlan", "SourceScore", "auto_init", "load_sources"]
+__all__ = ["Decision", "InitPlan", "SourceScore", "auto_init", "load_sources"]
 
 DEFAULT_GRID = (0.25, 0.5, 0.75, 1.0)
 DEFAULT_MAX_K = 3
 DEFAULT_MAX_VALIDATION = 200
+DEFAULT_CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 2000
 PLAN_FILENAME = "tpv_auto_init.json"
+ORIGIN_LABEL = "origin (random)"
 
 
 @dataclass(frozen=True)
 class SourceScore:
-    """One candidate's row of the ranked table: its validation score at λ=1 and, with retrieval, its cosine."""
+    """One candidate's row of the ranked table: its choosing-part score at λ=1, on how many examples, and
+    (with retrieval) its cosine to a briefly tuned target vector."""
 
     source: str
     score: float
     cosine: float | None = None
+    n: int = 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Why :func:`auto_init` accepted a start or kept the origin.
+
+    Attributes:
+        candidate: the best start on the choosing examples, e.g. ``"0.5·(sst2 + imdb)"``.
+        k, scale: its number of sources and λ.
+        choose_start, choose_origin: its and the origin's scores on the choosing examples.
+        confirm_start, confirm_origin: the same on the confirming examples (``confirm_start`` is ``None`` when
+            the candidate did not even beat the origin on the choosing examples, so it was not confirmed).
+        interval: the paired-bootstrap comparison on the confirming examples (``None`` when not confirmed).
+        accepted: True when the start is used.
+        reason: one sentence saying why.
+        probe_steps: training steps run from each finalist before scoring (0: zero-shot scores).
+    """
+
+    candidate: str
+    k: int
+    scale: float
+    choose_start: float
+    choose_origin: float
+    confirm_start: float | None
+    confirm_origin: float
+    interval: PairedInterval | None
+    accepted: bool
+    reason: str
+    probe_steps: int = 0
+
+    def to_dict(self) -> dict:
+        """The decision as JSON-ready data."""
+        interval = self.interval
+        return {
+            "candidate": self.candidate,
+            "k": self.k,
+            "scale": self.scale,
+            "choose": {"start": self.choose_start, "origin": self.choose_origin},
+            "confirm": {"start": self.confirm_start, "origin": self.confirm_origin},
+            "interval": None
+            if interval is None
+            else {
+                "difference": interval.difference,
+                "lower": interval.lower,
+                "confidence": interval.confidence,
+                "resamples": interval.resamples,
+                "n": interval.n,
+            },
+            "accepted": self.accepted,
+            "reason": self.reason,
+            "probe_steps": self.probe_steps,
+        }
 
 
 @dataclass
 class InitPlan:
-    """What :func:`auto_init` found: the ranked sources, the chosen ones, λ, and the start they give.
+    """What :func:`auto_init` found: the ranked sources, the chosen ones, λ, the start they give, and why.
 
     Attributes:
         task: the target task's name.
         metric: the validation metric every score is in (the task's main metric).
-        table: every candidate, best first.
+        table: every candidate source, those scored on the most choosing examples first, then by score.
         chosen: the sources summed for the start (empty when the origin is kept).
         scale: λ of the chosen sum (0 when the origin is kept).
-        origin_score: validation score of the random origin alone.
-        start_score: validation score of the chosen start (``origin_score`` when the origin is kept).
-        n_validation: how many validation examples every score was measured on.
+        origin_score: the origin's score on the confirming examples (after ``probe_steps`` steps when probing).
+        start_score: the start's score there (``origin_score`` when the origin is kept).
+        n_validation: validation examples used (``n_choose + n_confirm``).
         origin: the origin the start is built on.
         vector: the chosen sum (``None`` when the origin is kept).
-        searched: ``(k, λ, score)`` of every combination tried, in order.
+        searched: ``(k, λ, score, n)`` of every combination tried on the choosing examples, best first.
+        decision: the comparison on the confirming examples and why the start was accepted or refused.
+        n_choose, n_confirm: the sizes of the two parts of the validation examples.
+        scored_examples: how many (prompt, example) pairs were scored in all: the cost, deterministic.
     """
 
     task: str
@@ -78,13 +148,22 @@ class InitPlan:
     n_validation: int
     origin: Origin = field(repr=False)
     vector: TaskPromptVector | None = field(default=None, repr=False)
-    searched: list[tuple[int, float, float]] = field(default_factory=list, repr=False)
+    searched: list[tuple[int, float, float, int]] = field(default_factory=list, repr=False)
+    decision: Decision | None = field(default=None, repr=False)
+    n_choose: int = 0
+    n_confirm: int = 0
+    scored_examples: int = 0
     _peft_model: object = field(default=None, repr=False)
 
     @property
     def beats_origin(self) -> bool:
-        """True when the chosen start scored above the random origin on validation."""
+        """True when a start was accepted: it beat the origin on the confirming examples with confidence."""
         return bool(self.chosen)
+
+    @property
+    def cost(self) -> float:
+        """The scoring cost in units of one ``evaluate`` of the ``n_validation`` examples."""
+        return self.scored_examples / self.n_validation if self.n_validation else 0.0
 
     @property
     def prompt(self) -> torch.Tensor:
@@ -128,36 +207,56 @@ class InitPlan:
             "task": self.task,
             "metric": self.metric,
             "n_validation": self.n_validation,
+            "n_choose": self.n_choose,
+            "n_confirm": self.n_confirm,
             "origin": self.origin.recipe,
             "origin_score": self.origin_score,
             "start_score": self.start_score,
             "beats_origin": self.beats_origin,
             "chosen": self.chosen,
             "scale": self.scale,
-            "table": [{"source": r.source, "score": r.score, "cosine": r.cosine} for r in self.table],
-            "searched": [{"k": k, "scale": s, "score": v} for k, s, v in self.searched],
+            "decision": None if self.decision is None else self.decision.to_dict(),
+            "scored_examples": self.scored_examples,
+            "cost": self.cost,
+            "table": [{"source": r.source, "score": r.score, "n": r.n, "cosine": r.cosine} for r in self.table],
+            "searched": [{"k": k, "scale": s, "score": v, "n": n} for k, s, v, n in self.searched],
         }
 
     def __str__(self) -> str:
         with_cosine = any(row.cosine is not None for row in self.table)
-        width = max([len("source"), len("origin (random)")] + [len(row.source) for row in self.table])
-        lines = [f"{'rank':>4}  {'source':<{width}}  {'val ' + self.metric:>12}" + ("  cosine" if with_cosine else "")]
+        width = max([len("source"), len(ORIGIN_LABEL)] + [len(row.source) for row in self.table])
+        header = f"{'rank':>4}  {'source':<{width}}  {'choose ' + self.metric:>15}  {'n':>4}"
+        lines = [header + ("  cosine" if with_cosine else "")]
         for rank, row in enumerate(self.table, start=1):
             mark = "*" if row.source in self.chosen else " "
             cos = f"  {row.cosine:6.3f}" if row.cosine is not None else ("       —" if with_cosine else "")
-            lines.append(f"{rank:>3}{mark}  {row.source:<{width}}  {row.score:12.4f}{cos}")
-        lines.append(f"{'':>4}  {'origin (random)':<{width}}  {self.origin_score:12.4f}")
-        if self.chosen:
-            lines.append(
-                f"start: origin + {self.scale:g}·({' + '.join(self.chosen)})  validation {self.metric} "
-                f"{self.start_score:.4f} vs origin {self.origin_score:.4f} ({self.n_validation} examples)"
-            )
-        else:
-            lines.append(
-                f"start: the random origin: no combination of the {len(self.table)} sources beat its "
-                f"validation {self.metric} {self.origin_score:.4f} ({self.n_validation} examples)"
-            )
+            lines.append(f"{rank:>3}{mark}  {row.source:<{width}}  {row.score:15.4f}  {row.n:>4}{cos}")
+        if self.decision is not None:
+            lines.append(f"{'':>4}  {ORIGIN_LABEL:<{width}}  {self.decision.choose_origin:15.4f}  {self.n_choose:>4}")
+            lines += _decision_lines(self.decision, self.metric, self.n_choose, self.n_confirm)
+        lines.append(
+            f"cost: {self.scored_examples} scored examples = {self.cost:.1f} × one evaluate of the "
+            f"{self.n_validation} validation examples"
+        )
         return "\n".join(lines)
+
+
+def _decision_lines(decision: Decision, metric: str, n_choose: int, n_confirm: int) -> list[str]:
+    after = f" after {decision.probe_steps} training steps" if decision.probe_steps else ""
+    lines = [
+        f"choose  ({n_choose} ex.){after}: best start {decision.candidate} {metric} {decision.choose_start:.4f} "
+        f"vs origin {decision.choose_origin:.4f}"
+    ]
+    if decision.interval is not None and decision.confirm_start is not None:
+        interval = decision.interval
+        lines.append(
+            f"confirm ({n_confirm} ex.){after}: start {decision.confirm_start:.4f} vs origin "
+            f"{decision.confirm_origin:.4f}: difference {interval.difference:+.4f}, "
+            f"{interval.confidence:.0%} lower bound {interval.lower:+.4f} (paired bootstrap, {interval.resamples})"
+        )
+    verdict = f"origin + {decision.candidate}" if decision.accepted else "the random origin"
+    lines.append(f"start: {verdict}: {decision.reason}")
+    return lines
 
 
 def auto_init(
@@ -173,9 +272,15 @@ def auto_init(
     max_k: int = DEFAULT_MAX_K,
     grid: Sequence[float] = DEFAULT_GRID,
     exclude: Sequence[str] = (),
+    include_at_chance: bool = False,
     merge_method: str = "sum",
     merge_options: Mapping | None = None,
     retrieval_steps: int = 0,
+    probe_steps: int = 0,
+    probe_top: int = 2,
+    confirm_fraction: float = 0.5,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = 0,
     max_validation: int | None = DEFAULT_MAX_VALIDATION,
     method: str = "rank",
     batch_size: int = 32,
@@ -183,17 +288,21 @@ def auto_init(
     data_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> InitPlan:
-    """Find the best start for prompt tuning ``task`` among source vectors, on validation data only.
+    """Find a start for prompt tuning ``task`` among source vectors that is better than the random origin, on
+    validation data only, or keep the origin.
 
     Args:
         model: a base transformers model (not a PeftModel); it is wrapped once for every score.
         tokenizer: its tokenizer.
         task: a registered task name, or a :class:`tpv.data.Task` (e.g. from ``Task.from_files``).
-        sources: ``"zoo"`` (the vectors shipped with tpv, default model only), a dict name → vector, a folder of
-            ``*.tpv.safetensors`` files, or a list of such files and PEFT adapter folders.
-        validation: the target's labelled validation examples; by default its ``validation`` split. At least
-            32 make the ranking meaningful; only the first ``max_validation`` are used.
-        train: the target's training examples; needed only for ``retrieval_steps``.
+        sources: ``"zoo"`` (the vectors shipped with tpv, default model only), a zoo folder written by
+            :func:`tpv.build_zoo`, a dict name → vector, a folder of ``*.tpv.safetensors`` files, or a list of
+            such files and PEFT adapter folders; a Hub repo id (``"user/zoo"``) wherever a folder goes (for
+            ``revision``, ``token``, … pass ``sources=tpv.load_sources("user/zoo", revision=...)``).
+        validation: the target's labelled validation examples; by default its ``validation`` split. Only the
+            first ``max_validation`` are used. With fewer than about 100 only a large gain is confirmed, so the
+            origin is kept more often: that is the rule working, not failing.
+        train: the target's training examples; needed for ``retrieval_steps`` and ``probe_steps``.
         origin: the random origin to build on: an :class:`Origin`, or an int seed for
             ``make_origin(model, tokens, seed)`` (default 0). Vectors do not depend on their origin, so zoo
             vectors apply to it too; pass ``tpv.zoo.origin()`` to build on the one the zoo was tuned from.
@@ -201,10 +310,19 @@ def auto_init(
         max_k: the largest k tried when ``k`` is not given.
         grid: the λ values tried for each k.
         exclude: source names to leave out, e.g. the target itself.
+        include_at_chance: also consider zoo vectors whose manifest marks them ``at_chance`` (their tuned prompt
+            never left chance on their own task; left out by default).
         merge_method, merge_options: how the best k are combined: ``"sum"`` (the paper's) or another
             :func:`tpv.merge` method (``"ties"``, ``"dare_ties"``, …) with its options (e.g. ``{"density": 0.3}``).
         retrieval_steps: when > 0, also tune a target prompt for this many steps on ``train`` and report each
             source's cosine to it (SPoT-style retrieval); the ranking stays by validation score.
+        probe_steps: when > 0, tune the origin and the ``probe_top`` best starts for this many steps on ``train``
+            (learning rate 0.3, batch 8, the same batches for each) and choose and confirm by the scores after
+            those steps instead of the zero-shot ones.
+        probe_top: how many of the best starts are probed besides the origin.
+        confirm_fraction: the share of the validation examples kept aside to confirm the choice.
+        confidence: the one-sided level of the paired-bootstrap lower bound a start must have above 0.
+        seed: the seed of the split, the bootstrap and the probes' data order (the same inputs give the same plan).
         max_validation: cap on validation examples (``None``: all).
         method, batch_size: how candidates are scored (see :func:`tpv.engine.evaluation.evaluate`).
         max_length: tokens kept per input (default: the engine's 256); fewer make long texts cheaper to score.
@@ -212,7 +330,8 @@ def auto_init(
         progress: show progress bars while scoring.
 
     Returns:
-        An :class:`InitPlan`; ``plan.peft_model()`` is ready to train, ``plan.save_pretrained(dir)`` writes it.
+        An :class:`InitPlan`; ``plan.peft_model()`` is ready to train, ``plan.save_pretrained(dir)`` writes it;
+        ``plan.decision`` says why the start was accepted or the origin kept.
 
     Example:
         >>> plan = auto_init(model, tokenizer, "imdb", sources="zoo", exclude=["imdb"])  # doctest: +SKIP
@@ -220,84 +339,267 @@ def auto_init(
     """
     from tpv.bridge.peft_io import init_prompt_tuning, set_prompt
     from tpv.data.encoding import resolve_task
-    from tpv.engine.evaluation import evaluate
 
     task = resolve_task(task)
-    _check_options(k, max_k, grid, retrieval_steps, max_validation, batch_size, max_length)
-    from tpv.compose.merge import MERGE_METHODS
-
-    if merge_method not in MERGE_METHODS:
-        raise TPVError(f"unknown merge_method {merge_method!r}; use one of {sorted(MERGE_METHODS)}")
+    _check_options(k, max_k, grid, retrieval_steps, max_validation, batch_size, max_length, probe_steps, probe_top)
+    _check_merge_method(merge_method)
+    if (retrieval_steps or probe_steps) and not train:
+        steps = f"retrieval_steps={retrieval_steps}" if retrieval_steps else f"probe_steps={probe_steps}"
+        raise TPVError(f"{steps} tunes prompts on training examples; pass train=[...] or set it to 0")
     examples = _validation(task, validation, max_validation, data_dir)
-    candidates = load_sources(sources, exclude=exclude, target=task.name)
+    candidates, zoo_manifest = _load_candidates(resolve_sources(sources), exclude, task.name, include_at_chance)
     origin = _origin(model, origin, candidates)
-    for name, vector in candidates.items():
-        if vector.shape != tuple(origin.shape):
-            raise TPVError(
-                f"source {name!r} has shape {vector.shape} but the origin has {tuple(origin.shape)}; pass sources "
-                f"tuned on this model with {origin.num_virtual_tokens} virtual tokens"
-            )
+    _check_shapes(candidates, origin, sources, zoo_manifest)
     peft_model = init_prompt_tuning(model, origin=origin)
-    cache: dict[bytes, float] = {}
     length: dict[str, Any] = {} if max_length is None else {"max_length": max_length}
-
-    def score(prompt: torch.Tensor) -> float:
-        key = prompt.numpy().tobytes()
-        if key not in cache:
-            set_prompt(peft_model, prompt)
-            cache[key] = float(
-                evaluate(peft_model, tokenizer, task, examples, method=method, batch_size=batch_size, **length)[
-                    task.metric
-                ]
-            )
-        return cache[key]
-
-    origin_score = score(origin.tensor)
-    scores = {
-        name: score(vector.apply_to(origin))
-        for name, vector in progress_bar(
-            candidates.items(), progress, f"scoring sources on {task.name}", unit="prompt", leave=True
-        )
-    }
+    scorer = _Scorer(peft_model, tokenizer, task, examples, {"method": method, "batch_size": batch_size, **length})
+    choose, confirm = split_examples(scorer.strata, confirm_fraction, seed)
     cosines = (
-        _cosines(model, tokenizer, task, train, examples, origin, candidates, retrieval_steps, progress, peft_model)
+        _cosines(peft_model, tokenizer, task, train, origin, candidates, retrieval_steps, seed, length, progress)
         if retrieval_steps
         else {}
     )
-    table = sorted(
-        (SourceScore(name, scores[name], cosines.get(name)) for name in candidates),
-        key=lambda row: (-row.score, -(row.cosine or 0.0), row.source),
-    )
-    searched = []
-    best = (origin_score, 0, 0.0)  # (score, k, λ): the origin unless something beats it
+    table = _rank_sources(scorer, candidates, origin, choose, cosines, task.name, progress)
     ks = [k] if k is not None else list(range(1, min(max_k, len(table)) + 1))
-    trials = [(n, scale) for n in ks for scale in grid]
     combined = {
         n: _combine({row.source: candidates[row.source] for row in table[:n]}, merge_method, merge_options) for n in ks
     }
-    for n, scale in progress_bar(trials, progress, "searching k and λ", unit="prompt", leave=True):
-        value = score(combined[n].apply_to(origin, scale))
-        searched.append((n, float(scale), value))
-        # Strictly better only: ties keep the smaller k and λ, and the origin beats an equal combination.
-        if value > best[0]:
-            best = (value, n, float(scale))
-    start_score, n, scale = best
-    chosen = [row.source for row in table[:n]]
-    start = combined[n] if chosen else None
-    set_prompt(peft_model, origin.tensor if start is None else start.apply_to(origin, scale))
+    names = {n: [row.source for row in table[:n]] for n in ks}
+    searched = _search(scorer, combined, origin, [float(scale) for scale in grid], choose, progress)
+    settings = _Confirming(choose, confirm, confidence, seed)
+    if probe_steps:
+        probe = _Probe(tokenizer, task, list(train or ()), probe_steps, probe_top, seed, length, progress)
+        decision = _decide_after_probes(scorer, combined, names, origin, searched, settings, probe)
+    else:
+        decision = _decide(scorer, combined, names, origin, searched, settings)
+    start = combined[decision.k] if decision.accepted else None
+    set_prompt(peft_model, origin.tensor if start is None else start.apply_to(origin, decision.scale))
     return InitPlan(
         task=task.name,
         metric=task.metric,
         table=table,
-        chosen=chosen,
-        scale=scale,
-        origin_score=origin_score,
-        start_score=start_score,
+        chosen=[row.source for row in table[: decision.k]] if decision.accepted else [],
+        scale=decision.scale if decision.accepted else 0.0,
+        origin_score=decision.confirm_origin,
+        start_score=decision.confirm_start
+        if decision.accepted and decision.confirm_start is not None
+        else decision.confirm_origin,
         n_validation=len(examples),
         origin=origin,
         vector=start,
         searched=searched,
+        decision=decision,
+        n_choose=len(choose),
+        n_confirm=len(confirm),
+        scored_examples=scorer.scored,
         _peft_model=peft_model,
+    )
+
+
+class _Scorer:
+    """Scores prompts on subsets of the validation examples, keeping every prediction, so a prompt scored on
+    more examples later pays only for the new ones; ``scored`` counts the (prompt, example) pairs run."""
+
+    def __init__(self, peft_model, tokenizer, task: Task, examples: list, options: dict):
+        self.peft_model, self.tokenizer, self.task, self.examples, self.options = (
+            peft_model,
+            tokenizer,
+            task,
+            examples,
+            options,
+        )
+        self.references = [example[task.label_key] for example in examples]
+        self.gold = [task.label_id(r) for r in self.references] if task.is_classification else list(self.references)
+        self.strata = self.gold if task.is_classification else [0] * len(examples)
+        self.scored = 0
+        self._predictions: dict[bytes, dict[int, Any]] = {}
+
+    def predictions(self, prompt: torch.Tensor, rows: Sequence[int]) -> list:
+        from tpv.bridge.peft_io import set_prompt
+        from tpv.engine.evaluation import evaluate
+
+        known = self._predictions.setdefault(prompt.detach().cpu().float().numpy().tobytes(), {})
+        missing = [row for row in rows if row not in known]
+        if missing:
+            set_prompt(self.peft_model, prompt)
+            result = evaluate(
+                self.peft_model,
+                self.tokenizer,
+                self.task,
+                [self.examples[row] for row in missing],
+                return_predictions=True,
+                **self.options,
+            )
+            known.update(zip(missing, result["predictions"]))
+            self.scored += len(missing)
+        return [known[row] for row in rows]
+
+    def score(self, prompt: torch.Tensor, rows: Sequence[int]) -> float:
+        from tpv.engine.evaluation import score_predictions
+
+        predictions = self.predictions(prompt, rows)
+        references = [self.references[row] for row in rows]
+        return float(score_predictions(self.task, predictions, references, "")[self.task.metric])
+
+    def compare(self, start: torch.Tensor, origin: torch.Tensor, rows: Sequence[int], settings) -> PairedInterval:
+        def numeric(values):
+            # As score_predictions does: an unparseable regression answer counts as 0, the bottom of the scale.
+            return [0.0 if isinstance(v, float) and v != v else v for v in values] if self.task.regression else values
+
+        labels = list(range(self.task.num_labels)) if self.task.is_classification and self.task.num_labels else None
+        return paired_bootstrap(
+            self.task.metric,
+            numeric(self.predictions(start, rows)),
+            numeric(self.predictions(origin, rows)),
+            [self.gold[row] for row in rows],
+            labels=labels,
+            confidence=settings.confidence,
+            resamples=BOOTSTRAP_RESAMPLES,
+            seed=settings.seed,
+        )
+
+
+@dataclass(frozen=True)
+class _Confirming:
+    choose: list[int]
+    confirm: list[int]
+    confidence: float
+    seed: int
+
+
+def _rank_sources(scorer, candidates, origin, choose, cosines, task_name, progress) -> list[SourceScore]:
+    prompts = {name: vector.apply_to(origin) for name, vector in candidates.items()}
+    ranked = _halving(scorer, prompts, choose, progress, f"ranking sources on {task_name}")
+    return [SourceScore(name, value, cosines.get(name), n) for name, value, n in ranked]
+
+
+def _search(scorer, combined, origin, grid, choose, progress) -> list[tuple[int, float, float, int]]:
+    prompts = {(n, scale): combined[n].apply_to(origin, scale) for n in combined for scale in grid}
+    ranked = _halving(scorer, prompts, choose, progress, "searching k and λ")
+    return [(n, scale, value, size) for (n, scale), value, size in ranked]
+
+
+def _halving(scorer, prompts: dict, choose: list[int], progress: bool, desc: str) -> list:
+    rungs = halving_rungs(len(prompts), len(choose))
+    most = sum(survivors * (size - before) for (survivors, size), (_, before) in zip(rungs, [(0, 0)] + rungs))
+    bar: Any = progress_bar(iter(()), progress, desc, unit="example", leave=True, total=most)
+    done = scorer.scored
+
+    def score(key, size: int) -> float:
+        value = scorer.score(prompts[key], choose[:size])
+        if progress:
+            bar.update(scorer.scored - done - bar.n)
+        return value
+
+    ranked = successive_halving(list(prompts), score, len(choose))
+    if progress:
+        bar.close()
+    return ranked
+
+
+def _label(table_names: Sequence[str], scale: float) -> str:
+    return f"{scale:g}·({' + '.join(table_names)})"
+
+
+def _decide(scorer, combined, names, origin, searched, settings: _Confirming) -> Decision:
+    n, scale, best, _ = searched[0]
+    origin_choose = scorer.score(origin.tensor, settings.choose)
+    origin_confirm = scorer.score(origin.tensor, settings.confirm)
+    start = combined[n].apply_to(origin, scale)
+    return _verdict(
+        scorer,
+        start,
+        origin.tensor,
+        _label(names[n], scale),
+        n,
+        scale,
+        best,
+        origin_choose,
+        origin_confirm,
+        settings,
+        0,
+    )
+
+
+def _verdict(scorer, start, origin_prompt, label, n, scale, best, origin_choose, origin_confirm, settings, steps):
+    common = {
+        "candidate": label,
+        "k": n,
+        "scale": scale,
+        "choose_start": best,
+        "choose_origin": origin_choose,
+        "confirm_origin": origin_confirm,
+        "probe_steps": steps,
+    }
+    if not best > origin_choose:
+        reason = (
+            f"no start beat the origin on the {len(settings.choose)} choosing examples "
+            f"(best {best:.4f} ≤ origin {origin_choose:.4f})"
+        )
+        return Decision(confirm_start=None, interval=None, accepted=False, reason=reason, **common)
+    interval = scorer.compare(start, origin_prompt, settings.confirm, settings)
+    confirm_start = scorer.score(start, settings.confirm)
+    bound = f"{interval.confidence:.0%} lower bound {interval.lower:+.4f}"
+    if interval.above_zero:
+        reason = f"accepted: on the {interval.n} confirming examples it beats the origin ({bound} > 0)"
+    else:
+        reason = (
+            f"refused: its gain on the choosing examples did not hold on the {interval.n} confirming examples "
+            f"({bound} ≤ 0; difference {interval.difference:+.4f}), so it may be noise"
+        )
+    return Decision(
+        confirm_start=confirm_start, interval=interval, accepted=interval.above_zero, reason=reason, **common
+    )
+
+
+@dataclass(frozen=True)
+class _Probe:
+    tokenizer: Any
+    task: Any
+    train: list
+    steps: int
+    top: int
+    seed: int
+    length: dict
+    progress: bool
+
+
+def _decide_after_probes(scorer, combined, names, origin, searched, settings: _Confirming, probe: _Probe) -> Decision:
+    from tpv.bridge.peft_io import set_prompt
+    from tpv.compose.tuning import tune_prompt
+
+    finalists = [(0, 0.0, origin.tensor)] + [
+        (n, scale, combined[n].apply_to(origin, scale)) for n, scale, _, _ in searched[: probe.top]
+    ]
+    tuned = []
+    for n, scale, start in progress_bar(finalists, probe.progress, f"probing {probe.steps} steps", unit="start"):
+        set_prompt(scorer.peft_model, start)
+        # The same seed for every start: each sees the same batches, so only the start differs.
+        prompt = tune_prompt(
+            scorer.peft_model,
+            probe.tokenizer,
+            probe.task,
+            probe.train,
+            steps=probe.steps,
+            seed=probe.seed,
+            **probe.length,
+        )
+        tuned.append((n, scale, prompt, scorer.score(prompt, settings.choose)))
+    _, _, origin_tuned, origin_choose = tuned[0]
+    n, scale, best_prompt, best = max(tuned[1:], key=lambda row: row[3])  # max keeps the first, higher-ranked start
+    origin_confirm = scorer.score(origin_tuned, settings.confirm)
+    return _verdict(
+        scorer,
+        best_prompt,
+        origin_tuned,
+        _label(names[n], scale),
+        n,
+        scale,
+        best,
+        origin_choose,
+        origin_confirm,
+        settings,
+        probe.steps,
     )
 
 
@@ -309,24 +611,53 @@ def _combine(vectors: dict, method: str, options) -> TaskPromptVector:
     return merge(vectors, method=method, **dict(options or {}))
 
 
-def load_sources(sources, *, exclude: Sequence[str] = (), target: str | None = None) -> dict[str, TaskPromptVector]:
-    """Candidate vectors by name from ``"zoo"``, a dict, a folder of vector files, or a list of files/adapter folders.
+def _check_merge_method(merge_method: str) -> None:
+    from tpv.compose.merge import MERGE_METHODS
+
+    if merge_method not in MERGE_METHODS:
+        raise TPVError(f"unknown merge_method {merge_method!r}; use one of {sorted(MERGE_METHODS)}")
+
+
+def load_sources(
+    sources,
+    *,
+    exclude: Sequence[str] = (),
+    target: str | None = None,
+    include_at_chance: bool = False,
+    **hub_options,
+) -> dict[str, TaskPromptVector]:
+    """Candidate vectors by name from ``"zoo"``, a zoo folder, a dict, a folder of vector files, or a list of
+    files/adapter folders.
 
     Args:
         sources: see :func:`auto_init`.
         exclude: names to leave out.
         target: the target task's name, only for messages.
+        include_at_chance: keep a zoo's vectors marked ``at_chance`` in its manifest.
+        hub_options: ``revision``, ``token``, ``cache_dir``, ``local_files_only`` for Hub repo ids (see
+            :func:`tpv.bridge.hub.resolve_sources`); ``auto_init(sources=load_sources("user/zoo", revision=...))``
+            passes them through ``auto_init``.
 
     Returns:
         ``{name: vector}`` with at least one entry.
     """
+    return _load_candidates(resolve_sources(sources, **hub_options), exclude, target, include_at_chance)[0]
+
+
+def _load_candidates(sources, exclude, target, include_at_chance) -> tuple[dict[str, TaskPromptVector], dict | None]:
     exclude = [exclude] if isinstance(exclude, str) else list(exclude)
-    if isinstance(sources, str) and sources == "zoo":
+    zoo_manifest = None
+    left_out: list[str] = []
+    folder = _zoo_folder(sources)
+    if folder is not None:
         from tpv.compose import zoo
 
-        present = set(zoo.manifest()["tasks"])
-        # Vectors marked at_chance stay candidates: auto_init scores each on the target's validation data anyway.
-        vectors = zoo.vectors(exclude=[name for name in exclude if name in present], include_at_chance=True)
+        zoo_manifest = zoo.read_manifest(folder)
+        vectors = zoo.folder_vectors(folder, include_at_chance=True)
+        if not include_at_chance:
+            left_out = sorted(name for name, entry in zoo_manifest["tasks"].items() if entry.get("at_chance"))
+            # A vector whose own task never left chance carries no skill to transfer; scoring it only adds noise.
+            vectors = {name: vector for name, vector in vectors.items() if name not in left_out}
     elif isinstance(sources, Mapping):
         vectors = {}
         for name, vector in sources.items():
@@ -350,11 +681,40 @@ def load_sources(sources, *, exclude: Sequence[str] = (), target: str | None = N
         )
     vectors = {name: vector for name, vector in vectors.items() if name not in exclude}
     if not vectors:
+        hint = f" ({len(left_out)} at-chance zoo vectors left out: pass include_at_chance=True)" if left_out else ""
         raise TPVError(
             f"no candidate source vectors for {target or 'the target'} in {sources!r:.200} after excluding "
-            f"{exclude}; pass at least one vector"
+            f"{exclude}{hint}; pass at least one vector"
         )
-    return vectors
+    return vectors, zoo_manifest
+
+
+def _zoo_folder(sources) -> Path | None:
+    if isinstance(sources, str) and sources == "zoo":
+        from tpv.compose.zoo import ZOO_DIR
+
+        return ZOO_DIR
+    if isinstance(sources, (str, os.PathLike)) and (Path(sources) / "manifest.json").is_file():
+        return Path(sources)
+    return None
+
+
+def _check_shapes(candidates, origin: Origin, sources, zoo_manifest) -> None:
+    for name, vector in candidates.items():
+        if vector.shape == tuple(origin.shape):
+            continue
+        if zoo_manifest is not None:
+            where = "tpv's zoo" if sources == "zoo" else f"the zoo in '{sources}'"
+            raise TPVError(
+                f"{where} was built for {zoo_manifest.get('base_model', 'another model')!r}: its vectors have shape "
+                f"{vector.shape}, but prompts of this model with {origin.num_virtual_tokens} virtual tokens have shape "
+                f"{tuple(origin.shape)}; build a zoo for this model with tpv.build_zoo(model, tasks, output_dir) "
+                "and pass sources=output_dir"
+            )
+        raise TPVError(
+            f"source {name!r} has shape {vector.shape} but the origin has {tuple(origin.shape)}; pass sources "
+            f"tuned on this model with {origin.num_virtual_tokens} virtual tokens"
+        )
 
 
 def _from_path(path: Path, folder_of_vectors: bool) -> dict[str, TaskPromptVector]:
@@ -363,7 +723,7 @@ def _from_path(path: Path, folder_of_vectors: bool) -> dict[str, TaskPromptVecto
             raise TPVError(f"source file '{path}' is not a *{VECTOR_SUFFIX} file; pass vector files or PEFT folders")
         return {_name(path.name[: -len(VECTOR_SUFFIX)], TaskPromptVector.load(path)): TaskPromptVector.load(path)}
     if not path.is_dir():
-        raise TPVError(f"no such source file or folder: '{path}'")
+        raise TPVFileNotFoundError(f"no such source file or folder: '{path}'")
     if (path / "adapter_config.json").is_file():
         vector = TaskPromptVector.from_peft(path)
         return {_name(path.name, vector): vector}
@@ -388,10 +748,11 @@ def _name(stem: str, vector: TaskPromptVector) -> str:
     return stem
 
 
-def _check_options(k, max_k, grid, retrieval_steps, max_validation, batch_size, max_length) -> None:
+def _check_options(k, max_k, grid, retrieval_steps, max_validation, batch_size, max_length, probe_steps, probe_top):
     for name, value, allow_none in (
         ("k", k, True),
         ("max_k", max_k, False),
+        ("probe_top", probe_top, False),
         ("batch_size", batch_size, False),
         ("max_validation", max_validation, True),
         ("max_length", max_length, True),
@@ -400,8 +761,9 @@ def _check_options(k, max_k, grid, retrieval_steps, max_validation, batch_size, 
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise TPVError(f"{name} must be a positive int{' or None' if allow_none else ''}, got {value!r}")
-    if isinstance(retrieval_steps, bool) or not isinstance(retrieval_steps, int) or retrieval_steps < 0:
-        raise TPVError(f"retrieval_steps must be an int ≥ 0 (0 turns retrieval off), got {retrieval_steps!r}")
+    for name, steps in (("retrieval_steps", retrieval_steps), ("probe_steps", probe_steps)):
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise TPVError(f"{name} must be an int ≥ 0 (0 turns it off), got {steps!r}")
     try:
         values = [float(value) for value in grid]
     except (TypeError, ValueError):
@@ -447,26 +809,11 @@ def _origin(model, origin, candidates) -> Origin:
     return make_origin(model, tokens.pop(), seed=origin or 0)
 
 
-def _cosines(model, tokenizer, task, train, examples, origin, candidates, steps, progress, peft_model) -> dict:
-    from tpv.engine.training import train_prompt
-
-    if not train:
-        raise TPVError(
-            f"retrieval_steps={steps} tunes a target prompt on training examples; pass train=[...] or retrieval_steps=0"
-        )
+def _cosines(peft_model, tokenizer, task, train, origin, candidates, steps, seed, length, progress) -> dict:
     from tpv.bridge.peft_io import set_prompt
+    from tpv.compose.tuning import tune_prompt
 
     set_prompt(peft_model, origin.tensor)
-    with tempfile.TemporaryDirectory(prefix="tpv-retrieval-") as folder:
-        result = train_prompt(
-            peft_model,
-            tokenizer,
-            task,
-            None,
-            list(train),
-            output_dir=folder,
-            max_steps=steps,
-            progress=progress,
-            training_args={"save_strategy": "no"},
-        )
-    return {name: result.vector.cosine(vector) for name, vector in candidates.items()}
+    tuned = tune_prompt(peft_model, tokenizer, task, list(train), steps=steps, seed=seed, progress=progress, **length)
+    target = TaskPromptVector.from_prompts(tuned, origin, task.name)
+    return {name: target.cosine(vector) for name, vector in candidates.items()}

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,7 +23,18 @@ from tpv.bridge.vector import TaskPromptVector
 from tpv.core.errors import TPVError
 from tpv.core.origin import Origin
 
-__all__ = ["ZOO_DIR", "ZooTable", "available", "load", "manifest", "origin", "pending", "vectors"]
+__all__ = [
+    "ZOO_DIR",
+    "ZooTable",
+    "available",
+    "folder_vectors",
+    "load",
+    "manifest",
+    "origin",
+    "pending",
+    "read_manifest",
+    "vectors",
+]
 
 ZOO_DIR = Path(__file__).resolve().parent
 _COLUMNS = (
@@ -56,10 +68,44 @@ class ZooTable(list):
 @lru_cache(maxsize=1)
 def manifest() -> dict:
     """The zoo's ``manifest.json``: how and from what each vector was built, and its scores."""
-    path = ZOO_DIR / "manifest.json"
+    return read_manifest(ZOO_DIR)
+
+
+def read_manifest(folder: str | os.PathLike) -> dict:
+    """The ``manifest.json`` of a zoo folder (tpv's own, or one written by :func:`tpv.build_zoo`).
+
+    Example:
+        >>> read_manifest(ZOO_DIR)["base_model"]
+        'HuggingFaceTB/SmolLM2-135M-Instruct'
+    """
+    path = Path(folder) / "manifest.json"
     if not path.is_file():
-        raise TPVError(f"the vector zoo has no manifest at '{path}'; reinstall tpv or run scripts/build_zoo.py")
-    return json.loads(path.read_text(encoding="utf-8"))
+        raise TPVError(f"'{folder}' holds no zoo manifest (manifest.json); build one with tpv.build_zoo(...)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise TPVError(f"cannot read the zoo manifest '{path}': {error}; rebuild the zoo") from None
+    if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
+        raise TPVError(f"the zoo manifest '{path}' has no 'tasks' table; rebuild the zoo with tpv.build_zoo(...)")
+    return data
+
+
+def folder_vectors(
+    folder: str | os.PathLike, exclude=(), include_at_chance: bool = False
+) -> dict[str, TaskPromptVector]:
+    """Every vector of a zoo folder as ``{task: vector}``, less ``exclude`` and (by default) those at chance.
+
+    Example:
+        >>> "sst2" in folder_vectors(ZOO_DIR) and "rte" not in folder_vectors(ZOO_DIR)
+        True
+    """
+    exclude = {exclude} if isinstance(exclude, str) else set(exclude)
+    tasks = read_manifest(folder)["tasks"]
+    return {
+        name: TaskPromptVector.load(Path(folder) / entry["file"])
+        for name, entry in sorted(tasks.items())
+        if name not in exclude and (include_at_chance or not entry.get("at_chance"))
+    }
 
 
 def available(include_at_chance: bool = True) -> ZooTable:
