@@ -1048,3 +1048,24 @@ def test_a_second_training_run_is_told_to_use_another_output_dir(tmp_path):
         pytest.raises(TPVError, match="or train into another output_dir \\(tpv train --output-dir\\)$"),
     ):
         RunLock(tmp_path).acquire()
+
+
+def test_stale_conversions_are_removed_when_the_converted_model_is_already_cached(tmp_path, monkeypatch):
+    import tpv.bridge.models as models
+
+    monkeypatch.setenv("TPV_CACHE", str(tmp_path))
+    target = tmp_path / "models" / "SmolLM2-135M-Instruct"
+    target.mkdir(parents=True)
+    (target / "config.json").write_text("{}")
+    stale, fresh = (
+        tmp_path / "models" / ".SmolLM2-135M-Instruct.killed",
+        tmp_path / "models" / ".SmolLM2-135M-Instruct.live",
+    )
+    for leftover in (stale, fresh):
+        leftover.mkdir()
+        (leftover / "model.safetensors").write_bytes(b"x" * 100)
+    old = time.time() - STALE_TEMP_SECONDS - 60
+    os.utime(stale, (old, old))
+    assert models.default_model_path() == target
+    assert not stale.exists(), "a conversion killed an hour ago is removed even though the model is cached"
+    assert fresh.exists(), "a recent temporary may belong to a conversion in progress"

@@ -43,11 +43,13 @@ def default_model_path() -> Path:
         'SmolLM2-135M-Instruct'
     """
     target = cache_dir() / "models" / DEFAULT_MODEL.split("/")[-1]
-    if (target / "config.json").is_file():
-        return target
     from tpv.core._io import remove_stale_temps
 
-    remove_stale_temps(target.parent, f".{target.name}.")  # conversions killed midway left these
+    # Conversions killed midway left these (hundreds of MB each); a later one may have finished since, so they
+    # are swept on every use of the cache, not only before converting.
+    remove_stale_temps(target.parent, f".{target.name}.")
+    if (target / "config.json").is_file():
+        return target
     gguf_path = default_gguf_path()
     _convert_gguf(gguf_path, target)
     return target
