@@ -131,3 +131,17 @@ def test_paper_method_rejects_impossible_draws(make_tiny_model):
         make_origin(model, 4, seed=-1, method="paper")
     with pytest.raises(TPVError, match="distinct ids"):
         make_origin(model, model.get_input_embeddings().weight.shape[0] + 1, seed=0, method="paper")
+
+
+def test_a_rebuilt_text_origin_keeps_its_recipe_through_a_file(tmp_path):
+    origin = Origin(
+        torch.ones(3, 4),
+        num_virtual_tokens=3,
+        method="text",
+        options={"text": 'say "yes"', "tokenizer": "gpt2"},
+    )
+    assert origin.recipe == 'text("say \\"yes\\"", tokenizer=gpt2)'
+    origin.save(tmp_path / "t.origin.safetensors")
+    loaded = Origin.load(tmp_path / "t.origin.safetensors")
+    assert loaded.recipe == origin.recipe and loaded.method == "text" and torch.equal(loaded.tensor, origin.tensor)
+    assert Origin(torch.ones(2, 4), num_virtual_tokens=2, seed=3, method="peft_random").recipe == "peft_random(seed=3)"

@@ -1,10 +1,14 @@
 """The PEFT bridge: exact initialisation, a real training round trip, adapters on disk and in memory."""
 
+import shutil
+
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, PrefixTuningConfig, get_peft_model
 
 from tpv import Origin, TaskPromptVector, TPVError, get_prompt, init_prompt_tuning, make_origin, set_prompt
+from tpv.bridge.peft_io import origin_from_peft_config
+from tpv.core.errors import TPVRepoNotFoundError
 
 
 def _vector_for(origin: Origin, seed: int, task: str) -> TaskPromptVector:
@@ -117,7 +121,9 @@ def test_from_peft_errors(make_tiny_model, tmp_path):
     plain.save_pretrained(tmp_path / "plain")
     with pytest.raises(TPVError, match="no origin known for adapter folder .* pass origin="):
         TaskPromptVector.from_peft(tmp_path / "plain")
-    with pytest.raises(TPVError, match="no origin known for adapter 'default' of this PeftModel"):
+    with pytest.raises(
+        TPVError, match="no origin known for adapter 'default' of this PeftModel.*seed= the torch.manual_seed"
+    ):
         TaskPromptVector.from_peft(plain)
     origin.save(tmp_path / "o.origin.safetensors")
     vector = TaskPromptVector.from_peft(tmp_path / "plain", origin=tmp_path / "o.origin.safetensors")
@@ -132,7 +138,9 @@ def test_from_peft_errors(make_tiny_model, tmp_path):
     prefix = get_peft_model(make_tiny_model("llama"), PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2))
     with pytest.raises(TPVError, match="is a PREFIX_TUNING adapter"):
         TaskPromptVector.from_peft(prefix, origin=origin)
-    with pytest.raises(TPVError, match="no adapter folder at"):
+    with pytest.raises(
+        FileNotFoundError, match="'.*nothing-here' is neither an existing folder or file nor a Hub repo"
+    ):
         TaskPromptVector.from_peft(tmp_path / "nothing-here")
     with pytest.raises(TPVError, match="expected a peft.PeftModel"):
         get_prompt(model)
@@ -168,3 +176,99 @@ def test_init_errors(make_tiny_model):
         set_prompt(peft_model, torch.zeros(3, 16))
     with pytest.raises(TPVError, match="prompt holds 1 NaN/inf"):
         set_prompt(peft_model, torch.tensor([[float("nan")] + [0.0] * 15, [0.0] * 16]))
+
+
+def _hub_cache(cache_dir, repo_id, folder, commit="0123456789abcdef0123456789abcdef01234567"):
+    # huggingface_hub's own cache layout: models--owner--name/{refs/main, snapshots/<commit>/...}.
+    repo = cache_dir / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    shutil.copytree(folder, snapshot)
+    return commit
+
+
+def test_from_peft_takes_a_hub_adapter_id_from_the_cache(make_tiny_model, tmp_path, monkeypatch):
+    model = make_tiny_model("llama")
+    origin = make_origin(model, 3, seed=4)
+    peft_model = init_prompt_tuning(model, origin=origin)
+    set_prompt(peft_model, origin.tensor + 0.5)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    commit = _hub_cache(tmp_path / "cache", "me/sst2-adapter", tmp_path / "adapter")
+    vector = TaskPromptVector.from_peft(
+        "me/sst2-adapter", cache_dir=tmp_path / "cache", revision=commit, local_files_only=True
+    )
+    torch.testing.assert_close(vector.tensor, torch.full((3, 16), 0.5))
+    assert vector.tasks == {"sst2-adapter": 1.0}  # the repo's name, not the snapshot's commit
+    with pytest.raises(TPVRepoNotFoundError, match="cannot get the adapter 'me/other' in the local Hub cache"):
+        TaskPromptVector.from_peft("me/other", cache_dir=tmp_path / "cache")
+    # A local folder of the same spelling wins over the Hub id.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "me").mkdir()
+    shutil.copytree(tmp_path / "adapter", tmp_path / "me" / "sst2-adapter")
+    assert TaskPromptVector.from_peft("me/sst2-adapter").tasks == {"sst2-adapter": 1.0}
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "t5"])
+@pytest.mark.parametrize("tokens", [3, 7])  # shorter than the text (cut) and longer (repeated)
+def test_text_init_origin_is_the_prompt_peft_initialises(make_tiny_model, word_tokenizer, tmp_path, kind, tokens):
+    from peft import PromptTuningConfig
+
+    word_tokenizer.save_pretrained(tmp_path / "tokenizer")
+    config = PromptTuningConfig(
+        task_type="SEQ_2_SEQ_LM" if kind == "t5" else "CAUSAL_LM",
+        num_virtual_tokens=tokens,
+        prompt_tuning_init="TEXT",
+        prompt_tuning_init_text="the movie was good",
+        tokenizer_name_or_path=str(tmp_path / "tokenizer"),
+    )
+    peft_model = get_peft_model(make_tiny_model(kind), config)
+    origin = origin_from_peft_config(peft_model.peft_config["default"], peft_model)
+    assert torch.equal(origin.tensor, get_prompt(peft_model))
+    assert origin.method == "text" and origin.recipe.startswith('text("the movie was good", tokenizer=')
+    # from_peft accepts the TEXT adapter: in memory, and from its folder with the base model.
+    set_prompt(peft_model, get_prompt(peft_model) + 1.0)
+    torch.testing.assert_close(TaskPromptVector.from_peft(peft_model).tensor, torch.ones(origin.shape))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    with pytest.raises(TPVError, match="initialised by PEFT from its init text; pass model= the base model"):
+        TaskPromptVector.from_peft(tmp_path / "adapter")
+    vector = TaskPromptVector.from_peft(tmp_path / "adapter", model=make_tiny_model(kind), tokenizer=word_tokenizer)
+    torch.testing.assert_close(vector.tensor, torch.ones(origin.shape))
+
+
+@pytest.mark.parametrize("init", ["SAMPLE_VOCAB", "RANDOM"])
+def test_drawn_inits_are_rebuilt_only_from_their_seed(make_tiny_model, init):
+    from peft import PromptTuningConfig
+
+    config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, prompt_tuning_init=init)
+    model = make_tiny_model("gpt2")
+    torch.manual_seed(11)  # right before get_peft_model, as a user would seed a run
+    peft_model = get_peft_model(model, config)
+    state = torch.random.get_rng_state()
+    origin = origin_from_peft_config(config, peft_model, seed=11)
+    assert torch.equal(origin.tensor, get_prompt(peft_model)) and origin.recipe == f"peft_{init.lower()}(seed=11)"
+    assert torch.equal(torch.random.get_rng_state(), state)  # the replay leaves the global generator alone
+    assert not torch.equal(origin_from_peft_config(config, peft_model, seed=12).tensor, origin.tensor)
+    with pytest.raises(TPVError, match=f"initialised with {init} has no recorded origin.*Pass seed= the"):
+        origin_from_peft_config(config, peft_model)
+    assert torch.count_nonzero(TaskPromptVector.from_peft(peft_model, seed=11).tensor) == 0
+
+
+def test_a_peft_model_loaded_by_peft_from_a_tpv_folder(make_tiny_model, tmp_path):
+    from tpv.bridge.peft_io import load_prompt_adapter
+
+    model = make_tiny_model("llama")
+    origin = make_origin(model, 3, seed=1)
+    peft_model = init_prompt_tuning(model, origin=origin)
+    set_prompt(peft_model, origin.tensor + 2.0)
+    peft_model.save_pretrained(tmp_path / "run")
+    loaded = PeftModel.from_pretrained(make_tiny_model("llama"), tmp_path / "run")
+    # PEFT records nothing of the folder it read, so tpv cannot find the origin by itself: the error says so.
+    with pytest.raises(TPVError, match="origin='<adapter folder>' when it was loaded with PeftModel.from_pretrained"):
+        TaskPromptVector.from_peft(loaded)
+    torch.testing.assert_close(
+        TaskPromptVector.from_peft(loaded, origin=tmp_path / "run").tensor, torch.full((3, 16), 2.0)
+    )
+    # tpv's loader remembers it.
+    remembered = load_prompt_adapter(make_tiny_model("llama"), tmp_path / "run")
+    torch.testing.assert_close(TaskPromptVector.from_peft(remembered).tensor, torch.full((3, 16), 2.0))

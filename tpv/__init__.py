@@ -29,6 +29,8 @@ _EXPORTS = {
     "init_prompt_tuning": "tpv.bridge.peft_io",
     "get_prompt": "tpv.bridge.peft_io",
     "set_prompt": "tpv.bridge.peft_io",
+    "origin_from_peft_config": "tpv.bridge.peft_io",
+    "load_prompt_adapter": "tpv.bridge.peft_io",
     # models
     "load_model": "tpv.bridge.models",
     "DEFAULT_MODEL": "tpv.bridge.models",
@@ -72,7 +74,13 @@ __all__ = ["__version__", *_ERRORS, *_EXPORTS, *_MODULES]
 if TYPE_CHECKING:
     from tpv.bridge.hub import model_card, read_card
     from tpv.bridge.models import DEFAULT_MODEL, load_model
-    from tpv.bridge.peft_io import get_prompt, init_prompt_tuning, set_prompt
+    from tpv.bridge.peft_io import (
+        get_prompt,
+        init_prompt_tuning,
+        load_prompt_adapter,
+        origin_from_peft_config,
+        set_prompt,
+    )
     from tpv.bridge.precision import hardware_summary
     from tpv.bridge.vector import TaskPromptVector
     from tpv.compose import zoo

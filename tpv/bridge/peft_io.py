@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import types
 from pathlib import Path
@@ -9,10 +10,17 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from tpv.bridge.hub import local_or_hub
 from tpv.core import _checks
 from tpv.core._io import PathLike, os_errors, read_json, read_safetensors
-from tpv.core.errors import TPVError, TPVFileNotFoundError
-from tpv.core.origin import Origin, base_model_name, input_embedding_weight, is_seq2seq
+from tpv.core.errors import TPVError, TPVFileNotFoundError, TPVRepoNotFoundError
+from tpv.core.origin import (
+    Origin,
+    base_model_name,
+    default_transformer_submodules,
+    input_embedding_weight,
+    is_seq2seq,
+)
 from tpv.core.vector import BaseTaskPromptVector, Vector, combine
 
 if TYPE_CHECKING:
@@ -151,28 +159,184 @@ def save_origins(peft_model, save_directory: PathLike, selected_adapters=None) -
         origin.save(folder / ORIGIN_FILENAME)
 
 
-def vector_from_peft(cls: type[Vector], model_or_folder, *, origin=None, task=None, adapter_name="default") -> Vector:
+def origin_from_peft_config(
+    peft_config,
+    model: PreTrainedModel,
+    *,
+    seed: int | None = None,
+    tokenizer=None,
+) -> Origin:
+    """The origin PEFT gives a prompt-tuning adapter of ``peft_config`` on ``model``, rebuilt.
+
+    - ``PromptTuningInit.TEXT``: the embeddings of ``prompt_tuning_init_text``, tokenized as PEFT does (the
+      tokenizer ``tokenizer_name_or_path`` with ``tokenizer_kwargs``, or ``tokenizer``), cut or repeated to the
+      prompt's length.
+    - ``SAMPLE_VOCAB`` and ``RANDOM``: PEFT draws these from torch's global generator; tpv replays the draw that
+      follows ``torch.manual_seed(seed)`` (without touching the global generator), so only with the ``seed``
+      that was set right before ``get_peft_model``.
+
+    Args:
+        peft_config: a ``peft.PromptTuningConfig`` (or its ``adapter_config.json`` as a dict).
+        model: the base model (or a PeftModel around it), whose input embeddings the origin is made of.
+        seed: for ``SAMPLE_VOCAB``/``RANDOM``: the ``torch.manual_seed`` set before ``get_peft_model``.
+        tokenizer: for ``TEXT``: the tokenizer to use instead of loading ``tokenizer_name_or_path``.
+
+    Returns:
+        An :class:`Origin` (``method`` ``"text"``, ``"peft_sample_vocab"`` or ``"peft_random"``).
+
+    Example:
+        >>> from peft import PromptTuningConfig
+        >>> from transformers import GPT2Config, GPT2LMHeadModel
+        >>> model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=8, n_layer=1, n_head=2))
+        >>> config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, prompt_tuning_init="RANDOM")
+        >>> origin_from_peft_config(config, model, seed=0).recipe
+        'peft_random(seed=0)'
+    """
+    config = _config_fields(peft_config)
+    peft_type = str(config.get("peft_type") or "PROMPT_TUNING")
+    if peft_type != "PROMPT_TUNING":
+        raise TPVError(_not_prompt_tuning(peft_type, "peft_config"))
+    embeddings = input_embedding_weight(model)
+    tokens = config.get("num_virtual_tokens")
+    submodules = config.get("num_transformer_submodules") or default_transformer_submodules(model)
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+        raise TPVError(f"peft_config.num_virtual_tokens must be an int ≥ 1, got {tokens!r}")
+    rows = tokens * submodules
+    init = str(getattr(config.get("prompt_tuning_init"), "value", config.get("prompt_tuning_init") or "RANDOM"))
+    if init == "TEXT":
+        tensor, options = _text_init(config, embeddings, rows, tokenizer)
+        method, seed = "text", None
+    elif init in ("SAMPLE_VOCAB", "RANDOM"):
+        tensor = _replayed_init(init, seed, rows, embeddings)
+        method, options = f"peft_{init.lower()}", {}
+    else:
+        raise TPVError(f"unknown prompt_tuning_init {init!r}; PEFT's are TEXT, SAMPLE_VOCAB and RANDOM")
+    return Origin(
+        tensor=tensor,
+        num_virtual_tokens=tokens,
+        num_transformer_submodules=submodules,
+        seed=seed,
+        method=method,
+        base_model=base_model_name(model),
+        options=options,
+    )
+
+
+def _config_fields(peft_config) -> dict:
+    if isinstance(peft_config, dict):
+        return dict(peft_config)
+    if not hasattr(peft_config, "peft_type"):
+        raise TPVError(f"peft_config must be a peft.PromptTuningConfig, got {type(peft_config).__name__}")
+    fields = dict(vars(peft_config))
+    fields["peft_type"] = getattr(peft_config.peft_type, "value", peft_config.peft_type)
+    return fields
+
+
+def _text_init(config: dict, embeddings: torch.Tensor, rows: int, tokenizer) -> tuple[torch.Tensor, dict]:
+    text = config.get("prompt_tuning_init_text")
+    if not isinstance(text, str) or not text:
+        raise TPVError(
+            f"prompt_tuning_init is TEXT but prompt_tuning_init_text is {text!r}; the adapter config is incomplete"
+        )
+    name = config.get("tokenizer_name_or_path")
+    if tokenizer is None:
+        if not name:
+            raise TPVError("the TEXT init names no tokenizer_name_or_path; pass tokenizer= the one PEFT used")
+        from transformers import AutoTokenizer
+
+        kwargs = dict(config.get("tokenizer_kwargs") or {})
+        kwargs.pop("trust_remote_code", None)  # as PEFT: loading an adapter must never run remote code
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+        except OSError as error:
+            raise TPVRepoNotFoundError(
+                f"cannot load the tokenizer {name!r} of the TEXT init ({error}); pass tokenizer= the one PEFT used"
+            ) from error
+    ids = list(tokenizer(text)["input_ids"])
+    if not ids:
+        raise TPVError(f"the init text {text!r} gives no tokens; PEFT could not have used it either")
+    # PEFT's own rule (PromptEmbedding.__init__): cut to the prompt's length, or repeat the ids until it fits.
+    ids = (ids * math.ceil(rows / len(ids)))[:rows]
+    tensor = embeddings[torch.tensor(ids, device=embeddings.device)].detach().to("cpu", torch.float32)
+    return tensor, {"text": text, "tokenizer": str(name or getattr(tokenizer, "name_or_path", "") or "given")}
+
+
+def _replayed_init(init: str, seed: int | None, rows: int, embeddings: torch.Tensor) -> torch.Tensor:
+    if seed is None or isinstance(seed, bool) or not isinstance(seed, int):
+        raise TPVError(
+            f"an adapter PEFT initialised with {init} has no recorded origin: PEFT drew it from torch's global "
+            f"generator. Pass seed= the torch.manual_seed(...) set right before get_peft_model (got {seed!r}), "
+            "or origin= the prompt it started from"
+        )
+    # fork_rng: the replay must not move the caller's global generator.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        layer = torch.nn.Embedding(rows, embeddings.shape[1])  # PEFT builds this first: it consumes the stream
+        if init == "RANDOM":
+            return layer.weight.detach().to(torch.float32).clone()
+        ids = torch.randint(0, embeddings.shape[0], (rows,), dtype=torch.long)
+    return embeddings[ids.to(embeddings.device)].detach().to("cpu", torch.float32)
+
+
+# What a Hub repo of a PEFT prompt-tuning adapter holds that from_peft reads (also in a subfolder per adapter).
+ADAPTER_PATTERNS = ["*adapter_config.json", "*adapter_model.safetensors", "*adapter_model.bin", "*" + ORIGIN_FILENAME]
+
+
+def vector_from_peft(
+    cls: type[Vector],
+    model_or_folder,
+    *,
+    origin=None,
+    task=None,
+    adapter_name="default",
+    model=None,
+    seed: int | None = None,
+    tokenizer=None,
+    **hub_options,
+) -> Vector:
+    """The vector ``prompt − origin`` of a PeftModel's adapter, an adapter folder, or a Hub adapter repo id.
+
+    The origin, in order: ``origin=`` (an Origin, a tensor, an ``*.origin.safetensors`` file or a folder holding
+    ``tpv_origin.safetensors``); the one tpv recorded (on the model, or ``tpv_origin.safetensors`` beside the
+    adapter files); else rebuilt from the adapter's ``PromptTuningConfig`` (:func:`origin_from_peft_config`:
+    TEXT init always, SAMPLE_VOCAB/RANDOM with ``seed=``), which needs the base ``model=`` for a folder.
+    ``hub_options`` (``revision``, ``token``, ``cache_dir``, ``local_files_only``) go to the Hub download.
+    """
     if isinstance(model_or_folder, (str, os.PathLike)):
-        folder = _adapter_folder(Path(model_or_folder), adapter_name)
+        location = local_or_hub(
+            model_or_folder,
+            "the adapter",
+            allow_patterns=ADAPTER_PATTERNS,
+            fix="pass the id of a PEFT prompt-tuning adapter repository",
+            **hub_options,
+        )
+        folder = _adapter_folder(location, adapter_name)
         config, prompt = _read_adapter(folder)
-        origin = _resolve_origin(origin, folder / ORIGIN_FILENAME, f"adapter folder '{folder}'")
+        where = f"adapter folder '{folder}'" if location == Path(model_or_folder) else f"adapter {model_or_folder!r}"
+        origin = _resolve_origin(origin, folder / ORIGIN_FILENAME, where, config, model, seed, tokenizer)
         base_model = config.get("base_model_name_or_path") or None
         if not isinstance(base_model, (str, type(None))):
             raise TPVError(
                 f"'{folder}/adapter_config.json' has base_model_name_or_path={base_model!r}, not a string; "
                 "save the adapter again with PEFT"
             )
+        downloaded = location != Path(model_or_folder).expanduser()
+        # A Hub snapshot folder is named after its commit; the repo's name says what the adapter is.
+        task = task or (Path(os.fspath(model_or_folder)).name if downloaded and folder == location else None)
         task = task or folder.resolve().name
     else:
+        if hub_options:
+            raise TPVError(f"{sorted(hub_options)} apply to a Hub adapter id; this is a loaded PeftModel")
         prompt = get_prompt(model_or_folder, adapter_name)
         peft_config = model_or_folder.peft_config[adapter_name]
         config = {
-            "num_virtual_tokens": peft_config.num_virtual_tokens,
+            **_config_fields(peft_config),
             "num_transformer_submodules": peft_config.num_transformer_submodules,
             "task_type": str(getattr(peft_config.task_type, "value", peft_config.task_type)),
         }
         origin = origin if origin is not None else recorded_origin(model_or_folder, adapter_name)
-        origin = _resolve_origin(origin, None, f"adapter '{adapter_name}' of this PeftModel")
+        where = f"adapter '{adapter_name}' of this PeftModel"
+        origin = _resolve_origin(origin, None, where, config, model or model_or_folder, seed, tokenizer)
         base_model = base_model_name(model_or_folder)
         task = task or (adapter_name if adapter_name != "default" else "task")
     if isinstance(origin, Origin):
@@ -248,6 +412,9 @@ def read_adapter_config(folder: PathLike) -> dict:
 def load_prompt_adapter(model, folder: PathLike):
     """``PeftModel.from_pretrained(model, folder)`` after checking the folder holds a prompt-tuning adapter
     that fits ``model`` (its ``token_dim``), so a mismatch fails before any work instead of mid-evaluation.
+
+    Unlike PEFT's loader it remembers the folder's ``tpv_origin.safetensors``, so
+    ``TaskPromptVector.from_peft(peft_model)`` finds the origin (PEFT keeps nothing of the folder it read).
     """
     from peft import PeftModel
 
@@ -268,7 +435,11 @@ def load_prompt_adapter(model, folder: PathLike):
             f"the model need ({rows}, {token_dim}); use the model it was trained on, or save it again"
         )
     with os_errors(folder, "read"):
-        return PeftModel.from_pretrained(model, str(folder))
+        peft_model = PeftModel.from_pretrained(model, str(folder))
+    if (folder / ORIGIN_FILENAME).is_file():
+        # PEFT forgets the folder it read; tpv remembers the origin, so from_peft(peft_model) finds it.
+        record_origin(peft_model, Origin.load(folder / ORIGIN_FILENAME))
+    return peft_model
 
 
 def _read_adapter(folder: Path) -> tuple[dict, torch.Tensor]:
@@ -311,19 +482,44 @@ def _load_pickled_tensors(path: Path) -> dict:
     return tensors
 
 
-def _resolve_origin(origin, default_path: Path | None, where: str):
-    if origin is None and default_path is not None and default_path.is_file():
-        return Origin.load(default_path)
-    if origin is None:
-        raise TPVError(
-            f"no origin known for {where}: it was not made by tpv.init_prompt_tuning, so there is no "
-            f"{ORIGIN_FILENAME}; pass origin= the Origin (or .origin.safetensors file) it was tuned from"
-        )
+def _resolve_origin(origin, default_path: Path | None, where: str, config, model, seed, tokenizer):
     if isinstance(origin, (str, os.PathLike)):
-        return Origin.load(origin)
+        path = Path(origin)
+        # The adapter folder itself (e.g. of a PeftModel loaded with PeftModel.from_pretrained) holds the file.
+        return Origin.load(path / ORIGIN_FILENAME if path.is_dir() else path)
     if isinstance(origin, (Origin, torch.Tensor)):
         return origin
-    raise TPVError(f"origin must be an Origin, a tensor or a file path, got {type(origin).__name__}")
+    if origin is not None:
+        raise TPVError(f"origin must be an Origin, a tensor or a file path, got {type(origin).__name__}")
+    if default_path is not None and default_path.is_file():
+        return Origin.load(default_path)
+    init = str(getattr(config.get("prompt_tuning_init"), "value", config.get("prompt_tuning_init") or "RANDOM"))
+    if model is not None and (init == "TEXT" or seed is not None):
+        return origin_from_peft_config(config, model, seed=seed, tokenizer=tokenizer)
+    raise TPVError(_no_origin_message(where, init, default_path is None, model is not None))
+
+
+def _no_origin_message(where: str, init: str, loaded: bool, has_model: bool) -> str:
+    if init == "TEXT":
+        return (
+            f"{where} was initialised by PEFT from its init text; pass model= the base model, so tpv can embed "
+            "the text as PEFT did (or origin=)"
+        )
+    fixes = ["origin= the Origin (or .origin.safetensors file) it was tuned from"]
+    if loaded:
+        # PEFT keeps nothing of the folder a PeftModel.from_pretrained call read.
+        fixes.append(
+            f"origin='<adapter folder>' when it was loaded with PeftModel.from_pretrained from a folder holding "
+            f"{ORIGIN_FILENAME} (PEFT does not record the folder), or load it with tpv.load_prompt_adapter"
+        )
+    fixes.append(
+        f"seed= the torch.manual_seed(...) set right before get_peft_model, if PEFT drew it ({init})"
+        + ("" if has_model else " together with model= the base model")
+    )
+    return (
+        f"no origin known for {where}: it was not made by tpv.init_prompt_tuning, so there is no "
+        f"{ORIGIN_FILENAME}; pass " + "; or ".join(fixes)
+    )
 
 
 def _check_origin_base(origin: Origin, base_model: str | None, what: str) -> None:

@@ -7,6 +7,7 @@ bridge, so every import points down: the core never reaches up for them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -38,13 +39,53 @@ class TaskPromptVector(BaseTaskPromptVector):
         origin: Origin | torch.Tensor | PathLike | None = None,
         task: str | None = None,
         adapter_name: str = "default",
+        *,
+        model=None,
+        seed: int | None = None,
+        tokenizer=None,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: PathLike | None = None,
+        local_files_only: bool = False,
     ) -> TaskPromptVector:
-        """Build a vector from a prompt-tuned ``PeftModel`` or a saved adapter folder.
+        """Build a vector from a prompt-tuned ``PeftModel``, a saved adapter folder, or a Hub adapter repo id.
 
-        The origin is taken from ``origin`` if given, else from what :func:`tpv.init_prompt_tuning` recorded:
-        the model's own record or ``tpv_origin.safetensors`` beside the adapter files.
+        The origin is taken from ``origin`` if given (an :class:`Origin`, a tensor, an ``*.origin.safetensors``
+        file, or the adapter folder holding ``tpv_origin.safetensors``), else from what
+        :func:`tpv.init_prompt_tuning` recorded (the model's own record or ``tpv_origin.safetensors`` beside the
+        adapter files), else rebuilt from the adapter's PEFT config (see :func:`tpv.origin_from_peft_config`):
+        a ``PromptTuningInit.TEXT`` adapter always, a ``SAMPLE_VOCAB``/``RANDOM`` one with ``seed=``.
+
+        Args:
+            model_or_folder: a ``PeftModel``, an adapter folder, or a Hub repo id such as ``"user/adapter"`` (a
+                local path of the same spelling wins).
+            origin: the origin it was tuned from, when tpv did not record it.
+            task: the vector's task name (default: the folder's, the repo's or the adapter's name).
+            adapter_name: the PEFT adapter to read.
+            model: the base model, to rebuild a PEFT-made origin of an adapter folder.
+            seed: the ``torch.manual_seed`` set before ``get_peft_model``, for SAMPLE_VOCAB/RANDOM adapters.
+            tokenizer: the tokenizer of a TEXT init, instead of loading ``tokenizer_name_or_path``.
+            revision, token, cache_dir, local_files_only: as for ``from_pretrained`` (Hub ids only).
         """
-        return peft_io.vector_from_peft(cls, model_or_folder, origin=origin, task=task, adapter_name=adapter_name)
+        hub_options = {
+            "revision": revision,
+            "token": token,
+            "cache_dir": cache_dir,
+            "local_files_only": local_files_only,
+        }
+        if not isinstance(model_or_folder, (str, os.PathLike)):
+            hub_options = {k: v for k, v in hub_options.items() if v not in (None, False)}
+        return peft_io.vector_from_peft(
+            cls,
+            model_or_folder,
+            origin=origin,
+            task=task,
+            adapter_name=adapter_name,
+            model=model,
+            seed=seed,
+            tokenizer=tokenizer,
+            **hub_options,
+        )
 
     @classmethod
     def from_pretrained(

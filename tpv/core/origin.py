@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,7 +14,11 @@ from tpv.core._io import PathLike, atomic_save, describe_foreign_file, read_safe
 from tpv.core.errors import TPVError
 
 ORIGIN_FORMAT = "tpv-origin/1"
-ORIGIN_METHODS = ("sample_vocab", "normal", "paper", "captured")
+ORIGIN_METHODS = ("sample_vocab", "normal", "paper", "captured", "text", "peft_random", "peft_sample_vocab")
+# Origins rebuilt from a PEFT PromptTuningConfig (tpv.bridge.peft_io.origin_from_peft_config): "text" holds the
+# embeddings of the init text (option "text", tokenizer in "tokenizer"); the "peft_*" ones replay PEFT's own
+# draw after torch.manual_seed(seed).
+PEFT_METHODS = ("text", "peft_random", "peft_sample_vocab")
 # The official code's recipe (kinit-sk/task-prompt-vectors, scripts/create_origin.py): origin i holds the
 # embeddings of the first ids of the i-th permutation of the first 5000 vocabulary ids, all origins drawn one
 # after another from one NumPy stream seeded 1024.
@@ -25,7 +30,8 @@ PAPER_VOCAB_IDS = 5000
 class Origin:
     """A soft-prompt initialisation of shape ``(num_virtual_tokens × num_transformer_submodules, token_dim)``.
 
-    Build one with :func:`make_origin`; ``method="captured"`` marks an origin read back from a model or file
+    Build one with :func:`make_origin` (or, for an adapter PEFT initialised itself, with
+    :func:`tpv.origin_from_peft_config`); ``method="captured"`` marks an origin read back from a model or file
     whose recipe is unknown.
     """
 
@@ -64,6 +70,8 @@ class Origin:
     @property
     def recipe(self) -> str:
         """How the origin was made, e.g. ``sample_vocab(seed=0)``; a content hash when the recipe is unknown."""
+        if self.method == "text":
+            return f"text({json.dumps(self.options.get('text', ''))}, tokenizer={self.options.get('tokenizer')})"
         if self.method == "captured" or self.seed is None:
             return f"sha256:{self.sha256[:16]}"
         extras = "".join(f", {k}={v}" for k, v in sorted(self.options.items()))
