@@ -131,3 +131,75 @@ def test_default_model_answers_a_simple_question():
         output = model.generate(**inputs, max_new_tokens=20, do_sample=False)
     answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in answer, answer
+
+
+def test_from_pretrained_options_pass_through(make_tiny_model, tmp_path):
+    folder = _save_with_tokenizer(make_tiny_model("gpt2"), tmp_path / "gpt2")
+    for kernel in ("eager", "sdpa"):
+        model, _ = load_model(folder, dtype="float32", attn_implementation=kernel, revision="main")
+        assert model.config._attn_implementation == kernel  # revision means nothing to a local folder
+    model, _ = load_model(folder, device="cpu", dtype="float32", low_cpu_mem_usage=True, trust_remote_code=False)
+    assert model.device.type == "cpu"
+    with pytest.raises(TypeError, match="unexpected keyword argument 'no_such_option'"):
+        load_model(folder, dtype="float32", no_such_option=1)
+
+
+def test_checkpoint_dtype_is_transformers_auto_and_auto_is_tpvs_choice(make_tiny_model, tmp_path, monkeypatch):
+    folder = _save_with_tokenizer(make_tiny_model("gpt2").to(torch.float16), tmp_path / "gpt2")
+    model, _ = load_model(folder, dtype="checkpoint")
+    assert model.dtype == torch.float16  # the dtype the checkpoint was saved in
+    model, _ = load_model(folder, torch_dtype="auto")  # transformers' older name keeps transformers' meaning
+    assert model.dtype == torch.float16
+    model, _ = load_model(folder, torch_dtype=torch.float64)
+    assert model.dtype == torch.float64
+    monkeypatch.setenv("TPV_DTYPE", "float32")
+    model, _ = load_model(folder, dtype="auto")  # tpv's auto: the fastest here, not the checkpoint's
+    assert model.dtype == torch.float32
+    with pytest.raises(TPVError, match=r"dtype='float32' and torch_dtype='auto'; pass dtype only"):
+        load_model(folder, dtype="float32", torch_dtype="auto")
+
+
+def test_device_defaults_to_cuda_where_available(monkeypatch):
+    from tpv.bridge.models import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device(None) == torch.device("cpu")
+    with pytest.raises(TPVError, match=r"device 'cuda' asks for CUDA, which this machine's torch cannot use"):
+        resolve_device("cuda")
+    with pytest.raises(TPVError, match=r"unknown device 'gpu0'; pass 'cpu', 'cuda'"):
+        resolve_device("gpu0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device(None) == torch.device("cuda") and resolve_device("cuda:1") == torch.device("cuda:1")
+
+
+def test_the_dtype_is_chosen_for_the_device_that_will_run(make_tiny_model, tmp_path, monkeypatch):
+    from transformers import PreTrainedModel
+
+    import tpv.bridge.precision
+
+    folder = _save_with_tokenizer(make_tiny_model("gpt2"), tmp_path / "gpt2")
+    monkeypatch.delenv("TPV_DTYPE", raising=False)
+    # This host's CPU emulates bfloat16; the GPU the model is headed for runs it natively.
+    monkeypatch.setattr(tpv.bridge.precision, "_cpuinfo", lambda: "model name: Slow CPU\nflags: avx2\n")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100")
+    moved = []
+    monkeypatch.setattr(PreTrainedModel, "to", lambda self, *args, **kwargs: moved.append(args) or self)
+    model, _ = load_model(folder)
+    assert moved == [(torch.device("cuda"),)] and model.dtype == torch.bfloat16
+    assert model.config._attn_implementation != "eager"  # the CPU-only bfloat16 default stays off the GPU
+    moved.clear()
+    model, _ = load_model(folder, device="cpu")
+    assert moved == [(torch.device("cpu"),)] and model.dtype == torch.float32
+    model, _ = load_model(folder, device_map="cpu")  # placed by transformers, the dtype chosen for that device
+    assert model.dtype == torch.float32 and model.device.type == "cpu"
+    with pytest.raises(TPVError, match=r"load_model got device='cpu' and device_map, which places the model"):
+        load_model(folder, device="cpu", device_map="cpu")
+
+
+def test_the_previous_keyword_name_still_loads(make_tiny_model, tmp_path):
+    folder = _save_with_tokenizer(make_tiny_model("gpt2"), tmp_path / "gpt2")
+    with pytest.warns(DeprecationWarning, match=r"load_model\(name_or_path=\.\.\.\) is deprecated") as caught:
+        model, _ = load_model(name_or_path=folder, dtype="float32")
+    assert caught[0].filename == __file__ and type(model).__name__ == "GPT2LMHeadModel"

