@@ -122,10 +122,10 @@ def _run_train(args) -> int:
         model,
         tokenizer,
         args.task,
-        args.origin_seed,
         train_data,
+        origin=args.origin_seed,
         output_dir=args.output_dir,
-        eval_data=eval_data,
+        eval_dataset=eval_data,
         max_steps=args.steps,
         learning_rate=args.lr,
         batch_size=args.batch_size,
@@ -135,7 +135,7 @@ def _run_train(args) -> int:
         eval_method=args.eval_method,
         log_records=args.verbose,
         overwrite=args.overwrite,
-        training_args=training_args or None,
+        args=training_args or None,
     )
     scores = {k: v for k, v in result.metrics.items() if k.startswith("eval_")}
     print(f"vector  {result.vector_path}  {result.vector!r}")

@@ -204,10 +204,10 @@ class Lab:
             self.fresh_model(),
             self.tokenizer,
             task,
-            self.origin(origin_seed),
             train_data,
+            origin=self.origin(origin_seed),
             output_dir=output_dir,
-            eval_data=eval_data,
+            eval_dataset=eval_data,
             max_steps=steps,
             learning_rate=prompt.learning_rate if learning_rate is None else learning_rate,
             batch_size=min(prompt.batch_size, len(train_data)),
@@ -219,7 +219,7 @@ class Lab:
             seed=origin_seed,
             progress=self.progress,
             eval_steps=eval_steps,
-            training_args=extra_args,
+            args=extra_args,
             callbacks=callbacks,
         )
         return result.vector
