@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import os
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -154,16 +156,13 @@ class BaseTaskPromptVector:
                 "object of task → coefficient; re-save the vector with tpv"
             )
         try:
-            merge_text = metadata.get("merge") or None
-            if merge_text is not None:
-                merge_record(merge_text)
             return cls(
                 tensors[VECTOR_KEY],
                 tasks=tasks,
                 base_model=metadata.get("base_model"),
                 task_type=metadata.get("task_type"),
                 origin=metadata.get("origin"),
-                merge=merge_text,
+                merge=_readable_merge_record(metadata.get("merge") or None, path),
                 **fields,
             )
         except TPVError as error:
@@ -434,3 +433,21 @@ def _origin_parts(origin) -> tuple[torch.Tensor, dict]:
         return _checks.prompt_tensor(origin, "the origin"), {}
     got = tuple(origin.shape) if isinstance(origin, torch.Tensor) else type(origin).__name__
     raise TPVError(f"an origin must be a tpv.Origin or a 2-D tensor, got {got}; make one with tpv.make_origin")
+
+
+def _readable_merge_record(text: str | None, path: PathLike) -> str | None:
+    # The record only describes how the tensor was made; a damaged one must not lock the user out of an intact
+    # tensor, so it is dropped with a warning that gives the command to drop it from the file too.
+    if not text:
+        return None
+    try:
+        merge_record(text)
+    except TPVError:
+        warnings.warn(
+            f"'{path}' holds a merge record tpv cannot read ({text[:80]!r}: not a JSON object as tpv.merge "
+            'writes it); the vector was loaded without it. To drop it from the file: python -c "import tpv; '
+            f'tpv.TaskPromptVector.load({os.fspath(path)!r}).save({os.fspath(path)!r})"',
+            stacklevel=3,
+        )
+        return None
+    return text
