@@ -23,14 +23,19 @@ from pathlib import Path
 
 import numpy as np
 
-from tpv import init_prompt_tuning, make_origin, similarity_matrix
-from tpv.bridge.models import load_model
-from tpv.bridge.precision import hardware_summary
-from tpv.compose.merge import forget
-from tpv.compose.search import evaluation_score_fn, search_scale
-from tpv.data import load_split
-from tpv.engine.evaluation import evaluate
-from tpv.engine.training import train_prompt
+from tpv import (
+    evaluate,
+    evaluation_score_fn,
+    forget,
+    hardware_summary,
+    init_prompt_tuning,
+    load_model,
+    load_split,
+    make_origin,
+    search_scale,
+    similarity_matrix,
+    train_prompt,
+)
 
 TASKS = ("sst2", "yelp_polarity", "trec")
 
@@ -53,9 +58,9 @@ def main(argv=None) -> str:
             model,
             tokenizer,
             task,
-            origin,
-            load_split(task, "train"),
-            eval_data=val[task],
+            train_dataset=load_split(task, "train"),
+            origin=origin,
+            eval_dataset=val[task],
             output_dir=args.run_dir / task,
             max_steps=args.steps,
             batch_size=16,

@@ -15,11 +15,7 @@ import time
 
 import torch
 
-from tpv import auto_init, zoo
-from tpv.bridge.models import load_model
-from tpv.bridge.precision import hardware_summary
-from tpv.data import get_task, load_split
-from tpv.engine.evaluation import evaluate
+from tpv import auto_init, evaluate, get_task, hardware_summary, load_model, load_split, zoo
 
 
 def main(argv=None) -> None:

@@ -1,10 +1,13 @@
-"""Every ```python block of README.md and docs/**/*.md runs, and docs/api.md matches the docstrings.
+"""Every ```python block of README.md and docs/**/*.md runs, importing from `tpv` only; docs/api.md matches the code.
 
 Conventions (docs/index.md states them for readers):
 
+- Code in the pages and in examples/ imports only the public API: ``import tpv`` / ``from tpv import …``, never a
+  layer module (``tpv.bridge…``, ``tpv.engine…``), so what the docs teach is what stays stable.
+
 - The blocks of one page run in order in one namespace, in a fresh temporary working directory, so a page reads
   like a notebook.
-- ``tpv.bridge.models.load_model()`` is replaced by a tiny Llama with a word-level tokenizer, so pages written for the
+- ``tpv.load_model()`` is replaced by a tiny Llama with a word-level tokenizer, so pages written for the
   real default model run in seconds; everything else (data from TPV_DATA_DIR, training, files) is real.
 - ```` ```python network ```` blocks talk to the Hugging Face Hub, which the test machine cannot reach: they run
   against stand-ins for huggingface_hub's two network calls (``HfApi`` and ``snapshot_download``, the
@@ -13,6 +16,8 @@ Conventions (docs/index.md states them for readers):
   shape); tests/test_auto_init.py and tests/test_zoo.py run the same calls on it as slow tests.
 """
 
+import ast
+import json
 import re
 from pathlib import Path
 
@@ -24,6 +29,8 @@ from conftest import make_word_tokenizer
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 FENCE = re.compile(r"^```python([^\n]*)\n(.*?)^```", re.S | re.M)
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+NOTEBOOKS = sorted((ROOT / "examples").glob("*.ipynb"))
 
 
 def blocks(page: Path) -> list[tuple[int, str, str]]:
@@ -58,10 +65,55 @@ def _tiny_load_model(name_or_path=None, *, dtype="auto", device="cpu", attn_impl
     return model, tokenizer
 
 
+def non_public_imports(code: str) -> list[str]:
+    """The imports of ``code`` that reach below the package root: ``tpv.x`` in any spelling."""
+    found = []
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names if alias.name.startswith("tpv.")]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tpv."):
+            found.append(f"from {node.module} import …")
+    return found
+
+
+def _code_units() -> list[tuple[str, str]]:
+    units = [(f"{p.relative_to(ROOT)}:{line}", code) for p in PAGES for line, _, code in blocks(p)]
+    units += [(str(p.relative_to(ROOT)), p.read_text(encoding="utf-8")) for p in EXAMPLES]
+    for notebook in NOTEBOOKS:
+        cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+        units += [
+            (f"{notebook.relative_to(ROOT)} cell {i}", "".join(cell["source"]))
+            for i, cell in enumerate(cells)
+            if cell["cell_type"] == "code"
+        ]
+    return units
+
+
+def test_pages_and_examples_import_from_tpv_only():
+    units = _code_units()
+    assert len(units) > 20  # the pages, the example scripts and the notebook's cells were all found
+    offending = {where: found for where, code in units if (found := non_public_imports(code))}
+    assert not offending, f"import these from `tpv` (add them to tpv/__init__.py if missing): {offending}"
+
+
+def test_the_import_check_catches_each_spelling():
+    for code in (
+        "from tpv.bridge.models import load_model",
+        "import tpv.engine.training",
+        "import tpv.data as data",
+        "def f():\n    from tpv.compose.merge import forget",
+    ):
+        assert non_public_imports(code), code
+    assert non_public_imports("import tpv\nfrom tpv import load_model, zoo\nimport tpvx") == []
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_python_blocks_run(page, tmp_path, monkeypatch, stand_in_hub):
+    import tpv
     import tpv.bridge.models
 
+    # `from tpv import load_model` in a page reads the package's attribute; tpv's own code calls the layer's.
+    monkeypatch.setattr(tpv, "load_model", _tiny_load_model)
     monkeypatch.setattr(tpv.bridge.models, "load_model", _tiny_load_model)
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__docs__"}
