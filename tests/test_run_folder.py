@@ -255,14 +255,19 @@ def _results(stdout: str) -> list[dict]:
 
 @pytest.mark.processes
 def test_two_processes_give_one_process_vector_and_write_each_file_once(uninterrupted, tmp_path):
-    """2 processes × batch 2 against 1 × batch 4: the same global batch, so the same run."""
+    """2 processes × batch 2 against 1 × batch 4: the same global batch, so the same run, on the shared prefix
+    (each process runs the prompt once per step for its micro-batch; DDP averages the prompt's gradient)."""
     logs = tmp_path / "logs"
     logs.mkdir()
-    returncode, results, stderr = _torchrun(tmp_path / "run", "--log-writes", logs)
+    returncode, results, stderr = _torchrun(tmp_path / "run", "--log-writes", logs, "shared_prefix=true")
     assert returncode == 0, stderr[-3000:]
     assert len(results) == 2  # every process gets the result
     for result in results:
         _assert_same_vector(result, uninterrupted)
+        assert result["engine"] == "shared_prefix"
+    assert uninterrupted["engine"] == "shared_prefix"
+    record = json.loads((tmp_path / "run" / "tpv_train.json").read_text())
+    assert record["engine_per_rank"] == ["shared_prefix", "shared_prefix"]
 
     writes = {rank: (logs / f"writes-{rank}.txt").read_text().splitlines() for rank in (0, 1)}
     assert set(writes[0]).isdisjoint(writes[1])

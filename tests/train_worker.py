@@ -162,7 +162,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--log-writes", type=Path)
     parser.add_argument("overrides", nargs="*", help="key=value (JSON values) passed to train_prompt")
-    args = parser.parse_args()
+    # Intermixed: key=value overrides may follow options (torchrun tests append them last).
+    args = parser.parse_intermixed_args()
     args.output_dir.mkdir(parents=True, exist_ok=True)
     _announce_native_writes()
     if args.log_writes:
@@ -173,7 +174,12 @@ def main() -> None:
     # Last line of stdout (Trainer prints its logs there too).
     print(
         json.dumps(
-            {"vector": result.vector.tensor.flatten().tolist(), "path": str(result.vector_path), "events": events[0]}
+            {
+                "vector": result.vector.tensor.flatten().tolist(),
+                "path": str(result.vector_path),
+                "events": events[0],
+                "engine": result.engine,
+            }
         )
     )
     # Trainer leaves the gloo group to interpreter exit, where tearing it down can abort a rank

@@ -52,7 +52,7 @@ from tpv.data.encoding import (
 )
 from tpv.engine import run_folder
 from tpv.engine.evaluation import evaluate, format_scores, score_predictions
-from tpv.engine.prefix import FULL, SHARED_PREFIX, choose_engine, has_fast_path, shared_prefix_obstacle
+from tpv.engine.prefix import FULL, SHARED_PREFIX, as_forward, choose_engine, has_fast_path, shared_prefix_obstacle
 from tpv.engine.scoring import prompt_tuning_loss
 from tpv.engine.training_inputs import (
     CallForm,
@@ -211,13 +211,20 @@ class PromptTuningTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         unwrapped = self.accelerator.unwrap_model(model)
+
+        def loss_of(**batch):
+            return prompt_tuning_loss(unwrapped, batch, self.tpv_adapter_name, self.tpv_shared_prefix)
+
         if unwrapped is model:
-            loss = prompt_tuning_loss(model, inputs, self.tpv_adapter_name, self.tpv_shared_prefix)
-            self.tpv_engines_run.add(choose_engine(model, self.tpv_shared_prefix) if has_fast_path(model) else FULL)
+            loss = loss_of(**inputs)
         else:
-            self.tpv_engines_run.add(FULL)
-            # Under DDP the forward must go through the wrapper so gradients are synchronised.
-            loss = model(**{k: inputs[k] for k in ("input_ids", "attention_mask", "labels")}).loss
+            # DDP averages the prompt's gradient only after a forward of its own: run the loss as that forward.
+            with as_forward(unwrapped, loss_of):
+                loss = model(**inputs)
+        if not self.tpv_engines_run:  # the choice holds for the whole run; deciding it costs a cache per step
+            self.tpv_engines_run.add(
+                choose_engine(unwrapped, self.tpv_shared_prefix) if has_fast_path(unwrapped) else FULL
+            )
         return (loss, None) if return_outputs else loss
 
     def _save_checkpoint(self, model, trial):
@@ -593,12 +600,22 @@ def _train_in_run_folder(run: _Run) -> TrainResult:
             return _ready(_load_finished(run, state["finished"]), run, cached=True)
         trainer = _build_trainer(run)
         metrics = _train(trainer, run, state["checkpoint"])
-        result = _finish(run, trainer.state.log_history, metrics)
+        engines = _engines_per_rank(run.arguments, "+".join(sorted(trainer.tpv_engines_run)) or _choose_engine(run))
+        result = _finish(run, trainer.state.log_history, metrics, engines)
     finally:
         lock.release()
-    # Under DDP the loss runs through the wrapper, i.e. the full forward, whatever was chosen.
-    result.engine = "+".join(sorted(trainer.tpv_engines_run)) or _choose_engine(run)
     return _ready(result, run)
+
+
+def _engines_per_rank(args: TrainingArguments, engine: str) -> list[str]:
+    """The engine every process ran, in rank order (each process decides for its own model)."""
+    if args.world_size <= 1:
+        return [engine]
+    import torch.distributed as dist
+
+    engines: list = [None] * args.world_size
+    dist.all_gather_object(engines, engine)
+    return engines
 
 
 def _open_options(run: _Run) -> dict:
@@ -638,6 +655,7 @@ def _training_arguments(hyper: Hyperparameters, task: Task, eval_data, progress:
             greater_is_better=True,
         )
     fields.update(hyper.extra)
+    _refuse_untested_backends(fields)
     try:
         return TrainingArguments(**fields)
     except (ValueError, TypeError) as error:
@@ -645,6 +663,31 @@ def _training_arguments(hyper: Hyperparameters, task: Task, eval_data, progress:
             f"transformers.TrainingArguments rejected the settings: {error}; fix the value passed in "
             f"args (or the matching train_prompt argument)"
         ) from None
+
+
+# FSDP and DeepSpeed shard the prompt, save and evaluate otherwise than DDP, and need GPUs (accelerate runs neither
+# on CPUs, and silently falls back to DDP there), so no test covers them: a vector from them would be unchecked.
+_UNTESTED_BACKENDS = {"fsdp": "FSDP", "deepspeed": "DeepSpeed"}
+_BACKEND_FIX = (
+    "train with DDP instead (torchrun or accelerate launch without it: each process holds the whole model and "
+    "the prompt's gradient is averaged), and load a model too large for one device with "
+    "tpv.load_model(..., device_map='auto') in one process"
+)
+
+
+def _refuse_untested_backends(fields: Mapping[str, Any]) -> None:
+    for key, name in _UNTESTED_BACKENDS.items():
+        if fields.get(key):
+            raise TPVError(
+                f"args sets {key}={fields[key]!r}, but train_prompt does not run under {name}, which no test "
+                f"covers; {_BACKEND_FIX}"
+            )
+        variable = f"ACCELERATE_USE_{key.upper()}"
+        if os.environ.get(variable, "false").lower() in ("1", "true"):
+            raise TPVError(
+                f"{variable}={os.environ[variable]} (accelerate launch --use_{key}), but train_prompt does not run "
+                f"under {name}, which no test covers; {_BACKEND_FIX}"
+            )
 
 
 def _choose_engine(run: _Run) -> str:
@@ -896,7 +939,7 @@ def _start_prompt(origin: Origin, init_vector, init_scale: float) -> torch.Tenso
     return combine(items).apply_to(origin, init_scale)
 
 
-def _finish(run: _Run, history: list[dict], metrics: dict) -> TrainResult:
+def _finish(run: _Run, history: list[dict], metrics: dict, engines: list[str]) -> TrainResult:
     """Save the tuned adapter and its vector, then the record that marks the run finished."""
     output_dir, adapter_name, task = run.output_dir, run.options.adapter_name, run.task
     adapter_dir = output_dir if adapter_name == "default" else output_dir / adapter_name
@@ -909,6 +952,7 @@ def _finish(run: _Run, history: list[dict], metrics: dict) -> TrainResult:
         metrics=metrics,
         origin=run.origin,
         vector_path=vector_path,
+        engine="+".join(sorted(set(engines))),
     )
     if run.arguments.should_save:
         run.peft_model.save_pretrained(str(output_dir), selected_adapters=[adapter_name])
@@ -922,6 +966,7 @@ def _finish(run: _Run, history: list[dict], metrics: dict) -> TrainResult:
             "history": history,
             "vector": vector_path.name,
             "adapter_dir": str(adapter_dir.relative_to(output_dir)),
+            "engine_per_rank": engines,
         }
         atomic_write_text(output_dir / RESULT_FILENAME, json.dumps(record, indent=1, default=str))
     _barrier(run.arguments)
@@ -942,6 +987,7 @@ def _load_finished(run: _Run, record: dict) -> TrainResult:
     vector = TaskPromptVector.load(vector_path)
     # Leave the model where the finished run ended, as if it had just trained.
     set_prompt(run.peft_model, vector.apply_to(run.origin), run.options.adapter_name)
+    engines = record.get("engine_per_rank")  # absent from runs finished before it was recorded
     return TrainResult(
         vector=vector,
         adapter_dir=adapter_dir,
@@ -949,6 +995,7 @@ def _load_finished(run: _Run, record: dict) -> TrainResult:
         metrics=metrics,
         origin=run.origin,
         vector_path=vector_path,
+        engine="+".join(sorted(set(map(str, engines)))) if isinstance(engines, list) and engines else None,
     )
 
 
