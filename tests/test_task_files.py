@@ -102,3 +102,112 @@ def test_a_broken_table_of_ones_own_fails_as_a_registered_tasks_does(tmp_path):
     (folder / "train.csv").write_bytes(b"text,label\ncaf\xe9,good\n")
     with pytest.raises(TPVError, match=r"train\.csv.*UTF-8"):
         Task.from_files(folder)
+
+
+def _reviews(datasets, n=40, name="my_reviews", labels=None):
+    features = datasets.Features(
+        {
+            "id": datasets.Value("int64"),
+            "text": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["neg", "pos"]),
+        }
+    )
+    rows = {
+        "id": list(range(n)),
+        "text": [f"review {i}" for i in range(n)],
+        "label": labels or [i % 2 for i in range(n)],
+    }
+    return datasets.Dataset.from_dict(rows, info=datasets.DatasetInfo(dataset_name=name, features=features))
+
+
+@pytest.fixture
+def datasets(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+
+    # Nothing may copy a whole dataset into Python lists: the task reads rows on demand.
+    def refused(self, *args, **kwargs):
+        raise AssertionError("a whole-dataset copy")
+
+    for method in ("to_list", "to_dict", "to_pandas"):
+        monkeypatch.setattr(datasets.Dataset, method, refused)
+    return datasets
+
+
+def test_from_dataset_reads_classlabel_names_and_skips_unlabelled_splits(datasets):
+    data = datasets.DatasetDict(
+        {
+            "train": _reviews(datasets),
+            "test": _reviews(datasets, 36),
+            "unsupervised": _reviews(datasets, 10, labels=[-1] * 10),  # imdb's layout
+        }
+    )
+    with pytest.warns(UserWarning, match=r"split 'unsupervised' has no labels \(label is -1 in all 10 rows"):
+        task = Task.from_dataset(data)
+    assert get_task("my_reviews") is task and task.label_words == ("neg", "pos")  # no labels= needed
+    assert sorted(task.data) == ["test", "train", "validation"]  # the held-out validation, as from_files does
+    assert len(task.split("train")) + len(task.split("validation")) == 40 and len(task.split("test")) == 36
+    assert task.fields == ("text",) and task.template == "text: {text}\nanswer:"  # the id is no text field
+    assert task.format(load_split("my_reviews", "test")[3]) == ("text: review 3\nanswer:", "pos")
+    assert task.split("test")[:2] == [
+        {"id": 0, "text": "review 0", "label": 0},
+        {"id": 1, "text": "review 1", "label": 1},
+    ]
+
+
+def test_unlabelled_rows_of_a_labelled_split_are_left_out_with_a_note(datasets):
+    data = datasets.DatasetDict(
+        {"train": _reviews(datasets, labels=[-1, -1] + [i % 2 for i in range(38)]), "validation": _reviews(datasets, 4)}
+    )
+    with pytest.warns(UserWarning, match=r"2 of 40 rows of split 'train' have no label \(label=-1\); left out"):
+        task = Task.from_dataset(data, name="partly")
+    assert len(task.split("train")) == 38 and task.split("train")[0]["text"] == "review 2"
+
+
+def test_from_dataset_reads_a_save_to_disk_folder(datasets, tmp_path):
+    datasets.DatasetDict({"train": _reviews(datasets), "validation": _reviews(datasets, 8)}).save_to_disk(
+        tmp_path / "d"
+    )
+    task = Task.from_dataset(tmp_path / "d", label_field="label", text_fields="text")
+    assert task.name == "my_reviews" and task.source == f"'{tmp_path / 'd'}'" and len(task.split("validation")) == 8
+
+
+def test_from_dataset_loads_a_hub_id_with_load_dataset(datasets, monkeypatch):
+    calls = []
+
+    def load_dataset(path, name=None, **kwargs):  # stands in for the download; the rest is the real datasets
+        calls.append((path, name, kwargs))
+        return datasets.DatasetDict(
+            {"train": _reviews(datasets, name="imdb"), "test": _reviews(datasets, 8, name="imdb")}
+        )
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    # "imdb" is a built-in task of another template: never replaced silently.
+    with pytest.raises(TPVError, match=r"task 'imdb' is already registered \(a built-in task .*\); pass name="):
+        Task.from_dataset("stanfordnlp/imdb", revision="v1")
+    assert calls == [("stanfordnlp/imdb", None, {"revision": "v1", "token": None, "cache_dir": None})]
+    task = Task.from_dataset("stanfordnlp/imdb", name="imdb_hf", splits={"train": "train", "validation": "test"})
+    assert task.name == "imdb_hf" and sorted(task.data) == ["train", "validation"]
+    with pytest.raises(FileNotFoundError, match="neither a save_to_disk folder nor a Hub dataset id"):
+        Task.from_dataset("./no/such folder")
+
+
+def test_a_clash_with_a_user_task_of_another_definition_is_refused(datasets):
+    Task.from_dataset(_reviews(datasets, 60))
+    Task.from_dataset(_reviews(datasets, 60))  # the same definition again: fine
+    with pytest.raises(TPVError, match=r"task 'my_reviews' is already registered \(a user task"):
+        Task.from_dataset(_reviews(datasets, 60), template="say: {text}\nanswer:")
+    assert Task.from_dataset(
+        _reviews(datasets, 60), template="say: {text}\nanswer:", overwrite=True
+    ).template.startswith("say")
+    nameless = datasets.Dataset.from_dict({"text": ["a"] * 40, "label": [0.5] * 40})
+    with pytest.raises(TPVError, match="carries no dataset name in its info; pass name="):
+        Task.from_dataset(nameless)
+    assert Task.from_dataset(nameless, name="scores").regression
+
+
+def test_from_dataset_without_datasets_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets now raises ImportError
+    with pytest.raises(TPVError, match=r"pip install 'tpv\[hub\]'"):
+        Task.from_dataset("stanfordnlp/imdb")

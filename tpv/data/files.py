@@ -38,12 +38,13 @@ _ANSWER_WORD = {"sentiment": "sentiment", "topic": "topic", "grammar": "grammar"
 
 @dataclass(frozen=True)
 class FileTask(Task):
-    """A :class:`Task` that carries its own examples (``data``: split → list of example dicts)."""
+    """A :class:`Task` that carries its own examples (``data``: split → list of example dicts, or the rows of a
+    ``datasets`` split read on demand, for :meth:`Task.from_dataset`)."""
 
-    data: Mapping[str, list] = field(default_factory=dict, hash=False, compare=False, repr=False)
+    data: Mapping[str, Sequence[dict]] = field(default_factory=dict, hash=False, compare=False, repr=False)
     source: str = ""
 
-    def split(self, name: str) -> list[dict]:
+    def split(self, name: str) -> Sequence[dict]:
         """The examples of split ``name`` (``train``, ``validation`` or ``test``)."""
         if name not in self.data:
             raise TPVError(f"task {self.name!r} (from {self.source}) has no {name!r} split; it has {sorted(self.data)}")

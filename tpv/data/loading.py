@@ -43,7 +43,9 @@ def load_split(task: str | Task, split: str, data_dir: str | os.PathLike | None 
     """
     task = get_task(task)
     if isinstance(task, FileTask) and task.data:
-        return task.split(split)  # a task made by Task.from_files carries its own examples
+        # A task made by Task.from_files carries its own examples; one from Task.from_dataset reads them from
+        # Arrow only now, for the one split asked for (task.split(name) gives them without the list).
+        return list(task.split(split))
     if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
         raise TPVError(f"data_dir must be a folder path, got {data_dir!r}")
     folder = Path(data_dir) if data_dir is not None else data_dir_from_env()

@@ -111,12 +111,31 @@ class Task:
     def from_files(cls, source, **options) -> Task:
         """A registered task from the user's own data files; see :func:`tpv.data.files.from_files`.
 
+        A ``datasets`` Dataset or DatasetDict goes to :meth:`from_dataset`, which reads its label names.
+
         Example:
             >>> task = Task.from_files("my_reviews/", text_fields="review", label_field="stars")  # doctest: +SKIP
         """
+        if _is_dataset(source):
+            return cls.from_dataset(source, **options)
         from tpv.data.files import from_files
 
         return from_files(source, **options)
+
+    @classmethod
+    def from_dataset(cls, dataset_or_id, config: str | None = None, **options) -> Task:
+        """A registered task from a Hugging Face dataset; see :func:`tpv.data.dataset_task.from_dataset`.
+
+        ``dataset_or_id`` is a ``datasets.Dataset`` or ``DatasetDict``, a ``save_to_disk`` folder or a Hub
+        dataset id; the label words are the label column's ``ClassLabel`` names, the name the dataset's own, and
+        unlabelled splits (imdb's ``unsupervised``) are left out with a warning. Needs ``pip install 'tpv[hub]'``.
+
+        Example:
+            >>> task = Task.from_dataset("stanfordnlp/imdb", splits=["train", "test"])  # doctest: +SKIP
+        """
+        from tpv.data.dataset_task import from_dataset
+
+        return from_dataset(dataset_or_id, config, **options)
 
     @property
     def is_classification(self) -> bool:
@@ -212,6 +231,11 @@ class Task:
             match = _NUMBER.search(text)
             return float(match.group()) if match else math.nan
         return text
+
+
+def _is_dataset(source) -> bool:
+    # By type name, so a folder or file path never imports datasets.
+    return type(source).__name__ in ("Dataset", "DatasetDict") and hasattr(source, "column_names")
 
 
 def _as_text(value, task_name: str, field_name: str) -> str:
