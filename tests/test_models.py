@@ -157,6 +157,8 @@ def test_checkpoint_dtype_is_transformers_auto_and_auto_is_tpvs_choice(make_tiny
     assert model.dtype == torch.float32
     with pytest.raises(TPVError, match=r"dtype='float32' and torch_dtype='auto'; pass dtype only"):
         load_model(folder, dtype="float32", torch_dtype="auto")
+    with pytest.raises(TPVError, match=r"unknown dtype 'fp16'; use 'auto' \(the fastest on the device\), 'checkpoint'"):
+        load_model(folder, dtype="fp16")
 
 
 def test_device_defaults_to_cuda_where_available(monkeypatch):

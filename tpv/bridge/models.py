@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from tpv.bridge.precision import resolve_dtype
+from tpv.bridge.precision import DTYPE_NAMES, resolve_dtype
 from tpv.core._io import cache_dir
 from tpv.core.errors import TPVError
 
@@ -144,6 +144,11 @@ def load_model(
         'left'
     """
     source, options, dtype = _old_names(source, dict(from_pretrained_kwargs), dtype)
+    if isinstance(dtype, str) and dtype not in ("auto", CHECKPOINT_DTYPE, *DTYPE_NAMES):
+        raise TPVError(
+            f"unknown dtype {dtype!r}; use 'auto' (the fastest on the device), 'checkpoint' (the checkpoint's own, "
+            f"transformers' 'auto') or one of {list(DTYPE_NAMES)}"
+        )
     if source is None:
         path, display_name = str(default_model_path()), DEFAULT_MODEL
     else:
