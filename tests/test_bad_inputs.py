@@ -50,8 +50,9 @@ def _rewrite(path, tensors=None, **changes) -> str:
     return str(path)
 
 
-def _cli_error(capsys, argv) -> str:
-    assert main(argv) == 2
+def _cli_error(capsys, argv, status: int = 2) -> str:
+    # 2: a usage error, found before any work; 1: the work failed (tpv --help, "exit status").
+    assert main(argv) == status
     err = capsys.readouterr().err.strip()
     # Progress bars (e.g. transformers' "Loading weights") may come first; the error is one line, the last.
     assert "Traceback" not in err, err
@@ -151,7 +152,7 @@ def test_cli_maps_errors_raised_inside_other_libraries(error, shown, capsys, mon
 
     parser_run = tpv.cli.app.build_parser
     monkeypatch.setattr(tpv.cli.app, "build_parser", lambda: _with_run(parser_run(), boom))
-    assert shown in _cli_error(capsys, ["vector", "info", "x"])
+    assert shown in _cli_error(capsys, ["vector", "info", "x"], status=1)
 
 
 def _with_run(parser, run):
@@ -195,17 +196,10 @@ def test_malformed_tasks_metadata(tasks, shown, tmp_path):
 
 
 @pytest.mark.parametrize("record", ["{", "[1, 2]", '"text"', "3"])
-def test_malformed_merge_metadata_leaves_the_tensor_readable(record, tmp_path):
-    # The record only describes how the vector was made: the intact tensor loads, with a warning giving the fix.
-    vector = _vector()
-    path = _rewrite(vector.save(tmp_path / "v.tpv.safetensors"), merge=record)
-    command = f"tpv.TaskPromptVector.load({path!r}).save({path!r})"
-    with pytest.warns(UserWarning, match=f"holds a merge record tpv cannot read .*To drop it .*{re.escape(command)}"):
-        loaded = TaskPromptVector.load(path)
-    assert torch.equal(loaded.tensor, vector.tensor) and loaded.tasks == vector.tasks and loaded.merge is None
-    with pytest.warns(UserWarning, match="holds a merge record tpv cannot read"):
-        exec(command, {"tpv": __import__("tpv")})  # the command the warning gives (it warns once more, then saves)
-    assert "merge" not in _metadata(path) and torch.equal(TaskPromptVector.load(path).tensor, vector.tensor)
+def test_malformed_merge_metadata(record, tmp_path):
+    path = _rewrite(_vector().save(tmp_path / "v.tpv.safetensors"), merge=record)
+    with pytest.raises(TPVError, match="the merge record .* is not a JSON object .*re-save the vector with tpv"):
+        TaskPromptVector.load(path)
 
 
 @pytest.mark.parametrize(
@@ -732,6 +726,8 @@ def _bad_file(tmp_path, case) -> str:
         _save_raw(path, torch.ones(4, 8, dtype=torch.int32))
     elif case == "negative tokens":
         _rewrite(_vector().save(path), num_virtual_tokens="-4", num_transformer_submodules="-1")
+    elif case == "bad merge":
+        _rewrite(_vector().save(path), merge="{")
     elif case == "origin file":
         Origin(torch.zeros(4, 8), num_virtual_tokens=4).save(path)
     return str(path)
@@ -745,6 +741,7 @@ def _bad_file(tmp_path, case) -> str:
         ("tasks list", "is not a JSON object of task → coefficient"),
         ("int tensor", "as torch.int32, but tpv/1 files hold float32"),
         ("negative tokens", "num_virtual_tokens='-4' is not an integer ≥ 1"),
+        ("bad merge", "the merge record '{' is not a JSON object"),
         ("origin file", "is not a task prompt vector file: it is a tpv origin file (load it with tpv.Origin.load)"),
     ],
 )
@@ -778,7 +775,7 @@ def test_cli_train_into_a_file_or_with_a_broken_run_record(model_dir, tmp_path, 
     assert main([*train, "--output-dir", str(run)]) == 0
     capsys.readouterr()
     (run / "tpv_train.json").write_text("[1, 2")
-    err = _cli_error(capsys, [*train, "--output-dir", str(run)])
+    err = _cli_error(capsys, [*train, "--output-dir", str(run)], status=1)
     assert "the run record" in err and "is not valid JSON" in err and "delete it to train again" in err
 
 

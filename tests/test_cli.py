@@ -1,6 +1,7 @@
 """The `tpv` command: help everywhere, one-line errors with exit 2, and real runs on a tiny saved model."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -64,7 +65,7 @@ def test_subcommands_show_examples():
     [
         ([], "the following arguments are required: COMMAND"),
         (["vector"], "the following arguments are required: COMMAND"),
-        (["train", "no_such_task", "--output-dir", "x"], "unknown task 'no_such_task'"),
+        (["train", "no_such_task", "--output-dir", "{tmp}/run"], "unknown task 'no_such_task'"),
         (
             ["train", "sst2", "--output-dir", "{tmp}/run", "--limit", "4", "--lr", "nan"],
             "--lr must be a positive number such as 0.3, got nan",
@@ -97,6 +98,103 @@ def test_malformed_input_exits_2_with_one_line(argv, message, vector_files, tmp_
         argv += ["--model", str(model_dir)]
     assert main(argv) == 2
     assert message in _error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["train", "sst2", "--virtual-tokens", "0", "--output-dir", "{tmp}/run"],
+            "--virtual-tokens must be ≥ 1, got 0",
+        ),
+        (["train", "sst2", "--output-dir", "{sst2}/run"], "a file is in the way at '{sst2}'"),
+        (["train", "sst2", "--scale", "inf", "--output-dir", "{tmp}/run"], "--scale must be a finite number, got inf"),
+        (["eval", "--vector", "{sst2}", "--task", "sst2", "--device", "bogus"], "--device 'bogus' is not a device"),
+        (["eval", "--vector", "{sst2}", "--task", "sst2", "--origin", "{tmp}/none.origin.safetensors"], "no such file"),
+        (["search", "{sst2}", "--device", "cuda:99"], "--device cuda:99 but "),
+        (["init", "{sst2}", "-o", "{tmp}/x", "--virtual-tokens", "-1"], "--virtual-tokens must be ≥ 1, got -1"),
+        (["init", "--auto", "--task", "sst2", "--k", "0", "-o", "{tmp}/x"], "--k must be ≥ 1, got 0"),
+        (["init", "--auto", "--task", "sst2", "--merge-method", "median", "-o", "{tmp}/x"], "unknown --merge-method"),
+        (["init", "--auto", "--task", "no_such_task", "-o", "{tmp}/x"], "unknown task 'no_such_task'"),
+    ],
+)
+def test_bad_values_exit_2_before_the_model_loads(argv, message, vector_files, tmp_path, capsys, monkeypatch):
+    import tpv.bridge.models
+
+    monkeypatch.setattr(tpv.bridge.models, "load_model", lambda *a, **k: pytest.fail("loaded the model"))
+    names = {**vector_files, "tmp": str(tmp_path)}
+    assert main([arg.format(**names) for arg in argv]) == 2
+    assert message.format(**names) in _error_line(capsys)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "x").exists()
+
+
+def test_a_bad_value_is_exactly_one_line_with_no_dtype_note(model_dir, tmp_path):
+    # The dtype note ("tpv: float32: this CPU has no AMX …") is printed when a model loads; a bad value used to
+    # be found only after the load, so the note came before the error.
+    env = {key: value for key, value in os.environ.items() if key != "TPV_DTYPE"}
+    command = [sys.executable, "-m", "tpv", "train", "sst2", "--virtual-tokens", "0", "--output-dir", "x"]  # cwd: tmp
+    done = subprocess.run(
+        [*command, "--model", str(model_dir)], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert (
+        done.stderr
+        == "tpv: error: --virtual-tokens must be ≥ 1, got 0; pass a number of soft-prompt tokens such as 20\n"
+    )
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_dtype_note_is_printed_once_where_the_model_loads(model_dir, tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "TPV_DTYPE"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tpv", "init", "--virtual-tokens", "2", "-o", "out", "--model", str(model_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    notes = [line for line in done.stderr.splitlines() if "override with dtype= / --dtype" in line]
+    assert len(notes) == 1, done.stderr
+
+
+def test_a_failure_of_the_work_exits_1(vector_files, tmp_path, capsys):
+    short = TaskPromptVector(torch.ones(2, 16), tasks={"short": 1.0}).save(tmp_path / "short.tpv.safetensors")
+    out = tmp_path / "sum.tpv.safetensors"
+    # The inputs are read (a missing one is a usage error, 2); adding vectors of two lengths fails the work (1).
+    assert main(["vector", "combine", vector_files["sst2"], str(tmp_path / "missing"), "-o", str(out)]) == 2
+    assert "no such file" in _error_line(capsys)
+    assert main(["vector", "combine", vector_files["sst2"], str(short), "-o", str(out)]) == 1
+    assert "num_virtual_tokens differ" in _error_line(capsys) and not out.exists()
+
+
+def test_help_documents_the_exit_statuses(capsys):
+    assert main(["--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "exit status: 0 done; 1 the work failed" in help_text and "2 the command line is wrong" in help_text
+
+
+def test_device_reaches_load_model(model_dir, vector_files, tmp_path, monkeypatch, capsys):
+    import tpv.bridge.models
+
+    real, devices = tpv.bridge.models.load_model, []
+
+    def spy(*args, **kwargs):
+        devices.append(kwargs.get("device", "load_model's default"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tpv.bridge.models, "load_model", spy)
+    argv = ["init", vector_files["sst2"], "--model", str(model_dir)]
+    assert main([*argv, "-o", str(tmp_path / "a"), "--device", "cpu"]) == 0
+    assert main([*argv, "-o", str(tmp_path / "b")]) == 0
+    assert devices == ["cpu", "load_model's default"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_cuda_without_a_gpu_is_a_usage_error(vector_files, capsys):
+    assert main(["eval", "--vector", vector_files["sst2"], "--task", "sst2", "--device", "cuda"]) == 2
+    assert "--device cuda but torch sees no CUDA device here" in _error_line(capsys)
 
 
 def test_a_non_safetensors_file_is_one_line_error(tmp_path, capsys):
@@ -304,8 +402,9 @@ def test_train_reuses_a_finished_run(model_dir, tmp_path, capsys):
     assert "loss" not in " ".join(again)  # nothing trained the second time
     assert again[-2:] == first[-2:]
 
-    # Other settings into the same folder: one line naming what differs and the two ways out.
-    assert main([*argv, "--lr", "0.1"]) == 2
+    # Other settings into the same folder: one line naming what differs and the two ways out; found once the
+    # run folder is compared with the loaded model's run, so it is a failure of the work (1), not of usage.
+    assert main([*argv, "--lr", "0.1"]) == 1
     stderr = capsys.readouterr().err
     assert "Traceback" not in stderr
     error = stderr.strip().splitlines()[-1]
@@ -360,26 +459,34 @@ def test_every_documented_reproduce_command_parses_and_reaches_reproduce(monkeyp
     for words in commands:
         assert main(["reproduce", *words, "--run-dir", str(tmp_path), "--dry-run"]) == 0, words
         (profile,), options = calls.pop()
-        assert profile in {"smoke", "cpu", "gpu", "paper-smoke", "paper-cpu", "paper-gpu"}, words
+        assert profile in tpv.experiments.PROFILES, words
         assert options["dry_run"] is True and options["run_dir"] == str(tmp_path)
     capsys.readouterr()
 
     # The spellings mean the same: positional or --profile, --study or --studies, repeatable.
-    for argv in (["cpu", "--study", "a", "--studies", "b"], ["--profile", "cpu", "--studies", "a", "--study", "b"]):
+    for argv in (
+        ["cpu", "--study", "similarity", "--studies", "few_shot"],
+        ["--profile", "cpu", "--studies", "similarity", "--study", "few_shot"],
+    ):
         assert main(["reproduce", *argv, "--run-dir", str(tmp_path)]) == 0
         assert calls.pop() == (
             ("cpu",),
-            {"studies": ["a", "b"], "run_dir": str(tmp_path), "dry_run": False, "progress": True},
+            {"studies": ["similarity", "few_shot"], "run_dir": str(tmp_path), "dry_run": False, "progress": True},
         )
     assert main(["reproduce"]) == 0 and calls.pop()[0] == ("smoke",)
     assert main(["reproduce", "cpu", "--profile", "gpu"]) == 2
     assert "two profiles, 'cpu' and --profile 'gpu'" in _error_line(capsys)
+    # Usage errors found before reproduce() is called: exit 2, nothing planned.
+    assert main(["reproduce", "no-such-profile"]) == 2 and "no profile 'no-such-profile'" in _error_line(capsys)
+    assert main(["reproduce", "cpu", "--study", "simlarity"]) == 2
+    assert "unknown --study simlarity; choose from origin_independence" in _error_line(capsys)
+    assert calls == []
 
 
 def test_reproduce_without_experiments_is_a_one_line_error(monkeypatch, capsys):
     # None in sys.modules makes `import tpv.experiments` raise ImportError, as on an install without it.
     monkeypatch.setitem(sys.modules, "tpv.experiments", None)
-    assert main(["reproduce", "--profile", "smoke"]) == 2
+    assert main(["reproduce", "--profile", "smoke"]) == 1  # the installation lacks it: not a usage error
     assert "tpv.experiments" in _error_line(capsys)
 
 

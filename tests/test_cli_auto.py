@@ -145,22 +145,33 @@ def test_train_eval_search_take_own_data(model_dir, my_data, library, tmp_path, 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["init", "--auto", "--task", "nope", "-o", "x"], r"unknown task 'nope'"),
-        (["init", "--auto", "-o", "x"], r"no task: name a registered task"),
-        (["init", "--auto", "--task", "sst2", "--sources", "/no/such", "-o", "x"], r"no such source file or folder"),
-        (["init", "--auto", "--task", "sst2", "--sources", "zoo", "LIB", "-o", "x"], r"--sources zoo cannot be mixed"),
-        (["init", "a.tpv.safetensors", "--auto", "--task", "sst2", "-o", "x"], r"--auto chooses the vectors itself"),
-        (["init", "--task", "sst2", "-o", "x"], r"add --auto"),
-        (["init", "--auto", "--task", "sst2", "--sources", "LIB", "--grid", "0,x", "-o", "x"], r"bad --grid"),
-        (["train", "--output-dir", "x"], r"no task: name a registered task"),
+        (["init", "--auto", "--task", "nope", "-o", "OUT"], r"unknown task 'nope'"),
+        (["init", "--auto", "-o", "OUT"], r"no task: name a registered task"),
+        (["init", "--auto", "--task", "sst2", "--sources", "/no/such", "-o", "OUT"], r"no such source file or folder"),
+        (
+            ["init", "--auto", "--task", "sst2", "--sources", "zoo", "LIB", "-o", "OUT"],
+            r"--sources zoo cannot be mixed",
+        ),
+        (["init", "a.tpv.safetensors", "--auto", "--task", "sst2", "-o", "OUT"], r"--auto chooses the vectors itself"),
+        (["init", "--task", "sst2", "-o", "OUT"], r"add --auto"),
+        (["init", "--auto", "--task", "sst2", "--sources", "LIB", "--grid", "0,x", "-o", "OUT"], r"bad --grid"),
+        (["train", "--output-dir", "OUT"], r"no task: name a registered task"),
         (
             ["eval", "--vector", "LIB/alpha.tpv.safetensors", "--data", "DATA", "--label-field", "rating"],
             r"no label field 'rating' in .*; the fields found are \['review', 'stars'\]",
         ),
     ],
 )
-def test_bad_inputs_exit_2_with_one_line(argv, message, library, my_data, capsys):
-    argv = [str(library) if a == "LIB" else a.replace("LIB", str(library)).replace("DATA", str(my_data)) for a in argv]
+def test_bad_inputs_exit_2_with_one_line(argv, message, library, my_data, tmp_path, capsys):
+    out = str(tmp_path / "out")
+    argv = [
+        str(library)
+        if a == "LIB"
+        else out
+        if a == "OUT"
+        else a.replace("LIB", str(library)).replace("DATA", str(my_data))
+        for a in argv
+    ]
     assert main(argv) == 2
     import re
 

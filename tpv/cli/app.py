@@ -6,7 +6,7 @@ import argparse
 import pickle
 import sys
 
-from tpv.cli.common import EXIT_ERROR, Parser, examples_epilog, formatter
+from tpv.cli.common import EXIT_FAILURE, EXIT_STATUSES, EXIT_USAGE, Parser, UsageError, examples_epilog, formatter
 from tpv.cli.eval import add_eval
 from tpv.cli.init import add_init
 from tpv.cli.reproduce import add_reproduce
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``tpv`` command with ``argv`` (default: ``sys.argv[1:]``) and return its exit status.
 
     Example:
-        >>> main(["vector", "info", "missing.tpv.safetensors"])
+        >>> main(["vector", "info", "missing.tpv.safetensors"])  # a usage error: the input is missing
         2
     """
     parser = build_parser()
@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(stop.code or 0)
     try:
         return int(args.run(args) or 0)
+    except UsageError as error:
+        return _fail(str(error), EXIT_USAGE)
     except TPVError as error:
         return _fail(str(error))
     except OSError as error:  # the library maps its own; this catches those raised inside other libraries
@@ -46,9 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, status: int = EXIT_FAILURE) -> int:
     print(f"tpv: error: {' '.join(message.split())}", file=sys.stderr)
-    return EXIT_ERROR
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
             "tpv init combo.tpv.safetensors --origin-seed 7 --scale 0.8 -o runs/imdb-init",
             "tpv eval --adapter runs/sst2 --task sst2 --split test --json",
             "tpv reproduce smoke --dry-run",
-        ),
+        )
+        + "\n\n"
+        + EXIT_STATUSES,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=Parser)

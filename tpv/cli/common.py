@@ -8,11 +8,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tpv.core.errors import TPVError
 
-EXIT_ERROR = 2
+EXIT_FAILURE = 1  # the work failed: training, scoring, writing, a file's contents
+EXIT_USAGE = 2  # the command line is wrong, found before any work started (argparse's status for usage errors)
+EXIT_ERROR = EXIT_USAGE  # the name before exit statuses were split; kept for scripts that import it
+EXIT_STATUSES = (
+    "exit status: 0 done; 1 the work failed (training, scoring, writing, a file it could not read);\n"
+    "  2 the command line is wrong (an unknown option, a bad value, a missing input, an unknown task),\n"
+    "  found before any model loads or anything is written; 130 interrupted."
+)
 DTYPES = ("auto", "float32", "bfloat16")
 # tpv.compose.merge.MERGE_METHODS' names, spelled out so that building the parser does not import torch
 # (tests/test_cli.py checks that the two agree).
@@ -23,7 +32,26 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line that points at ``--help`` instead of a usage dump."""
 
     def error(self, message):
-        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
+class UsageError(TPVError):
+    """A bad command line, found before any work started: exit status 2 (:data:`EXIT_USAGE`)."""
+
+
+@contextmanager
+def checking_arguments() -> Iterator[None]:
+    """Inside, a :class:`TPVError` means the command line is wrong, so it leaves as a :class:`UsageError`.
+
+    Each command checks its options and reads its inputs (tasks, data, vector files) in this block, before it
+    loads a model or writes anything; what fails after it is a failure of the work (exit status 1).
+    """
+    try:
+        yield
+    except UsageError:
+        raise
+    except TPVError as error:
+        raise UsageError(str(error)) from error
 
 
 def formatter(prog):
@@ -49,6 +77,37 @@ def model_options(parser) -> None:
         "(measured once, cached), else float32; $TPV_DTYPE sets the default "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--device",
+        default=None,
+        metavar="DEVICE",
+        help="where the model runs, e.g. cuda, cuda:1, cpu, mps; --dtype auto is judged for it "
+        "(default: CUDA where available, else the CPU)",
+    )
+
+
+def check_model_options(args) -> None:
+    """Refuse a ``--device`` this machine does not have, before anything loads."""
+    if args.device is None:
+        return
+    import torch
+
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise TPVError(f"--device {args.device!r} is not a device; pass e.g. cuda, cuda:1, cpu or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TPVError(
+            f"--device {args.device} but torch sees no CUDA device here (torch.cuda.is_available() is False); "
+            "pass --device cpu, or install a CUDA build of torch on a machine with a GPU"
+        )
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise TPVError(
+            f"--device {args.device} but this machine has {torch.cuda.device_count()} CUDA device(s), "
+            f"numbered from 0; pass --device cuda:0"
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise TPVError(f"--device {args.device} but torch sees no Apple MPS device here; pass --device cpu")
 
 
 def data_options(parser) -> None:
@@ -118,7 +177,19 @@ def origin_options(parser) -> None:
 def model_from_args(args):
     from tpv.bridge.models import load_model
 
-    return load_model(args.model, dtype=args.dtype)
+    # Without --device, load_model's own default decides (CUDA where available).
+    device = {"device": args.device} if args.device else {}
+    return load_model(args.model, dtype=args.dtype, **device)
+
+
+def check_positive(value: int | None, option: str, example: str) -> None:
+    if value is not None and value < 1:
+        raise TPVError(f"{option} must be ≥ 1, got {value}; pass {example}")
+
+
+def check_finite(value: float, option: str) -> None:
+    if not math.isfinite(value):
+        raise TPVError(f"{option} must be a finite number, got {value}")
 
 
 def vector_specs(specs: list[str]):
@@ -179,6 +250,13 @@ def combination(specs: list[str]):
     from tpv.core.vector import combine
 
     return combine([(vector, weight) for _, vector, weight in vector_specs(specs)])
+
+
+def read_origin(args):
+    """The ``--origin`` file's origin, read before the model loads; ``None`` for a seeded origin."""
+    from tpv.core.origin import Origin
+
+    return Origin.load(args.origin) if args.origin else None
 
 
 def make_origin(args, model, num_virtual_tokens: int):

@@ -62,18 +62,8 @@ def add_eval(commands) -> None:
 def _run_eval(args) -> int:
     from tpv.engine.evaluation import evaluate, format_scores
 
-    if args.max_length is not None and args.max_length < 1:
-        raise TPVError(f"--max-length must be a positive number of tokens, got {args.max_length}")
-    common.check_batch_size(args.batch_size)
-    args.task = common.require_task(args, common.user_task(args, args.task))
-    data = common.examples_of(args.task, args.split, args.limit, args.data_dir)
-    combo = common.combination(args.vector) if args.vector else None
-    if args.adapter and not Path(args.adapter, "adapter_config.json").is_file():
-        raise TPVError(f"'{args.adapter}' has no adapter_config.json; pass the folder given to save_pretrained")
-    if args.adapter:
-        from tpv.bridge.peft_io import read_adapter_config
-
-        read_adapter_config(args.adapter)  # a LoRA or broken folder fails here, before the model loads
+    with common.checking_arguments():
+        data, combo, origin = _checked_inputs(args)
     model, tokenizer = common.model_from_args(args)
     if args.adapter:
         from tpv.bridge.peft_io import load_prompt_adapter
@@ -84,7 +74,7 @@ def _run_eval(args) -> int:
         from tpv.bridge.peft_io import init_prompt_tuning
 
         assert combo is not None  # --adapter or --vector is required
-        origin = common.make_origin(args, model, combo.num_virtual_tokens)
+        origin = origin or common.make_origin(args, model, combo.num_virtual_tokens)
         peft_model = init_prompt_tuning(model, combo, origin=origin, scale=args.scale)
         source = f"{origin!r} + {args.scale:g}·({combo.name})"
     lengths = {"max_length": args.max_length} if args.max_length else {}
@@ -98,3 +88,21 @@ def _run_eval(args) -> int:
     metric = common.task_metric(args.task)
     print(f"{args.task} {args.split}: {format_scores(result, metric)}  [{source}]")
     return 0
+
+
+def _checked_inputs(args):
+    if args.max_length is not None and args.max_length < 1:
+        raise TPVError(f"--max-length must be a positive number of tokens, got {args.max_length}")
+    common.check_batch_size(args.batch_size)
+    common.check_finite(args.scale, "--scale")
+    common.check_model_options(args)
+    args.task = common.require_task(args, common.user_task(args, args.task))
+    data = common.examples_of(args.task, args.split, args.limit, args.data_dir)
+    combo = common.combination(args.vector) if args.vector else None
+    if args.adapter and not Path(args.adapter, "adapter_config.json").is_file():
+        raise TPVError(f"'{args.adapter}' has no adapter_config.json; pass the folder given to save_pretrained")
+    if args.adapter:
+        from tpv.bridge.peft_io import read_adapter_config
+
+        read_adapter_config(args.adapter)  # a LoRA or broken folder fails here, before the model loads
+    return data, combo, common.read_origin(args)

@@ -81,20 +81,26 @@ def add_init(commands) -> None:
 
 
 def _run_init(args) -> int:
-    if Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
-        raise TPVError(f"-o {args.output_dir!r} is a file; pass a folder for the adapter (it is created if missing)")
     if args.auto:
         return _run_auto_init(args)
-    if args.task or args.data:
-        raise TPVError("--task and --data choose sources automatically; add --auto (or drop them)")
     from tpv.bridge.peft_io import init_prompt_tuning
 
-    combo = common.combination(args.vectors) if args.vectors else None
-    tokens = combo.num_virtual_tokens if combo is not None else (args.virtual_tokens or 20)
-    if combo is not None and args.virtual_tokens not in (None, tokens):
-        raise TPVError(f"--virtual-tokens {args.virtual_tokens} but the vectors have {tokens}; drop --virtual-tokens")
+    with common.checking_arguments():
+        _check_output_dir(args)
+        if args.task or args.data:
+            raise TPVError("--task and --data choose sources automatically; add --auto (or drop them)")
+        common.check_positive(args.virtual_tokens, "--virtual-tokens", "a number of soft-prompt tokens such as 20")
+        common.check_finite(args.scale, "--scale")
+        common.check_model_options(args)
+        combo = common.combination(args.vectors) if args.vectors else None
+        tokens = combo.num_virtual_tokens if combo is not None else (args.virtual_tokens or 20)
+        if combo is not None and args.virtual_tokens not in (None, tokens):
+            raise TPVError(
+                f"--virtual-tokens {args.virtual_tokens} but the vectors have {tokens}; drop --virtual-tokens"
+            )
+        origin = common.read_origin(args)
     model, _ = common.model_from_args(args)
-    origin = common.make_origin(args, model, tokens)
+    origin = origin or common.make_origin(args, model, tokens)
     peft_model = init_prompt_tuning(model, combo, origin=origin, scale=args.scale)
     peft_model.save_pretrained(args.output_dir)
     what = f"{origin!r}" + (f" + {args.scale:g}·({combo.name})" if combo is not None else "")
@@ -102,22 +108,16 @@ def _run_init(args) -> int:
     return 0
 
 
+def _check_output_dir(args) -> None:
+    if Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
+        raise TPVError(f"-o {args.output_dir!r} is a file; pass a folder for the adapter (it is created if missing)")
+
+
 def _run_auto_init(args) -> int:
-    from tpv.compose.auto_init import DEFAULT_GRID, auto_init, load_sources
+    from tpv.compose.auto_init import auto_init
 
-    if args.vectors:
-        raise TPVError(f"--auto chooses the vectors itself; pass them as --sources {' '.join(args.vectors)}")
-    if args.origin:
-        raise TPVError("--auto builds on a seeded origin; use --origin-seed N instead of --origin")
-    task = common.require_task(args, common.user_task(args, args.task))
-    from tpv.data import get_task
-
-    get_task(task)  # an unknown task fails before anything loads
-    sources = "zoo" if args.sources == ["zoo"] else args.sources[0] if len(args.sources) == 1 else args.sources
-    if "zoo" in args.sources and sources != "zoo":
-        raise TPVError("--sources zoo cannot be mixed with files; give zoo alone, or files and folders")
-    load_sources(sources, exclude=args.exclude, target=task)  # bad sources fail before the model loads
-    grid = common.parse_grid(args.grid) if args.grid else DEFAULT_GRID
+    with common.checking_arguments():
+        task, sources, grid = _checked_auto_inputs(args)
     model, tokenizer = common.model_from_args(args)
     plan = auto_init(
         model,
@@ -150,3 +150,29 @@ def _run_auto_init(args) -> int:
             f"--origin-seed {args.origin_seed or 0} --output-dir runs/{task}"
         )
     return 0
+
+
+def _checked_auto_inputs(args):
+    from tpv.compose.auto_init import DEFAULT_GRID, load_sources
+    from tpv.data import get_task
+
+    _check_output_dir(args)
+    if args.vectors:
+        raise TPVError(f"--auto chooses the vectors itself; pass them as --sources {' '.join(args.vectors)}")
+    if args.origin:
+        raise TPVError("--auto builds on a seeded origin; use --origin-seed N instead of --origin")
+    for value, option in ((args.k, "--k"), (args.max_k, "--max-k"), (args.limit, "--limit")):
+        common.check_positive(value, option, "a whole number such as 3")
+    if args.max_length is not None and args.max_length < 1:
+        raise TPVError(f"--max-length must be a positive number of tokens, got {args.max_length}")
+    if args.merge_method not in common.MERGE_METHOD_NAMES:
+        raise TPVError(f"unknown --merge-method {args.merge_method!r}; use one of {list(common.MERGE_METHOD_NAMES)}")
+    common.check_model_options(args)
+    task = common.require_task(args, common.user_task(args, args.task))
+    get_task(task)  # an unknown task fails before anything loads
+    sources = "zoo" if args.sources == ["zoo"] else args.sources[0] if len(args.sources) == 1 else args.sources
+    if "zoo" in args.sources and sources != "zoo":
+        raise TPVError("--sources zoo cannot be mixed with files; give zoo alone, or files and folders")
+    load_sources(sources, exclude=args.exclude, target=task)  # bad sources fail before the model loads
+    grid = common.parse_grid(args.grid) if args.grid else DEFAULT_GRID
+    return task, sources, grid

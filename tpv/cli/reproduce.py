@@ -48,7 +48,8 @@ def add_reproduce(commands) -> None:
 
 def _run_reproduce(args) -> int:
     try:
-        from tpv.experiments import reproduce
+        from tpv.experiments import load_config, reproduce
+        from tpv.experiments.config import ALL_STUDIES
     except ImportError as error:
         missing = getattr(error, "name", None) or ""
         if isinstance(error, ModuleNotFoundError) and missing and not missing.startswith("tpv"):
@@ -60,12 +61,17 @@ def _run_reproduce(args) -> int:
             f"tpv reproduce needs tpv.experiments.reproduce, which this installation of tpv does not "
             f"provide ({error}); update tpv (pip install -U tpv, or git pull in a clone)"
         ) from None
-    if args.profile and args.profile_option and args.profile != args.profile_option:
-        raise TPVError(
-            f"tpv reproduce got two profiles, {args.profile!r} and --profile {args.profile_option!r}; "
-            "give one, e.g. tpv reproduce smoke"
-        )
-    profile = args.profile or args.profile_option or "smoke"
+    with common.checking_arguments():
+        if args.profile and args.profile_option and args.profile != args.profile_option:
+            raise TPVError(
+                f"tpv reproduce got two profiles, {args.profile!r} and --profile {args.profile_option!r}; "
+                "give one, e.g. tpv reproduce smoke"
+            )
+        profile = args.profile or args.profile_option or "smoke"
+        load_config(profile)  # an unknown profile or a bad profile file is refused before anything runs
+        unknown = [study for study in args.study or () if study not in ALL_STUDIES]
+        if unknown:
+            raise TPVError(f"unknown --study {', '.join(unknown)}; choose from {', '.join(ALL_STUDIES)}")
     result = reproduce(profile, studies=args.study, run_dir=args.run_dir, dry_run=args.dry_run, progress=not args.quiet)
     if result is not None:
         print(result)

@@ -58,22 +58,10 @@ def _run_search(args) -> int:
     from tpv.bridge.peft_io import init_prompt_tuning
     from tpv.compose.search import evaluation_score_fn, search_scale
 
-    common.check_batch_size(args.batch_size)
-    combo = common.combination(args.vectors)
-    if args.data:
-        if args.task and len(args.task) > 1:
-            raise TPVError(f"--data gives one task, but --task was given {len(args.task)} times; give it once")
-        args.task = [common.user_task(args, args.task[0] if args.task else None)]
-    tasks = args.task or [task for task, coef in combo.tasks.items() if coef > 0]
-    if not tasks:
-        raise TPVError(
-            f"the vectors express no task with a positive coefficient ({combo.name}), so there is "
-            "nothing to score by default; name the tasks to score with --task TASK"
-        )
-    grid = common.parse_grid(args.grid) if args.grid else None
-    data = {task: common.examples_of(task, "validation", args.limit, args.data_dir) for task in tasks}
+    with common.checking_arguments():
+        combo, tasks, grid, data, origin = _checked_inputs(args)
     model, tokenizer = common.model_from_args(args)
-    origin = common.make_origin(args, model, combo.num_virtual_tokens)
+    origin = origin or common.make_origin(args, model, combo.num_virtual_tokens)
     peft_model = init_prompt_tuning(model, origin=origin)
     score_fn = evaluation_score_fn(
         peft_model,
@@ -102,3 +90,22 @@ def _run_search(args) -> int:
         print(f"{scale:6.2f} {score:8.4f} " + " ".join(f"{per_task[t]:10.4f}" for t in tasks))
     print(f"best λ = {result.best_scale:g} ({args.aggregate} validation score {result.best_score:.4f})")
     return 0
+
+
+def _checked_inputs(args):
+    common.check_batch_size(args.batch_size)
+    common.check_model_options(args)
+    combo = common.combination(args.vectors)
+    if args.data:
+        if args.task and len(args.task) > 1:
+            raise TPVError(f"--data gives one task, but --task was given {len(args.task)} times; give it once")
+        args.task = [common.user_task(args, args.task[0] if args.task else None)]
+    tasks = args.task or [task for task, coef in combo.tasks.items() if coef > 0]
+    if not tasks:
+        raise TPVError(
+            f"the vectors express no task with a positive coefficient ({combo.name}), so there is "
+            "nothing to score by default; name the tasks to score with --task TASK"
+        )
+    grid = common.parse_grid(args.grid) if args.grid else None
+    data = {task: common.examples_of(task, "validation", args.limit, args.data_dir) for task in tasks}
+    return combo, tasks, grid, data, common.read_origin(args)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 from tpv.cli import common
 from tpv.core.errors import TPVError
 
@@ -95,15 +98,54 @@ _TRAIN_OPTIONS_OF_FIELDS = {
 
 
 def _run_train(args) -> int:
-    from tpv.engine.evaluation import format_scores
-    from tpv.engine.training import check_training_inputs, parse_training_args, train_prompt
+    from tpv.engine.training import train_prompt
 
+    with common.checking_arguments():
+        inputs = _checked_inputs(args)
+    model, tokenizer = common.model_from_args(args)
+    result = train_prompt(
+        model,
+        tokenizer,
+        args.task,
+        inputs.train_data,
+        origin=args.origin_seed,
+        output_dir=args.output_dir,
+        eval_dataset=inputs.eval_data,
+        max_steps=args.steps,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        num_virtual_tokens=args.virtual_tokens,
+        init_vector=inputs.init,
+        init_scale=args.scale,
+        eval_method=args.eval_method,
+        log_records=args.verbose,
+        overwrite=args.overwrite,
+        args=inputs.training_args or None,
+    )
+    _report(result, args.task)
+    return 0
+
+
+@dataclass
+class _Inputs:
+    train_data: list[dict]
+    eval_data: list[dict] | None
+    init: list | None
+    training_args: dict
+
+
+def _checked_inputs(args) -> _Inputs:
+    from tpv.engine.training import check_training_inputs, parse_training_args
+
+    common.check_positive(args.virtual_tokens, "--virtual-tokens", "a number of soft-prompt tokens such as 20")
+    common.check_finite(args.scale, "--scale")
+    common.check_model_options(args)
+    _check_output_dir(args.output_dir)
     args.task = common.require_task(args, common.user_task(args, args.task))
     train_data = common.examples_of(args.task, "train", args.limit, args.data_dir)
-    # Before the model loads: a bad number should cost no wait, and the message names the option.
     try:
         check_training_inputs(args.task, train_data, args.steps, args.batch_size, learning_rate=args.lr)
-    except TPVError as error:
+    except TPVError as error:  # the library names its arguments; the user typed options
         message = str(error)
         for name, option in (("max_steps", "--steps"), ("batch_size", "--batch-size"), ("learning_rate", "--lr")):
             message = message.replace(f"{name}={1}", f"{option} 1").replace(name, option)
@@ -117,29 +159,21 @@ def _run_train(args) -> int:
         else None
     )
     init = [(vector, weight) for _, vector, weight in common.vector_specs(args.init)] if args.init else None
-    model, tokenizer = common.model_from_args(args)
-    result = train_prompt(
-        model,
-        tokenizer,
-        args.task,
-        train_data,
-        origin=args.origin_seed,
-        output_dir=args.output_dir,
-        eval_dataset=eval_data,
-        max_steps=args.steps,
-        learning_rate=args.lr,
-        batch_size=args.batch_size,
-        num_virtual_tokens=args.virtual_tokens,
-        init_vector=init,
-        init_scale=args.scale,
-        eval_method=args.eval_method,
-        log_records=args.verbose,
-        overwrite=args.overwrite,
-        args=training_args or None,
-    )
+    return _Inputs(train_data, eval_data, init, training_args)
+
+
+def _check_output_dir(output_dir: str) -> None:
+    existing = next(folder for folder in (Path(output_dir), *Path(output_dir).absolute().parents) if folder.exists())
+    if not existing.is_dir():
+        where = "it is a file" if existing == Path(output_dir) else f"a file is in the way at '{existing}'"
+        raise TPVError(f"--output-dir '{output_dir}': {where}; pass a folder for the run (created if missing)")
+
+
+def _report(result, task: str) -> None:
+    from tpv.engine.evaluation import format_scores
+
     scores = {k: v for k, v in result.metrics.items() if k.startswith("eval_")}
     print(f"vector  {result.vector_path}  {result.vector!r}")
     print(f"adapter {result.adapter_dir}")
     if scores:
-        print("scores  " + format_scores(scores, common.task_metric(args.task)))
-    return 0
+        print("scores  " + format_scores(scores, common.task_metric(task)))

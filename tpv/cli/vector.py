@@ -115,7 +115,8 @@ def vector_info(path: str) -> dict:
 
 
 def _run_info(args) -> int:
-    infos = [vector_info(path) for path in args.files]
+    with common.checking_arguments():
+        infos = [vector_info(path) for path in args.files]
     if args.json:
         common.print_json(infos)
         return 0
@@ -137,7 +138,10 @@ def _run_info(args) -> int:
 def _run_combine(args) -> int:
     from tpv.compose.merge import merge
 
-    items = common.vector_specs(args.files)
+    with common.checking_arguments():
+        if Path(args.output).is_dir():
+            raise TPVError(f"cannot use '{args.output}': it is a folder; pass -o FILE, e.g. -o combo.tpv.safetensors")
+        items = common.vector_specs(args.files)
     labels = [label for label, _, _ in items]
     # Names key the merge record saved in the file; positions stand in when two files share a name.
     names = labels if len(set(labels)) == len(labels) else [f"{i}:{label}" for i, label in enumerate(labels)]
@@ -161,7 +165,8 @@ def _run_combine(args) -> int:
 def _run_similarity(args) -> int:
     from tpv.core.similarity import similarity_matrix
 
-    items = common.vector_specs([_no_weight(spec) for spec in args.files])
+    with common.checking_arguments():
+        items = common.vector_specs([_no_weight(spec) for spec in args.files])
     labels = [label for label, _, _ in items]
     if len(set(labels)) != len(labels):
         labels = [Path(spec).name.removesuffix(".tpv.safetensors") for spec in args.files]
