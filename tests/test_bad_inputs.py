@@ -1015,16 +1015,16 @@ def test_a_finished_run_missing_a_file_says_the_run_folder_is_incomplete(
     from tpv.engine.training import train_prompt
 
     settings = dict(output_dir=tmp_path / "run", max_steps=1, batch_size=4, num_virtual_tokens=2, progress=False)
-    first = train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8), **settings)
+    first = train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, toy_examples(8), origin=0, **settings)
     (tmp_path / "run" / deleted).unlink()
     shown = (
         rf"'{re.escape(str(tmp_path / 'run'))}' holds a finished run that is incomplete: '.*{re.escape(deleted)}' is "
         r"missing \(deleted after the run finished\); pass overwrite=True \(tpv train --overwrite\)"
     )
     with pytest.raises(TPVError, match=shown):
-        train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8), **settings)
+        train_prompt(make_tiny_model("llama"), word_tokenizer, toy_task, toy_examples(8), origin=0, **settings)
     again = train_prompt(
-        make_tiny_model("llama"), word_tokenizer, toy_task, 0, toy_examples(8), overwrite=True, **settings
+        make_tiny_model("llama"), word_tokenizer, toy_task, toy_examples(8), origin=0, overwrite=True, **settings
     )
     assert torch.equal(again.vector.tensor, first.vector.tensor)
 
@@ -1070,3 +1070,41 @@ def test_stale_conversions_are_removed_when_the_converted_model_is_already_cache
     assert models.default_model_path() == target
     assert not stale.exists(), "a conversion killed an hour ago is removed even though the model is cached"
     assert fresh.exists(), "a recent temporary may belong to a conversion in progress"
+
+
+@pytest.mark.parametrize("kind", ["llama", "t5"])
+def test_training_and_evaluating_show_no_warning_from_transformers_or_peft(
+    kind, make_tiny_model, word_tokenizer, toy_task, tmp_path
+):
+    import warnings
+
+    from conftest import toy_examples
+    from tpv.bridge.peft_io import load_prompt_adapter
+    from tpv.engine.evaluation import evaluate
+    from tpv.engine.training import train_prompt
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("error", FutureWarning)  # as `python -W error::FutureWarning`
+        result = train_prompt(
+            make_tiny_model(kind),
+            word_tokenizer,
+            toy_task,
+            toy_examples(16),
+            origin=0,
+            eval_dataset=toy_examples(8, seed=1),
+            output_dir=tmp_path / "run",
+            max_steps=2,
+            batch_size=4,
+            num_virtual_tokens=2,
+            progress=False,
+        )
+        loaded = load_prompt_adapter(make_tiny_model(kind), result.adapter_dir)
+        for method in ("rank", "generate"):
+            evaluate(loaded, word_tokenizer, toy_task, toy_examples(8, seed=2), method=method)
+    from_libraries = [
+        f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})"
+        for w in caught
+        if any(f"{os.sep}{library}{os.sep}" in w.filename for library in ("transformers", "peft"))
+    ]
+    assert from_libraries == []

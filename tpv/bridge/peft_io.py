@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import types
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -119,10 +121,21 @@ def init_prompt_tuning(
             prompt_tuning_init=PromptTuningInit.RANDOM,
         )
     _check_config(peft_config, origin)
-    peft_model = get_peft_model(model, peft_config, adapter_name=adapter_name)
+    with _quiet_transformers_deprecation():
+        peft_model = get_peft_model(model, peft_config, adapter_name=adapter_name)
     set_prompt(peft_model, prompt, adapter_name)
     record_origin(peft_model, origin, adapter_name)
     return peft_model
+
+
+@contextlib.contextmanager
+def _quiet_transformers_deprecation():
+    # PeftModel.__init__ reads model.is_gradient_checkpointing, which transformers ≥ 5 deprecates in favour of
+    # is_activation_checkpointing: a FutureWarning on every wrap that only PEFT can act on. Exactly that message
+    # is silenced, and only around PEFT's call, so every other warning still reaches the user.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def record_origin(peft_model, origin: Origin, adapter_name: str = "default") -> None:
@@ -434,7 +447,7 @@ def load_prompt_adapter(model, folder: PathLike):
             f"the adapter '{folder}' holds a prompt of shape {tuple(prompt.shape)}, but its config and "
             f"the model need ({rows}, {token_dim}); use the model it was trained on, or save it again"
         )
-    with os_errors(folder, "read"):
+    with os_errors(folder, "read"), _quiet_transformers_deprecation():
         peft_model = PeftModel.from_pretrained(model, str(folder))
     if (folder / ORIGIN_FILENAME).is_file():
         # PEFT forgets the folder it read; tpv remembers the origin, so from_peft(peft_model) finds it.
