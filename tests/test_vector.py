@@ -217,3 +217,16 @@ def test_load_rejects_nan_in_file(tmp_path):
 def test_to_dtype_is_refused_with_the_fix():
     with pytest.raises(TPVError, match=r"vector.apply_to\(origin\).to\(dtype\)"):
         _vec(0).to(torch.float16)
+
+
+def test_origin_is_a_recipe_string_that_reads_like_an_origin(tmp_path):
+    from tpv.core.origin import OriginRecipe
+
+    vector = TaskPromptVector(torch.ones(2, 3), tasks={"a": 1.0}, origin="sample_vocab(seed=0)")
+    # Still the str it always was (comparisons, JSON, file metadata), and `.recipe` as on Origin objects.
+    assert vector.origin == "sample_vocab(seed=0)" and isinstance(vector.origin, str)
+    assert isinstance(vector.origin, OriginRecipe) and vector.origin.recipe == "sample_vocab(seed=0)"
+    assert (vector + vector).origin.recipe == "sample_vocab(seed=0)"
+    loaded = TaskPromptVector.load(vector.save(tmp_path / "a.tpv.safetensors"))
+    assert loaded.origin.recipe == "sample_vocab(seed=0)"
+    assert TaskPromptVector(torch.ones(2, 3), tasks={"a": 1.0}).origin is None

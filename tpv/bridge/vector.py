@@ -15,7 +15,7 @@ import torch
 
 from tpv.bridge import hub, peft_io
 from tpv.core._io import PathLike
-from tpv.core.origin import Origin
+from tpv.core.origin import Origin, OriginRecipe
 from tpv.core.vector import BaseTaskPromptVector
 
 __all__ = ["TaskPromptVector"]
@@ -31,6 +31,20 @@ class TaskPromptVector(BaseTaskPromptVector):
         >>> 0.5 * b + a
         TaskPromptVector(0.5·yelp + 1·sst2, 2×3, base=None)
     """
+
+    @property
+    def origin(self) -> OriginRecipe | None:
+        """The recipe of the origin the vector was tuned from (an :class:`~tpv.core.origin.OriginRecipe`, a
+        ``str`` such as ``"sample_vocab(seed=0)"``), or ``None`` when unknown.
+
+        ``vector.origin.recipe`` reads as ``TrainResult.origin.recipe`` does; the origin's tensor is not kept,
+        as the vector applies to any origin of its shape.
+        """
+        return self._origin_recipe
+
+    @origin.setter
+    def origin(self, recipe: str | None) -> None:
+        self._origin_recipe = None if recipe is None else OriginRecipe(recipe)
 
     @classmethod
     def from_peft(

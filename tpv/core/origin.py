@@ -26,6 +26,26 @@ PAPER_STREAM_SEED = 1024
 PAPER_VOCAB_IDS = 5000
 
 
+class OriginRecipe(str):
+    """The recipe of the origin a vector was tuned from, e.g. ``"sample_vocab(seed=0)"``: a ``str``.
+
+    A vector keeps only its origin's recipe, not the tensor (it applies to any origin of its shape). The
+    ``recipe`` attribute makes ``vector.origin.recipe`` read as ``TrainResult.origin.recipe`` and
+    ``InitPlan.origin.recipe`` do, where ``origin`` is a whole :class:`Origin`.
+
+    Example:
+        >>> recipe = OriginRecipe("sample_vocab(seed=0)")
+        >>> recipe == "sample_vocab(seed=0)", recipe.recipe
+        (True, 'sample_vocab(seed=0)')
+    """
+
+    __slots__ = ()
+
+    @property
+    def recipe(self) -> str:
+        return str.__str__(self)
+
+
 @dataclass(frozen=True, eq=False)
 class Origin:
     """A soft-prompt initialisation of shape ``(num_virtual_tokens × num_transformer_submodules, token_dim)``.
