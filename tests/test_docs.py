@@ -151,3 +151,25 @@ def test_api_reference_is_in_sync_with_the_docstrings():
 
     current = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
     assert current == render(), "docs/api.md is stale: run `python -m tpv._apidoc > docs/api.md`"
+
+
+def test_api_reference_is_organised_by_public_object():
+    import tpv
+    from tpv._apidoc import SECTIONS
+
+    page = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    headings = set(re.findall(r"^### `([^`]+)`$", page, re.M))
+    assert headings == set(tpv.__all__), "each public name has one entry, and nothing else has one"
+    assert [f"## {title}" for title, _ in SECTIONS] == re.findall(r"^## (?!Deprecated).*$", page, re.M)
+    for internal in ("RunLock", "digest_of", "build_parser", "BaseTaskPromptVector", "tpv.engine.run_folder"):
+        assert f"`{internal}" not in page, f"{internal} is an internal and has no place in the reference"
+    assert "| `tpv.models` | `from tpv import load_model` |" in page
+
+
+def test_api_reference_refuses_a_public_name_it_does_not_place(monkeypatch):
+    import tpv
+    from tpv._apidoc import render
+
+    monkeypatch.setattr(tpv, "__all__", [*tpv.__all__, "hardware_summary_v2"])
+    with pytest.raises(ValueError, match=r"place \[.*'hardware_summary_v2'\]"):
+        render()
