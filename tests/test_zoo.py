@@ -90,3 +90,138 @@ def test_manifest_scores_are_re_obtained_on_a_sample():
         )[row["metric"]]
         # Within noise: 2 paired-bootstrap SEs of the manifest's margin (kernels may differ across CPUs).
         assert score == pytest.approx(row["validation"], abs=max(2 * row["margin_over_origin"]["se"], 0.02))
+
+
+# ---- build_zoo: a zoo for any model --------------------------------------------------------------------------
+
+import json  # noqa: E402
+
+from conftest import toy_examples  # noqa: E402
+from tpv.compose.zoo.build import BUDGETS_FILE, TaskBudget, budget_for, build_zoo  # noqa: E402
+
+BUILD = {
+    "num_virtual_tokens": 4,
+    "selection_examples": 16,
+    "held_examples": 32,
+    "test_examples": 16,
+    "eval_every": 3,
+    "base_model": "tiny-llama",
+    "progress": False,
+}
+
+
+def _tiny(**overrides):
+    from tpv.experiments.tiny import tiny_llama
+
+    return tiny_llama(initializer_range=0.5, **overrides)
+
+
+@pytest.fixture
+def toy_tasks(tmp_path):
+    """Two toy tasks with train/validation/test files in a data folder of their own."""
+    from tpv.data import Task
+
+    for number, name in enumerate(("toy_a", "toy_b")):
+        for split, count in (("train", 64), ("validation", 48), ("test", 16)):
+            rows = toy_examples(count, seed=10 * number + len(split))
+            (tmp_path / "data" / name).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "data" / name / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tasks = [Task(name, "sentiment", "text: {text} label:", ("negative", "positive")) for name in ("toy_a", "toy_b")]
+    return tasks, tmp_path / "data"
+
+
+def test_build_zoo_writes_vectors_and_the_shipped_manifest_format(toy_tasks, word_tokenizer, tmp_path):
+    tasks, data = toy_tasks
+    budgets = {"toy_a": {"steps": 6}, "toy_b": TaskBudget(steps=4, learning_rate=0.1)}
+    folder = tmp_path / "zoo"
+    manifest = build_zoo(_tiny(), tasks, folder, tokenizer=word_tokenizer, budgets=budgets, data_dir=data, **BUILD)
+    assert manifest == json.loads((folder / "manifest.json").read_text())
+    assert manifest["base_model"] == "tiny-llama" and sorted(manifest["tasks"]) == ["toy_a", "toy_b"]
+    shipped = zoo.manifest()
+    assert set(shipped) - {"commit", "commit_note"} <= set(manifest)
+    for name, entry in manifest["tasks"].items():
+        assert set(next(iter(shipped["tasks"].values()))) - {"run"} <= set(entry)
+        vector = TaskPromptVector.load(folder / entry["file"])
+        assert vector.shape == (4, 16) and vector.tasks == {name: 1.0} and vector.base_model == "tiny-llama"
+        assert 0 < entry["steps"] <= entry["budget"] == budgets_steps(budgets[name])
+        left = entry["p_value"] < 0.01 and entry["margin_over_chance"] >= 0.05
+        assert entry["at_chance"] == (not left)
+        assert entry["validation_examples"] == 32 and entry["test_examples"] == 16
+    assert manifest["tasks"]["toy_b"]["learning_rate"] == 0.1
+    # The folder is a zoo auto_init takes, and its origin is the one every vector was tuned from.
+    assert zoo.read_manifest(folder)["origin"]["num_virtual_tokens"] == 4
+    from tpv.compose.auto_init import load_sources
+
+    assert set(load_sources(folder, include_at_chance=True)) == {"toy_a", "toy_b"}
+
+
+def budgets_steps(budget) -> int:
+    return budget["steps"] if isinstance(budget, dict) else budget.steps
+
+
+def test_a_rerun_keeps_finished_tasks_and_rebuilds_a_changed_one(toy_tasks, word_tokenizer, tmp_path, monkeypatch):
+    import tpv.compose.tuning as tuning
+
+    tasks, data = toy_tasks
+    folder = tmp_path / "zoo"
+    options = {"tokenizer": word_tokenizer, "data_dir": data, **BUILD}
+    first = build_zoo(_tiny(), tasks, folder, budgets={"toy_a": {"steps": 3}, "toy_b": {"steps": 3}}, **options)
+    trained = []
+    real = tuning.tune_prompt
+    monkeypatch.setattr(tuning, "tune_prompt", lambda *a, **k: trained.append(a[2].name) or real(*a, **k))
+    again = build_zoo(_tiny(), tasks, folder, budgets={"toy_a": {"steps": 3}, "toy_b": {"steps": 3}}, **options)
+    assert trained == [] and again["tasks"] == first["tasks"]
+    changed = build_zoo(_tiny(), tasks, folder, budgets={"toy_a": {"steps": 3}, "toy_b": {"steps": 4}}, **options)
+    assert trained == ["toy_b"] and changed["tasks"]["toy_a"] == first["tasks"]["toy_a"]
+    assert changed["tasks"]["toy_b"]["budget"] == 4
+
+
+def test_a_zoo_for_another_model_shape_is_refused_by_auto_init(toy_tasks, word_tokenizer, tmp_path):
+    from tpv import auto_init
+
+    tasks, data = toy_tasks
+    folder = tmp_path / "zoo"
+    build_zoo(
+        _tiny(), tasks[:1], folder, tokenizer=word_tokenizer, budgets={"toy_a": {"steps": 2}}, data_dir=data, **BUILD
+    )
+    wider = _tiny(hidden_size=32, intermediate_size=64)
+    validation = toy_examples(8)
+    with pytest.raises(
+        TPVError, match=r"the zoo in '.*zoo' was built for 'tiny-llama': its vectors have shape \(4, 16\)"
+    ):
+        auto_init(
+            wider, word_tokenizer, tasks[0], folder, validation=validation, include_at_chance=True, progress=False
+        )
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"tasks": []}, r"tasks must be a non-empty list"),
+        ({"tasks": ["toy_a", "toy_a"]}, r"tasks name one task twice"),
+        ({"budgets": {"nope": {"steps": 2}}}, r"budgets for \['nope'\], which are not in tasks"),
+        ({"budgets": {"toy_a": {"stepz": 2}}}, r"budget of 'toy_a' has unknown fields \['stepz'\]"),
+        ({"budgets": {"toy_a": {"steps": 0}}}, r"TaskBudget.steps must be a positive int, got 0"),
+        ({"tokenizer": None}, r"build_zoo got a loaded model but no tokenizer"),
+        ({"held_examples": 1}, r"held_examples must be an int ≥ 2, got 1"),
+    ],
+)
+def test_bad_build_input_is_one_tpverror(toy_tasks, word_tokenizer, tmp_path, options, message):
+    tasks, data = toy_tasks
+    kwargs = {"tasks": tasks, "tokenizer": word_tokenizer, "data_dir": data, **BUILD, **options}
+    with pytest.raises(TPVError, match=message):
+        build_zoo(_tiny(), output_dir=tmp_path / "zoo", **kwargs)
+
+
+def test_default_budgets_are_the_learnability_studys():
+    # The package carries a copy (docs/ is not installed); it must be the study's file.
+    from pathlib import Path
+
+    study = Path(__file__).resolve().parents[1] / "docs" / "results" / "learnability" / "budgets.json"
+    assert json.loads(BUDGETS_FILE.read_text()) == json.loads(study.read_text())
+    table = json.loads(study.read_text())["budgets"]
+    for task, lengths in table.items():
+        budget = budget_for(task, 20)
+        chosen = [run for run in lengths.values() if run["left_chance"]] or list(lengths.values())
+        assert (budget.steps, budget.learning_rate) in {(r["schedule_steps"], r["learning_rate"]) for r in chosen}
+    assert budget_for("a_task_nobody_measured") == TaskBudget()

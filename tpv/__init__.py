@@ -60,6 +60,7 @@ _EXPORTS = {
     "auto_init": "tpv.compose.auto_init",
     "InitPlan": "tpv.compose.auto_init",
     "load_sources": "tpv.compose.auto_init",
+    "build_zoo": "tpv.compose.zoo.build",
     # sharing on the Hub (TaskPromptVector.from_pretrained / save_pretrained / push_to_hub are methods)
     "model_card": "tpv.bridge.hub",
     "read_card": "tpv.bridge.hub",
@@ -88,6 +89,7 @@ if TYPE_CHECKING:
     from tpv.compose.merge import forget, merge, negate
     from tpv.compose.search import ScaleSearch, evaluation_score_fn, search_scale, validation_data
     from tpv.compose.selection import select_sources
+    from tpv.compose.zoo.build import build_zoo
     from tpv.core.origin import Origin, make_origin
     from tpv.core.similarity import similarity_matrix
     from tpv.core.vector import combine
