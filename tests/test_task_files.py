@@ -211,3 +211,13 @@ def test_from_dataset_without_datasets_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets now raises ImportError
     with pytest.raises(TPVError, match=r"pip install 'tpv\[hub\]'"):
         Task.from_dataset("stanfordnlp/imdb")
+
+
+def test_hub_splits_without_datasets_name_the_extra(monkeypatch):
+    import sys
+
+    from tpv.data.hub import load_hub_split
+
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    with pytest.raises(TPVError, match=r"task 'rte' from the Hugging Face Hub needs .*pip install 'tpv\[hub\]'"):
+        load_hub_split(get_task("rte"), "train")

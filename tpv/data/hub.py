@@ -36,7 +36,13 @@ def load_hub_split(task: Task, split: str) -> list[dict]:
         >>> load_hub_split(get_task("rte"), "train")[0]  # doctest: +SKIP
         {'sentence1': ..., 'sentence2': ..., 'label': 1, 'idx': 0}
     """
-    import datasets  # optional dependency: tpv[hub]
+    try:
+        import datasets  # optional dependency: tpv[hub]
+    except ImportError:
+        raise TPVError(
+            f"reading task {task.name!r} from the Hugging Face Hub needs the optional package 'datasets'; install "
+            "it with pip install 'tpv[hub]', or pass data_dir= a folder of local files"
+        ) from None
 
     if task.hub_id is None:
         raise TPVError(f"task {task.name!r} names no Hub dataset; pass data_dir= with local files instead")
