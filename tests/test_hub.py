@@ -276,3 +276,13 @@ def test_missing_files_are_file_not_found_errors(tmp_path):
         with os_errors(tmp_path / "file" / "x", "write"):
             (tmp_path / "file" / "x").write_text("")
     assert isinstance(caught.value, OSError) and not isinstance(caught.value, FileNotFoundError)
+    from tpv import load_model
+    from tpv.compose.zoo import read_manifest
+
+    with pytest.raises(FileNotFoundError, match="no model folder at '.*no-model'"):
+        load_model(str(tmp_path / "no-model"))
+    with pytest.raises(FileNotFoundError, match="holds no zoo manifest"):
+        read_manifest(tmp_path)
+    with pytest.raises(TPVOSError, match="cannot load model 'me/no-such-model'") as caught:
+        load_model("me/no-such-model")  # HF_HUB_OFFLINE: transformers raises OSError, so does tpv
+    assert isinstance(caught.value, TPVError)

@@ -20,7 +20,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from tpv.bridge.precision import DTYPE_NAMES, resolve_dtype
 from tpv.core._io import cache_dir
-from tpv.core.errors import TPVError
+from tpv.core.errors import TPVError, TPVFileNotFoundError, TPVOSError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -154,7 +154,7 @@ def load_model(
     else:
         path = display_name = os.fspath(source)
     if _looks_like_a_path(path) and not Path(path).expanduser().exists():
-        raise TPVError(
+        raise TPVFileNotFoundError(
             f"no model folder at '{path}'; check the path, or pass a Hugging Face model id such as "
             f"{DEFAULT_MODEL!r} (or None for the embedded default)"
         )
@@ -170,7 +170,8 @@ def load_model(
         config = AutoConfig.from_pretrained(path, **shared)
     except (OSError, ValueError) as err:
         reason = " ".join(str(err).split())  # transformers' messages run over several lines; ours is one
-        raise TPVError(
+        # transformers raises OSError for a repo or file it cannot find: so does tpv (TPVOSError is both).
+        raise (TPVOSError if isinstance(err, OSError) else TPVError)(
             f"cannot load model {display_name!r}: {reason}; pass a Hugging Face model id (online) or a local "
             "folder holding config.json, or None for the embedded default"
         ) from err

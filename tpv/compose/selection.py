@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tpv.bridge.vector import TaskPromptVector
-from tpv.core.errors import TPVError
+from tpv.core.errors import TPVError, TPVFileNotFoundError
 
 VECTOR_SUFFIX = ".tpv.safetensors"
 
@@ -65,7 +65,9 @@ def _library(library) -> dict[str, TaskPromptVector]:
     if isinstance(library, (str, os.PathLike)):
         folder = Path(library)
         if not folder.is_dir():
-            raise TPVError(f"vector library '{folder}' is not a folder; pass a folder of *{VECTOR_SUFFIX} files")
+            raise TPVFileNotFoundError(
+                f"vector library '{folder}' is not a folder; pass a folder of *{VECTOR_SUFFIX} files"
+            )
         files = sorted(folder.glob(f"*{VECTOR_SUFFIX}"))
         if not files:
             raise TPVError(f"no *{VECTOR_SUFFIX} files in '{folder}'; save vectors there with vector.save(path)")

@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from tpv.bridge.vector import TaskPromptVector
-from tpv.core.errors import TPVError
+from tpv.core.errors import TPVError, TPVFileNotFoundError
 from tpv.core.origin import Origin
 
 __all__ = [
@@ -80,7 +80,9 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     """
     path = Path(folder) / "manifest.json"
     if not path.is_file():
-        raise TPVError(f"'{folder}' holds no zoo manifest (manifest.json); build one with tpv.build_zoo(...)")
+        raise TPVFileNotFoundError(
+            f"'{folder}' holds no zoo manifest (manifest.json); build one with tpv.build_zoo(...)"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
