@@ -2,7 +2,7 @@
 
 Everything a workflow needs is importable from here, and this is the stable API: ``from tpv import …``. The
 subpackages (``core`` → ``bridge`` → ``data`` → ``engine`` → ``compose`` → ``experiments``, see
-docs/contributing/architecture.md) are the implementation and may move; the previous layout's module paths
+docs/architecture.md) are the implementation and may move; the previous layout's module paths
 (``tpv.models``, ``tpv.tasks``, ``tpv.training``, …) still import, with a ``DeprecationWarning``.
 """
 

@@ -29,7 +29,7 @@ SECTIONS = (
         ("auto_init", "InitPlan", "load_sources", "select_sources")
         + ("search_scale", "ScaleSearch", "evaluation_score_fn", "validation_data"),
     ),
-    ("The zoo", ("zoo",)),
+    ("The zoo", ("zoo", "build_zoo")),
     ("Sharing on the Hub", ("model_card", "read_card")),
     ("Plots", ("plot_similarity",)),
     ("Errors", ("TPVError", "TPVOSError", "TPVFileNotFoundError", "TPVRepoNotFoundError")),
