@@ -121,6 +121,8 @@ def vector_file(
         local_files_only: use only the Hub cache; never go to the network.
         force_download: download again even when the cache holds the files.
     """
+    if not isinstance(repo_id_or_folder, (str, os.PathLike)) or os.fspath(repo_id_or_folder) == "":
+        raise TPVError(f"from_pretrained needs a folder, a vector file or a Hub repo id, got {repo_id_or_folder!r}")
     path = local_or_hub(
         repo_id_or_folder,
         "the vector",
