@@ -181,14 +181,14 @@ def test_device_reaches_load_model(model_dir, vector_files, tmp_path, monkeypatc
     real, devices = tpv.bridge.models.load_model, []
 
     def spy(*args, **kwargs):
-        devices.append(kwargs.get("device", "load_model's default"))
+        devices.append(kwargs["device"])
         return real(*args, **kwargs)
 
     monkeypatch.setattr(tpv.bridge.models, "load_model", spy)
     argv = ["init", vector_files["sst2"], "--model", str(model_dir)]
     assert main([*argv, "-o", str(tmp_path / "a"), "--device", "cpu"]) == 0
     assert main([*argv, "-o", str(tmp_path / "b")]) == 0
-    assert devices == ["cpu", "load_model's default"]
+    assert devices == ["cpu", None]  # None: load_model's default, CUDA where available
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -176,3 +176,69 @@ def test_bad_inputs_exit_2_with_one_line(argv, message, library, my_data, tmp_pa
     import re
 
     assert re.search(message, _error_line(capsys))
+
+
+def _hub_cache(cache_dir, repo_id, folder, commit="0123456789abcdef0123456789abcdef01234567") -> str:
+    # huggingface_hub's own cache layout, so the real snapshot_download finds the repo offline.
+    repo = cache_dir / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for path in folder.iterdir():
+        (snapshot / path.name).write_bytes(path.read_bytes())
+    return commit
+
+
+@pytest.fixture
+def my_dataset(tmp_path):
+    """The user's own `datasets` DatasetDict saved with save_to_disk: ClassLabel names, no label words given."""
+    import datasets
+
+    features = datasets.Features(
+        {"review": datasets.Value("string"), "label": datasets.ClassLabel(names=["negative", "positive"])}
+    )
+    parts = {}
+    for split, (n, seed) in {"train": (24, 0), "validation": (12, 1), "test": (8, 2)}.items():
+        rows = toy_examples(n, seed)
+        columns = {"review": [e["text"] for e in rows], "label": [e["label"] for e in rows]}
+        parts[split] = datasets.Dataset.from_dict(columns, features=features)
+    folder = tmp_path / "reviews_dataset"
+    datasets.DatasetDict(parts).save_to_disk(str(folder))
+    yield folder
+    TASKS.pop("my_dataset_task", None)
+
+
+def test_dataset_and_hub_ids_wherever_a_path_goes(model_dir, my_dataset, library, tmp_path, capsys):
+    cache = tmp_path / "hub-cache"
+    _hub_cache(cache, "me/tiny", model_dir)
+    _hub_cache(cache, "me/zoo", library)
+    alpha = TaskPromptVector.load(library / "alpha.tpv.safetensors")
+    commit = _hub_cache(cache, "me/alpha-tpv", alpha.save_pretrained(tmp_path / "shared"))
+    hub = ["--cache-dir", str(cache), "--local-files-only", "--model", "me/tiny"]
+    data = ["--dataset", str(my_dataset), "--text-field", "review"]
+
+    out = tmp_path / "start"
+    argv = ["init", "--auto", "--task", "my_dataset_task", "--sources", "me/zoo", "--grid", "0.5,1", "--max-k", "1"]
+    assert main([*argv, "--limit", "12", "--json", "-o", str(out), *data, *hub]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["task"] == "my_dataset_task" and plan["n_validation"] == 12
+    assert sorted(row["source"] for row in plan["table"]) == ["alpha", "beta", "gamma"]
+    assert TASKS["my_dataset_task"].label_words == ("negative", "positive")  # the ClassLabel names
+
+    argv = ["eval", "--vector", "me/alpha-tpv", "--task", "my_dataset_task", "--split", "test", "--json"]
+    assert main([*argv, *data, *hub, "--revision", commit]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 8 and "alpha" in result["source"]
+
+    assert main(["vector", "info", "me/alpha-tpv", "--json", "--cache-dir", str(cache), "--local-files-only"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["tasks"] == {"alpha": 1.0}
+    # A revision the cache does not hold is a bad argument, refused before anything else.
+    argv = ["vector", "info", "me/alpha-tpv", "--revision", "v9", "--cache-dir", str(cache), "--local-files-only"]
+    assert main(argv) == 2
+    assert "cannot get the vector 'me/alpha-tpv'" in _error_line(capsys)
+
+
+def test_dataset_config_needs_a_dataset(capsys):
+    assert main(["eval", "--vector", "x.tpv.safetensors", "--dataset-config", "sst2"]) == 2
+    assert "--dataset-config sst2 needs --dataset ID" in _error_line(capsys)

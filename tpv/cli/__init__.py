@@ -11,7 +11,8 @@ shared options in ``common``, and the entry point in ``app``.
 """
 
 from tpv.cli.app import build_parser, main
-from tpv.cli.common import EXIT_ERROR, EXIT_FAILURE, EXIT_USAGE, MERGE_METHOD_NAMES, read_vector
+from tpv.cli.common import EXIT_ERROR, EXIT_FAILURE, EXIT_USAGE, MERGE_METHOD_NAMES
+from tpv.cli.inputs import read_vector
 from tpv.cli.vector import vector_info
 
 __all__ = [

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from tpv.cli import common
+from tpv.cli import common, inputs
 from tpv.core.errors import TPVError
 
 
@@ -20,10 +18,13 @@ def add_eval(commands) -> None:
             "tpv eval --vector sst2.tpv.safetensors yelp_polarity.tpv.safetensors --origin-seed 1 "
             "--task imdb --limit 200 --json",
             "tpv eval --adapter runs/mine --data my_reviews/ --text-field review --label-field stars",
+            "tpv eval --vector you/sst2-tpv --revision v1 --task sst2 --model HuggingFaceTB/SmolLM2-135M-Instruct",
         ),
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--adapter", metavar="DIR", help="a folder written by save_pretrained (PEFT prompt tuning)")
+    source.add_argument(
+        "--adapter", metavar="DIR", help="a folder written by save_pretrained (PEFT prompt tuning), or a Hub repo id"
+    )
     source.add_argument("--vector", nargs="+", metavar="FILE[:WEIGHT]", help="vectors summed and applied to the origin")
     parser.add_argument(
         "--task",
@@ -53,9 +54,9 @@ def add_eval(commands) -> None:
     )
     parser.add_argument("--scale", type=float, default=1.0, help="λ for --vector (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    common.origin_options(parser)
-    common.model_options(parser)
-    common.data_options(parser)
+    inputs.origin_options(parser)
+    inputs.model_options(parser)
+    inputs.data_options(parser)
     parser.set_defaults(run=_run_eval)
 
 
@@ -63,18 +64,18 @@ def _run_eval(args) -> int:
     from tpv.engine.evaluation import evaluate, format_scores
 
     with common.checking_arguments():
-        data, combo, origin = _checked_inputs(args)
-    model, tokenizer = common.model_from_args(args)
-    if args.adapter:
+        data, combo, origin, adapter = _checked_inputs(args)
+    model, tokenizer = inputs.model_from_args(args)
+    if adapter is not None:
         from tpv.bridge.peft_io import load_prompt_adapter
 
-        peft_model = load_prompt_adapter(model, args.adapter)
+        peft_model = load_prompt_adapter(model, adapter)
         source = args.adapter
     else:
         from tpv.bridge.peft_io import init_prompt_tuning
 
         assert combo is not None  # --adapter or --vector is required
-        origin = origin or common.make_origin(args, model, combo.num_virtual_tokens)
+        origin = origin or inputs.make_origin(args, model, combo.num_virtual_tokens)
         peft_model = init_prompt_tuning(model, combo, origin=origin, scale=args.scale)
         source = f"{origin!r} + {args.scale:g}·({combo.name})"
     lengths = {"max_length": args.max_length} if args.max_length else {}
@@ -85,7 +86,7 @@ def _run_eval(args) -> int:
     if args.json:
         common.print_json(result)
         return 0
-    metric = common.task_metric(args.task)
+    metric = inputs.task_metric(args.task)
     print(f"{args.task} {args.split}: {format_scores(result, metric)}  [{source}]")
     return 0
 
@@ -95,14 +96,15 @@ def _checked_inputs(args):
         raise TPVError(f"--max-length must be a positive number of tokens, got {args.max_length}")
     common.check_batch_size(args.batch_size)
     common.check_finite(args.scale, "--scale")
-    common.check_model_options(args)
-    args.task = common.require_task(args, common.user_task(args, args.task))
-    data = common.examples_of(args.task, args.split, args.limit, args.data_dir)
-    combo = common.combination(args.vector) if args.vector else None
-    if args.adapter and not Path(args.adapter, "adapter_config.json").is_file():
+    inputs.check_model_options(args)
+    args.task = inputs.require_task(args, inputs.user_task(args, args.task))
+    data = inputs.examples_of(args.task, args.split, args.limit, args.data_dir)
+    combo = inputs.combination(args.vector, **inputs.hub(args)) if args.vector else None
+    adapter = inputs.local_or_hub(args.adapter, "the adapter", **inputs.hub(args)) if args.adapter else None
+    if adapter is not None and not (adapter / "adapter_config.json").is_file():
         raise TPVError(f"'{args.adapter}' has no adapter_config.json; pass the folder given to save_pretrained")
-    if args.adapter:
+    if adapter is not None:
         from tpv.bridge.peft_io import read_adapter_config
 
-        read_adapter_config(args.adapter)  # a LoRA or broken folder fails here, before the model loads
-    return data, combo, common.read_origin(args)
+        read_adapter_config(adapter)  # a LoRA or broken folder fails here, before the model loads
+    return data, combo, inputs.read_origin(args), adapter

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tpv.cli import common
+from tpv.cli import common, inputs
 from tpv.core.errors import TPVError
 
 
@@ -23,11 +23,12 @@ def add_init(commands) -> None:
             "tpv init combo.tpv.safetensors --origin my.origin.safetensors --scale 0.5 -o runs/x",
             "tpv init --auto --task imdb --sources zoo --exclude imdb --output-dir runs/imdb-auto",
             "tpv init --auto --task rte --sources runs/ --limit 64 --json --output-dir runs/rte-auto",
+            "tpv init --auto --task imdb --sources you/zoo --dataset stanfordnlp/imdb --output-dir runs/imdb-auto",
             "tpv init --auto --data my_reviews/ --text-field review --label-field stars -o runs/mine-init",
         )
         + "\n\n--auto scores every source (origin + vector, zero shots) on the task's validation examples, tries\n"
         "the sum of the best k (1..--max-k) at each λ of --grid on the same examples (never on test), and writes\n"
-        "the best start, or the random origin itself when no common.combination beats it. tpv_auto_init.json in the\n"
+        "the best start, or the random origin itself when no inputs.combination beats it. tpv_auto_init.json in the\n"
         "output folder records the ranked table.",
     )
     parser.add_argument("vectors", nargs="*", metavar="FILE[:WEIGHT]", help="vectors to add (none: the origin alone)")
@@ -67,16 +68,29 @@ def add_init(commands) -> None:
         metavar="N",
         help="tokens kept per input while scoring (default: 256); fewer make long texts cheaper",
     )
+    auto.add_argument(
+        "--probe-steps",
+        type=int,
+        default=0,
+        metavar="N",
+        help="tune the origin and the best starts N steps on training examples and choose by the scores after "
+        "them, not the zero-shot ones (default: 0, zero-shot)",
+    )
+    auto.add_argument(
+        "--include-at-chance",
+        action="store_true",
+        help="also try zoo vectors whose own prompt never left chance (left out by default)",
+    )
     auto.add_argument("--json", action="store_true", help="print the plan as JSON")
-    common.origin_options(parser)
-    common.model_options(parser)
+    inputs.origin_options(parser)
+    inputs.model_options(parser)
     parser.add_argument(
         "--data-dir",
         default=None,
         metavar="DIR",
         help="folder holding <task>/<split>.jsonl (default: $TPV_DATA_DIR, else the Hugging Face Hub)",
     )
-    common.user_data_options(parser)
+    inputs.user_data_options(parser)
     parser.set_defaults(run=_run_init)
 
 
@@ -87,20 +101,20 @@ def _run_init(args) -> int:
 
     with common.checking_arguments():
         _check_output_dir(args)
-        if args.task or args.data:
-            raise TPVError("--task and --data choose sources automatically; add --auto (or drop them)")
+        if args.task or args.data or args.dataset:
+            raise TPVError("--task, --data and --dataset choose sources automatically; add --auto (or drop them)")
         common.check_positive(args.virtual_tokens, "--virtual-tokens", "a number of soft-prompt tokens such as 20")
         common.check_finite(args.scale, "--scale")
-        common.check_model_options(args)
-        combo = common.combination(args.vectors) if args.vectors else None
+        inputs.check_model_options(args)
+        combo = inputs.combination(args.vectors, **inputs.hub(args)) if args.vectors else None
         tokens = combo.num_virtual_tokens if combo is not None else (args.virtual_tokens or 20)
         if combo is not None and args.virtual_tokens not in (None, tokens):
             raise TPVError(
                 f"--virtual-tokens {args.virtual_tokens} but the vectors have {tokens}; drop --virtual-tokens"
             )
-        origin = common.read_origin(args)
-    model, _ = common.model_from_args(args)
-    origin = origin or common.make_origin(args, model, tokens)
+        origin = inputs.read_origin(args)
+    model, _ = inputs.model_from_args(args)
+    origin = origin or inputs.make_origin(args, model, tokens)
     peft_model = init_prompt_tuning(model, combo, origin=origin, scale=args.scale)
     peft_model.save_pretrained(args.output_dir)
     what = f"{origin!r}" + (f" + {args.scale:g}·({combo.name})" if combo is not None else "")
@@ -117,8 +131,8 @@ def _run_auto_init(args) -> int:
     from tpv.compose.auto_init import auto_init
 
     with common.checking_arguments():
-        task, sources, grid = _checked_auto_inputs(args)
-    model, tokenizer = common.model_from_args(args)
+        task, sources, grid, train = _checked_auto_inputs(args)
+    model, tokenizer = inputs.model_from_args(args)
     plan = auto_init(
         model,
         tokenizer,
@@ -132,6 +146,9 @@ def _run_auto_init(args) -> int:
         max_validation=args.limit,
         max_length=args.max_length,
         merge_method=args.merge_method,
+        include_at_chance=args.include_at_chance,
+        probe_steps=args.probe_steps,
+        train=train,
         data_dir=args.data_dir,
         progress=True,
     )
@@ -153,6 +170,7 @@ def _run_auto_init(args) -> int:
 
 
 def _checked_auto_inputs(args):
+    from tpv.bridge.hub import resolve_sources
     from tpv.compose.auto_init import DEFAULT_GRID, load_sources
     from tpv.data import get_task
 
@@ -165,14 +183,19 @@ def _checked_auto_inputs(args):
         common.check_positive(value, option, "a whole number such as 3")
     if args.max_length is not None and args.max_length < 1:
         raise TPVError(f"--max-length must be a positive number of tokens, got {args.max_length}")
+    if args.probe_steps < 0:
+        raise TPVError(f"--probe-steps must be ≥ 0 (0 scores zero-shot), got {args.probe_steps}")
     if args.merge_method not in common.MERGE_METHOD_NAMES:
         raise TPVError(f"unknown --merge-method {args.merge_method!r}; use one of {list(common.MERGE_METHOD_NAMES)}")
-    common.check_model_options(args)
-    task = common.require_task(args, common.user_task(args, args.task))
+    inputs.check_model_options(args)
+    task = inputs.require_task(args, inputs.user_task(args, args.task))
     get_task(task)  # an unknown task fails before anything loads
     sources = "zoo" if args.sources == ["zoo"] else args.sources[0] if len(args.sources) == 1 else args.sources
     if "zoo" in args.sources and sources != "zoo":
         raise TPVError("--sources zoo cannot be mixed with files; give zoo alone, or files and folders")
-    load_sources(sources, exclude=args.exclude, target=task)  # bad sources fail before the model loads
+    sources = resolve_sources(sources, **inputs.hub(args))  # Hub repo ids → their local snapshots
+    # Bad sources fail here, before the model loads.
+    load_sources(sources, exclude=args.exclude, target=task, include_at_chance=args.include_at_chance)
     grid = common.parse_grid(args.grid) if args.grid else DEFAULT_GRID
-    return task, sources, grid
+    train = inputs.examples_of(task, "train", None, args.data_dir) if args.probe_steps else None
+    return task, sources, grid, train

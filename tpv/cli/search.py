@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from tpv.cli import common
+from tpv.cli import common, inputs
 from tpv.core.errors import TPVError
 
 
 def add_search(commands) -> None:
     parser = commands.add_parser(
         "search",
-        help="pick λ for a common.combination on validation data",
+        help="pick λ for a inputs.combination on validation data",
         formatter_class=common.formatter,
         description="Try origin + λ·Σ vectors for every λ of a grid on the validation split of each task and "
         "report the best λ (paper §3.4). Test data is never read.",
@@ -48,9 +48,9 @@ def add_search(commands) -> None:
         "--batch-size", type=int, default=32, help="examples scored per forward pass (default: %(default)s)"
     )
     parser.add_argument("--json", action="store_true", help="print the result and the whole curve as JSON")
-    common.origin_options(parser)
-    common.model_options(parser)
-    common.data_options(parser)
+    inputs.origin_options(parser)
+    inputs.model_options(parser)
+    inputs.data_options(parser)
     parser.set_defaults(run=_run_search)
 
 
@@ -60,8 +60,8 @@ def _run_search(args) -> int:
 
     with common.checking_arguments():
         combo, tasks, grid, data, origin = _checked_inputs(args)
-    model, tokenizer = common.model_from_args(args)
-    origin = origin or common.make_origin(args, model, combo.num_virtual_tokens)
+    model, tokenizer = inputs.model_from_args(args)
+    origin = origin or inputs.make_origin(args, model, combo.num_virtual_tokens)
     peft_model = init_prompt_tuning(model, origin=origin)
     score_fn = evaluation_score_fn(
         peft_model,
@@ -94,12 +94,13 @@ def _run_search(args) -> int:
 
 def _checked_inputs(args):
     common.check_batch_size(args.batch_size)
-    common.check_model_options(args)
-    combo = common.combination(args.vectors)
-    if args.data:
+    inputs.check_model_options(args)
+    combo = inputs.combination(args.vectors, **inputs.hub(args))
+    if args.data or args.dataset:
+        option = "--data" if args.data else "--dataset"
         if args.task and len(args.task) > 1:
-            raise TPVError(f"--data gives one task, but --task was given {len(args.task)} times; give it once")
-        args.task = [common.user_task(args, args.task[0] if args.task else None)]
+            raise TPVError(f"{option} gives one task, but --task was given {len(args.task)} times; give it once")
+        args.task = [inputs.user_task(args, args.task[0] if args.task else None)]
     tasks = args.task or [task for task, coef in combo.tasks.items() if coef > 0]
     if not tasks:
         raise TPVError(
@@ -107,5 +108,5 @@ def _checked_inputs(args):
             "nothing to score by default; name the tasks to score with --task TASK"
         )
     grid = common.parse_grid(args.grid) if args.grid else None
-    data = {task: common.examples_of(task, "validation", args.limit, args.data_dir) for task in tasks}
-    return combo, tasks, grid, data, common.read_origin(args)
+    data = {task: inputs.examples_of(task, "validation", args.limit, args.data_dir) for task in tasks}
+    return combo, tasks, grid, data, inputs.read_origin(args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tpv.cli import common
+from tpv.cli import common, inputs
 from tpv.core.errors import TPVError
 
 
@@ -24,6 +24,7 @@ def add_train(commands) -> None:
             "tpv train imdb --init runs/sst2/sst2.tpv.safetensors runs/yelp/yelp_polarity.tpv.safetensors "
             "--scale 0.8 --origin-seed 7 --output-dir runs/imdb",
             "tpv train --data my_reviews/ --text-field review --label-field stars --output-dir runs/mine",
+            "tpv train imdb --dataset stanfordnlp/imdb --device cuda --output-dir runs/imdb",
             "tpv train sst2 --batch-size 4 --training-arg gradient_accumulation_steps=4 "
             "--training-arg report_to=tensorboard --output-dir runs/sst2",
             "accelerate launch -m tpv.cli train sst2 --output-dir runs/sst2   # many GPUs",
@@ -83,8 +84,8 @@ def add_train(commands) -> None:
         "report_to=tensorboard, bf16=true, logging_steps=5 (repeatable; overrides tpv's "
         "choice of that field)",
     )
-    common.model_options(parser)
-    common.data_options(parser)
+    inputs.model_options(parser)
+    inputs.data_options(parser)
     parser.set_defaults(run=_run_train)
 
 
@@ -101,26 +102,26 @@ def _run_train(args) -> int:
     from tpv.engine.training import train_prompt
 
     with common.checking_arguments():
-        inputs = _checked_inputs(args)
-    model, tokenizer = common.model_from_args(args)
+        checked = _checked_inputs(args)
+    model, tokenizer = inputs.model_from_args(args)
     result = train_prompt(
         model,
         tokenizer,
         args.task,
-        inputs.train_data,
+        checked.train_data,
         origin=args.origin_seed,
         output_dir=args.output_dir,
-        eval_dataset=inputs.eval_data,
+        eval_dataset=checked.eval_data,
         max_steps=args.steps,
         learning_rate=args.lr,
         batch_size=args.batch_size,
         num_virtual_tokens=args.virtual_tokens,
-        init_vector=inputs.init,
+        init_vector=checked.init,
         init_scale=args.scale,
         eval_method=args.eval_method,
         log_records=args.verbose,
         overwrite=args.overwrite,
-        args=inputs.training_args or None,
+        args=checked.training_args or None,
     )
     _report(result, args.task)
     return 0
@@ -139,10 +140,10 @@ def _checked_inputs(args) -> _Inputs:
 
     common.check_positive(args.virtual_tokens, "--virtual-tokens", "a number of soft-prompt tokens such as 20")
     common.check_finite(args.scale, "--scale")
-    common.check_model_options(args)
+    inputs.check_model_options(args)
     _check_output_dir(args.output_dir)
-    args.task = common.require_task(args, common.user_task(args, args.task))
-    train_data = common.examples_of(args.task, "train", args.limit, args.data_dir)
+    args.task = inputs.require_task(args, inputs.user_task(args, args.task))
+    train_data = inputs.examples_of(args.task, "train", args.limit, args.data_dir)
     try:
         check_training_inputs(args.task, train_data, args.steps, args.batch_size, learning_rate=args.lr)
     except TPVError as error:  # the library names its arguments; the user typed options
@@ -154,11 +155,13 @@ def _checked_inputs(args) -> _Inputs:
         raise TPVError(f"--eval-limit must be ≥ 0 (0 turns validation off), got {args.eval_limit}")
     training_args = parse_training_args(args.training_arg or [], owned=_TRAIN_OPTIONS_OF_FIELDS)
     eval_data = (
-        common.examples_of(args.task, "validation", args.eval_limit, args.data_dir, "--eval-limit")
+        inputs.examples_of(args.task, "validation", args.eval_limit, args.data_dir, "--eval-limit")
         if args.eval_limit
         else None
     )
-    init = [(vector, weight) for _, vector, weight in common.vector_specs(args.init)] if args.init else None
+    init = None
+    if args.init:
+        init = [(vector, weight) for _, vector, weight in inputs.vector_specs(args.init, **inputs.hub(args))]
     return _Inputs(train_data, eval_data, init, training_args)
 
 
@@ -176,4 +179,4 @@ def _report(result, task: str) -> None:
     print(f"vector  {result.vector_path}  {result.vector!r}")
     print(f"adapter {result.adapter_dir}")
     if scores:
-        print("scores  " + format_scores(scores, common.task_metric(task)))
+        print("scores  " + format_scores(scores, inputs.task_metric(task)))

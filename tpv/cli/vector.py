@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tpv.cli import common
+from tpv.cli import common, inputs
 from tpv.core.errors import TPVError
 
 
@@ -40,6 +40,7 @@ def add_vector(commands) -> None:
         help="*.tpv.safetensors files, or PEFT adapter folders (their vector is read)",
     )
     info.add_argument("--json", action="store_true", help="print JSON (a list, one object per file)")
+    inputs.hub_options(info)
     info.set_defaults(run=_run_info)
 
     comb = sub.add_parser(
@@ -69,6 +70,7 @@ def add_vector(commands) -> None:
         default=None,
         help="how ties and dare_ties elect each entry's sign (default: total)",
     )
+    inputs.hub_options(comb)
     comb.set_defaults(run=_run_combine)
 
     sim = sub.add_parser(
@@ -90,14 +92,15 @@ def add_vector(commands) -> None:
     )
     sim.add_argument("--plot", default=None, metavar="PNG", help="also write a heatmap (needs matplotlib)")
     sim.add_argument("--json", action="store_true", help='print {"names": [...], "matrix": [[...]]}')
+    inputs.hub_options(sim)
     sim.set_defaults(run=_run_similarity)
 
 
-def vector_info(path: str) -> dict:
-    """What ``tpv vector info`` reports for one file, as a dict."""
+def vector_info(path: str, **hub_options) -> dict:
+    """What ``tpv vector info`` reports for one file (or adapter folder, or Hub repo id), as a dict."""
     from tpv.core.provenance import merge_record
 
-    vector = common.read_vector(path)
+    vector = inputs.read_vector(path, **hub_options)
     return {
         "file": str(path),
         "repr": repr(vector),
@@ -116,7 +119,7 @@ def vector_info(path: str) -> dict:
 
 def _run_info(args) -> int:
     with common.checking_arguments():
-        infos = [vector_info(path) for path in args.files]
+        infos = [vector_info(path, **inputs.hub(args)) for path in args.files]
     if args.json:
         common.print_json(infos)
         return 0
@@ -141,7 +144,7 @@ def _run_combine(args) -> int:
     with common.checking_arguments():
         if Path(args.output).is_dir():
             raise TPVError(f"cannot use '{args.output}': it is a folder; pass -o FILE, e.g. -o combo.tpv.safetensors")
-        items = common.vector_specs(args.files)
+        items = inputs.vector_specs(args.files, **inputs.hub(args))
     labels = [label for label, _, _ in items]
     # Names key the merge record saved in the file; positions stand in when two files share a name.
     names = labels if len(set(labels)) == len(labels) else [f"{i}:{label}" for i, label in enumerate(labels)]
@@ -166,7 +169,7 @@ def _run_similarity(args) -> int:
     from tpv.core.similarity import similarity_matrix
 
     with common.checking_arguments():
-        items = common.vector_specs([_no_weight(spec) for spec in args.files])
+        items = inputs.vector_specs([_no_weight(spec) for spec in args.files], **inputs.hub(args))
     labels = [label for label, _, _ in items]
     if len(set(labels)) != len(labels):
         labels = [Path(spec).name.removesuffix(".tpv.safetensors") for spec in args.files]
@@ -190,7 +193,7 @@ def _run_similarity(args) -> int:
 
 
 def _no_weight(spec: str) -> str:
-    path, weight = common.split_weight(spec)
+    path, weight = inputs.split_weight(spec)
     if weight != 1.0 or path != spec:
         raise TPVError(f"similarity takes plain files, got {spec!r}; cosine similarity ignores weights, drop ':'")
     return path
