@@ -21,7 +21,7 @@ from pathlib import Path
 from tpv.core._io import atomic_write_text
 from tpv.core.errors import TPVError
 from tpv.engine.run_folder import RunLock
-from tpv.experiments.config import PROFILES, STUDIES, TINY_MODEL, ExperimentConfig, load_config
+from tpv.experiments.config import ALL_STUDIES, PROFILES, STUDIES, TINY_MODEL, ExperimentConfig, load_config
 from tpv.experiments.findings import write_findings
 from tpv.experiments.lab import Lab
 from tpv.experiments.result import StudyResult, scale_note
@@ -64,10 +64,10 @@ def reproduce(
     config = profile if isinstance(profile, ExperimentConfig) else load_config(profile)
     if studies is not None:
         studies = [studies] if isinstance(studies, str) else list(studies)
-        unknown = [s for s in studies if s not in STUDIES]
+        unknown = [s for s in studies if s not in ALL_STUDIES]
         if unknown or not studies:
-            raise TPVError(f"unknown studies {unknown or studies}; choose from {list(STUDIES)}")
-        config.studies = [s for s in STUDIES if s in studies]
+            raise TPVError(f"unknown studies {unknown or studies}; choose from {list(ALL_STUDIES)}")
+        config.studies = [s for s in ALL_STUDIES if s in studies]
     root = Path(run_dir or os.environ.get("TPV_RUN_DIR") or DEFAULT_RUN_ROOT)
     folder = root / f"{config.name}-{config.fingerprint()}"
     lab = Lab(config, folder, progress=progress)

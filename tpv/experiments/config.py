@@ -25,8 +25,15 @@ else:  # the standard library's TOML reader, as it was published before 3.11; py
     import tomli as tomllib
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
-PROFILES = ("smoke", "cpu", "gpu", "paper-smoke", "paper-cpu", "paper-gpu")
+PROFILES = ("smoke", "cpu", "gpu", "paper-smoke", "paper-cpu", "paper-gpu", "transfer-smoke", "transfer-cpu")
 STUDIES = ("origin_independence", "similarity", "pairwise_sums", "initialisation", "few_shot")
+# Studies of tpv's own questions, beyond the paper's five: run only by the profiles that list them.
+EXTRA_STUDIES = ("transfer",)
+ALL_STUDIES = STUDIES + EXTRA_STUDIES
+# The starts the transfer study compares on a left-out target (tpv.experiments.studies.left_out).
+LEFT_OUT_STARTS = ("origin", "zoo_origin", "auto_init", "family_sum", "best_single")
+LEFT_OUT_FACTORS = ("origin", "quality", "length", "template", "scale", "merge")
+LEFT_OUT_MERGES = ("sum", "mean", "ties", "norm_matched")
 METHODS = ("random", "spot", "spot_multi", "attempt", "sum", "sum_search")
 SCORING = ("rank", "generate")
 PROTOCOLS = ("tpv", "paper")
@@ -395,6 +402,90 @@ class TransferConfig:
 
 
 @dataclass
+class LeftOutConfig:
+    """The transfer study: each target is left out of the candidate vectors, and starts are compared on it.
+
+    Attributes:
+        sources: ``"zoo"`` (the vectors shipped in ``tpv.compose.zoo``, default model, 20 virtual tokens) or
+            ``"tuned"`` (a zoo of ``candidates`` tuned in the run folder from the paper's origin 0 for
+            ``source.steps`` steps: any model, e.g. the smoke profile's tiny one).
+        candidates: the tuned zoo's tasks (``sources = "tuned"`` only; the shipped zoo has its own list).
+        targets: the tasks left out one at a time.
+        shots: k of the k-shot runs (the same k examples for every start of a target and seed).
+        steps: training steps of every k-shot run.
+        eval_every: validation every this many steps (the curve; the best checkpoint on it is kept).
+        eval_examples: validation examples of the curve and of the checkpoint choice.
+        selection_examples: validation examples the best single source is chosen on.
+        auto_validation: validation example counts ``auto_init`` is called with (0-shot, on test).
+        kshot_auto_validation: which of them gives the ``auto_init`` start of the k-shot runs.
+        kshot_starts: the starts that are prompt-tuned (every start is scored at 0 shots).
+        factors: part 2's measured tables (0 shots, test); see :data:`LEFT_OUT_FACTORS`.
+        scales: λ values of the ``scale`` factor.
+        merges: combinations of the ``merge`` factor (:data:`LEFT_OUT_MERGES`).
+    """
+
+    sources: str = "zoo"
+    candidates: list = field(default_factory=list)
+    targets: list = field(default_factory=lambda: ["sst2", "trec"])
+    shots: list = field(default_factory=lambda: [64])
+    steps: int = 80
+    eval_every: int = 10
+    eval_examples: int = 50
+    selection_examples: int = 64
+    auto_validation: list = field(default_factory=lambda: [32, 64, 200])
+    kshot_auto_validation: int = 64
+    kshot_starts: list = field(default_factory=lambda: ["origin", "auto_init", "family_sum", "best_single"])
+    factors: list = field(default_factory=lambda: list(LEFT_OUT_FACTORS))
+    scales: list = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
+    merges: list = field(default_factory=lambda: list(LEFT_OUT_MERGES))
+
+    def __post_init__(self):
+        if self.sources not in ("zoo", "tuned"):
+            _fail("left_out.sources", self.sources, "use 'zoo' (the shipped vectors) or 'tuned' (tuned in the run)")
+        if self.sources == "tuned":
+            _tasks("left_out.candidates", self.candidates, minimum=2)
+            strangers = [t for t in self.targets if t not in self.candidates]
+            if strangers:
+                _fail("left_out.targets", self.targets, f"{strangers} are not candidates; list them in candidates")
+        elif self.candidates:
+            _fail("left_out.candidates", self.candidates, "the shipped zoo has its own tasks: leave candidates empty")
+        _tasks("left_out.targets", self.targets)
+        for key in ("steps", "eval_every", "eval_examples", "selection_examples", "kshot_auto_validation"):
+            _positive_int(f"left_out.{key}", getattr(self, key))
+        for key in ("shots", "auto_validation"):
+            value = getattr(self, key)
+            if not isinstance(value, list) or any(
+                isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in value
+            ):
+                _fail(f"left_out.{key}", value, "use a list of integers ≥ 1")
+        if self.kshot_auto_validation not in self.auto_validation:
+            _fail(
+                "left_out.kshot_auto_validation",
+                self.kshot_auto_validation,
+                f"use one of left_out.auto_validation {self.auto_validation}",
+            )
+        for key, allowed in (
+            ("kshot_starts", LEFT_OUT_STARTS),
+            ("factors", LEFT_OUT_FACTORS),
+            ("merges", LEFT_OUT_MERGES),
+        ):
+            value = getattr(self, key)
+            if not isinstance(value, list) or any(v not in allowed for v in value) or len(set(value)) != len(value):
+                _fail(f"left_out.{key}", value, f"use distinct names from {list(allowed)}")
+        if self.kshot_starts and "origin" not in self.kshot_starts:
+            _fail("left_out.kshot_starts", self.kshot_starts, "include 'origin': every run is compared with its run")
+        if (
+            not isinstance(self.scales, list)
+            or not self.scales
+            or any(
+                isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x <= 0
+                for x in self.scales
+            )
+        ):
+            _fail("left_out.scales", self.scales, "use a non-empty list of positive λ values, e.g. [0.1, 0.5, 1.0]")
+
+
+@dataclass
 class ExperimentConfig:
     """One reproduction: model, data, budgets and the studies to run.
 
@@ -415,6 +506,7 @@ class ExperimentConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    left_out: LeftOutConfig = field(default_factory=LeftOutConfig)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\ "):
@@ -426,8 +518,8 @@ class ExperimentConfig:
             or len(set(self.seeds)) != len(self.seeds)
         ):
             _fail("seeds", self.seeds, "use two or more distinct integer seeds (results are mean ± std over origins)")
-        if not isinstance(self.studies, list) or not self.studies or any(s not in STUDIES for s in self.studies):
-            _fail("studies", self.studies, f"use a non-empty list from {list(STUDIES)}")
+        if not isinstance(self.studies, list) or not self.studies or any(s not in ALL_STUDIES for s in self.studies):
+            _fail("studies", self.studies, f"use a non-empty list from {list(ALL_STUDIES)}")
         if not isinstance(self.output_dir, str):
             _fail("output_dir", self.output_dir, "use a folder path as a string, or '' for the run folder")
         for key, cls in (
@@ -437,14 +529,22 @@ class ExperimentConfig:
             ("prompt", PromptConfig),
             ("source", SourceConfig),
             ("transfer", TransferConfig),
+            ("left_out", LeftOutConfig),
         ):
             value = getattr(self, key)
             if isinstance(value, dict):
                 setattr(self, key, _build(cls, value, key))
             elif not isinstance(value, cls):
                 _fail(key, value, f"use a [{key}] table")
+        if "transfer" in self.studies and self.left_out.shots and max(self.left_out.shots) > self.data.train_examples:
+            _fail(
+                "left_out.shots",
+                max(self.left_out.shots),
+                f"shots cannot exceed data.train_examples = {self.data.train_examples}; lower them or raise it",
+            )
         largest = max(self.transfer.shots + self.transfer.curve_shots)
-        if largest > self.data.train_examples:
+        # Only studies 4 and 5 tune at those shots (a profile of the transfer study alone does not).
+        if {"initialisation", "few_shot"} & set(self.studies) and largest > self.data.train_examples:
             _fail(
                 "transfer.curve_shots",
                 largest,
@@ -518,10 +618,28 @@ class ExperimentConfig:
                 )
             },
         }
+        if "transfer" in self.studies:
+            # Only for profiles that run the transfer study, so that every other profile keeps its key; the
+            # shipped zoo's manifest is keyed too, since a rebuilt zoo changes every start built from it.
+            keyed["left_out"] = {
+                **{
+                    k: getattr(self.left_out, k)
+                    for k in ("sources", "steps", "eval_every", "eval_examples", "selection_examples")
+                },
+                "zoo": _zoo_digest() if self.left_out.sources == "zoo" else None,
+            }
         return fingerprint_of(keyed)[:12]
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _zoo_digest() -> str:
+    import hashlib
+
+    from tpv.compose.zoo import ZOO_DIR
+
+    return hashlib.sha256((ZOO_DIR / "manifest.json").read_bytes()).hexdigest()[:16]
 
 
 def _build(cls, table: dict, section: str):

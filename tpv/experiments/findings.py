@@ -349,6 +349,11 @@ def findings(output_dir: str | Path, config) -> list[Finding]:
 
 def write_findings(output_dir: str | Path, config) -> list[Path]:
     """Write ``findings.md`` and ``findings.json`` into ``output_dir``; returns their paths."""
+    if not set(config.studies) & set(CLAIMS_PER_STUDY):
+        # A run of tpv's own studies only (the transfer study) answers its own claims, not the paper's.
+        from tpv.experiments.studies.left_out import write_findings as write_transfer_findings
+
+        return write_transfer_findings(output_dir, config)
     output_dir = Path(output_dir)
     found = findings(output_dir, config)
     body = [[f.claim, f.paper, f"[{f.study}]({f.study}.md)", f.evidence, f"**{f.verdict}**"] for f in found]

@@ -124,6 +124,8 @@ class Lab:
         tasks = set(self.config.source.tasks)
         for family in self.config.transfer.families:
             tasks |= set(family.sources) | set(family.targets)
+        if "transfer" in self.config.studies:
+            tasks |= set(self.config.left_out.targets) | set(self.config.left_out.candidates)
         return tasks
 
     def origin(self, seed: int):
@@ -168,11 +170,15 @@ class Lab:
         checkpoint=None,
         early_stopping_patience: int = 0,
         learning_rate: float | None = None,
+        origin=None,
+        full_result: bool = False,
     ):
         """``train_prompt`` into ``<run>/prompts/<folder>`` (cached there), returning its vector. ``checkpoint``
         = ``(held validation examples, every n steps, "loss" | "score")`` keeps the best checkpoint on the
         task's first validation examples (``None``: the last step); ``early_stopping_patience`` > 0 stops after
-        that many evaluations without a better one; ``learning_rate`` replaces the profile's."""
+        that many evaluations without a better one; ``learning_rate`` replaces the profile's; ``origin`` (an
+        :class:`~tpv.core.origin.Origin`) replaces ``origin_seed``'s (which still seeds the run); ``full_result``
+        returns the whole ``TrainResult`` (its ``history`` holds the validation curve)."""
         from tpv.engine.training import RESULT_FILENAME, train_prompt
 
         prompt = self.config.prompt
@@ -205,7 +211,7 @@ class Lab:
             self.tokenizer,
             task,
             train_data,
-            origin=self.origin(origin_seed),
+            origin=self.origin(origin_seed) if origin is None else origin,
             output_dir=output_dir,
             eval_dataset=eval_data,
             max_steps=steps,
@@ -222,7 +228,7 @@ class Lab:
             args=extra_args,
             callbacks=callbacks,
         )
-        return result.vector
+        return result if full_result else result.vector
 
     def source_vector(self, task: str, seed: int):
         """The task prompt vector of source ``task`` tuned from origin ``seed``."""

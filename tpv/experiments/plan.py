@@ -249,6 +249,11 @@ def build_plan(lab, speed: Speed | None = None) -> list[PlanItem]:
                 for _ in config.shots_for(t)
             ],
         )
+    if "transfer" in studies:
+        from tpv.experiments.studies.left_out import plan_units
+
+        for what, units in plan_units(lab):
+            add("transfer", what, units)
     return items
 
 

@@ -53,6 +53,10 @@ def at_chance_notes(config, tasks) -> list[str]:
 def scale_note(config, study: str) -> str:
     """One sentence on how large ``config``'s run is where ``study`` depends on it, for the header of its page:
     a smaller run than the paper's must say so where its numbers are shown."""
+    if study == "transfer":
+        from tpv.experiments.studies.left_out import scale_note as transfer_scale_note
+
+        return transfer_scale_note(config)
     data, prompt, source, transfer = config.data, config.prompt, config.source, config.transfer
     budgets = ", ".join(
         f"{task} {source.steps_for(task)}"
