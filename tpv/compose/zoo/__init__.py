@@ -3,6 +3,8 @@
 Every vector was tuned by ``scripts/build_zoo.py`` from one recorded origin (``origin.safetensors`` here);
 ``manifest.json`` records the commit, the data files' hashes, the budget and the scores of each. Start a new
 task from them with :func:`tpv.auto_init` (``sources="zoo"``) or combine them by hand: no training needed.
+:func:`tpv.build_zoo` (:mod:`tpv.compose.zoo.build`) writes a zoo of the same format for another model, which
+``auto_init(..., sources=that_folder)`` reads like this one.
 
 Example:
     >>> from tpv.compose import zoo
