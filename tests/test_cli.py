@@ -23,6 +23,9 @@ SUBCOMMANDS = [
     ["init"],
     ["eval"],
     ["search"],
+    ["zoo"],
+    ["zoo", "build"],
+    ["zoo", "list"],
     ["reproduce"],
 ]
 
@@ -56,7 +59,7 @@ def test_help_everywhere_exits_0(capsys):
 def test_subcommands_show_examples():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    for name in ("train", "vector", "init", "eval", "search", "reproduce"):
+    for name in ("train", "vector", "init", "eval", "search", "zoo", "reproduce"):
         assert "examples:" in commands[name].epilog
 
 

@@ -242,3 +242,61 @@ def test_dataset_and_hub_ids_wherever_a_path_goes(model_dir, my_dataset, library
 def test_dataset_config_needs_a_dataset(capsys):
     assert main(["eval", "--vector", "x.tpv.safetensors", "--dataset-config", "sst2"]) == 2
     assert "--dataset-config sst2 needs --dataset ID" in _error_line(capsys)
+
+
+@pytest.fixture
+def toy_data_dir(tmp_path):
+    """sst2 and imdb as a --data-dir of toy rows (one word decides the label), so a zoo builds in seconds."""
+    folder = tmp_path / "data"
+    for number, (task, field) in enumerate((("sst2", "sentence"), ("imdb", "text"))):
+        for split, count in (("train", 32), ("validation", 32), ("test", 8)):
+            rows = [{field: e["text"], "label": e["label"]} for e in toy_examples(count, seed=10 * number + len(split))]
+            (folder / task).mkdir(parents=True, exist_ok=True)
+            (folder / task / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_zoo_build_writes_a_zoo_that_list_and_init_auto_read(model_dir, toy_data_dir, tmp_path, capsys):
+    zoo_dir = tmp_path / "my-zoo"
+    data = ["--data-dir", str(toy_data_dir), "--model", str(model_dir)]
+    argv = ["zoo", "build", "--tasks", "sst2", "imdb", "--output-dir", str(zoo_dir), "--virtual-tokens", "4"]
+    budget = ["--steps", "2", "--selection-examples", "8", "--held-examples", "16", "--test-examples", "8"]
+    assert main([*argv, *budget, "--eval-every", "1", "--quiet", *data]) == 0
+    assert f"wrote {zoo_dir}: 2 vectors" in capsys.readouterr().out
+    assert main(["zoo", "list", str(zoo_dir), "--json"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert sorted(manifest["tasks"]) == ["imdb", "sst2"] and manifest["tasks"]["sst2"]["budget"] == 2
+    assert TaskPromptVector.load(zoo_dir / manifest["tasks"]["sst2"]["file"]).shape == (4, 16)
+    assert main(["zoo", "list", str(zoo_dir)]) == 0 and "sst2" in capsys.readouterr().out
+
+    argv = ["init", "--auto", "--task", "imdb", "--sources", str(zoo_dir), "--exclude", "imdb", "--include-at-chance"]
+    assert main([*argv, "--grid", "1", "--limit", "16", "--json", "-o", str(tmp_path / "start"), *data]) == 0
+    assert [row["source"] for row in json.loads(capsys.readouterr().out)["table"]] == ["sst2"]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--tasks", "sst2", "nope"], "unknown task 'nope'"),
+        (["--tasks", "sst2", "--steps", "0"], "--steps must be ≥ 1, got 0"),
+        (["--tasks", "sst2", "--lr", "-1"], "--lr must be a positive number such as 0.3, got -1.0"),
+    ],
+)
+def test_zoo_build_checks_its_values_before_the_model_loads(options, message, tmp_path, capsys, monkeypatch):
+    import tpv.bridge.models
+
+    monkeypatch.setattr(tpv.bridge.models, "load_model", lambda *a, **k: pytest.fail("loaded the model"))
+    assert main(["zoo", "build", *options, "--output-dir", str(tmp_path / "zoo")]) == 2
+    assert message in _error_line(capsys) and not (tmp_path / "zoo").exists()
+
+
+def test_zoo_build_dry_run_prints_the_budgets(capsys, tmp_path):
+    from tpv.compose.zoo.build import budget_for
+
+    assert main(["zoo", "build", "--tasks", "sst2", "rte", "--output-dir", str(tmp_path / "z"), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines] == [
+        ["sst2", str(budget_for("sst2").steps)],
+        ["rte", str(budget_for("rte").steps)],
+    ]
+    assert not (tmp_path / "z").exists()

@@ -13,6 +13,7 @@ from tpv.cli.reproduce import add_reproduce
 from tpv.cli.search import add_search
 from tpv.cli.train import add_train
 from tpv.cli.vector import add_vector
+from tpv.cli.zoo import add_zoo
 from tpv.core.errors import TPVError, describe_os_error
 
 
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
             "-o combo.tpv.safetensors",
             "tpv init combo.tpv.safetensors --origin-seed 7 --scale 0.8 -o runs/imdb-init",
             "tpv eval --adapter runs/sst2 --task sst2 --split test --json",
+            "tpv zoo build --model HuggingFaceTB/SmolLM2-360M-Instruct --tasks sst2 imdb --output-dir zoo-360m",
             "tpv reproduce smoke --dry-run",
         )
         + "\n\n"
@@ -73,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=Parser)
-    for add in (add_train, add_vector, add_init, add_eval, add_search, add_reproduce):
+    for add in (add_train, add_vector, add_init, add_eval, add_search, add_zoo, add_reproduce):
         add(commands)
     return parser
 

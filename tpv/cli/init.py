@@ -28,7 +28,7 @@ def add_init(commands) -> None:
         )
         + "\n\n--auto scores every source (origin + vector, zero shots) on the task's validation examples, tries\n"
         "the sum of the best k (1..--max-k) at each λ of --grid on the same examples (never on test), and writes\n"
-        "the best start, or the random origin itself when no inputs.combination beats it. tpv_auto_init.json in the\n"
+        "the best start, or the random origin itself when no combination beats it. tpv_auto_init.json in the\n"
         "output folder records the ranked table.",
     )
     parser.add_argument("vectors", nargs="*", metavar="FILE[:WEIGHT]", help="vectors to add (none: the origin alone)")

@@ -9,7 +9,7 @@ from tpv.core.errors import TPVError
 def add_search(commands) -> None:
     parser = commands.add_parser(
         "search",
-        help="pick λ for a inputs.combination on validation data",
+        help="pick λ for a combination on validation data",
         formatter_class=common.formatter,
         description="Try origin + λ·Σ vectors for every λ of a grid on the validation split of each task and "
         "report the best λ (paper §3.4). Test data is never read.",
