@@ -184,7 +184,7 @@ def test_the_dtype_is_chosen_for_the_device_that_will_run(make_tiny_model, tmp_p
     # This host's CPU emulates bfloat16; the GPU the model is headed for runs it natively.
     monkeypatch.setattr(tpv.bridge.precision, "_cpuinfo", lambda: "model name: Slow CPU\nflags: avx2\n")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100")
     moved = []
     monkeypatch.setattr(PreTrainedModel, "to", lambda self, *args, **kwargs: moved.append(args) or self)

@@ -86,12 +86,17 @@ def test_choice_is_announced_once_on_stderr(cpu, capsys):
     assert err.count("tpv: bfloat16: measured") == 1 and "--dtype" in err
 
 
-def test_cuda_with_bfloat16_support(cpu, monkeypatch):
+def test_cuda_gets_bfloat16_where_it_runs_natively(cpu, monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    choice = choose_dtype("cuda", announce=False)
+    assert choice.dtype == "bfloat16" and "NVIDIA H100 (compute capability 9.0)" in choice.reason
+    # torch's is_bf16_supported() says yes on a T4, where bfloat16 is emulated and slower than float32.
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert choose_dtype("cuda", announce=False).dtype == "bfloat16"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert choose_dtype("cuda", announce=False).dtype == "float32"
+    choice = choose_dtype("cuda:0", announce=False)
+    assert choice.dtype == "float32" and "compute capability 7.5 < 8.0" in choice.reason
     assert cpu.measured == []
 
 

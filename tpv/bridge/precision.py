@@ -116,11 +116,7 @@ def choose_dtype(device: str | torch.device = "cpu", *, announce: bool = True) -
     """
     device = torch.device(device)
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        if torch.cuda.is_bf16_supported():
-            choice = DtypeChoice("bfloat16", f"bfloat16: {name} runs it natively")
-        else:
-            choice = DtypeChoice("float32", f"float32: {name} has no native bfloat16")
+        choice = _cuda_choice(device)
     elif device.type == "cpu":
         choice = _cpu_choice()
     else:
@@ -129,6 +125,20 @@ def choose_dtype(device: str | torch.device = "cpu", *, announce: bool = True) -
         _announced.add((device.type, choice.reason))
         print(f"tpv: {choice.reason}  (override with dtype= / --dtype / ${ENV_VAR})", file=sys.stderr, flush=True)
     return choice
+
+
+def _cuda_choice(device: torch.device) -> DtypeChoice:
+    name, capability = torch.cuda.get_device_name(device), torch.cuda.get_device_capability(device)
+    # torch.cuda.is_bf16_supported() also says yes where bfloat16 is only emulated (T4, V100: compute capability
+    # below 8.0), which is slower than float32 there; tensor cores run it from Ampere (8.0) on.
+    if capability >= (8, 0):
+        return DtypeChoice(
+            "bfloat16", f"bfloat16: {name} (compute capability {capability[0]}.{capability[1]}) runs it natively"
+        )
+    return DtypeChoice(
+        "float32",
+        f"float32: {name} (compute capability {capability[0]}.{capability[1]} < 8.0) has no native bfloat16",
+    )
 
 
 def cpu_model() -> str:
