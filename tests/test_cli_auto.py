@@ -300,3 +300,10 @@ def test_zoo_build_dry_run_prints_the_budgets(capsys, tmp_path):
         ["rte", str(budget_for("rte").steps)],
     ]
     assert not (tmp_path / "z").exists()
+
+
+def test_a_dataset_named_like_a_built_in_task_asks_for_a_name(my_dataset, capsys):
+    argv = ["eval", "--vector", "x.tpv.safetensors", "--task", "sst2", "--dataset", str(my_dataset)]
+    assert main(argv) == 2
+    error = _error_line(capsys)
+    assert "task 'sst2' is already registered" in error and "name the task yourself (TASK or --task)" in error

@@ -6,8 +6,9 @@ before any model loads or anything is written) or 1 when the work fails.
 
 This package imports nothing heavy at the top: torch, transformers and peft are imported inside the command
 handlers, so ``tpv --help`` and usage errors answer at once (``python benchmarks/cli_startup.py`` measures it).
-One module per command group (``train``, ``vector``, ``init``, ``eval``, ``search``, ``reproduce``), their
-shared options in ``common``, and the entry point in ``app``.
+One module per command group (``train``, ``vector``, ``init``, ``eval``, ``search``, ``zoo``, ``reproduce``);
+what every command shares (exit statuses, the usage-error block) in ``common``, the model, Hub, data and vector
+options and readers in ``inputs``, and the entry point in ``app``.
 """
 
 from tpv.cli.app import build_parser, main

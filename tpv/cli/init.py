@@ -23,7 +23,7 @@ def add_init(commands) -> None:
             "tpv init combo.tpv.safetensors --origin my.origin.safetensors --scale 0.5 -o runs/x",
             "tpv init --auto --task imdb --sources zoo --exclude imdb --output-dir runs/imdb-auto",
             "tpv init --auto --task rte --sources runs/ --limit 64 --json --output-dir runs/rte-auto",
-            "tpv init --auto --task imdb --sources you/zoo --dataset stanfordnlp/imdb --output-dir runs/imdb-auto",
+            "tpv init --auto --task my_imdb --sources you/zoo --dataset stanfordnlp/imdb --output-dir runs/my_imdb",
             "tpv init --auto --data my_reviews/ --text-field review --label-field stars -o runs/mine-init",
         )
         + "\n\n--auto scores every source (origin + vector, zero shots) on the task's validation examples, tries\n"

@@ -129,7 +129,12 @@ def user_task(args, name: str | None = None) -> str | None:
         return Task.from_files(args.data, **options).name
     # datasets reads offline from its cache by $HF_DATASETS_OFFLINE, not by a keyword.
     dataset_hub = {key: value for key, value in hub(args).items() if key != "local_files_only"}
-    return Task.from_dataset(args.dataset, args.dataset_config, **options, **dataset_hub).name
+    try:
+        return Task.from_dataset(args.dataset, args.dataset_config, **options, **dataset_hub).name
+    except TPVError as error:  # the library names its keyword; the user names the task on the command line
+        raise TPVError(
+            str(error).replace("pass name= another name", "name the task yourself (TASK or --task)")
+        ) from None
 
 
 def origin_options(parser) -> None:

@@ -24,7 +24,7 @@ def add_train(commands) -> None:
             "tpv train imdb --init runs/sst2/sst2.tpv.safetensors runs/yelp/yelp_polarity.tpv.safetensors "
             "--scale 0.8 --origin-seed 7 --output-dir runs/imdb",
             "tpv train --data my_reviews/ --text-field review --label-field stars --output-dir runs/mine",
-            "tpv train imdb --dataset stanfordnlp/imdb --device cuda --output-dir runs/imdb",
+            "tpv train my_imdb --dataset stanfordnlp/imdb --device cuda --output-dir runs/my_imdb",
             "tpv train sst2 --batch-size 4 --training-arg gradient_accumulation_steps=4 "
             "--training-arg report_to=tensorboard --output-dir runs/sst2",
             "accelerate launch -m tpv.cli train sst2 --output-dir runs/sst2   # many GPUs",
