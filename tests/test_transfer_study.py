@@ -75,8 +75,14 @@ def test_curves_are_validated_every_few_steps_from_the_start_on_the_same_shots(t
     folder = Path(summary["run_dir"]) / "prompts" / "left_out" / "imdb"
     for seed in (0, 1):
         records = [json.loads(p.read_text()) for p in folder.glob(f"*/k4/seed{seed}/tpv_train.json")]
-        assert len(records) == len(runs)
+        assert len(records) >= 3  # the origin, the family sum, the best single (auto_init's may be the origin's)
         assert len({r["settings"]["train_data"] for r in records}) == 1
+    # Where auto_init kept the origin, its start is the origin's, and so is its run.
+    decisions = _payload(summary)["summary"]["targets"]["imdb"]["auto_init"][str(settings.kshot_auto_validation)]
+    for i, decision in enumerate(decisions):
+        if decision == "kept the origin":
+            assert runs["auto_init"]["curves"][i] == runs["origin"]["curves"][i]
+            assert runs["auto_init"]["test"][i] == runs["origin"]["test"][i]
 
 
 def test_a_rerun_over_the_cache_trains_nothing_and_rewrites_the_pages_byte_for_byte(transfer_run, monkeypatch):
@@ -201,3 +207,23 @@ def test_auto_init_below_the_origin_is_flagged_not_held():
     assert row["verdict"] == left_out.NOT_HELD and row["difference"].startswith("-9.7 [")
     summary["targets"]["sst2"]["zero_shot"]["auto_init@64"] = [0.80, 0.82, 0.81]  # kept the origin
     assert left_out.transfer_findings(summary, config)[0]["verdict"] == left_out.HELD
+
+
+def test_the_shipped_zoo_gives_each_target_its_family_without_itself(tmp_path):
+    from tpv.compose import zoo
+    from tpv.experiments.lab import Lab
+
+    lab = Lab(load_config("transfer-cpu"), tmp_path / "run", progress=False)
+    found = left_out.load_zoo(lab)  # the shipped files only: no model is loaded
+    assert found.origin.num_virtual_tokens == 20 and set(found.vectors) == set(zoo.manifest()["tasks"])
+    assert left_out.family_members(found, "sst2") == ["imdb", "sst5", "yelp_polarity"]
+    assert left_out.family_members(found, "cola") == [] and "cola" not in left_out.candidates(found, "cola")
+    assert {"rte", "cola"} <= found.at_chance and "sst2" not in found.at_chance
+    members = left_out.family_members(found, "sst2")
+    total = left_out.combination(found, members)
+    matched = left_out.combination(found, members, "norm_matched")
+    mean_norm = sum(found.vectors[m].norm() for m in members) / len(members)
+    assert matched.norm() == pytest.approx(mean_norm, rel=1e-4) and matched.cosine(total) == pytest.approx(
+        1.0, abs=1e-5
+    )
+    assert left_out.combination(found, members, "mean").norm() == pytest.approx(total.norm() / 3, rel=1e-4)

@@ -30,7 +30,7 @@ import numpy as np
 
 from tpv.core.progress import progress_bar
 from tpv.data import get_task
-from tpv.experiments.result import StudyResult, markdown_table
+from tpv.experiments.result import AT_CHANCE_MARK, StudyResult, markdown_table
 
 TITLE = "Starts on tasks left out of the zoo (transfer)"
 NAME = "transfer"
@@ -214,8 +214,11 @@ def start(lab, zoo: Zoo, target: str, name: str, seed: int):
 
         n = lab.config.left_out.kshot_auto_validation
         record = auto_plan(lab, zoo, target, n, seed)
+        if not record["chosen"]:
+            # auto_init kept the origin: the origin's start, so the origin's run (computed once).
+            return start(lab, zoo, target, "origin", seed)
         origin = lab.origin(seed)
-        vector = TaskPromptVector.from_prompts(_auto_prompt(record), origin, task=target) if record["chosen"] else None
+        vector = TaskPromptVector.from_prompts(_auto_prompt(record), origin, task=target)
         return origin, vector, f"auto_init{n}:{record['code']}@{seed}"
     if name == "family_sum":
         members = family_members(zoo, target)
@@ -244,7 +247,7 @@ def validation_fields(lab, task: str, key: str, prompt_fn, n: int) -> dict:
         return evaluate(
             lab.eval_model,
             lab.tokenizer,
-            task,
+            lab.task(task),
             lab.data(task, "validation")[:n],
             prompt=built[0],
             method=method,
@@ -360,7 +363,7 @@ def run(lab, progress: bool = True) -> StudyResult:
     settings = config.left_out
     zoo = load_zoo(lab)
     rows: list[dict] = []
-    summary: dict = {"zoo": zoo.kind, "targets": {}}
+    summary: dict = {"zoo": zoo.kind, "at_chance": sorted(zoo.at_chance), "targets": {}}
     for target in progress_bar(settings.targets, progress, "transfer targets"):
         summary["targets"][target] = _target(lab, zoo, target, rows)
     figures = [_plot(lab, target, summary["targets"][target]) for target in settings.targets if settings.shots]
@@ -397,7 +400,12 @@ def _target(lab, zoo: Zoo, target: str, rows: list) -> dict:
     for n in settings.auto_validation:
         plans = [auto_plan(lab, zoo, target, n, s) for s in seeds]
         scores = [
-            test_score(lab, target, f"auto_init{n}:{p['code']}@{s}", lambda p=p: _auto_prompt(p))
+            test_score(
+                lab,
+                target,
+                f"auto_init{n}:{p['code']}@{s}" if p["chosen"] else f"origin@{s}",
+                lambda p=p: _auto_prompt(p),
+            )
             for p, s in zip(plans, seeds)
         ]
         zero[f"auto_init@{n}"] = scores
@@ -521,14 +529,23 @@ def _zero_shot_table(summary: dict, config) -> str:
             chosen = found["auto_init"][str(n)]
             kept = sum(d == "kept the origin" for d in chosen)
             decisions.append(f"{cell(zero[f'auto_init@{n}'])} (kept origin {kept}/{len(chosen)})")
-        body.append([f"{target} ({found['family']})", *cells[:3], f"{cells[3]} ({found['best_single']})", *decisions])
+        at_chance = summary["at_chance"]
+        members = ", ".join(_marked(m, at_chance) for m in found["family_members"])
+        family = f"{cells[2]} ({members})" if members else cells[2]
+        best = f"{cells[3]} ({_marked(found['best_single'], at_chance)})"
+        body.append([f"{target} ({found['family']})", *cells[:2], family, best, *decisions])
     return (
         "## 0 shots (test)\n\n"
         + markdown_table(header, body)
         + "\n\nScores ×100 with 95 % intervals over seeds where the start changes with the seed (the random origin "
         "and auto_init, which builds on it); the zoo-origin starts are one score each. n/a: the zoo holds no other "
-        "vector of the target's family. auto_init's decision per seed is in the JSON (`auto_init`)."
+        "vector of the target's family. auto_init's decision per seed is in the JSON (`auto_init`). "
+        f"{AT_CHANCE_MARK}: a zoo vector whose prompt stayed at chance on validation when the zoo was built."
     )
+
+
+def _marked(task: str, at_chance) -> str:
+    return f"{task}{AT_CHANCE_MARK}" if task in at_chance else task
 
 
 def _kshot_tables(summary: dict, config) -> str:
