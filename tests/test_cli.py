@@ -504,6 +504,12 @@ def test_console_script():
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("module", ["tpv", "tpv.cli"])  # `accelerate launch -m tpv.cli train …` runs the second
+def test_python_dash_m_runs_the_command(module):
+    done = subprocess.run([sys.executable, "-m", module, "zoo", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "usage: tpv zoo" in done.stdout
+
+
 def test_help_imports_neither_torch_nor_transformers():
     # `tpv --help` must answer at once; torch alone takes seconds to import (benchmarks/cli_startup.py times it).
     code = (
