@@ -814,6 +814,8 @@ def _cosines(peft_model, tokenizer, task, train, origin, candidates, steps, seed
     from tpv.compose.tuning import tune_prompt
 
     set_prompt(peft_model, origin.tensor)
-    tuned = tune_prompt(peft_model, tokenizer, task, list(train), steps=steps, seed=seed, progress=progress, **length)
+    tuned = tune_prompt(
+        peft_model, tokenizer, task, list(train), steps=steps, seed=seed, progress=progress, desc="retrieval", **length
+    )
     target = TaskPromptVector.from_prompts(tuned, origin, task.name)
     return {name: target.cosine(vector) for name, vector in candidates.items()}

@@ -36,6 +36,7 @@ def tune_prompt(
     adapter_name: str = "default",
     on_step: Callable[[int], None] | None = None,
     progress: bool = False,
+    desc: str = "tuning",
 ) -> torch.Tensor:
     """Tune the soft prompt of ``peft_model`` in place for ``steps`` optimiser steps from where it is now.
 
@@ -46,7 +47,7 @@ def tune_prompt(
         steps: optimiser steps.
         learning_rate, batch_size, max_length, weight_decay, warmup_ratio: as in ``train_prompt``.
         on_step: called with the step number after each step (e.g. to score and keep the best prompt).
-        progress: a progress bar over steps.
+        progress: a progress bar over steps, named ``desc``.
 
     Returns:
         The tuned prompt (a float32 copy); the model holds it too.
@@ -70,9 +71,7 @@ def tune_prompt(
     parameter.requires_grad_(True)
     peft_model.train()
     try:
-        for step, rows in enumerate(
-            progress_bar(_batches(len(encoded), batch_size, steps, seed), progress, "probe"), 1
-        ):
+        for step, rows in enumerate(progress_bar(_batches(len(encoded), batch_size, steps, seed), progress, desc), 1):
             batch = collate([encoded[i] for i in rows], pad, seq2seq=seq2seq)
             batch = {key: value.to(parameter.device) for key, value in batch.items()}
             loss = prompt_tuning_loss(peft_model, batch, adapter_name)

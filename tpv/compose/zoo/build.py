@@ -386,6 +386,7 @@ def _tune(
         seed=settings.seed,
         on_step=keep_best,
         progress=settings.progress,
+        desc=f"tuning {task.name}",
     )
     return best["step"], best["prompt"]
 
