@@ -58,6 +58,13 @@ def test_the_smoke_profile_writes_pages_csv_json_curves_and_findings(transfer_ru
     assert targets["imdb"]["family_members"] == ["sst2", "yelp_polarity"]
     assert "family_sum" in targets["imdb"]["kshot"]["4"] and "family_sum" not in targets["trec"]["kshot"]["4"]
     assert set(targets["imdb"]["factors"]["merge"]) == set(config.left_out.merges)
+    template = targets["imdb"]["factors"]["template"]
+    assert template["source"] == targets["imdb"]["best_single"] and "**Target's template vs" in page
+    if "skipped" not in template:
+        zero = targets["imdb"]["zero_shot"]
+        # In its own template, the factor's cells are the 0-shot starts' scores (one cached score each).
+        assert template["zoo_origin"]["target_template"] == zero["zoo_origin"][0]
+        assert template[f"single:{template['source']}"]["target_template"] == zero["best_single"][0]
     findings = (out / "findings.md").read_text()
     assert "starts on tasks left out of the zoo" in findings and "not run" not in findings
     verdicts = {f["verdict"] for f in json.loads((out / "findings.json").read_text())["findings"]}
@@ -227,3 +234,15 @@ def test_the_shipped_zoo_gives_each_target_its_family_without_itself(tmp_path):
         1.0, abs=1e-5
     )
     assert left_out.combination(found, members, "mean").norm() == pytest.approx(total.norm() / 3, rel=1e-4)
+
+
+def test_a_target_in_a_source_template_keeps_its_fields_and_label_words():
+    from tpv.data import get_task
+
+    imdb, sst2, mrpc, qqp = (get_task(t) for t in ("imdb", "sst2", "mrpc", "qqp"))
+    variant = left_out.in_template_of(imdb, sst2)
+    assert variant.template == "sentence: {text}\nsentiment:" and variant.label_words == imdb.label_words
+    assert variant.input_text({"text": "fine film", "label": 1}) == "sentence: fine film\nsentiment:"
+    pair = left_out.in_template_of(mrpc, qqp)
+    assert pair.fields == mrpc.fields and pair.template.startswith("question1: {" + mrpc.fields[0] + "}")
+    assert left_out.in_template_of(imdb, qqp) is None  # one field against two: no mapping

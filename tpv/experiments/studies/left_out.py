@@ -508,7 +508,67 @@ def _factors(lab, zoo: Zoo, target: str, rows: list) -> dict:
                     "validation": val[pick],
                     "test": score(f"single:{pick}", zoo.origin, zoo.vectors[pick]),
                 }
+    if "template" in settings.factors:
+        out["template"] = _template_factor(lab, zoo, target, best_single(lab, zoo, target), rows)
     return out
+
+
+def in_template_of(task, source):
+    """``task`` with ``source``'s template, its fields renamed in order to ``task``'s; the label words stay the
+    target's (only the input's wording changes). None when the two tasks have different numbers of fields."""
+    import dataclasses
+
+    if len(task.fields) != len(source.fields):
+        return None
+    template = source.template
+    # Through placeholders no template uses, so that renaming a→b and b→a cannot collide.
+    for i, name in enumerate(source.fields):
+        template = template.replace("{" + name + "}", "{\0" + str(i) + "}")
+    for i, name in enumerate(task.fields):
+        template = template.replace("{\0" + str(i) + "}", "{" + name + "}")
+    return dataclasses.replace(task, name=f"{task.name}_in_{source.name}_template", template=template, fields=())
+
+
+def _template_factor(lab, zoo: Zoo, target: str, source: str, rows: list) -> dict:
+    # The best single source's vector and the zoo origin alone, each scored in the target's own template and in
+    # the source's: does a vector carry over better when the input reads as its own task's did?
+    variant = in_template_of(get_task(target), get_task(source))
+    if variant is None:
+        return {"source": source, "skipped": f"{target} and {source} have different numbers of input fields"}
+    found: dict = {"source": source, "template": variant.template}
+    for tag, vector in (("zoo_origin", None), (f"single:{source}", zoo.vectors[source])):
+        own = test_score(lab, target, f"{tag}@zoo" if vector is not None else "zoo_origin", _prompt(zoo.origin, vector))
+
+        def run(method, vector=vector):
+            from tpv.engine.evaluation import evaluate
+
+            protocol = lab.config.protocol
+            return evaluate(
+                lab.eval_model,
+                lab.tokenizer,
+                variant,
+                lab.data(target, "test"),
+                prompt=_prompt(zoo.origin, vector)(),
+                method=method,
+                batch_size=lab.config.prompt.eval_batch_size,
+                max_length=lab.config.prompt.max_length,
+                max_new_tokens=protocol.max_new_tokens,
+                answer_match=protocol.answer_match,
+            )
+
+        theirs = lab.evaluated(target, f"transfer:{tag}@zoo/template:{source}", run)["score"]
+        found[tag] = {"target_template": own, "source_template": theirs}
+        rows.append(
+            {
+                "target": target,
+                "start": f"factor:template:{tag}",
+                "shots": 0,
+                "seed": None,
+                "score": theirs,
+                "template": source,
+            }
+        )
+    return found
 
 
 # ---- pages --------------------------------------------------------------------------------------------------
@@ -640,10 +700,33 @@ def _factor_tables(summary: dict, config) -> str:
             f"({config.prompt.num_virtual_tokens} virtual tokens); a zoo of 50-token vectors is needed."
         )
     if "template" in settings.factors:
+        body = []
+        for t, f in targets.items():
+            found = f["factors"]["template"]
+            if "skipped" in found:
+                body.append([t, found["source"], "n/a", "n/a", "n/a", "n/a"])
+                continue
+            cells = [
+                found[tag][side] * 100
+                for tag in ("zoo_origin", f"single:{found['source']}")
+                for side in ("target_template", "source_template")
+            ]
+            body.append([t, found["source"], *(f"{c:.1f}" for c in cells)])
         parts.append(
-            "**Target's template vs the sources' templates**: not measured in this run: scoring a target "
-            "in a source's template needs a mapping of its fields and label words, which this study does "
-            "not define yet."
+            "**Target's template vs the source's template** (the best single source; its template with the "
+            "target's fields in order and the target's label words; zoo origin)\n\n"
+            + markdown_table(
+                [
+                    "Target",
+                    "Source",
+                    "Zoo origin, target's template",
+                    "Zoo origin, source's template",
+                    "Origin + source vector, target's template",
+                    "Origin + source vector, source's template",
+                ],
+                body,
+            )
+            + "\n\nn/a: the two tasks have different numbers of input fields."
         )
     if "scale" in settings.factors:
         scales = [f"{x:g}" for x in settings.scales]
@@ -885,5 +968,7 @@ def plan_units(lab) -> list[tuple[str, list[tuple]]]:
             factor_scores += len(settings.merges) - 1
         if "quality" in settings.factors and settings.sources == "zoo":
             factor_scores += 2
+        if "template" in settings.factors:
+            factor_scores += 2  # the zoo origin and the best single source, in the source's template
         add("part 2 factors at 0 shots (test)", (target, 0, scored(target, test, "test") * factor_scores))
     return list(units.items())
