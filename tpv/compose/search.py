@@ -19,7 +19,7 @@ from tpv.core.errors import TPVError
 from tpv.core.origin import Origin
 from tpv.core.progress import progress_bar
 from tpv.core.vector import combine
-from tpv.data import get_task, load_split
+from tpv.data import Task, get_task, load_split
 from tpv.data.loading import data_dir_from_env
 from tpv.engine.evaluation import evaluate
 
@@ -92,13 +92,15 @@ def search_scale(
 def evaluation_score_fn(
     peft_model,
     tokenizer,
-    data_by_task: Mapping[str, Sequence[Mapping] | str],
+    data_by_task: Mapping[str | Task, Sequence[Mapping] | str],
     *,
     method: str = "rank",
     batch_size: int = 32,
     adapter_name: str = "default",
     data_dir: str | os.PathLike | None = None,
     max_length: int | None = None,
+    max_new_tokens: int | None = None,
+    answer_match: str = "prefix",
     progress: bool = False,
 ) -> Callable[[torch.Tensor], dict[str, float]]:
     """A ``score_fn`` for :func:`search_scale` that scores each candidate prompt with the engine's ``evaluate``.
@@ -109,13 +111,17 @@ def evaluation_score_fn(
     Args:
         peft_model: a prompt-tuned ``PeftModel`` (see :func:`tpv.init_prompt_tuning`).
         tokenizer: its tokenizer.
-        data_by_task: task name → validation examples, or the split name ``"validation"`` to load them.
-            Test data is refused: a search that reads the test split makes its test scores optimistic.
-        method: the ``tpv.engine.evaluation.evaluate`` scoring method.
+        data_by_task: task name (or ``Task``, e.g. one worded as a protocol words it) → validation examples, or
+            the split name ``"validation"`` to load them. Test data is refused: a search that reads the test
+            split makes its test scores optimistic.
+        method: the ``tpv.engine.evaluation.evaluate`` scoring method: ``"rank"``, or ``"generate"`` to pick λ
+            by generated answers as the official evaluator does (an invalid answer then counts wrong).
         batch_size: evaluation batch size.
         adapter_name: the adapter whose prompt is replaced.
         data_dir: where split names are loaded from (default ``TPV_DATA_DIR``).
         max_length: tokens kept per example (default: ``evaluate``'s).
+        max_new_tokens: tokens generated per answer under ``method="generate"`` (default: ``evaluate``'s).
+        answer_match: ``"prefix"`` or ``"exact"`` (the official code's exact match) for generated answers.
         progress: a progress bar over each evaluation's batches (one λ can take minutes on a CPU).
 
     Returns:
@@ -136,9 +142,10 @@ def evaluation_score_fn(
             f"data_by_task must be a non-empty mapping task → validation examples, got {data_by_task!r:.80}; "
             "e.g. {'rte': validation_data('rte')}"
         )
-    data = {}
+    data, tasks = {}, {}
     for task_name, examples in data_by_task.items():
         task = get_task(task_name)
+        tasks[task.name] = task_name  # as given: a name, or a Task worded by the caller
         if isinstance(examples, str):
             if examples != SEARCH_SPLIT:
                 raise TPVError(
@@ -149,19 +156,22 @@ def evaluation_score_fn(
         data[task.name] = refuse_test_examples(task.name, list(examples), data_dir)
 
     lengths: dict[str, Any] = {"max_length": max_length} if max_length is not None else {}
+    if max_new_tokens is not None:
+        lengths["max_new_tokens"] = max_new_tokens
 
     def score_fn(prompt: torch.Tensor) -> dict[str, float]:
         set_prompt(peft_model, prompt, adapter_name)
         scores = {}
         for task_name, examples in data.items():
-            metric = get_task(task_name).metric
+            metric = get_task(tasks[task_name]).metric
             result = evaluate(
                 peft_model,
                 tokenizer,
-                task_name,
+                tasks[task_name],
                 examples,
                 method=method,
                 batch_size=batch_size,
+                answer_match=answer_match,
                 progress=progress,
                 **lengths,
             )

@@ -18,6 +18,7 @@ from pathlib import Path
 from tpv.core._io import read_text
 from tpv.core.errors import TPVError
 from tpv.data import get_task
+from tpv.data.paper_tasks import OFFICIAL_SOURCE
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -162,7 +163,9 @@ class ProtocolConfig:
     """How prompts are initialised, drawn, trained and scored: tpv's own protocol or the paper's official code.
 
     Attributes:
-        name: ``"tpv"`` or ``"paper"``, a label printed with every table (the settings below decide).
+        name: ``"tpv"`` or ``"paper"``, printed with every table. ``"paper"`` also words every task as the
+            official code does (its templates and label words, ``tpv.data.paper_tasks``); the settings below
+            decide the rest.
         origin_method: ``make_origin`` method: ``"sample_vocab"`` (tpv) or ``"paper"`` (the official
             ``create_origin.py``: ids without replacement from the first 5000, one NumPy stream seeded 1024).
         scoring: scoring methods, the first one fills the tables: ``"rank"`` (label words ranked, tpv) and/or
@@ -581,7 +584,12 @@ class ExperimentConfig:
         # always had ("tpv", "model"), so existing run folders keep their key.
         keyed = {
             "tpv": __version__,
-            "protocol": {k: v for k, v in asdict(self.protocol).items() if k != "name"},
+            "protocol": {
+                **{k: v for k, v in asdict(self.protocol).items() if k != "name"},
+                # The paper protocol words every task as the official code (tpv.data.paper_tasks): runs from
+                # before that table, which used tpv's words, must not share its cached prompts and scores.
+                **({"task_words": OFFICIAL_SOURCE} if self.protocol.name == "paper" else {}),
+            },
             # "auto" is keyed as what it resolves to here: bfloat16 and float32 runs give different scores, so a
             # run folder carried between machines that choose differently must not share cached results.
             "model": {

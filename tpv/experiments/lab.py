@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from tpv.data import get_task, load_split
+from tpv.data.paper_tasks import paper_task
 from tpv.data.shots import few_shot
 from tpv.experiments.config import TINY_MODEL, ExperimentConfig
 from tpv.experiments.store import ScoreStore
@@ -101,7 +102,7 @@ class Lab:
             if name == TINY_MODEL:
                 from tpv.experiments.tiny import build_tiny_model
 
-                tasks = {get_task(t) for t in self.all_tasks()}
+                tasks = {self.task(t) for t in self.all_tasks()}
                 sample = [e for t in sorted(self.all_tasks()) for e in self.data(t, "train")[:20]]
                 source = build_tiny_model(self.run_dir / "model", sorted(tasks, key=lambda t: t.name), sample)
             else:
@@ -119,6 +120,18 @@ class Lab:
     def fresh_model(self):
         """A copy of the base model: PEFT wrapping changes the model it wraps, and every run needs a clean one."""
         return copy.deepcopy(self.load()[0])
+
+    def task(self, task):
+        """``task`` (a name or ``Task``) as this protocol words it: under ``protocol.name = "paper"`` the official
+        code's template and label words (``tpv.data.paper_tasks``), else the registry's. Every training,
+        evaluation and λ search goes through here, so one protocol never mixes two wordings."""
+        return paper_task(task) if self.config.protocol.name == "paper" else get_task(task)
+
+    def mixture_task(self, sources: list[str]):
+        """The SPoT-multi / ATTEMPT mixture of ``sources``, each worded as :meth:`task` words it."""
+        from tpv.compose.baselines.spot import mixture_task
+
+        return mixture_task([self.task(s) for s in sources])
 
     def all_tasks(self) -> set[str]:
         tasks = set(self.config.source.tasks)
@@ -181,22 +194,21 @@ class Lab:
         returns the whole ``TrainResult`` (its ``history`` holds the validation curve)."""
         from tpv.engine.training import RESULT_FILENAME, train_prompt
 
+        task = self.task(task)
         prompt = self.config.prompt
         extra_args: dict[str, object] = {"save_total_limit": 1}
         callbacks: list = []
         eval_data, eval_steps = None, None
         if checkpoint and checkpoint[0]:
             examples, every, metric = checkpoint
-            eval_data = self.data(get_task(task).name, "validation")[:examples]
+            eval_data = self.data(task.name, "validation")[:examples]
             eval_steps = min(every, steps) if every else None
             if metric == "loss":
                 from tpv.experiments.checkpoint import LOSS_CHECKPOINT_ARGS, ValidationLossCallback
 
                 extra_args.update(LOSS_CHECKPOINT_ARGS)
                 callbacks.append(
-                    ValidationLossCallback(
-                        self.tokenizer, get_task(task), eval_data, prompt.eval_batch_size, prompt.max_length
-                    )
+                    ValidationLossCallback(self.tokenizer, task, eval_data, prompt.eval_batch_size, prompt.max_length)
                 )
             if early_stopping_patience:
                 from transformers import EarlyStoppingCallback
@@ -256,14 +268,12 @@ class Lab:
 
     def multi_vector(self, sources: list[str], seed: int):
         """SPoT-multi: one prompt tuned on the mixture of the sources' training data."""
-        from tpv.compose.baselines.spot import mixture_task
-
         key = ("multi", tuple(sources), seed)
         if key not in self._vectors:
             data = self.mixture(sources, seed)
             folder = f"spot_multi/{'+'.join(sources)}/seed{seed}"
             self._vectors[key] = self.train(
-                mixture_task(sources), seed, data, folder, steps=self.config.transfer.multi_steps
+                self.mixture_task(sources), seed, data, folder, steps=self.config.transfer.multi_steps
             )
         return self._vectors[key]
 
@@ -283,7 +293,6 @@ class Lab:
         the first source prompt (``protocol.attempt = "reference"``), or trained on the sources' mixture from
         the origin (``"tpv"``)."""
         from tpv.compose.baselines.attempt import Attempt
-        from tpv.compose.baselines.spot import mixture_task
 
         origin = self.origin(seed)
         rows = self.config.prompt.num_virtual_tokens  # ATTEMPT prompts the encoder only: its rows come first
@@ -293,7 +302,7 @@ class Lab:
         module = Attempt(self.attempt_base, prompts, origin.tensor[:rows], variant="tpv", seed=seed)
         self.train_attempt(
             module,
-            mixture_task(sources),
+            self.mixture_task(sources),
             self.mixture(sources, seed),
             f"attempt/{'+'.join(sources)}/seed{seed}",
             self.config.transfer.multi_steps,
@@ -312,7 +321,7 @@ class Lab:
         train_attempt(
             module,
             self.tokenizer,
-            task,
+            self.task(task),
             data,
             output_dir=output_dir,
             max_steps=steps,
@@ -365,7 +374,7 @@ class Lab:
             return evaluate(
                 self.eval_model,
                 self.tokenizer,
-                task,
+                self.task(task),
                 self.data(task, split),
                 prompt=built[0],
                 method=method,
@@ -383,17 +392,24 @@ class Lab:
 
     def search_scale(self, key: str, vectors_fn, seed: int, tasks: list[str]) -> float:
         """λ for ``sum(vectors_fn())`` on origin ``seed``, chosen on the tasks' validation data (cached; the
-        vectors are only built, and so trained or loaded, when the search runs)."""
+        vectors are only built, and so trained or loaded, when the search runs). Candidates are scored as the
+        tables are: the protocol's first scoring method and answer matching, each task worded by :meth:`task`
+        (the official evaluator picks λ by generated exact match)."""
 
         def compute():
             from tpv.compose.search import evaluation_score_fn, search_scale
 
+            protocol = self.config.protocol
             score_fn = evaluation_score_fn(
                 self.eval_model,
                 self.tokenizer,
-                {t: self.data(t, "validation") for t in tasks},
+                {self.task(t): self.data(t, "validation") for t in tasks},
+                method=protocol.scoring[0],
                 batch_size=self.config.prompt.eval_batch_size,
                 data_dir=self.config.data.resolved_dir(),
+                max_length=self.config.prompt.max_length,
+                max_new_tokens=protocol.max_new_tokens,
+                answer_match=protocol.answer_match,
             )
             found = search_scale(
                 vectors_fn(), self.origin(seed), score_fn, grid=self.config.transfer.scale_grid, progress=self.progress

@@ -21,6 +21,22 @@ from tpv.experiments.studies.origin_independence import original_score
 TITLE = "Pairwise sums of task prompt vectors (§4.3, Figure 3)"
 
 
+OFFICIAL_GRID = [round(x, 2) for x in np.arange(0, 1.05, 0.05)]
+
+
+def lambda_note(config) -> str:
+    """How λ was searched, and whether the grid is the official one or a cut of it."""
+    protocol, grid = config.protocol, [float(x) for x in config.transfer.scale_grid]
+    scoring = protocol.scoring[0] + (f", {protocol.answer_match} match" if protocol.scoring[0] == "generate" else "")
+    cut = "a grid cut for time from the official 0, 0.05, …, 1"
+    official = "the official grid" if [round(x, 6) for x in grid] == OFFICIAL_GRID else cut
+    values = ", ".join(f"{x:g}" for x in grid)
+    return (
+        f"λ chosen per origin on both tasks' validation data (mean score) over λ ∈ {{{values}}}, {official}, "
+        f"scored as the table ({scoring})."
+    )
+
+
 def run(lab, progress: bool = True) -> StudyResult:
     from tpv.experiments.plots import plot_heatmap
 
@@ -83,6 +99,7 @@ def run(lab, progress: bool = True) -> StudyResult:
         "same origin, averaged over origins; the absolute score ×100 is in brackets. Heatmap: row = task "
         "scored, column = the task it was summed with."
     ]
+    notes.append(lambda_note(config))
     notes += paper_numbers.figure_note("pairwise_sums")
     notes += at_chance_notes(config, tasks)
     summary = {

@@ -122,7 +122,7 @@ def _attempt_runner(lab, family, target, shots, seed):
         protocol = lab.config.protocol
         return modules[0].evaluate(
             lab.tokenizer,
-            target,
+            lab.task(target),
             lab.data(target, "test"),
             method=method,
             batch_size=lab.config.prompt.eval_batch_size,
