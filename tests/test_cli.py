@@ -115,6 +115,7 @@ def test_malformed_input_exits_2_with_one_line(argv, message, vector_files, tmp_
         (["eval", "--vector", "{sst2}", "--task", "sst2", "--device", "bogus"], "--device 'bogus' is not a device"),
         (["eval", "--vector", "{sst2}", "--task", "sst2", "--origin", "{tmp}/none.origin.safetensors"], "no such file"),
         (["search", "{sst2}", "--device", "cuda:99"], "--device cuda:99 but "),
+        (["search", "{sst2}", "--model", "{tmp}/no-model"], "--model {tmp}/no-model: no such folder"),
         (["init", "{sst2}", "-o", "{tmp}/x", "--virtual-tokens", "-1"], "--virtual-tokens must be ≥ 1, got -1"),
         (["init", "--auto", "--task", "sst2", "--k", "0", "-o", "{tmp}/x"], "--k must be ≥ 1, got 0"),
         (["init", "--auto", "--task", "sst2", "--merge-method", "median", "-o", "{tmp}/x"], "unknown --merge-method"),

@@ -13,13 +13,14 @@ from contextlib import contextmanager
 
 from tpv.core.errors import TPVError
 
-EXIT_FAILURE = 1  # the work failed: training, scoring, writing, a file's contents
+EXIT_FAILURE = 1  # the work failed: loading the model, training, scoring, writing
 EXIT_USAGE = 2  # the command line is wrong, found before any work started (argparse's status for usage errors)
 EXIT_ERROR = EXIT_USAGE  # the name before exit statuses were split; kept for scripts that import it
 EXIT_STATUSES = (
-    "exit status: 0 done; 1 the work failed (training, scoring, writing, a file it could not read);\n"
-    "  2 the command line is wrong (an unknown option, a bad value, a missing input, an unknown task),\n"
-    "  found before any model loads or anything is written; 130 interrupted."
+    "exit status: 0 done; 1 the work failed (loading the model, training, scoring, writing);\n"
+    "  2 the command line is wrong (an unknown option, a bad value, an unknown task, an input file or Hub\n"
+    "  repo that is missing or unreadable), found before any model loads or anything is written;\n"
+    "  130 interrupted."
 )
 
 

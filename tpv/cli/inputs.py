@@ -40,7 +40,12 @@ def model_options(parser) -> None:
 
 
 def check_model_options(args) -> None:
-    """Refuse a ``--device`` this machine does not have, before anything loads."""
+    """Refuse a ``--model`` folder that is not there and a ``--device`` this machine lacks, before anything loads."""
+    model = args.model or ""
+    # Hub ids are "name" or "owner/name"; anything else that names no folder is a mistyped path.
+    is_path = model.startswith((".", "~", "/")) or model.count("/") > 1 or model.endswith("/")
+    if is_path and not Path(model).expanduser().exists():
+        raise TPVError(f"--model {model}: no such folder; pass a model folder or a Hugging Face model id")
     if args.device is None:
         return
     import torch
