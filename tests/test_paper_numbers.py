@@ -63,3 +63,21 @@ def test_figure_notes_quote_the_paper_for_each_figure_study():
     assert note[0].startswith("Paper says") and "MNLI+RTE" in note[0] and "direction" in note[1]
     with pytest.raises(TPVError, match="'origin_independence'.*one of \\['few_shot', 'pairwise_sums', 'similarity'\\]"):
         paper_numbers.figure_note("origin_independence")
+
+
+def test_the_like_for_like_significance_note_is_under_both_tables_that_show_stars():
+    from pathlib import Path
+
+    from scipy.stats import ttest_ind_from_stats
+
+    note = paper_numbers.SIGNIFICANCE_NOTE
+    assert note in paper_numbers.DIFFERENCES and "n = 10" in note and "@3866c35" in note
+    studies = Path(paper_numbers.__file__).parent / "studies"
+    for page in ("origin_independence.py", "initialisation.py"):  # the two pages with the paper's * beside ours
+        assert "paper_numbers.DIFFERENCES" in (studies / page).read_text()
+    # What the note says: the same means and stds give a larger p at n = 3 than at the script's n = 10.
+    for row in TABLE1["t5-base"].values():
+        if row.original.std and row.mixed.std and row.delta:
+            a, b = row.original, row.mixed
+            at = {n: ttest_ind_from_stats(a.mean, a.std, n, b.mean, b.std, n).pvalue for n in (3, 10)}
+            assert at[3] > at[10]

@@ -3,21 +3,19 @@
 Verdicts are computed by fixed rules from the studies' JSON files (whose ``rows`` are the CSV's), not written by
 hand, so every sentence of ``findings.md`` can be checked against the files beside it and a rerun rewrites it
 byte for byte. A study whose JSON is missing, or was written by a run with other settings (another run folder
-key), gives "not run"; a claim about tasks this run does not have gives "not testable here".
+key), gives "not testable here" with "not run" in its evidence; so does a claim about tasks this run lacks.
 
-The rules, stated on the page:
-
-- a difference is *significant* when a two-sample Student's t-test over origins gives p < 0.05 (Bonferroni over
-  the table's comparisons, as the studies' own tables);
-- a sum *keeps* a task when its score is at least ``KEEP`` of the task's own prompt's (mean over origins);
-- "at par" means not significantly worse.
+The rules (``RULES``, stated on the page; the interval arithmetic in :mod:`tpv.experiments.verdicts`): every
+verdict is read from a 95 % confidence interval of a difference, paired over origins, and a stated margin
+(``SCORE_MARGIN``, ``COSINE_MARGIN``, ``KEEP``); verdicts are held, not held, inconclusive (the interval spans
+both the margin and zero) or not testable here. No verdict is read from raw means or from non-significance.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,21 +23,40 @@ import numpy as np
 from tpv.core._io import atomic_write_text
 from tpv.data import get_task
 from tpv.experiments.result import markdown_table
-from tpv.experiments.stats import mean_std, ttest
+from tpv.experiments.stats import mean_std
+from tpv.experiments.verdicts import (
+    HELD,
+    INCONCLUSIVE,
+    NOT_HELD,
+    NOT_TESTABLE,
+    Interval,
+    all_of,
+    at_par_or_better,
+    better,
+    most_of,
+    paired_interval,
+)
 
-KEEP = 0.9
-HELD, PARTLY, NOT_HELD, NOT_TESTABLE, NOT_RUN = "held", "partly", "not held", "not testable here", "not run"
+# Margins: the smallest difference that matters, stated on the page and in findings.json.
+SCORE_MARGIN = 0.05  # 5 points of the task's metric (×100)
+COSINE_MARGIN = 0.05
+KEEP = 0.9  # a sum keeps a task at ≥ 90 % of its own prompt's score: margin 0.10 on the relative score
+NOT_RUN = "not run"  # kept for imports; a study without results gives NOT_TESTABLE with this in its evidence
+PARTLY = "partly"  # deprecated: verdicts are HELD, NOT_HELD, INCONCLUSIVE or NOT_TESTABLE
 
 
 @dataclass
 class Finding:
-    """One of the paper's claims, where the paper shows it, our verdict and the numbers that decide it."""
+    """One of the paper's claims, where the paper shows it, our verdict, the numbers that decide it, the margin
+    and the confidence intervals the verdict was read from."""
 
     claim: str
     paper: str
     study: str
     verdict: str
     evidence: str
+    margin: str = ""
+    intervals: list = field(default_factory=list)
 
 
 def _load(output_dir: Path, study: str, fingerprint: str) -> dict | None:
@@ -50,29 +67,49 @@ def _load(output_dir: Path, study: str, fingerprint: str) -> dict | None:
     return payload if payload.get("fingerprint") == fingerprint else None
 
 
-def _share(count: int, total: int) -> str:
-    return HELD if count == total else NOT_HELD if count == 0 else PARTLY
+def _points(margin: float) -> str:
+    return f"{margin * 100:g} points of the task's metric (×100)"
+
+
+def _cells(intervals: list[Interval], verdicts: list[str], scale: float = 100, digits: int = 1) -> str:
+    return "; ".join(f"{i.format(scale, digits)} {v}" for i, v in zip(intervals, verdicts))
 
 
 def _origin_independence(data: dict) -> Finding:
     claim = "A task prompt vector applied to another origin keeps its task's score."
     at_chance = set(data["summary"].get("at_chance", []))
-    tasks = [t for t in data["summary"] if t not in ("avg", "paper", "at_chance") and t not in at_chance]
-    if not tasks:
+    rows = [r for r in data["rows"] if r["task"] not in at_chance]
+    intervals, verdicts = [], []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        mine = [r for r in rows if r["task"] == task]
+        seeds = sorted({r["vector_seed"] for r in mine})
+        original = [next(r["score"] for r in mine if r["vector_seed"] == s and r["kind"] == "original") for s in seeds]
+        # Each vector's scores on the other origins averaged, paired with its own origin's: the test is per vector.
+        mixed = [
+            float(np.mean([r["score"] for r in mine if r["vector_seed"] == s and r["kind"] == "mixed"])) for s in seeds
+        ]
+        if len(seeds) < 2:
+            continue
+        interval = paired_interval(task, mixed, original)
+        intervals.append(interval)
+        verdicts.append(at_par_or_better(interval, SCORE_MARGIN))
+    if not intervals:
         return Finding(claim, "Table 1", "origin_independence", NOT_TESTABLE, "every source task is at chance.")
-    summary = data["summary"]
-    deltas = {t: summary[t]["delta"] * 100 for t in tasks}
-    changed = [t for t in tasks if summary[t]["significant"]]
-    seeds = data["config"]["seeds"]
     evidence = (
-        f"{len(tasks) - len(changed)} of {len(tasks)} tasks show no significant change (mixed vs original, "
-        f"{len(seeds)} origins each); Δ from {min(deltas.values()):+.1f} ({min(deltas, key=lambda t: deltas[t])}) to "
-        f"{max(deltas.values()):+.1f} ({max(deltas, key=lambda t: deltas[t])}) points"
-        + (f"; significant: {', '.join(f'{t} {deltas[t]:+.1f}' for t in changed)}" if changed else "")
+        f"Δ = mixed − original ×100 per vector, paired over its {intervals[0].n} origins (each vector's scores on "
+        f"the other origins averaged), 95 % CI: {_cells(intervals, verdicts)}"
         + (f"; left out as at chance: {', '.join(sorted(at_chance))}" if at_chance else "")
-        + f". With {len(seeds)} origins a side the test finds only large changes."
+        + "."
     )
-    return Finding(claim, "Table 1", "origin_independence", _share(len(tasks) - len(changed), len(tasks)), evidence)
+    return Finding(
+        claim,
+        "Table 1",
+        "origin_independence",
+        all_of(verdicts),
+        evidence,
+        _points(SCORE_MARGIN),
+        [i.to_dict() for i in intervals],
+    )
 
 
 def _family_pairs(config: dict, tasks: list[str]) -> tuple[list, list]:
@@ -82,87 +119,142 @@ def _family_pairs(config: dict, tasks: list[str]) -> tuple[list, list]:
     return same, [p for p in pairs if family_of[p[0]] != family_of[p[1]]]
 
 
-def _similarity(data: dict) -> list[Finding]:
-    vectors, prompts = data["summary"]["task_prompt_vectors"], data["summary"]["task_prompts"]
-    tasks = vectors["tasks"]
-    cos_v, cos_p = np.array(vectors["matrix"]), np.array(prompts["matrix"])
+def _cosines(rows: list, kind: str) -> dict:
+    """``{origin pair: {task pair: mean cosine}}``, both unordered: task a from origin i against b from j."""
+    found: dict = {}
+    for r in rows:
+        if r["kind"] == kind:
+            origins = tuple(sorted((r["origin_a"], r["origin_b"])))
+            tasks = tuple(sorted((r["task_a"], r["task_b"])))
+            found.setdefault(origins, {}).setdefault(tasks, []).append(r["cosine"])
+    return {o: {t: float(np.mean(v)) for t, v in by_task.items()} for o, by_task in found.items()}
 
-    def at(matrix, a, b):
-        return float(matrix[tasks.index(a), tasks.index(b)])
+
+SHARED_ORIGINS = (
+    " The origin pairs share origins (three origins make three pairs), so these intervals are narrower than "
+    "independent replicates would give."
+)
+BY_CONSTRUCTION = (
+    " Close to guaranteed by construction: a prompt is its origin plus its vector, and every origin's mean-pooled "
+    "rows are an average of vocabulary embeddings, near the vocabulary's mean embedding, so two prompts share that "
+    "component whatever their tasks; the vectors subtract it out."
+)
+
+
+def _similarity(data: dict) -> list[Finding]:
+    vectors, prompts = _cosines(data["rows"], "task_prompt_vectors"), _cosines(data["rows"], "task_prompts")
+    origin_pairs = sorted(vectors)
+    tasks = data["summary"]["task_prompt_vectors"]["tasks"]
+    margin = f"{COSINE_MARGIN:g} cosine"
+
+    def over_pairs(table: dict, pairs: list) -> list[float]:
+        return [float(np.mean([table[o][tuple(sorted(p))] for p in pairs])) for o in origin_pairs]
 
     found = []
     claim = "Vectors of tasks from the same problem family are more similar than vectors of unrelated tasks."
     same, cross = _family_pairs(data["config"], tasks)
-    if not same or not cross:
+    if not same or not cross or len(origin_pairs) < 2:
         found.append(Finding(claim, "§4.2, Figure 2", "similarity", NOT_TESTABLE, "no two families of sources."))
     else:
-        highest_cross = max(cross, key=lambda p: at(cos_v, *p))
-        above = [p for p in same if at(cos_v, *p) > at(cos_v, *highest_cross)]
-        cross_mean = float(np.mean([at(cos_v, *p) for p in cross]))
-        above_mean = [p for p in same if at(cos_v, *p) > cross_mean]
-        verdict = HELD if len(above) == len(same) else PARTLY if above_mean else NOT_HELD
+        interval = paired_interval("same − cross family", over_pairs(vectors, same), over_pairs(vectors, cross))
+        verdict = better(interval, COSINE_MARGIN)
         evidence = (
-            "same-family vector cosines "
-            + ", ".join(f"{a}–{b} {at(cos_v, a, b):.2f}" for a, b in same)
-            + f"; cross-family pairs {min(at(cos_v, *p) for p in cross):.2f}–{at(cos_v, *highest_cross):.2f} "
-            f"(mean {cross_mean:.2f}, highest {highest_cross[0]}–{highest_cross[1]}); {len(above)} of {len(same)} "
-            f"same-family pairs above every cross-family pair, {len(above_mean)} above their mean."
+            f"mean vector cosine of the {len(same)} same-family pairs minus that of the {len(cross)} cross-family "
+            f"pairs, paired over {len(origin_pairs)} origin pairs, 95 % CI: {interval.format(1, 3)}." + SHARED_ORIGINS
         )
-        found.append(Finding(claim, "§4.2, Figure 2", "similarity", verdict, evidence))
+        found.append(Finding(claim, "§4.2, Figure 2", "similarity", verdict, evidence, margin, [interval.to_dict()]))
     claim = "Task prompt vectors have lower cosine similarities than task prompts."
-    upper = [(i, j) for i in range(len(tasks)) for j in range(i, len(tasks))]
-    lower = [(i, j) for i, j in upper if cos_v[i, j] < cos_p[i, j]]
-    gaps = [cos_p[i, j] - cos_v[i, j] for i, j in upper]
-    evidence = (
-        f"{len(lower)} of {len(upper)} entries (diagonal included) are lower for vectors; prompt minus vector "
-        f"cosine {min(gaps):+.2f} to {max(gaps):+.2f}."
-    )
-    found.append(Finding(claim, "§4.2, Figure 2(a) vs 2(b)", "similarity", _share(len(lower), len(upper)), evidence))
-    claim = "QNLI–TREC is high among prompt cosines and low among vector cosines."
-    if "qnli" in tasks and "trec" in tasks:
-        off = [(i, j) for i, j in upper if i != j]
-        median_p = float(np.median([cos_p[i, j] for i, j in off]))
-        median_v = float(np.median([cos_v[i, j] for i, j in off]))
-        p, v = at(cos_p, "qnli", "trec"), at(cos_v, "qnli", "trec")
-        verdict = HELD if p > median_p and v < median_v else PARTLY if p > median_p or v < median_v else NOT_HELD
-        # Three decimals: the entries sit close to the medians, and the verdict turns on their order.
-        evidence = f"prompts {p:.3f} (median of other pairs {median_p:.3f}); vectors {v:.3f} (median {median_v:.3f})."
+    every = [(a, b) for i, a in enumerate(tasks) for b in tasks[i:]]
+    if len(origin_pairs) < 2:
+        found.append(Finding(claim, "§4.2, Figure 2(a) vs 2(b)", "similarity", NOT_TESTABLE, "one origin pair."))
     else:
-        verdict, evidence = NOT_TESTABLE, "QNLI or TREC is not a source task of this run."
-    found.append(Finding(claim, "§4.2, Figure 2", "similarity", verdict, evidence))
+        interval = paired_interval("prompt − vector", over_pairs(prompts, every), over_pairs(vectors, every))
+        evidence = (
+            f"mean cosine over all {len(every)} task pairs (diagonal included), prompts minus vectors, paired over "
+            f"{len(origin_pairs)} origin pairs, 95 % CI: {interval.format(1, 3)}." + BY_CONSTRUCTION + SHARED_ORIGINS
+        )
+        found.append(
+            Finding(
+                claim,
+                "§4.2, Figure 2(a) vs 2(b)",
+                "similarity",
+                better(interval, COSINE_MARGIN),
+                evidence,
+                margin,
+                [interval.to_dict()],
+            )
+        )
+    claim = "QNLI–TREC is high among prompt cosines and low among vector cosines."
+    if "qnli" in tasks and "trec" in tasks and len(origin_pairs) >= 2:
+        others = [p for p in itertools.combinations(tasks, 2) if set(p) != {"qnli", "trec"}]
+
+        def against_median(table: dict) -> tuple[list[float], list[float]]:
+            pair = [table[o][("qnli", "trec")] for o in origin_pairs]
+            median = [float(np.median([table[o][tuple(sorted(p))] for p in others])) for o in origin_pairs]
+            return pair, median
+
+        p_pair, p_median = against_median(prompts)
+        v_pair, v_median = against_median(vectors)
+        high = paired_interval("prompts: QNLI–TREC − median", p_pair, p_median)
+        low = paired_interval("vectors: median − QNLI–TREC", v_median, v_pair)
+        verdicts = [better(high, COSINE_MARGIN), better(low, COSINE_MARGIN)]
+        evidence = (
+            f"QNLI–TREC against the median of the other cross-task pairs, paired over {len(origin_pairs)} origin "
+            f"pairs, 95 % CI: {_cells([high, low], verdicts, 1, 3)}." + SHARED_ORIGINS
+        )
+        found.append(
+            Finding(
+                claim,
+                "§4.2, Figure 2",
+                "similarity",
+                all_of(verdicts),
+                evidence,
+                margin,
+                [high.to_dict(), low.to_dict()],
+            )
+        )
+    else:
+        found.append(
+            Finding(
+                claim, "§4.2, Figure 2", "similarity", NOT_TESTABLE, "QNLI or TREC is not a source task of this run."
+            )
+        )
     return found
 
 
 def _pairwise_sums(data: dict, at_chance: set) -> Finding:
     claim = "The sum of two binary tasks' vectors keeps both tasks' single-task performance for most pairs."
     tasks = data["summary"]["tasks"]
-    matrix = np.array(data["summary"]["relative_matrix"], dtype=float)
     binary = [t for t in tasks if get_task(t).num_labels == 2 and t not in at_chance]
     pairs = list(itertools.combinations(binary, 2))
+    margin = f"{1 - KEEP:.2f} of the own prompt's score (keeps ≥ {KEEP:.0%})"
     if not pairs:
         return Finding(claim, "§4.3, Figure 3", "pairwise_sums", NOT_TESTABLE, "fewer than two binary sources.")
-    kept, cells = [], []
+    intervals, verdicts, skipped = [], [], []
     for a, b in pairs:
-        on_a, on_b = matrix[tasks.index(a), tasks.index(b)], matrix[tasks.index(b), tasks.index(a)]
-        cells.append(f"{a}+{b} {on_a:.2f}/{on_b:.2f}")
-        if on_a >= KEEP and on_b >= KEEP:
-            kept.append((a, b))
-    # nan: a task's own prompt scored 0 on every origin, so there is no performance to keep.
-    pairs = [
-        (a, b)
-        for a, b in pairs
-        if np.isfinite(matrix[tasks.index(a), tasks.index(b)] + matrix[tasks.index(b), tasks.index(a)])
-    ]
-    if not pairs:
+        mine = [r for r in data["rows"] if set(r["pair"].split("+")) == {a, b}]
+        relative = {t: [r["relative"] for r in sorted(mine, key=lambda r: r["seed"]) if r["task"] == t] for t in (a, b)}
+        # nan: a task's own prompt scored 0 on an origin, so there is no performance to keep.
+        if any(len(v) < 2 or not np.all(np.isfinite(v)) for v in relative.values()):
+            skipped.append(f"{a}+{b}")
+            continue
+        cells = [paired_interval(f"{a}+{b} on {t}", relative[t], [1.0] * len(relative[t])) for t in (a, b)]
+        intervals += cells
+        verdicts.append(all_of([at_par_or_better(c, 1 - KEEP) for c in cells]))
+    if not verdicts:
         return Finding(
-            claim, "§4.3, Figure 3", "pairwise_sums", NOT_TESTABLE, "the own prompts scored 0: " + "; ".join(cells)
+            claim, "§4.3, Figure 3", "pairwise_sums", NOT_TESTABLE, "the own prompts scored 0: " + ", ".join(skipped)
         )
+    cell_verdicts = [at_par_or_better(c, 1 - KEEP) for c in intervals]
     evidence = (
-        f"{len(kept)} of {len(pairs)} binary pairs keep ≥ {KEEP:.0%} of both tasks' own scores (relative score "
-        f"on a/b, mean over origins: {'; '.join(cells)})."
+        f"relative score − 1 (sum's score over the task's own prompt's, per origin), 95 % CI over origins: "
+        f"{_cells(intervals, cell_verdicts, 1, 2)}; {verdicts.count(HELD)} of {len(verdicts)} pairs keep both tasks"
+        + (f"; not testable (an own prompt scored 0): {', '.join(skipped)}" if skipped else "")
+        + "."
     )
-    verdict = HELD if 2 * len(kept) > len(pairs) else PARTLY if kept else NOT_HELD
-    return Finding(claim, "§4.3, Figure 3", "pairwise_sums", verdict, evidence)
+    return Finding(
+        claim, "§4.3, Figure 3", "pairwise_sums", most_of(verdicts), evidence, margin, [i.to_dict() for i in intervals]
+    )
 
 
 def _cell(rows: list, target: str, method: str, shots: int) -> list[dict]:
@@ -171,11 +263,19 @@ def _cell(rows: list, target: str, method: str, shots: int) -> list[dict]:
 
 
 def _scores(rows: list, target: str, method: str, shots: int) -> list[float]:
-    return [r["score"] for r in _cell(rows, target, method, shots)]
+    return [r["score"] for r in sorted(_cell(rows, target, method, shots), key=lambda r: r["seed"])]
 
 
 def _mean(rows: list, target: str, method: str, shots: int) -> float:
     return mean_std(_scores(rows, target, method, shots))[0]
+
+
+def _paired(rows: list, target: str, ours: str, theirs: str, shots: int, label: str) -> Interval:
+    """``ours − theirs`` on ``target``, paired by origin (both start from the same origin and see the same shots)."""
+    mine = {r["seed"]: r["score"] for r in _cell(rows, target, ours, shots)}
+    other = {r["seed"]: r["score"] for r in _cell(rows, target, theirs, shots)}
+    seeds = sorted(set(mine) & set(other))
+    return paired_interval(label, [mine[s] for s in seeds], [other[s] for s in seeds])
 
 
 def _silent(rows: list, target: str, method: str, shots: int) -> bool:
@@ -200,70 +300,74 @@ def _sum_method(rows: list) -> str:
     return "sum" if any(r["method"] == "sum" for r in rows) else "sum_search"
 
 
+def _best_spot(rows: list, target: str, shots: int) -> str | None:
+    spots = sorted({r["method"] for r in rows if r["target"] == target and r["method"].startswith("spot:")})
+    # The comparator is the best SPoT by mean: the hardest one, so a held verdict holds against every SPoT.
+    return max(spots, key=lambda m: _mean(rows, target, m, shots)) if spots else None
+
+
 def _initialisation(data: dict) -> list[Finding]:
     rows = data["rows"]
     cells = sorted({(r["target"], r["shots"]) for r in rows}, key=lambda c: (c[0], c[1]))
     claim = "A sum of the source tasks' vectors initialises at par with or better than single-source SPoT."
     sum_method = _sum_method(rows)
-    at_par, lines, silent = 0, [], []
+    intervals, verdicts, silent = [], [], []
     for target, shots in cells:
-        spots = sorted({r["method"] for r in rows if r["target"] == target and r["method"].startswith("spot:")})
-        ours = _scores(rows, target, sum_method, shots)
-        if not spots or len(ours) < 2:
+        best = _best_spot(rows, target, shots)
+        if best is None or len(_scores(rows, target, sum_method, shots)) < 2:
             continue
-        best = max(spots, key=lambda m: _mean(rows, target, m, shots))
         if _silent(rows, target, sum_method, shots) and _silent(rows, target, best, shots):
             silent.append(f"{target} {shots} shots")
             continue
-        theirs = _scores(rows, target, best, shots)
-        worse = ttest(ours, theirs, n_comparisons=len(cells))
-        ours_mean, theirs_mean = mean_std(ours)[0] * 100, mean_std(theirs)[0] * 100
-        ok = ours_mean >= theirs_mean or not worse.significant
-        at_par += ok
-        lines.append(
-            f"{target} {shots} shots: {sum_method} {ours_mean:.1f} vs {best[5:]} {theirs_mean:.1f}"
-            + ("" if ok else " (significantly worse)")
-        )
+        interval = _paired(rows, target, sum_method, best, shots, f"{target} {shots} shots: {sum_method} − {best[5:]}")
+        intervals.append(interval)
+        verdicts.append(at_par_or_better(interval, SCORE_MARGIN))
     found = []
-    if not lines:
+    if not intervals:
         why = "no sum or SPoT rows." if not silent else "no cell where the sum or SPoT answers validly."
         found.append(Finding(claim, "§4.3, Table 2", "initialisation", NOT_TESTABLE, why + _not_counted(silent)))
     else:
         evidence = (
-            f"at par or better in {at_par} of {len(lines)} (target, shots) cells against the best single-source "
-            f"SPoT: {'; '.join(lines)}." + _not_counted(silent)
+            f"Δ ×100 against the best single-source SPoT (by mean), paired over origins, 95 % CI: "
+            f"{_cells(intervals, verdicts)}." + _not_counted(silent)
         )
-        found.append(Finding(claim, "§4.3, Table 2", "initialisation", _share(at_par, len(lines)), evidence))
+        found.append(
+            Finding(
+                claim,
+                "§4.3, Table 2",
+                "initialisation",
+                all_of(verdicts),
+                evidence,
+                _points(SCORE_MARGIN),
+                [i.to_dict() for i in intervals],
+            )
+        )
     claim = "At 0 shots a sum of task prompt vectors is a better start than a random prompt."
     zero = [t for t, k in cells if k == 0 and len(_scores(rows, t, "random", 0)) >= 2]
     zero = [t for t in zero if len(_scores(rows, t, sum_method, 0)) >= 2]
     silent = [t for t in zero if _silent(rows, t, sum_method, 0) and _silent(rows, t, "random", 0)]
     zero = [t for t in zero if t not in silent]
-    # Better = a higher mean that the t-test separates from random's: with 3 origins a mean a few points up on
-    # mostly invalid answers is not a better start.
-    significant = {
-        t: ttest(_scores(rows, t, sum_method, 0), _scores(rows, t, "random", 0), n_comparisons=len(zero)).significant
-        for t in zero
-    }
-    better = [t for t in zero if _mean(rows, t, sum_method, 0) > _mean(rows, t, "random", 0) and significant[t]]
-    evidence = "; ".join(
-        f"{t}: {sum_method} {_mean(rows, t, sum_method, 0) * 100:.1f}{_invalid_note(rows, t, sum_method, 0)} vs "
-        f"random {_mean(rows, t, 'random', 0) * 100:.1f}{_invalid_note(rows, t, 'random', 0)}"
-        + ("" if significant[t] else " (not significant)")
+    intervals = [_paired(rows, t, sum_method, "random", 0, f"{t}: {sum_method} − random") for t in zero]
+    verdicts = [better(i, SCORE_MARGIN) for i in intervals]
+    invalid = "; ".join(
+        f"{t} {sum_method}{_invalid_note(rows, t, sum_method, 0) or ' (0% invalid)'}, random"
+        f"{_invalid_note(rows, t, 'random', 0) or ' (0% invalid)'}"
         for t in zero
     )
+    evidence = (
+        f"Δ ×100 paired over origins, 95 % CI: {_cells(intervals, verdicts)} (invalid answers: {invalid})."
+        if zero
+        else "no 0-shot rows."
+    ) + _not_counted([f"{t} 0 shots" for t in silent])
     found.append(
         Finding(
             claim,
             "§4.3, Table 2",
             "initialisation",
-            _share(len(better), len(zero)) if zero else NOT_TESTABLE,
-            (
-                f"significantly higher mean for {len(better)} of {len(zero)} targets: {evidence}."
-                if zero
-                else "no 0-shot rows."
-            )
-            + _not_counted([f"{t} 0 shots" for t in silent]),
+            all_of(verdicts) if zero else NOT_TESTABLE,
+            evidence,
+            _points(SCORE_MARGIN),
+            [i.to_dict() for i in intervals],
         )
     )
     return found
@@ -279,48 +383,81 @@ def _few_shot(data: dict) -> list[Finding]:
     if not showcase:
         found.append(Finding(claim, "§4.4, Figure 4", "few_shot", NOT_TESTABLE, "neither is a target of this run."))
     else:
-        wins, lines = 0, []
         spots = {r["method"] for r in rows if r["method"].startswith("spot:")}
         cells = [(t, k) for t in showcase for k in sorted({r["shots"] for r in rows if r["target"] == t})]
         silent = [(t, k) for t, k in cells if all(_silent(rows, t, m, k) for m in [sum_method, *spots])]
         cells = [cell for cell in cells if cell not in silent]
+        intervals = []
         for target, shots in cells:
-            ours = _mean(rows, target, sum_method, shots)
-            best = max(_mean(rows, target, m, shots) for m in spots)
-            wins += ours > best
-            lines.append(f"{target} {shots}: {ours * 100:.1f} vs {best * 100:.1f}")
+            best = _best_spot(rows, target, shots)
+            if best is not None:
+                label = f"{target} {shots}: sum − {best[5:]}"
+                intervals.append(_paired(rows, target, sum_method, best, shots, label))
+        verdicts = [better(i, SCORE_MARGIN) for i in intervals]
         evidence = (
-            f"the sum's mean is above every single-task SPoT in {wins} of {len(cells)}: {'; '.join(lines)}."
-            + _not_counted([f"{t} {k} shots" for t, k in silent])
+            f"Δ ×100 against the best single-task SPoT (by mean), paired over origins, 95 % CI: "
+            f"{_cells(intervals, verdicts)}." + _not_counted([f"{t} {k} shots" for t, k in silent])
         )
-        verdict = _share(wins, len(cells)) if cells else NOT_TESTABLE
-        found.append(Finding(claim, "§4.4, Figure 4", "few_shot", verdict, evidence))
+        verdict = all_of(verdicts) if cells else NOT_TESTABLE
+        found.append(
+            Finding(
+                claim,
+                "§4.4, Figure 4",
+                "few_shot",
+                verdict,
+                evidence,
+                _points(SCORE_MARGIN),
+                [i.to_dict() for i in intervals],
+            )
+        )
     claim = "For SST-5, initialising from SST-2 alone is best."
     if "sst5" in targets and any(r["method"] == "spot:sst2" for r in rows):
         shot_counts = sorted({r["shots"] for r in rows if r["target"] == "sst5"})
-        methods = sorted({r["method"] for r in rows if r["target"] == "sst5"})
-        lines, wins = [], 0
-        silent = [k for k in shot_counts if all(_silent(rows, "sst5", m, k) for m in methods)]
+        methods = sorted({r["method"] for r in rows if r["target"] == "sst5"} - {"spot:sst2"})
+        silent = [k for k in shot_counts if all(_silent(rows, "sst5", m, k) for m in [*methods, "spot:sst2"])]
         shot_counts = [k for k in shot_counts if k not in silent]
+        intervals, per_shot = [], []
         for shots in shot_counts:
-            means = {m: _mean(rows, "sst5", m, shots) for m in methods}
-            best = max(means, key=lambda m: means[m])
-            wins += best == "spot:sst2"
-            lines.append(
-                f"{shots} shots: best {best} {means[best] * 100:.1f}, spot:sst2 {means['spot:sst2'] * 100:.1f}"
-            )
+            mine = [_paired(rows, "sst5", "spot:sst2", m, shots, f"{shots} shots: sst2 − {m}") for m in methods]
+            intervals += mine
+            per_shot.append(all_of([better(i, SCORE_MARGIN) for i in mine]))
         evidence = (
-            f"SST-2's SPoT has the highest mean at {wins} of {len(shot_counts)} shot counts: {'; '.join(lines)}."
-            + _not_counted([f"sst5 {k} shots" for k in silent])
+            f"SPoT from SST-2 minus every other start, ×100, paired over origins, 95 % CI: "
+            f"{_cells(intervals, [better(i, SCORE_MARGIN) for i in intervals])}; best at a shot count = above every "
+            "other start." + _not_counted([f"sst5 {k} shots" for k in silent])
         )
-        verdict = _share(wins, len(shot_counts)) if shot_counts else NOT_TESTABLE
-        found.append(Finding(claim, "§4.4, Figure 4", "few_shot", verdict, evidence))
+        verdict = all_of(per_shot) if shot_counts else NOT_TESTABLE
+        found.append(
+            Finding(
+                claim,
+                "§4.4, Figure 4",
+                "few_shot",
+                verdict,
+                evidence,
+                _points(SCORE_MARGIN),
+                [i.to_dict() for i in intervals],
+            )
+        )
     else:
         found.append(
             Finding(claim, "§4.4, Figure 4", "few_shot", NOT_TESTABLE, "SST-5 is not a target, or SST-2 no source.")
         )
     return found
 
+
+RULES = (
+    "Rules: every verdict comes from a 95 % confidence interval (Student's t over origins: paired where both sides "
+    "come from the same origin, as every comparison here) and the margin in its row. A claim that one thing is at "
+    "par with or keeps another is held when the interval of the difference lies above −margin, not held when it "
+    "lies below zero and reaches past −margin, and inconclusive when it spans both −margin and zero; a claim that "
+    "one thing is better is held when the interval lies above zero, not held when it lies below +margin, and "
+    "inconclusive when it spans both. A claim over several cells is held when every cell is held and not held "
+    "when any cell is (for the pairwise sums: held when most pairs keep both tasks, not held when they cannot); "
+    "else inconclusive. Not significant is never read as the same. Not testable here = this run has no such task "
+    "or no results for the study (not run); a comparison where neither side gives a valid answer (every "
+    "generated answer matches no label, on every origin) is not counted. With 3 origins the intervals are wide: "
+    "inconclusive is the expected verdict for differences of a few points."
+)
 
 CLAIMS_PER_STUDY = {"origin_independence": 1, "similarity": 3, "pairwise_sums": 1, "initialisation": 2, "few_shot": 2}
 
@@ -340,8 +477,8 @@ def findings(output_dir: str | Path, config) -> list[Finding]:
     found = []
     for study, data in loaded.items():
         if data is None:
-            missing = "its JSON is missing or comes from a run with other settings"
-            found += [Finding(f"(claims of study {study})", "", study, NOT_RUN, missing)] * CLAIMS_PER_STUDY[study]
+            missing = f"{NOT_RUN}: its JSON is missing or comes from a run with other settings"
+            found += [Finding(f"(claims of study {study})", "", study, NOT_TESTABLE, missing)] * CLAIMS_PER_STUDY[study]
             continue
         found += build[study](data)
     return found
@@ -356,21 +493,18 @@ def write_findings(output_dir: str | Path, config) -> list[Path]:
         return write_transfer_findings(output_dir, config)
     output_dir = Path(output_dir)
     found = findings(output_dir, config)
-    body = [[f.claim, f.paper, f"[{f.study}]({f.study}.md)", f.evidence, f"**{f.verdict}**"] for f in found]
+    body = [
+        [f.claim, f.paper, f"[{f.study}]({f.study}.md)", f.evidence, f.margin or "—", f"**{f.verdict}**"] for f in found
+    ]
     lines = [
         "# Findings: the paper's claims, re-measured",
         "",
         f"Computed by `tpv.experiments.findings` from the study JSON files beside this page (profile "
         f"`{config.name}`, run folder key `{config.fingerprint()}`); every number below is in those files.",
         "",
-        markdown_table(["Paper's claim", "Paper", "Study", "Here", "Verdict"], body),
+        markdown_table(["Paper's claim", "Paper", "Study", "Here", "Margin", "Verdict"], body),
         "",
-        f"Rules: significant = two-sample Student's t-test over origins, p < 0.05 after Bonferroni over the "
-        f"table's comparisons; a sum keeps a task when it scores ≥ {KEEP:.0%} of the task's own prompt (mean over "
-        f"origins); held = every case, partly = some (for the pairwise sums: held = most pairs), not held = none; "
-        f"not testable here = this run has no such task; not run = no results of this run for the study; a "
-        f"comparison where neither side gives a valid answer (every generated answer matches no label, on every "
-        f"origin) is not counted.",
+        RULES,
         "",
     ]
     paths = [atomic_write_text(output_dir / "findings.md", "\n".join(lines))]
@@ -378,6 +512,8 @@ def write_findings(output_dir: str | Path, config) -> list[Path]:
         "profile": config.name,
         "fingerprint": config.fingerprint(),
         "keep": KEEP,
+        "margins": {"score": SCORE_MARGIN, "cosine": COSINE_MARGIN, "relative": round(1 - KEEP, 10)},
+        "verdicts": [HELD, NOT_HELD, INCONCLUSIVE, NOT_TESTABLE],
         "findings": [asdict(f) for f in found],
     }
     paths.append(atomic_write_text(output_dir / "findings.json", json.dumps(payload, indent=1)))

@@ -243,10 +243,19 @@ FIGURE_NOTES: dict[str, list[str]] = {
 }
 
 # Said on every page that shows the paper's numbers: they are a reference for direction, not a target level.
+# Under every table that shows the paper's * beside ours (Tables 1 and 2, through DIFFERENCES).
+SIGNIFICANCE_NOTE = (
+    "The * marks are not like for like: the paper's come from the official "
+    "scripts/statistical_signficance_tests.py @3866c35, which runs its t-tests with n = 10 a side (n = 3 for a few "
+    "Table 2 rows) while the paper reports 3 origins; ours test this run's origins (n = 3 for the paper "
+    "profiles). The same means and stds give larger p values at n = 3 than at n = 10, so a paper * is no "
+    "evidence that a test over 3 origins would find the difference."
+)
+
 DIFFERENCES = (
     "The paper's results are T5-base prompt-tuned on the full training sets for 10 epochs (TREC 50; k-shot "
     "runs 1000 updates; its Supplementary Material B); ours come from the model, data subsets and step budgets "
-    "above, so compare the direction and pattern of differences, not their level."
+    "above, so compare the direction and pattern of differences, not their level. " + SIGNIFICANCE_NOTE
 )
 
 
