@@ -210,10 +210,11 @@ def test_auto_init_below_the_origin_is_flagged_not_held():
     }
     config = load_config("transfer-cpu")
     config.left_out.auto_validation = [64]
-    [row] = left_out.transfer_findings(summary, config)
+    row, acceptance = left_out.transfer_findings(summary, config)
     assert row["verdict"] == left_out.NOT_HELD and row["difference"].startswith("-9.7 [")
+    assert acceptance["verdict"] == left_out.NOT_HELD and acceptance["difference"] == "significantly below on: sst2"
     summary["targets"]["sst2"]["zero_shot"]["auto_init@64"] = [0.80, 0.82, 0.81]  # kept the origin
-    assert left_out.transfer_findings(summary, config)[0]["verdict"] == left_out.HELD
+    assert [f["verdict"] for f in left_out.transfer_findings(summary, config)] == [left_out.HELD] * 2
 
 
 def test_the_shipped_zoo_gives_each_target_its_family_without_itself(tmp_path):

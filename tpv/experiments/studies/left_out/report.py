@@ -328,7 +328,26 @@ def transfer_findings(summary: dict, config) -> list[dict]:
                         scale=1,
                     )
                 )
-    return found
+    return found + _auto_init_acceptance(found, summary, config)
+
+
+def _auto_init_acceptance(found: list[dict], summary: dict, config) -> list[dict]:
+    # Issue 27's acceptance, one row per validation size: no target where auto_init's start is significantly below
+    # the origin on test. The per-target rows above hold the intervals.
+    rows = []
+    for n in config.left_out.auto_validation:
+        claim = f"auto_init@{n} is not significantly below the origin (0 shots)"
+        mine = [f for f in found if f["claim"] == claim]
+        below = [f["target"] for f in mine if f["verdict"] == NOT_HELD]
+        rows.append(
+            {
+                "claim": f"auto_init@{n} is never significantly below the origin on test, on any target",
+                "target": f"all {len(mine)}",
+                "difference": f"significantly below on: {', '.join(below)}" if below else "below on none",
+                "verdict": NOT_HELD if below else HELD,
+            }
+        )
+    return rows
 
 
 def _finding(claim: str, target: str, differences, scale: float = 100) -> dict:
@@ -345,7 +364,9 @@ def findings_table(found: list[dict]) -> str:
         markdown_table(["Claim", "Target", "Difference (mean [95 % interval] over seeds)", "Verdict"], body)
         + "\n\nheld: the interval is above 0 (for auto_init: not below 0); not held: below 0; inconclusive: it "
         "contains 0 (not significant is not the same: the interval says how large a difference is still possible). "
-        "Score differences ×100; step differences in steps (origin's steps to its own best − the start's)."
+        "Score differences ×100; step differences in steps (origin's steps to its own best − the start's; a run "
+        "that never reaches it is counted one evaluation past the budget, which understates its steps and so "
+        "favours the start)."
     )
 
 
