@@ -300,3 +300,42 @@ def test_every_verdict_is_one_of_four_and_the_rules_are_stated():
     assert {HELD, NOT_HELD, INCONCLUSIVE, NOT_TESTABLE} == {"held", "not held", "inconclusive", "not testable here"}
     for word in ("95 % confidence interval", "margin", "inconclusive", "Not significant is never read as the same"):
         assert word in f.RULES
+
+
+# ---- scripts/refresh_findings.py: new rules over older study files ---------------------------------------------
+
+
+def _script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "scripts" / "refresh_findings.py"
+    spec = importlib.util.spec_from_file_location("refresh_findings", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_refreshing_findings_from_older_study_files_says_they_predate_the_settings(tmp_path):
+    import json
+
+    studies = {
+        "origin_independence": _table1({"sst2": ((0.8, 0.5, 0.9), (0.0, 0.01, -0.01))}),
+        "similarity": _similarity(lambda a, b, k: 0.3, lambda a, b, k: 0.8),
+        "pairwise_sums": _pairs({("imdb+sst2", "imdb"): KEPT, ("imdb+sst2", "sst2"): KEPT}),
+        "initialisation": _starts({"sum": (0.5, 0.6, 0.7), "spot:mnli": (0.5, 0.6, 0.7), "random": (0.1, 0.2, 0.1)}),
+        "few_shot": _starts({"spot:sst2": (0.7, 0.8, 0.75), "sum": (0.3, 0.35, 0.4)}, target="sst5"),
+    }
+    for study, payload in studies.items():
+        payload.update(fingerprint="old-key", commit="abcdef0123")
+        (tmp_path / f"{study}.json").write_text(json.dumps(payload))
+    _script().refresh(tmp_path, "smoke")
+    written = json.loads((tmp_path / "findings.json").read_text())
+    assert written["fingerprint"] == "old-key" and "predate" in written["notes"][0]
+    assert [f["verdict"] for f in written["findings"]][:1] == [HELD]
+    assert all("not run" not in f["evidence"] for f in written["findings"])
+    page = (tmp_path / "findings.md").read_text()
+    assert "**These results predate the current settings of `smoke`.**" in page and "n = 10" in page
+    (tmp_path / "few_shot.json").write_text(json.dumps({**studies["few_shot"], "fingerprint": "another"}))
+    with pytest.raises(Exception, match="several runs"):
+        _script().refresh(tmp_path, "smoke")

@@ -462,9 +462,11 @@ RULES = (
 CLAIMS_PER_STUDY = {"origin_independence": 1, "similarity": 3, "pairwise_sums": 1, "initialisation": 2, "few_shot": 2}
 
 
-def findings(output_dir: str | Path, config) -> list[Finding]:
-    """The findings of the run that ``config`` describes, from the study JSONs in ``output_dir``."""
-    output_dir, fingerprint = Path(output_dir), config.fingerprint()
+def findings(output_dir: str | Path, config, fingerprint: str | None = None) -> list[Finding]:
+    """The findings of the run that ``config`` describes, from the study JSONs in ``output_dir``; ``fingerprint``
+    names another run folder key to read (study files written before the settings changed; see
+    ``scripts/refresh_findings.py``)."""
+    output_dir, fingerprint = Path(output_dir), fingerprint or config.fingerprint()
     loaded = {study: _load(output_dir, study, fingerprint) for study in CLAIMS_PER_STUDY}
     at_chance = set(config.source.at_chance)
     build = {
@@ -484,15 +486,20 @@ def findings(output_dir: str | Path, config) -> list[Finding]:
     return found
 
 
-def write_findings(output_dir: str | Path, config) -> list[Path]:
-    """Write ``findings.md`` and ``findings.json`` into ``output_dir``; returns their paths."""
+def write_findings(
+    output_dir: str | Path, config, *, fingerprint: str | None = None, notes: tuple[str, ...] = ()
+) -> list[Path]:
+    """Write ``findings.md`` and ``findings.json`` into ``output_dir``; returns their paths. ``fingerprint`` reads
+    the study files of another run folder key; ``notes`` go under the page's first paragraph (e.g. which results
+    predate a protocol change)."""
     if not set(config.studies) & set(CLAIMS_PER_STUDY):
         # A run of tpv's own studies only (the transfer study) answers its own claims, not the paper's.
         from tpv.experiments.studies.left_out import write_findings as write_transfer_findings
 
         return write_transfer_findings(output_dir, config)
     output_dir = Path(output_dir)
-    found = findings(output_dir, config)
+    fingerprint = fingerprint or config.fingerprint()
+    found = findings(output_dir, config, fingerprint)
     body = [
         [f.claim, f.paper, f"[{f.study}]({f.study}.md)", f.evidence, f.margin or "—", f"**{f.verdict}**"] for f in found
     ]
@@ -500,8 +507,9 @@ def write_findings(output_dir: str | Path, config) -> list[Path]:
         "# Findings: the paper's claims, re-measured",
         "",
         f"Computed by `tpv.experiments.findings` from the study JSON files beside this page (profile "
-        f"`{config.name}`, run folder key `{config.fingerprint()}`); every number below is in those files.",
+        f"`{config.name}`, run folder key `{fingerprint}`); every number below is in those files.",
         "",
+        *[line for note in notes for line in (note, "")],
         markdown_table(["Paper's claim", "Paper", "Study", "Here", "Margin", "Verdict"], body),
         "",
         RULES,
@@ -510,7 +518,8 @@ def write_findings(output_dir: str | Path, config) -> list[Path]:
     paths = [atomic_write_text(output_dir / "findings.md", "\n".join(lines))]
     payload = {
         "profile": config.name,
-        "fingerprint": config.fingerprint(),
+        "fingerprint": fingerprint,
+        "notes": list(notes),
         "keep": KEEP,
         "margins": {"score": SCORE_MARGIN, "cosine": COSINE_MARGIN, "relative": round(1 - KEEP, 10)},
         "verdicts": [HELD, NOT_HELD, INCONCLUSIVE, NOT_TESTABLE],
