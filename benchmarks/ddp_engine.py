@@ -103,6 +103,8 @@ def _measure(args) -> None:
         rows.append({"virtual_tokens": virtual, **medians, "loss_rel_difference": difference})
     if rank == 0:
         _report(args, rows, world, hardware_summary(next(model.parameters()).dtype))
+    # Together: a rank tearing gloo down while its peer has already left was seen to hang there.
+    dist.barrier()
     dist.destroy_process_group()
 
 
