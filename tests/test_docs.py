@@ -173,3 +173,59 @@ def test_api_reference_refuses_a_public_name_it_does_not_place(monkeypatch):
     monkeypatch.setattr(tpv, "__all__", [*tpv.__all__, "hardware_summary_v2"])
     with pytest.raises(ValueError, match=r"place \[.*'hardware_summary_v2'\]"):
         render()
+
+
+DEFAULT_MODEL_PAGES = [p for p in PAGES if any("default-model" in tags.split() for _, tags, _ in blocks(p))]
+
+
+def _cut_data_dir(source: Path, target: Path, rows: int) -> None:
+    for split_file in source.glob("*/*.jsonl"):
+        folder = target / split_file.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(split_file, encoding="utf-8") as lines:
+            head = [line for _, line in zip(range(rows), lines)]
+        (folder / split_file.name).write_text("".join(head), encoding="utf-8")
+
+
+def _user_folder(data_dir: Path, folder: Path) -> None:
+    # The how-to's "your own data" folder, my_reviews/ with `review` and `stars` columns, made from SST-2 rows.
+    folder.mkdir()
+    for split in ("train", "validation", "test"):
+        rows = [json.loads(line) for line in (data_dir / "sst2" / f"{split}.jsonl").read_text().splitlines()]
+        text = "".join(json.dumps({"review": r["sentence"], "stars": ["one", "five"][r["label"]]}) + "\n" for r in rows)
+        (folder / f"{split}.jsonl").write_text(text, encoding="utf-8")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", DEFAULT_MODEL_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_default_model_workflows_run(page, tmp_path, monkeypatch, stand_in_hub):
+    """Every block of the pages that need the real default model (the README's tour, start-from-zoo), run on it.
+
+    Only `from tpv import …` is used, as the pages are written. Each split is cut to its first 16 rows and each
+    `train_prompt` to 2 steps, so that the calls, not the scores, are what this checks in minutes on a CPU; the
+    model, the zoo and the code are real.
+    """
+    import os
+
+    import tpv
+
+    train_prompt = tpv.train_prompt
+
+    def two_steps(*args, **kwargs):
+        return train_prompt(*args, **{**kwargs, "max_steps": 2})
+
+    monkeypatch.setattr(tpv, "train_prompt", two_steps)
+    data_dir = tmp_path / "data"
+    _cut_data_dir(Path(os.environ.get("TPV_DATA_DIR", ROOT.parent / "shared" / "data")), data_dir, rows=16)
+    monkeypatch.setenv("TPV_DATA_DIR", str(data_dir))
+    work = tmp_path / "work"
+    work.mkdir()
+    _user_folder(data_dir, work / "my_reviews")
+    monkeypatch.chdir(work)
+    namespace = {"__name__": "__docs__"}
+    for line, _, code in blocks(page):
+        try:
+            exec(compile(code, f"{page.name}:{line}", "exec"), namespace)
+        except Exception as error:
+            raise AssertionError(f"{page.relative_to(ROOT)}, block at line {line} failed: {error!r}") from error
+    assert any(isinstance(value, tpv.InitPlan) for value in namespace.values()), "no plan was made"
