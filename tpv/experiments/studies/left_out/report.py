@@ -178,6 +178,7 @@ def factor_tables(summary: dict, config) -> str:
                 if body
                 else "Not measured: the candidate vectors carry no at-chance judgement (a zoo tuned in the run folder)."
             )
+            + "\n\nLonger budgets of the same vectors: not measured (the zoo holds one budget per task)."
         )
     if "length" in settings.factors:
         parts.append(
