@@ -52,6 +52,7 @@ def test_the_smoke_profile_writes_pages_csv_json_curves_and_findings(transfer_ru
         # auto_init ran with the target excluded, once per validation size and seed, and its decision is kept.
         for n in config.left_out.auto_validation:
             assert len(found["auto_init"][str(n)]) == len(config.seeds)
+            assert [p["task"] for p in found["auto_init_plans"][str(n)]] == [target] * len(config.seeds)
             assert len(found["zero_shot"][f"auto_init@{n}"]) == len(config.seeds)
         assert target not in found["family_members"] and found["best_single"] != target
     # imdb's family keeps sst2 and yelp_polarity; trec has no other topic vector, so no family start.

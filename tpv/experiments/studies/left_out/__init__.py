@@ -154,6 +154,8 @@ def _target(lab, zoo: Zoo, target: str, rows: list) -> dict:
         ]
         zero[f"auto_init@{n}"] = scores
         found["auto_init"][str(n)] = [p["decision"] for p in plans]
+        # Each plan whole (its choosing and confirming examples, interval, cost), as auto_init reported it.
+        found.setdefault("auto_init_plans", {})[str(n)] = [p["plan"] for p in plans]
         for s, v, p in zip(seeds, scores, plans):
             record(f"auto_init@{n}", s, v, decision=p["decision"], auto_init_seconds=p["seconds"])
     found["kshot"] = {str(k): _kshot_target(lab, zoo, target, k, rows) for k in settings.shots}
