@@ -139,3 +139,11 @@ def test_only_the_lab_runs_lambda_searches_in_the_studies():
         if "evaluation_score_fn(" in p.read_text() or "search_scale(vectors" in p.read_text()
     }
     assert callers == {"lab.py"}
+
+
+def test_the_transfer_study_whose_auto_init_ranks_is_refused_under_the_paper_protocol():
+    from tpv.experiments.config import ExperimentConfig
+
+    with pytest.raises(TPVError, match="transfer study runs under protocol.name"):
+        ExperimentConfig(name="x", studies=["transfer"], protocol={"name": "paper"})
+    assert ExperimentConfig(name="x", studies=["transfer"], protocol={"name": "tpv"}).studies == ["transfer"]

@@ -539,6 +539,15 @@ class ExperimentConfig:
                 setattr(self, key, _build(cls, value, key))
             elif not isinstance(value, cls):
                 _fail(key, value, f"use a [{key}] table")
+        if "transfer" in self.studies and self.protocol.name == "paper":
+            # auto_init searches its λ by rank scoring with prefix matching, not by the paper protocol's scoring;
+            # every λ search under protocol "paper" must score as its tables do (issue 25).
+            _fail(
+                "studies",
+                self.studies,
+                'the transfer study runs under protocol.name = "tpv" only (its auto_init ranks label words); '
+                "run it in a profile of its own, as transfer-cpu",
+            )
         if "transfer" in self.studies and self.left_out.shots and max(self.left_out.shots) > self.data.train_examples:
             _fail(
                 "left_out.shots",
