@@ -458,7 +458,8 @@ def test_similarity_refuses_different_base_models_like_cosine(tmp_path, capsys):
     with pytest.raises(TPVError, match=r"different base models \['m/a', 'm/b'\].*pass vectors of one base model"):
         similarity_matrix({"a": a, "b": b})
     paths = [str(a.save(tmp_path / "a.tpv.safetensors")), str(b.save(tmp_path / "b.tpv.safetensors"))]
-    assert "different base models" in _cli_error(capsys, ["vector", "similarity", *paths])
+    # The files read fine (no usage error); comparing them is the work that fails: exit 1.
+    assert "different base models" in _cli_error(capsys, ["vector", "similarity", *paths], status=1)
 
 
 def test_cosine_refuses_other_shapes_and_non_tensors():
@@ -504,8 +505,11 @@ def _gpt2_adapter(folder, n_embd=24):
 
 def test_eval_adapter_of_another_token_dim_fails_before_scoring(model_dir, tmp_path, capsys):
     adapter = _gpt2_adapter(tmp_path / "adapter")
+    # The mismatch shows only once the model is loaded: a failure of the work (exit 1), still before scoring.
     err = _cli_error(
-        capsys, ["eval", "--adapter", str(adapter), "--task", "sst2", "--limit", "2", "--model", str(model_dir)]
+        capsys,
+        ["eval", "--adapter", str(adapter), "--task", "sst2", "--limit", "2", "--model", str(model_dir)],
+        status=1,
     )
     assert "has token_dim 24" in err and "the model's embeddings have 16" in err and "--model" in err
 
@@ -523,7 +527,7 @@ def test_eval_of_a_lora_folder_fails_before_loading(model_dir, tmp_path, capsys)
 @pytest.mark.slow
 def test_eval_adapter_of_another_token_dim_on_the_default_model(tmp_path, capsys):
     adapter = _gpt2_adapter(tmp_path / "adapter")
-    err = _cli_error(capsys, ["eval", "--adapter", str(adapter), "--task", "sst2", "--limit", "2"])
+    err = _cli_error(capsys, ["eval", "--adapter", str(adapter), "--task", "sst2", "--limit", "2"], status=1)
     assert "has token_dim 24" in err and "the model's embeddings have 576" in err
 
 
