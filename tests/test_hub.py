@@ -262,6 +262,23 @@ def test_load_sources_and_auto_init_sources_take_a_hub_repo_id_from_the_cache(ve
         load_sources(["no/such/dir/x"])
 
 
+def test_auto_init_passes_hub_options_to_its_sources(vector, tmp_path, make_tiny_model, word_tokenizer, toy_task):
+    from conftest import toy_examples
+    from tpv import auto_init
+
+    model = make_tiny_model("llama")
+    shared = tmp_path / "zoo-folder"
+    vector.save(shared / "sst2.tpv.safetensors")
+    commit = _hub_cache(tmp_path / "cache", "me/zoo", shared)
+    options = {"validation": toy_examples(16), "progress": False}
+    with pytest.raises(TPVRepoNotFoundError, match="cannot get the sources 'me/zoo'"):
+        auto_init(model, word_tokenizer, toy_task, "me/zoo", local_files_only=True, **options)
+    # With the cache and the revision passed, the repo is found; its 4×8 vector then does not fit this model.
+    with pytest.raises(TPVError, match="sst2") as caught:
+        auto_init(model, word_tokenizer, toy_task, "me/zoo", cache_dir=tmp_path / "cache", revision=commit, **options)
+    assert not isinstance(caught.value, TPVRepoNotFoundError)
+
+
 def test_missing_files_are_file_not_found_errors(tmp_path):
     from tpv import Origin
     from tpv.core.errors import TPVOSError, os_errors

@@ -287,6 +287,10 @@ def auto_init(
     max_length: int | None = None,
     data_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
 ) -> InitPlan:
     """Find a start for prompt tuning ``task`` among source vectors that is better than the random origin, on
     validation data only, or keep the origin.
@@ -297,8 +301,7 @@ def auto_init(
         task: a registered task name, or a :class:`tpv.data.Task` (e.g. from ``Task.from_files``).
         sources: ``"zoo"`` (the vectors shipped with tpv, default model only), a zoo folder written by
             :func:`tpv.build_zoo`, a dict name → vector, a folder of ``*.tpv.safetensors`` files, or a list of
-            such files and PEFT adapter folders; a Hub repo id (``"user/zoo"``) wherever a folder goes (for
-            ``revision``, ``token``, … pass ``sources=tpv.load_sources("user/zoo", revision=...)``).
+            such files and PEFT adapter folders; a Hub repo id (``"user/zoo"``) wherever a folder goes.
         validation: the target's labelled validation examples; by default its ``validation`` split. Only the
             first ``max_validation`` are used. With fewer than about 100 only a large gain is confirmed, so the
             origin is kept more often: that is the rule working, not failing.
@@ -328,6 +331,7 @@ def auto_init(
         max_length: tokens kept per input (default: the engine's 256); fewer make long texts cheaper to score.
         data_dir: where task splits are read from (default ``TPV_DATA_DIR``).
         progress: show progress bars while scoring.
+        revision, token, cache_dir, local_files_only: for Hub repo ids in ``sources``, as in ``from_pretrained``.
 
     Returns:
         An :class:`InitPlan`; ``plan.peft_model()`` is ready to train, ``plan.save_pretrained(dir)`` writes it;
@@ -347,7 +351,10 @@ def auto_init(
         steps = f"retrieval_steps={retrieval_steps}" if retrieval_steps else f"probe_steps={probe_steps}"
         raise TPVError(f"{steps} tunes prompts on training examples; pass train=[...] or set it to 0")
     examples = _validation(task, validation, max_validation, data_dir)
-    candidates, zoo_manifest = _load_candidates(resolve_sources(sources), exclude, task.name, include_at_chance)
+    hub_options = {"revision": revision, "token": token, "cache_dir": cache_dir, "local_files_only": local_files_only}
+    candidates, zoo_manifest = _load_candidates(
+        resolve_sources(sources, **hub_options), exclude, task.name, include_at_chance
+    )
     origin = _origin(model, origin, candidates)
     _check_shapes(candidates, origin, sources, zoo_manifest)
     peft_model = init_prompt_tuning(model, origin=origin)
