@@ -233,3 +233,19 @@ def stand_in_hub(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub, "HfApi", HfApi)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
     return calls
+
+
+@pytest.fixture(autouse=True)
+def _task_registry_left_as_found():
+    """Tasks a test registers (Task.from_files, from_dataset, the docs' own-data blocks) end with the test.
+
+    The registry is one process-wide dict and xdist runs many test files in one worker: a leaked name would make
+    a later test see a task it never registered (or refuse to register its own). Registrations made by wider-scoped
+    fixtures happen before this snapshot and are kept.
+    """
+    from tpv.data.registry import TASKS
+
+    saved = dict(TASKS)
+    yield
+    TASKS.clear()
+    TASKS.update(saved)
