@@ -351,3 +351,22 @@ def test_auto_init_on_the_default_model_starts_imdb_from_the_zoo_without_imdb(tm
     folder = plan.save_pretrained(tmp_path / "imdb-start")
     start = TaskPromptVector.from_peft(folder)
     assert torch.allclose(start.apply_to(plan.origin), plan.prompt, atol=1e-5)
+
+
+def test_a_start_already_scored_on_every_choosing_example_is_not_lost_to_a_small_rung(tuned, word_tokenizer):
+    """Ranking scores the top source at λ = 1 on every choosing example; the k/λ search must see that score.
+
+    Successive halving drops candidates on 8 examples; a start whose full score is already known (for free) competes
+    with the survivor on it, so the plan's best start is never worse than the ranking's top source at λ = 1.
+    """
+    task, origin, vector = tuned
+    for seed in range(3):
+        sources = {**_noise(vector, 6, seed), "own_copy": TaskPromptVector(vector.tensor.clone(), tasks={"o": 1.0})}
+        plan = auto_init(
+            _model(), word_tokenizer, task, sources, validation=_random_labels(64, seed), origin=origin, progress=False
+        )
+        top = plan.table[0]
+        assert top.n == plan.n_choose
+        full = {(k, scale): (score, n) for k, scale, score, n in plan.searched}
+        assert full[(1, 1.0)] == (top.score, plan.n_choose)
+        assert plan.searched[0][2] >= top.score and plan.searched[0][3] == plan.n_choose

@@ -441,6 +441,10 @@ class _Scorer:
             self.scored += len(missing)
         return [known[row] for row in rows]
 
+    def knows(self, prompt: torch.Tensor, rows: Sequence[int]) -> bool:
+        known = self._predictions.get(prompt.detach().cpu().float().numpy().tobytes(), {})
+        return all(row in known for row in rows)
+
     def score(self, prompt: torch.Tensor, rows: Sequence[int]) -> float:
         from tpv.engine.evaluation import score_predictions
 
@@ -501,7 +505,20 @@ def _halving(scorer, prompts: dict, choose: list[int], progress: bool, desc: str
     ranked = successive_halving(list(prompts), score, len(choose))
     if progress:
         bar.close()
-    return ranked
+    return _with_free_full_scores(scorer, prompts, choose, ranked)
+
+
+def _with_free_full_scores(scorer, prompts: dict, choose: list[int], ranked: list) -> list:
+    # A prompt dropped at a small rung may already be scored on every choosing example (the top source at λ = 1 was,
+    # while ranking the sources): its full score costs nothing, so it competes with the survivor on equal terms.
+    order = {key: position for position, key in enumerate(prompts)}
+    full = len(choose)
+    upgraded = [
+        (key, scorer.score(prompts[key], choose), full) if n < full and scorer.knows(prompts[key], choose) else row
+        for row in ranked
+        for key, _, n in [row]
+    ]
+    return sorted(upgraded, key=lambda row: (-row[2], -row[1], order[row[0]]))
 
 
 def _label(table_names: Sequence[str], scale: float) -> str:
