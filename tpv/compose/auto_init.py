@@ -351,10 +351,10 @@ def auto_init(
         steps = f"retrieval_steps={retrieval_steps}" if retrieval_steps else f"probe_steps={probe_steps}"
         raise TPVError(f"{steps} tunes prompts on training examples; pass train=[...] or set it to 0")
     examples = _validation(task, validation, max_validation, data_dir)
-    hub_options = {"revision": revision, "token": token, "cache_dir": cache_dir, "local_files_only": local_files_only}
-    candidates, zoo_manifest = _load_candidates(
-        resolve_sources(sources, **hub_options), exclude, task.name, include_at_chance
+    resolved = resolve_sources(
+        sources, revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only
     )
+    candidates, zoo_manifest = _load_candidates(resolved, exclude, task.name, include_at_chance)
     origin = _origin(model, origin, candidates)
     _check_shapes(candidates, origin, sources, zoo_manifest)
     peft_model = init_prompt_tuning(model, origin=origin)
