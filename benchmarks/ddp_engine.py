@@ -103,9 +103,12 @@ def _measure(args) -> None:
         rows.append({"virtual_tokens": virtual, **medians, "loss_rel_difference": difference})
     if rank == 0:
         _report(args, rows, world, hardware_summary(next(model.parameters()).dtype))
-    # Together: a rank tearing gloo down while its peer has already left was seen to hang there.
+    # Leave together and without destroy_process_group: a rank tearing gloo down while its peer had already left
+    # hung there (twice, once with the barrier before it), so after the barrier each rank ends its process at once.
     dist.barrier()
-    dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _loss_of(peft_model, loss, shared_prefix: bool):

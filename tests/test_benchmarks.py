@@ -96,7 +96,7 @@ def test_ddp_engine_benchmark_smoke(tmp_path):
     out = tmp_path / "ddp.json"
     command = [sys.executable, str(BENCH.with_name("ddp_engine.py")), "--smoke", "--steps", "1"]
     done = subprocess.run(
-        [*command, "--virtual-token-counts", "4", "--json", str(out)], capture_output=True, text=True, timeout=600
+        [*command, "--virtual-token-counts", "4", "--json", str(out)], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
     (row,) = json.loads(out.read_text())["rows"]
