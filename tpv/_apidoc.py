@@ -125,6 +125,14 @@ def _check_sections(exported: list[str]) -> None:
         )
 
 
+def _public(package, name: str):
+    # A public module is read from its own path: after a user's (or a test's) `import tpv.zoo`, the import system
+    # leaves the deprecation alias module in the package attribute `tpv.zoo`, and the reference must not follow it.
+    if name in package._MODULES:
+        return importlib.import_module(package._MODULES[name])
+    return getattr(package, name)
+
+
 def render() -> str:
     """The whole API reference as Markdown."""
     package = importlib.import_module("tpv")
@@ -143,7 +151,7 @@ def render() -> str:
     for title, names in SECTIONS:
         out += [f"## {title}", ""]
         for name in names:
-            out += _entry(name, getattr(package, name))
+            out += _entry(name, _public(package, name))
     out += [
         "## Deprecated import paths",
         "",
