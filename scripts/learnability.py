@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from tpv import make_origin  # noqa: E402
 from tpv.bridge.precision import hardware_summary  # noqa: E402
+from tpv.compose.zoo.build import metric_rows  # noqa: E402
 from tpv.core._io import atomic_write_text  # noqa: E402
 from tpv.data import get_task, load_split  # noqa: E402
 from tpv.engine.evaluation import evaluate  # noqa: E402
@@ -221,33 +222,7 @@ def _best_step(history) -> int:
 
 def metric_of(task):
     """The task's metric as a function of one prediction vector and a matrix of gold rows (one score per row)."""
-    if task.metric == "macro_f1":
-        return lambda predictions, gold: macro_f1_many(predictions, gold, task.num_labels)
-    if task.metric == "accuracy":
-        return lambda predictions, gold: (gold == predictions).mean(axis=1)
-    if task.metric == "pearson":
-        return pearson_many
-    raise SystemExit(f"scripts/learnability.py has no permutation test for metric {task.metric!r} yet")
-
-
-def macro_f1_many(predictions: np.ndarray, gold: np.ndarray, num_labels: int) -> np.ndarray:
-    """Macro-F1 of one prediction vector against each row of ``gold`` (rows × examples), as tpv.engine.metrics."""
-    # Invalid predictions (-1) count as wrong for every class.
-    f1 = np.zeros(gold.shape[0])
-    for label in range(num_labels):
-        predicted = predictions == label
-        actual = gold == label
-        true_positive = (actual & predicted).sum(axis=1)
-        denominator = predicted.sum() + actual.sum(axis=1)
-        f1 += np.where(denominator > 0, 2 * true_positive / np.maximum(denominator, 1), 0.0)
-    return f1 / num_labels
-
-
-def pearson_many(predictions: np.ndarray, gold: np.ndarray) -> np.ndarray:
-    centred = predictions - predictions.mean()
-    rows = gold - gold.mean(axis=1, keepdims=True)
-    denominator = np.sqrt((centred**2).sum() * (rows**2).sum(axis=1))
-    return np.where(denominator > 0, rows @ centred / np.maximum(denominator, 1e-12), 0.0)
+    return metric_rows(task)  # the one build_zoo tests its vectors for chance with
 
 
 def permutation_test(statistic, predictions, gold, permutations: int = PERMUTATIONS, seed: int = 0) -> dict:

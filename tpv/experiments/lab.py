@@ -361,8 +361,9 @@ class Lab:
                 fields.update({f"{method}_score": record["score"], f"{method}_invalid": record["invalid"]})
         return fields
 
-    def score_fields(self, task: str, prompt_id: str, prompt_fn, split: str = "test") -> dict:
-        """:meth:`evaluated` for the soft prompt that ``prompt_fn()`` builds (built once, only when not cached)."""
+    def score_fields(self, task: str, prompt_id: str, prompt_fn, split: str = "test", limit: int | None = None) -> dict:
+        """:meth:`evaluated` for the soft prompt that ``prompt_fn()`` builds (built once, only when not cached), on
+        ``split`` or its first ``limit`` examples (cached apart, as ``<split><limit>``)."""
         built: list = []
 
         def run(method):
@@ -375,7 +376,7 @@ class Lab:
                 self.eval_model,
                 self.tokenizer,
                 self.task(task),
-                self.data(task, split),
+                self.data(task, split)[:limit],
                 prompt=built[0],
                 method=method,
                 batch_size=self.config.prompt.eval_batch_size,
@@ -384,7 +385,7 @@ class Lab:
                 answer_match=protocol.answer_match,
             )
 
-        return self.evaluated(task, prompt_id, run, split)
+        return self.evaluated(task, prompt_id, run, split if limit is None else f"{split}{limit}")
 
     def score(self, task: str, prompt_id: str, prompt_fn, split: str = "test") -> float:
         """The main metric of ``task`` on ``split`` under the first scoring method (see :meth:`score_fields`)."""

@@ -402,7 +402,7 @@ def _held_scores(peft_model, tokenizer, task, held, prompt, origin, budget: Task
     tuned = evaluate(peft_model, tokenizer, task, held, prompt=prompt, **options)
     untrained = evaluate(peft_model, tokenizer, task, held, prompt=origin.tensor, **options)
     gold = np.asarray([_gold(task, example) for example in held])
-    statistic = _statistic(task)
+    statistic = metric_rows(task)
     predicted, original = _numeric(tuned["predictions"]), _numeric(untrained["predictions"])
     test = _permutation_test(statistic, predicted, gold)
     margin = tuned[task.metric] - test["null_mean"]
@@ -460,7 +460,7 @@ def _numeric(predictions) -> np.ndarray:
     return np.asarray([0.0 if isinstance(p, float) and p != p else p for p in predictions])
 
 
-def _statistic(task):
+def metric_rows(task):
     """The task's metric of one prediction vector against each row of a gold matrix (one score per row)."""
     if task.metric == "macro_f1":
         return lambda predictions, gold: _macro_f1_rows(predictions, gold, task.num_labels)

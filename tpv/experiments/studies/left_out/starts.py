@@ -212,29 +212,8 @@ def start(lab, zoo: Zoo, target: str, name: str, seed: int):
 
 
 def validation_fields(lab, task: str, key: str, prompt_fn, n: int) -> dict:
-    """:meth:`Lab.evaluated` on the first ``n`` validation examples."""
-    built: list = []
-
-    def run(method):
-        from tpv.engine.evaluation import evaluate
-
-        if not built:
-            built.append(prompt_fn())
-        protocol = lab.config.protocol
-        return evaluate(
-            lab.eval_model,
-            lab.tokenizer,
-            lab.task(task),
-            lab.data(task, "validation")[:n],
-            prompt=built[0],
-            method=method,
-            batch_size=lab.config.prompt.eval_batch_size,
-            max_length=lab.config.prompt.max_length,
-            max_new_tokens=protocol.max_new_tokens,
-            answer_match=protocol.answer_match,
-        )
-
-    return lab.evaluated(task, key, run, split=f"validation{n}")
+    """:meth:`Lab.score_fields` on the first ``n`` validation examples."""
+    return lab.score_fields(task, key, prompt_fn, split="validation", limit=n)
 
 
 def test_score(lab, task: str, key: str, prompt_fn) -> float:
