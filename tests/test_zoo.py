@@ -225,3 +225,47 @@ def test_default_budgets_are_the_learnability_studys():
         chosen = [run for run in lengths.values() if run["left_chance"]] or list(lengths.values())
         assert (budget.steps, budget.learning_rate) in {(r["schedule_steps"], r["learning_rate"]) for r in chosen}
     assert budget_for("a_task_nobody_measured") == TaskBudget()
+
+
+def test_update_zoo_keeps_the_better_vector_and_every_run_tried(toy_tasks, word_tokenizer, tmp_path):
+    """scripts/update_zoo.py: a rebuild with larger budgets replaces a vector only by the stated rule."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tpv import make_origin
+    from tpv.compose.zoo.build import ORIGIN_FILE
+
+    tasks, data = toy_tasks
+    options = {"tokenizer": word_tokenizer, "data_dir": data, **BUILD}
+    old = build_zoo(_tiny(), tasks, tmp_path / "zoo", budgets={"toy_a": {"steps": 1}, "toy_b": {"steps": 1}}, **options)
+    for entry in old["tasks"].values():  # as the shipped zoo: provenance only at the top of the manifest
+        for key in ("cpu", "torch", "commit"):
+            del entry[key]
+    (tmp_path / "zoo" / "manifest.json").write_text(json.dumps(old))
+    budgets = {"toy_a": {"steps": 9, "learning_rate": 0.3}, "toy_b": {"steps": 9, "learning_rate": 0.3}}
+    new = build_zoo(_tiny(), tasks, tmp_path / "rebuilt", budgets=budgets, **options)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "update_zoo.py"
+    command = [sys.executable, str(script), "--from", str(tmp_path / "rebuilt"), "--zoo", str(tmp_path / "zoo")]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    updated = json.loads((tmp_path / "zoo" / "manifest.json").read_text())
+    for name in ("toy_a", "toy_b"):
+        before, rebuilt, entry = old["tasks"][name], new["tasks"][name], updated["tasks"][name]
+        replace = (before["at_chance"] and not rebuilt["at_chance"]) or (
+            not before["at_chance"] and not rebuilt["at_chance"] and rebuilt["validation"] > before["validation"]
+        )
+        assert entry["file_sha256"] == (rebuilt if replace else before)["file_sha256"], name
+        assert hashlib.sha256((tmp_path / "zoo" / entry["file"]).read_bytes()).hexdigest() == entry["file_sha256"]
+        assert [run["budget"] for run in entry["tried"]] == [1, 9]
+        assert entry["cpu"] and entry["commit"] and entry["dtype"]
+        assert name in done.stdout
+    assert updated["updates"][-1]["tasks"] == ["toy_a", "toy_b"]
+    # A rebuild from another origin is refused in one line, and nothing is written.
+    other = tmp_path / "other"
+    build_zoo(
+        _tiny(), tasks[:1], other, budgets={"toy_a": {"steps": 1}}, origin=make_origin(_tiny(), 4, seed=5), **options
+    )
+    assert (other / ORIGIN_FILE).is_file()
+    refused = subprocess.run([*command[:3], str(other), *command[4:]], capture_output=True, text=True)
+    assert refused.returncode == 2 and "was built from another origin" in refused.stderr
+    assert json.loads((tmp_path / "zoo" / "manifest.json").read_text()) == updated

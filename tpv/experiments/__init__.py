@@ -12,13 +12,13 @@ import csv
 import io
 import json
 import os
-import subprocess
 import sys
 import tempfile  # noqa: F401  (used by the doctest below)
 import time
 from pathlib import Path
 
 from tpv.core._io import atomic_write_text
+from tpv.core._version import git_commit
 from tpv.core.errors import TPVError
 from tpv.engine.run_folder import RunLock
 from tpv.experiments.config import ALL_STUDIES, PROFILES, STUDIES, TINY_MODEL, ExperimentConfig, load_config
@@ -192,18 +192,3 @@ def write_outputs(result: StudyResult, lab: Lab, seconds: float, computed_by: li
         writer.writerows(result.rows)
         paths.append(atomic_write_text(out / f"{result.name}.csv", buffer.getvalue()))
     return paths + list(result.figures)
-
-
-def git_commit() -> str:
-    """``git rev-parse HEAD`` of the working copy tpv runs from, or ``"unknown"`` outside a git checkout."""
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parent,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"

@@ -32,6 +32,7 @@ import torch
 from tpv.bridge.vector import TaskPromptVector
 from tpv.compose.selection import VECTOR_SUFFIX
 from tpv.core._io import atomic_write_text
+from tpv.core._version import git_commit
 from tpv.core.errors import TPVError
 from tpv.core.origin import Origin, make_origin
 
@@ -337,6 +338,10 @@ def _build_task(peft_model, tokenizer, task, budget: TaskBudget, origin, base_mo
         "metric": task.metric,
         "file": file_name,
         "dtype": str(next(peft_model.parameters()).dtype).removeprefix("torch."),
+        # Per entry, not only at the top: a zoo rebuilt task by task mixes machines, dtypes and commits.
+        "cpu": _machine(),
+        "torch": torch.__version__,
+        "commit": git_commit(),
         "steps": best_step,
         "budget": budget.steps,
         "batch_size": budget.batch_size,
