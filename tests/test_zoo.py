@@ -138,7 +138,7 @@ def test_build_zoo_writes_vectors_and_the_shipped_manifest_format(toy_tasks, wor
     assert manifest == json.loads((folder / "manifest.json").read_text())
     assert manifest["base_model"] == "tiny-llama" and sorted(manifest["tasks"]) == ["toy_a", "toy_b"]
     shipped = zoo.manifest()
-    assert set(shipped) - {"commit", "commit_note"} <= set(manifest)
+    assert set(shipped) - {"commit_note", "updates"} <= set(manifest)
     for name, entry in manifest["tasks"].items():
         assert set(next(iter(shipped["tasks"].values()))) - {"run"} <= set(entry)
         vector = TaskPromptVector.load(folder / entry["file"])

@@ -256,6 +256,7 @@ def _start_manifest(folder: Path, model, origin: Origin, base_model: str, names:
             "dtype": dtype,
             "cpu": _machine(),
             "torch": torch.__version__,
+            "commit": git_commit(),
             "origin": {
                 "recipe": origin.recipe,
                 "num_virtual_tokens": origin.num_virtual_tokens,
