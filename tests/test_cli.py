@@ -475,8 +475,16 @@ def test_every_documented_reproduce_command_parses_and_reaches_reproduce(monkeyp
         assert main(["reproduce", *argv, "--run-dir", str(tmp_path)]) == 0
         assert calls.pop() == (
             ("cpu",),
-            {"studies": ["similarity", "few_shot"], "run_dir": str(tmp_path), "dry_run": False, "progress": True},
+            {
+                "studies": ["similarity", "few_shot"],
+                "run_dir": str(tmp_path),
+                "dry_run": False,
+                "progress": True,
+                "shard": None,
+            },
         )
+    assert main(["reproduce", "transfer-cpu", "--shard", "2/3", "--run-dir", str(tmp_path)]) == 0
+    assert calls.pop()[1]["shard"] == "2/3"
     assert main(["reproduce"]) == 0 and calls.pop()[0] == ("smoke",)
     assert main(["reproduce", "cpu", "--profile", "gpu"]) == 2
     assert "two profiles, 'cpu' and --profile 'gpu'" in _error_line(capsys)

@@ -380,6 +380,27 @@ def test_the_store_says_which_machine_computed_each_score(tmp_path):
     assert len(cpu) == 4 and "__machines__" not in cpu and cpu.touched == {"test/sst2/b", "test/sst2/d"}
 
 
+def test_stores_of_two_processes_on_one_file_keep_every_key(tmp_path):
+    """Shards of one run write one scores.json side by side: no key and no machine record is lost."""
+    import subprocess
+    import sys
+
+    from tpv.experiments.store import ScoreStore
+
+    path = tmp_path / "scores.json"
+    code = (
+        "import sys; from tpv.experiments.store import ScoreStore; "
+        "store = ScoreStore(sys.argv[1], machine={'commit': sys.argv[2]}); "
+        "[store.cached(f'{sys.argv[2]}/{i}', lambda i=i: i) for i in range(40)]"
+    )
+    writers = [subprocess.Popen([sys.executable, "-c", code, str(path), name]) for name in ("a", "b")]
+    assert [writer.wait(timeout=300) for writer in writers] == [0, 0]
+    store = ScoreStore(path)
+    assert len(store) == 80 and all(store.get(f"{name}/{i}") == i for name in "ab" for i in range(40))
+    found = store.computed_by([f"{name}/{i}" for name in "ab" for i in range(40)])
+    assert sorted((m["commit"], m["entries"]) for m in found) == [("a", 40), ("b", 40)]
+
+
 def test_the_paper_cpu_profile_uses_the_learnability_budgets():
     # docs/results/learnability/budgets.json is what scripts/learnability.py found on the default model; the
     # profile that runs the paper's protocol on it must train each source task as long (and at the rate) that left

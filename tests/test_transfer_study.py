@@ -116,6 +116,50 @@ def test_a_rerun_over_the_cache_trains_nothing_and_rewrites_the_pages_byte_for_b
         assert written.sub(b"", (out / name).read_bytes()) == written.sub(b"", content), name
 
 
+def test_two_shards_side_by_side_fill_the_cache_and_the_full_run_computes_nothing(transfer_run, tmp_path, monkeypatch):
+    """`--shard 1/2` and `--shard 2/2` run at the same time in one run folder (the tiny model, the tuned zoo
+    and the score store are shared); the run without a shard then writes the pages the unsharded run wrote."""
+    import subprocess
+    import sys
+
+    import tpv.compose.auto_init as auto_init_module
+    import tpv.engine.training as training
+
+    code = (
+        "import sys; from tpv.experiments import reproduce; "
+        "reproduce(sys.argv[1], run_dir=sys.argv[2], progress=False, shard=sys.argv[3])"
+    )
+    shards = [
+        subprocess.Popen([sys.executable, "-c", code, PROFILE, str(tmp_path), part], stderr=subprocess.PIPE, text=True)
+        for part in ("1/2", "2/2")
+    ]
+    for shard in shards:
+        assert shard.wait(timeout=900) == 0, shard.stderr.read()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the shards must have computed everything")
+
+    monkeypatch.setattr(training.PromptTuningTrainer, "train", refuse)
+    monkeypatch.setattr(auto_init_module, "auto_init", refuse)
+    merged = reproduce(PROFILE, run_dir=tmp_path, progress=False)
+    assert merged["trained"] == 0
+    assert _payload(merged)["summary"] == _payload(transfer_run[1])["summary"]
+
+
+@pytest.mark.parametrize(
+    "profile, shard, match",
+    [
+        (PROFILE, "3/2", r"shard must be 'i/n' with 1 ≤ i ≤ n, e.g. '1/2', got '3/2'"),
+        (PROFILE, "half", r"shard must be 'i/n'"),
+        ("smoke", "1/2", r"studies \[.*'origin_independence'.*\] cannot be split into shards"),
+    ],
+)
+def test_a_bad_shard_is_one_tpverror(profile, shard, match, tmp_path):
+    with pytest.raises(TPVError, match=match):
+        reproduce(profile, run_dir=tmp_path, progress=False, shard=shard)
+    assert not any(tmp_path.iterdir())
+
+
 def test_a_run_folder_holding_other_settings_is_refused(transfer_run, tmp_path):
     root, first = transfer_run
     changed = load_config(PROFILE)

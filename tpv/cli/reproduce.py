@@ -41,6 +41,13 @@ def add_reproduce(commands) -> None:
         help="run only this study (repeatable)",
     )
     parser.add_argument("--run-dir", default=None, metavar="DIR", help="where runs and results go")
+    parser.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="compute only part I of N into the run folder's cache, no pages (e.g. two processes with "
+        "OMP_NUM_THREADS=1 on a 2-core CPU, then a run without --shard writes the pages); transfer study only",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=_run_reproduce)
@@ -72,7 +79,14 @@ def _run_reproduce(args) -> int:
         unknown = [study for study in args.study or () if study not in ALL_STUDIES]
         if unknown:
             raise TPVError(f"unknown --study {', '.join(unknown)}; choose from {', '.join(ALL_STUDIES)}")
-    result = reproduce(profile, studies=args.study, run_dir=args.run_dir, dry_run=args.dry_run, progress=not args.quiet)
+    result = reproduce(
+        profile,
+        studies=args.study,
+        run_dir=args.run_dir,
+        dry_run=args.dry_run,
+        progress=not args.quiet,
+        shard=args.shard,
+    )
     if result is not None:
         print(result)
     return 0

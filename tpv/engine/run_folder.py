@@ -59,17 +59,23 @@ class RunLock:
     """
 
     def __init__(
-        self, folder: str | os.PathLike, elsewhere: str = "train into another output_dir (tpv train --output-dir)"
+        self,
+        folder: str | os.PathLike,
+        elsewhere: str = "train into another output_dir (tpv train --output-dir)",
+        wait: bool = False,
     ):
         self.path = Path(folder) / LOCK_FILENAME
         self.elsewhere = elsewhere
+        # wait=True blocks until the holder is done instead of refusing: for work that processes share on
+        # purpose (shards of one study), where the second process then finds the first one's result cached.
+        self.wait = wait
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            _lock(fd)
+            _lock(fd, self.wait)
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
@@ -103,18 +109,21 @@ class RunLock:
         self.release()
 
 
-def _lock(fd: int) -> None:
+def _lock(fd: int, wait: bool = False) -> None:
     if sys.platform == "win32":
         import msvcrt
 
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError as error:
-            raise BlockingIOError(str(error)) from None
-        return
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+                return
+            except OSError as error:
+                if not wait:
+                    raise BlockingIOError(str(error)) from None
+                time.sleep(1)
     import fcntl
 
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
 
 
 def _read_holder(fd: int) -> str:

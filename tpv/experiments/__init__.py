@@ -38,6 +38,7 @@ def reproduce(
     dry_run: bool = False,
     progress: bool = True,
     measure: bool = True,
+    shard: str | tuple[int, int] | None = None,
 ) -> dict:
     """Run (or plan) the paper's studies under a profile.
 
@@ -51,6 +52,11 @@ def reproduce(
         progress: show tqdm progress bars and print what is written.
         measure: price the plan by a few steps measured on this machine (seconds) rather than by the profile's
             ``seconds_per_step`` / ``seconds_per_example``.
+        shard: ``"i/n"`` (or ``(i, n)``): compute only the i-th of n interleaved parts of the work into the run
+            folder's cache and write no page, so n processes can share the machine (``OMP_NUM_THREADS=1`` each on
+            a small CPU, where they do more in all than one process with n threads); a run without ``shard``
+            afterwards finds it all cached and writes the pages. Only studies that split their work support it
+            (``transfer``: by target).
 
     Returns:
         ``{"profile", "run_dir", "output_dir", "fingerprint", "commit", "plan"(dry run), "studies": {name:
@@ -68,9 +74,11 @@ def reproduce(
         if unknown or not studies:
             raise TPVError(f"unknown studies {unknown or studies}; choose from {list(ALL_STUDIES)}")
         config.studies = [s for s in ALL_STUDIES if s in studies]
+    part = _shard(shard, config.studies)
     root = Path(run_dir or os.environ.get("TPV_RUN_DIR") or DEFAULT_RUN_ROOT)
     folder = root / f"{config.name}-{config.fingerprint()}"
     lab = Lab(config, folder, progress=progress)
+    lab.shard = part
     lab.output_dir = Path(config.output_dir) if config.output_dir else folder / "results"
     from tpv.experiments.plan import build_plan, format_plan, measure_speed
 
@@ -93,9 +101,61 @@ def reproduce(
             print(plan_text)
         summary["plan"] = plan_text
         return summary
+    if part is not None:
+        return _run_shard(lab, config, summary, part, progress)
     # A second reproduce into this run folder is refused rather than interleaved with the first (scores.json).
     with RunLock(folder, elsewhere="pass another --run-dir (run_dir= in Python) to run a second copy"):
         return _run_studies(lab, config, summary, plan_text, progress)
+
+
+SHARDABLE_STUDIES = ("transfer",)
+
+
+def _shard(shard, studies: list[str]) -> tuple[int, int] | None:
+    if shard is None:
+        return None
+    try:
+        index, count = (int(x) for x in (shard.split("/") if isinstance(shard, str) else shard))
+    except (TypeError, ValueError):
+        index = count = 0
+    if not 1 <= index <= count:
+        raise TPVError(f"shard must be 'i/n' with 1 ≤ i ≤ n, e.g. '1/2', got {shard!r}")
+    others = [name for name in studies if name not in SHARDABLE_STUDIES]
+    if others:
+        raise TPVError(
+            f"studies {others} cannot be split into shards (only {list(SHARDABLE_STUDIES)}); run them without "
+            "shard, or pass studies= (--study) to shard the others"
+        )
+    return index, count
+
+
+def _run_shard(lab: Lab, config: ExperimentConfig, summary: dict, part: tuple[int, int], progress: bool) -> dict:
+    """One shard's share of the work into the cache; no page (the run without a shard writes them)."""
+    from tpv.experiments.studies import STUDY_MODULES
+
+    index, count = part
+    # One shard's own lock: the same shard twice is refused, other shards and their store writes interleave.
+    lock_folder = lab.run_dir / "shards" / f"{index}-of-{count}"
+    with RunLock(lock_folder, elsewhere="run another shard, or wait for this one"):
+        atomic_write_text(lab.run_dir / "config.json", json.dumps(config.to_dict(), indent=1))
+        lab.store.machine = {
+            "commit": git_commit(),
+            "device": lab.device,
+            "hardware": lab.hardware,
+            "dtype": lab.dtype,
+        }
+        for name in config.studies:
+            start = time.perf_counter()
+            done = STUDY_MODULES[name].run_shard(lab, index, count, progress=progress)
+            summary["studies"][name] = {"seconds": time.perf_counter() - start, "shard": f"{index}/{count}", **done}
+    summary["trained"] = lab.trained
+    if progress:
+        print(
+            f"shard {index}/{count} done; when every shard is, `tpv reproduce {config.name}` (no --shard) writes "
+            "the pages from the cache",
+            file=sys.stderr,
+        )
+    return summary
 
 
 def _run_studies(lab: Lab, config: ExperimentConfig, summary: dict, plan_text: str, progress: bool) -> dict:

@@ -49,6 +49,7 @@ class Lab:
         self.progress = progress
         self.store = ScoreStore(self.run_dir / "scores.json")
         self.trained = 0  # training runs actually executed (not loaded from cache) in this process
+        self.shard: tuple[int, int] | None = None  # (i, n): this process computes part i of n (reproduce(shard=))
         self.output_dir = self.run_dir / "results"  # where results pages go; reproduce() may point elsewhere
         self._model = self._tokenizer = self._eval_model = self._attempt_base = None
         self._origins: dict = {}
@@ -100,11 +101,14 @@ class Lab:
 
             name = self.config.model.name
             if name == TINY_MODEL:
+                from tpv.engine.run_folder import RunLock
                 from tpv.experiments.tiny import build_tiny_model
 
                 tasks = {self.task(t) for t in self.all_tasks()}
                 sample = [e for t in sorted(self.all_tasks()) for e in self.data(t, "train")[:20]]
-                source = build_tiny_model(self.run_dir / "model", sorted(tasks, key=lambda t: t.name), sample)
+                # Shards of one run share the folder: one builds the model, the others wait and load it.
+                with RunLock(self.run_dir / "model", wait=True):
+                    source = build_tiny_model(self.run_dir / "model", sorted(tasks, key=lambda t: t.name), sample)
             else:
                 source = None if name == "default" else name
             self._model, self._tokenizer = load_model(source, dtype=self.config.model.dtype, device=self.device)

@@ -39,16 +39,8 @@ class ScoreStore:
         self.hits = 0
         self.misses = 0
         self.touched: set[str] = set()
-        if self.path.is_file():
-            try:
-                self._data = json.loads(self.path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                raise TPVError(
-                    f"the score store '{self.path}' is not valid JSON ({err}); delete it to recompute "
-                    "the scores (trained prompts are kept)"
-                ) from None
-        else:
-            self._data = {}
+        self._stamp: tuple[int, int] | None = None
+        self._data = self._read() if self.path.is_file() else {}
 
     def __contains__(self, key: str) -> bool:
         return key in self._data and key not in (_MACHINES, _COMPUTED_BY)
@@ -60,13 +52,19 @@ class ScoreStore:
         return self._data.get(key, default)
 
     def put(self, key: str, value) -> None:
-        self._data[key] = value
-        if self.machine is not None:
-            machines = self._data.setdefault(_MACHINES, {})
-            tag = hashlib.sha256(json.dumps(self.machine, sort_keys=True).encode()).hexdigest()[:12]
-            machines[tag] = self.machine
-            self._data.setdefault(_COMPUTED_BY, {})[key] = tag
-        self._flush()
+        from tpv.engine.run_folder import RunLock
+
+        # Processes that share the run folder on purpose (shards of a study) each add their keys: every write
+        # takes the store's lock and first takes in what the others wrote since this one last read the file.
+        with RunLock(self.path.parent / ".store-lock", wait=True):
+            self._take_in_others()
+            self._data[key] = value
+            if self.machine is not None:
+                machines = self._data.setdefault(_MACHINES, {})
+                tag = hashlib.sha256(json.dumps(self.machine, sort_keys=True).encode()).hexdigest()[:12]
+                machines[tag] = self.machine
+                self._data.setdefault(_COMPUTED_BY, {})[key] = tag
+            self._flush()
 
     def computed_by(self, keys) -> list[dict]:
         """The machines that computed ``keys``: one dict each (its fields plus ``entries``, how many of the keys),
@@ -98,6 +96,35 @@ class ScoreStore:
 
     def _flush(self) -> None:
         atomic_write_text(self.path, json.dumps(self._data, indent=0, sort_keys=True))
+        self._stamp = self._file_stamp()
+
+    def _read(self) -> dict:
+        stamp = self._file_stamp()
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise TPVError(
+                f"the score store '{self.path}' is not valid JSON ({err}); delete it to recompute "
+                "the scores (trained prompts are kept)"
+            ) from None
+        self._stamp = stamp
+        return data
+
+    def _take_in_others(self) -> None:
+        if not self.path.is_file() or self._file_stamp() == self._stamp:
+            return
+        for key, value in self._read().items():
+            if key in (_MACHINES, _COMPUTED_BY):
+                self._data[key] = {**value, **self._data.get(key, {})}
+            else:
+                self._data.setdefault(key, value)
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            found = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return found.st_mtime_ns, found.st_size
 
 
 _SAMPLED_BYTES = 1 << 22  # 4 MiB from each end of a weight file: changed weights change these, at no real cost

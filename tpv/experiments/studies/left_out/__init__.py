@@ -88,6 +88,7 @@ __all__ = [
     "load_zoo",
     "plan_units",
     "run",
+    "run_shard",
     "scale_note",
     "start",
     "steps_to_reach",
@@ -100,6 +101,16 @@ __all__ = [
 
 
 # ---- the study ----------------------------------------------------------------------------------------------
+
+
+def run_shard(lab, index: int, count: int, progress: bool = True) -> dict:
+    """Targets ``index``, ``index + count``, … (1-based) of the profile into the run folder's cache, no page:
+    ``count`` processes share the machine, and :func:`run` afterwards finds every score cached."""
+    zoo = load_zoo(lab)
+    targets = lab.config.left_out.targets[index - 1 :: count]
+    for target in progress_bar(targets, progress, f"transfer targets (shard {index}/{count})"):
+        _target(lab, zoo, target, [])
+    return {"targets": targets}
 
 
 def run(lab, progress: bool = True) -> StudyResult:

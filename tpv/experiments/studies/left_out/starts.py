@@ -64,19 +64,22 @@ def load_zoo(lab) -> Zoo:
         )
     else:
         from tpv.core.origin import make_origin
+        from tpv.engine.run_folder import RunLock
 
         origin = make_origin(lab.load()[0], config.prompt.num_virtual_tokens, seed=0, method="paper")
-        vectors = {
-            task: lab.train(
-                task,
-                0,
-                lab.data(task, "train"),
-                f"left_out_zoo/{task}",
-                steps=config.source.steps_for(task),
-                origin=origin,
-            )
-            for task in config.left_out.candidates
-        }
+        # Shards of one run share this zoo: the first tunes it, the others wait and load it from its folders.
+        with RunLock(lab.run_dir / "prompts" / "left_out_zoo", wait=True):
+            vectors = {
+                task: lab.train(
+                    task,
+                    0,
+                    lab.data(task, "train"),
+                    f"left_out_zoo/{task}",
+                    steps=config.source.steps_for(task),
+                    origin=origin,
+                )
+                for task in config.left_out.candidates
+            }
         kind = f"a zoo tuned in the run folder ({config.source.steps} steps each, from the paper's origin 0)"
         found = Zoo(vectors, origin, set(), {t: get_task(t).family for t in vectors}, kind)
     lab._vectors["left_out_zoo"] = found
