@@ -3,7 +3,6 @@
 import hashlib
 
 import pytest
-import torch
 
 from tpv import TaskPromptVector, TPVError, zoo
 from tpv.bridge.models import DEFAULT_MODEL
@@ -69,17 +68,19 @@ def test_unknown_zoo_names_raise_one_tpverror():
 
 @pytest.mark.slow
 def test_manifest_scores_are_re_obtained_on_a_sample():
-    """Re-score two zoo vectors on the manifest's validation examples: same data, model, dtype → same score."""
+    """Re-score two zoo vectors on the manifest's validation examples: same data and model → the same score within
+    noise, in the dtype this machine runs (bfloat16 on a CPU without AMX is tens of times slower than float32)."""
     from tpv import init_prompt_tuning
     from tpv.bridge.models import load_model
     from tpv.data import load_split
     from tpv.engine.evaluation import evaluate
 
-    manifest = zoo.manifest()
-    model, tokenizer = load_model(dtype=getattr(torch, manifest["dtype"]))
+    model, tokenizer = load_model(dtype="auto")
     peft_model = init_prompt_tuning(model, origin=zoo.origin())
-    rows = [row for row in zoo.available() if row["task"] in ("sst2", "trec")]
-    assert rows
+    # One vector of the first build and, where the zoo has them, one rebuilt in another dtype on another CPU.
+    available = zoo.available()
+    rows = [row for row in available if row["task"] == "sst2"]
+    rows += [row for row in available if row.get("dtype", "bfloat16") != rows[0].get("dtype", "bfloat16")][:1]
     for row in rows:
         # The held validation examples: the ones after the checkpoint-selection set.
         start = row["selection_examples"]
