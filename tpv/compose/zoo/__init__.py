@@ -2,8 +2,9 @@
 
 Every vector was tuned from one recorded origin (``origin.safetensors`` here), by ``scripts/build_zoo.py`` or,
 for the ones rebuilt with larger budgets, by :func:`tpv.build_zoo` and ``scripts/update_zoo.py``;
-``manifest.json`` records the commit, machine, data files' hashes, budget and scores of each, and every run tried. Start a new
-task from them with :func:`tpv.auto_init` (``sources="zoo"``) or combine them by hand: no training needed.
+``manifest.json`` records the commit, machine, data files' hashes, budget and scores of each, and every run tried.
+Start a new task from them with :func:`tpv.auto_init` (``sources="zoo"``) or combine them by hand: no training
+needed.
 :func:`tpv.build_zoo` (:mod:`tpv.compose.zoo.build`) writes a zoo of the same format for another model, which
 ``auto_init(..., sources=that_folder)`` reads like this one.
 
