@@ -439,8 +439,9 @@ def _documented_reproduce_commands():
     for text in texts:
         for match in re.finditer(r"tpv reproduce((?: +(?:--?[a-z-]+|[a-z][\w-]*)(?![\w<]))*)", text):
             words = match.group(1).split()
-            # An option whose value is a path or a shell expression is kept out with its value.
-            found.add(tuple(words[: words.index("--run-dir")] if "--run-dir" in words else words))
+            # An option whose value is a path, a shard (1/2) or a shell expression is kept out with its value.
+            cut = min((words.index(option) for option in ("--run-dir", "--shard") if option in words), default=None)
+            found.add(tuple(words[:cut]))
     return found
 
 
