@@ -78,7 +78,6 @@ def reproduce(
     root = Path(run_dir or os.environ.get("TPV_RUN_DIR") or DEFAULT_RUN_ROOT)
     folder = root / f"{config.name}-{config.fingerprint()}"
     lab = Lab(config, folder, progress=progress)
-    lab.shard = part
     lab.output_dir = Path(config.output_dir) if config.output_dir else folder / "results"
     from tpv.experiments.plan import build_plan, format_plan, measure_speed
 
@@ -138,12 +137,7 @@ def _run_shard(lab: Lab, config: ExperimentConfig, summary: dict, part: tuple[in
     lock_folder = lab.run_dir / "shards" / f"{index}-of-{count}"
     with RunLock(lock_folder, elsewhere="run another shard, or wait for this one"):
         atomic_write_text(lab.run_dir / "config.json", json.dumps(config.to_dict(), indent=1))
-        lab.store.machine = {
-            "commit": git_commit(),
-            "device": lab.device,
-            "hardware": lab.hardware,
-            "dtype": lab.dtype,
-        }
+        _record_machine(lab)
         for name in config.studies:
             start = time.perf_counter()
             done = STUDY_MODULES[name].run_shard(lab, index, count, progress=progress)
@@ -158,6 +152,10 @@ def _run_shard(lab: Lab, config: ExperimentConfig, summary: dict, part: tuple[in
     return summary
 
 
+def _record_machine(lab: Lab) -> None:
+    lab.store.machine = {"commit": git_commit(), "device": lab.device, "hardware": lab.hardware, "dtype": lab.dtype}
+
+
 def _run_studies(lab: Lab, config: ExperimentConfig, summary: dict, plan_text: str, progress: bool) -> dict:
     folder = lab.run_dir
     atomic_write_text(folder / "config.json", json.dumps(config.to_dict(), indent=1))
@@ -167,7 +165,7 @@ def _run_studies(lab: Lab, config: ExperimentConfig, summary: dict, plan_text: s
 
     # Every score computed from here on records where: a run folder resumed on another machine (a GPU's work
     # finished on a CPU) names both in its pages.
-    lab.store.machine = {"commit": git_commit(), "device": lab.device, "hardware": lab.hardware, "dtype": lab.dtype}
+    _record_machine(lab)
     for name in config.studies:
         start, trained = time.perf_counter(), lab.trained
         lab.store.touched.clear()

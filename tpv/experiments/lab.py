@@ -49,7 +49,6 @@ class Lab:
         self.progress = progress
         self.store = ScoreStore(self.run_dir / "scores.json")
         self.trained = 0  # training runs actually executed (not loaded from cache) in this process
-        self.shard: tuple[int, int] | None = None  # (i, n): this process computes part i of n (reproduce(shard=))
         self.output_dir = self.run_dir / "results"  # where results pages go; reproduce() may point elsewhere
         self._model = self._tokenizer = self._eval_model = self._attempt_base = None
         self._origins: dict = {}
