@@ -214,6 +214,45 @@ def test_paper_smoke_runs_every_study_with_generation_binary_f1_and_lambdas(pape
         assert all(row["scale"] for row in csv.DictReader(handle))
 
 
+def test_paper_studies_split_into_shards_that_fill_the_cache(paper_run, tmp_path, monkeypatch):
+    """`--shard 1/2` and `--shard 2/2` of the paper's five studies at the same time in one run folder: source
+    vectors both need are tuned once (one shard waits for the other), and the run without a shard then trains
+    nothing and writes the tables the unsharded run wrote."""
+    import subprocess
+    import sys
+
+    import tpv.compose.baselines.attempt as attempt
+    import tpv.engine.training as training
+
+    code = (
+        "import sys; from tpv.experiments import reproduce; "
+        "s = reproduce('paper-smoke', run_dir=sys.argv[1], progress=False, shard=sys.argv[2]); print(s['trained'])"
+    )
+    shards = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path), part], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for part in ("1/2", "2/2")
+    ]
+    trained = []
+    for shard in shards:
+        out, err = shard.communicate(timeout=1200)
+        assert shard.returncode == 0, err
+        trained.append(int(out.split()[-1]))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the shards must have trained everything")
+
+    monkeypatch.setattr(training.PromptTuningTrainer, "train", refuse)
+    monkeypatch.setattr(attempt, "_train_loop", refuse)
+    merged = reproduce("paper-smoke", run_dir=tmp_path, progress=False)
+    first = paper_run[1]
+    # Every prompt was tuned exactly once between the two shards: none twice, none left for the merging run.
+    assert merged["trained"] == 0 and sum(trained) == first["trained"] and min(trained) > 0
+    for name, study in first["studies"].items():
+        assert merged["studies"][name]["table"] == study["table"], name
+
+
 def test_paper_protocol_uses_the_official_origins(paper_run):
     from tpv.core.origin import make_origin
 

@@ -151,7 +151,7 @@ def test_two_shards_side_by_side_fill_the_cache_and_the_full_run_computes_nothin
     [
         (PROFILE, "3/2", r"shard must be 'i/n' with 1 ≤ i ≤ n, e.g. '1/2', got '3/2'"),
         (PROFILE, "half", r"shard must be 'i/n'"),
-        ("smoke", "1/2", r"studies \[.*'origin_independence'.*\] cannot be split into shards"),
+        ("smoke", "0/2", r"shard must be 'i/n' with 1 ≤ i ≤ n, e.g. '1/2', got '0/2'"),
     ],
 )
 def test_a_bad_shard_is_one_tpverror(profile, shard, match, tmp_path):

@@ -46,7 +46,7 @@ def add_reproduce(commands) -> None:
         default=None,
         metavar="I/N",
         help="compute only part I of N into the run folder's cache, no pages (e.g. two processes with "
-        "OMP_NUM_THREADS=1 on a 2-core CPU, then a run without --shard writes the pages); transfer study only",
+        "OMP_NUM_THREADS=1 on a 2-core CPU, then a run without --shard writes the pages)",
     )
     parser.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

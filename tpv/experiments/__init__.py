@@ -55,8 +55,9 @@ def reproduce(
         shard: ``"i/n"`` (or ``(i, n)``): compute only the i-th of n interleaved parts of the work into the run
             folder's cache and write no page, so n processes can share the machine (``OMP_NUM_THREADS=1`` each on
             a small CPU, where they do more in all than one process with n threads); a run without ``shard``
-            afterwards finds it all cached and writes the pages. Only studies that split their work support it
-            (``transfer``: by target).
+            afterwards finds it all cached and writes the pages. Each study splits its own units: the paper's
+            studies by (task, origin) vector, (pair, origin) and (target, initialisation, origin); ``transfer`` by
+            target. A prompt two shards need (a source vector) is tuned by the first, the other waits for it.
 
     Returns:
         ``{"profile", "run_dir", "output_dir", "fingerprint", "commit", "plan"(dry run), "studies": {name:
@@ -74,7 +75,7 @@ def reproduce(
         if unknown or not studies:
             raise TPVError(f"unknown studies {unknown or studies}; choose from {list(ALL_STUDIES)}")
         config.studies = [s for s in ALL_STUDIES if s in studies]
-    part = _shard(shard, config.studies)
+    part = _shard(shard)
     root = Path(run_dir or os.environ.get("TPV_RUN_DIR") or DEFAULT_RUN_ROOT)
     folder = root / f"{config.name}-{config.fingerprint()}"
     lab = Lab(config, folder, progress=progress)
@@ -107,10 +108,7 @@ def reproduce(
         return _run_studies(lab, config, summary, plan_text, progress)
 
 
-SHARDABLE_STUDIES = ("transfer",)
-
-
-def _shard(shard, studies: list[str]) -> tuple[int, int] | None:
+def _shard(shard) -> tuple[int, int] | None:
     if shard is None:
         return None
     try:
@@ -119,12 +117,6 @@ def _shard(shard, studies: list[str]) -> tuple[int, int] | None:
         index = count = 0
     if not 1 <= index <= count:
         raise TPVError(f"shard must be 'i/n' with 1 ≤ i ≤ n, e.g. '1/2', got {shard!r}")
-    others = [name for name in studies if name not in SHARDABLE_STUDIES]
-    if others:
-        raise TPVError(
-            f"studies {others} cannot be split into shards (only {list(SHARDABLE_STUDIES)}); run them without "
-            "shard, or pass studies= (--study) to shard the others"
-        )
     return index, count
 
 

@@ -219,30 +219,31 @@ class Lab:
                 # After the validation-loss callback, which adds the metric that this one reads.
                 callbacks.append(EarlyStoppingCallback(early_stopping_patience=early_stopping_patience))
         output_dir = self.run_dir / "prompts" / folder
-        if not (output_dir / RESULT_FILENAME).is_file():
-            self.trained += 1
-        result = train_prompt(
-            self.fresh_model(),
-            self.tokenizer,
-            task,
-            train_data,
-            origin=self.origin(origin_seed) if origin is None else origin,
-            output_dir=output_dir,
-            eval_dataset=eval_data,
-            max_steps=steps,
-            learning_rate=prompt.learning_rate if learning_rate is None else learning_rate,
-            batch_size=min(prompt.batch_size, len(train_data)),
-            num_virtual_tokens=prompt.num_virtual_tokens,
-            init_vector=init_vector,
-            init_scale=init_scale,
-            eval_batch_size=prompt.eval_batch_size,
-            max_length=prompt.max_length,
-            seed=origin_seed,
-            progress=self.progress,
-            eval_steps=eval_steps,
-            args=extra_args,
-            callbacks=callbacks,
-        )
+        with self._claimed(folder):
+            if not (output_dir / RESULT_FILENAME).is_file():
+                self.trained += 1
+            result = train_prompt(
+                self.fresh_model(),
+                self.tokenizer,
+                task,
+                train_data,
+                origin=self.origin(origin_seed) if origin is None else origin,
+                output_dir=output_dir,
+                eval_dataset=eval_data,
+                max_steps=steps,
+                learning_rate=prompt.learning_rate if learning_rate is None else learning_rate,
+                batch_size=min(prompt.batch_size, len(train_data)),
+                num_virtual_tokens=prompt.num_virtual_tokens,
+                init_vector=init_vector,
+                init_scale=init_scale,
+                eval_batch_size=prompt.eval_batch_size,
+                max_length=prompt.max_length,
+                seed=origin_seed,
+                progress=self.progress,
+                eval_steps=eval_steps,
+                args=extra_args,
+                callbacks=callbacks,
+            )
         return result if full_result else result.vector
 
     def source_vector(self, task: str, seed: int):
@@ -319,22 +320,31 @@ class Lab:
 
         prompt = self.config.prompt
         output_dir = self.run_dir / "prompts" / folder
-        if not (output_dir / RESULT_FILENAME).is_file():
-            self.trained += 1
-        train_attempt(
-            module,
-            self.tokenizer,
-            self.task(task),
-            data,
-            output_dir=output_dir,
-            max_steps=steps,
-            learning_rate=prompt.learning_rate,
-            attention_learning_rate=self.config.transfer.attention_learning_rate or None,
-            batch_size=min(prompt.batch_size, len(data)),
-            max_length=prompt.max_length,
-            seed=seed,
-            progress=self.progress,
-        )
+        with self._claimed(folder):
+            if not (output_dir / RESULT_FILENAME).is_file():
+                self.trained += 1
+            train_attempt(
+                module,
+                self.tokenizer,
+                self.task(task),
+                data,
+                output_dir=output_dir,
+                max_steps=steps,
+                learning_rate=prompt.learning_rate,
+                attention_learning_rate=self.config.transfer.attention_learning_rate or None,
+                batch_size=min(prompt.batch_size, len(data)),
+                max_length=prompt.max_length,
+                seed=seed,
+                progress=self.progress,
+            )
+
+    def _claimed(self, folder: str):
+        # Shards of one run (reproduce's shard=) can need the same prompt (a source vector both use): the first
+        # trains it, the other waits here and then finds it finished in its folder. Not the prompt folder's own
+        # lock, which train_prompt takes and which a second handle in this process would conflict with.
+        from tpv.engine.run_folder import RunLock
+
+        return RunLock(self.run_dir / "locks" / folder, wait=True)
 
     # ---- scores -----------------------------------------------------------------------------------------
     def evaluated(self, task: str, key: str, run, split: str = "test") -> dict:

@@ -6,7 +6,7 @@ from tpv.core.progress import progress_bar
 from tpv.experiments import paper_numbers
 from tpv.experiments.result import StudyResult, at_chance_notes, markdown_table
 from tpv.experiments.stats import mean_std
-from tpv.experiments.studies.transfer import label, methods, transfer_fields
+from tpv.experiments.studies.transfer import label, methods, shard_transfer, transfer_fields
 
 TITLE = "Few-shot curves (§4.4, Figure 4)"
 
@@ -62,3 +62,12 @@ def run(lab, progress: bool = True) -> StudyResult:
     notes += at_chance_notes(config, [s for f in config.transfer.families for s in f.sources])
     summary["paper"] = paper_numbers.figure_summary("few_shot")
     return StudyResult("few_shot", TITLE, "\n\n".join(sections), rows, summary, figures, notes)
+
+
+def run_shard(lab, index: int, count: int, progress: bool = True) -> dict:
+    """Every ``count``-th (target, initialisation, origin) of the curves from the ``index``-th (1-based), at every
+    k, into the run folder's cache, for shards side by side (:func:`tpv.experiments.reproduce`'s ``shard``)."""
+    config = lab.config
+    return shard_transfer(
+        lab, index, count, config.transfer.curve_shots, config.curve_targets(), "few-shot curves", progress
+    )

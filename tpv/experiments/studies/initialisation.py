@@ -14,7 +14,7 @@ from tpv.data import get_task
 from tpv.experiments import paper_numbers
 from tpv.experiments.result import StudyResult, at_chance_notes, markdown_table
 from tpv.experiments.stats import format_cell, mean_std, ttest
-from tpv.experiments.studies.transfer import label, methods, transfer_fields
+from tpv.experiments.studies.transfer import label, methods, shard_transfer, transfer_fields
 
 TITLE = "Initialisation for new tasks (§4.3, Table 2)"
 
@@ -107,6 +107,12 @@ def run(lab, progress: bool = True) -> StudyResult:
         *at_chance_notes(config, [s for f in config.transfer.families for s in f.sources]),
     ]
     return StudyResult("initialisation", TITLE, "\n\n".join(sections), rows, summary, notes=notes)
+
+
+def run_shard(lab, index: int, count: int, progress: bool = True) -> dict:
+    """Every ``count``-th (target, initialisation, origin) from the ``index``-th (1-based), at every k, into the
+    run folder's cache, for shards side by side (:func:`tpv.experiments.reproduce`'s ``shard``)."""
+    return shard_transfer(lab, index, count, lab.config.transfer.shots, None, "initialisation", progress)
 
 
 def _significance(rows, target, shots, n_targets, summary) -> dict:

@@ -32,25 +32,7 @@ def run(lab, progress: bool = True) -> StudyResult:
     rows = []
     for task in progress_bar(tasks, progress, "origin independence"):
         for i in seeds:
-            head = {"task": task, "vector_seed": i, "origin_seed": i, "kind": "original"}
-            rows.append({**head, **original_fields(lab, task, i), **_paper_fields(task, "original")})
-            for j in seeds:
-                if j != i:
-                    fields = lab.score_fields(
-                        task,
-                        f"source:{task}@{i}+origin{j}",
-                        lambda task=task, i=i, j=j: lab.source_vector(task, i).apply_to(lab.origin(j)),
-                    )
-                    rows.append(
-                        {
-                            "task": task,
-                            "vector_seed": i,
-                            "origin_seed": j,
-                            "kind": "mixed",
-                            **fields,
-                            **_paper_fields(task, "mixed"),
-                        }
-                    )
+            rows += _vector_rows(lab, task, i)
     body: list[list] = []
     summary: dict = {}
     learned = [t for t in tasks if t not in config.source.at_chance]
@@ -115,6 +97,37 @@ def run(lab, progress: bool = True) -> StudyResult:
     ]
     summary["at_chance"] = [t for t in tasks if t in config.source.at_chance]
     return StudyResult("origin_independence", TITLE, table, rows, summary, notes=notes)
+
+
+def run_shard(lab, index: int, count: int, progress: bool = True) -> dict:
+    """Every ``count``-th (task, origin) vector from the ``index``-th (1-based): tuned and scored on every origin
+    into the run folder's cache, for shards side by side (:func:`tpv.experiments.reproduce`'s ``shard``)."""
+    units = [(task, i) for task in lab.config.source.tasks for i in lab.config.seeds][index - 1 :: count]
+    for task, i in progress_bar(units, progress, f"origin independence (shard {index}/{count})"):
+        _vector_rows(lab, task, i)
+    return {"units": len(units)}
+
+
+def _vector_rows(lab, task: str, i: int) -> list[dict]:
+    """The rows of the vector tuned from origin ``i``: on its own origin ("original") and on every other one."""
+    rows = [
+        {
+            "task": task,
+            "vector_seed": i,
+            "origin_seed": i,
+            "kind": "original",
+            **original_fields(lab, task, i),
+            **_paper_fields(task, "original"),
+        }
+    ]
+    for j in lab.config.seeds:
+        if j != i:
+            fields = lab.score_fields(
+                task, f"source:{task}@{i}+origin{j}", lambda j=j: lab.source_vector(task, i).apply_to(lab.origin(j))
+            )
+            head = {"task": task, "vector_seed": i, "origin_seed": j, "kind": "mixed"}
+            rows.append({**head, **fields, **_paper_fields(task, "mixed")})
+    return rows
 
 
 def _paper_cells(task: str) -> list[str]:

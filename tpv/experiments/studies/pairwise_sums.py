@@ -46,27 +46,7 @@ def run(lab, progress: bool = True) -> StudyResult:
     pairs = list(itertools.combinations(tasks, 2))
     for a, b in progress_bar(pairs, progress, "pairwise sums"):
         for i in seeds:
-            vectors = lambda a=a, b=b, i=i: [lab.source_vector(a, i), lab.source_vector(b, i)]  # noqa: E731
-            scale = lab.search_scale(f"sum:{a}+{b}", vectors, i, [a, b])
-            for task in (a, b):
-                fields = lab.score_fields(
-                    task,
-                    f"sum:{a}+{b}@{i}x{scale}",
-                    lambda i=i, scale=scale, vectors=vectors: sum(vectors()).apply_to(lab.origin(i), scale),
-                )
-                score, own = fields["score"], original_score(lab, task, i)
-                rows.append(
-                    {
-                        "pair": f"{a}+{b}",
-                        "task": task,
-                        "other": b if task == a else a,
-                        "seed": i,
-                        "scale": scale,
-                        **fields,
-                        "own_score": own,
-                        "relative": score / own if own > 0 else float("nan"),
-                    }
-                )
+            rows += _sum_rows(lab, a, b, i)
     matrix = np.full((len(tasks), len(tasks)), np.nan)
     body = []
     for a, b in pairs:
@@ -108,3 +88,38 @@ def run(lab, progress: bool = True) -> StudyResult:
         "paper": paper_numbers.figure_summary("pairwise_sums"),
     }
     return StudyResult("pairwise_sums", TITLE, table, rows, summary, [figure], notes)
+
+
+def run_shard(lab, index: int, count: int, progress: bool = True) -> dict:
+    """Every ``count``-th (pair, origin) from the ``index``-th (1-based): λ searched and the sum scored on both
+    tasks into the run folder's cache, for shards side by side (:func:`tpv.experiments.reproduce`'s ``shard``)."""
+    pairs = itertools.combinations(lab.config.source.pairs_of, 2)
+    units = [(a, b, i) for a, b in pairs for i in lab.config.seeds][index - 1 :: count]
+    for a, b, i in progress_bar(units, progress, f"pairwise sums (shard {index}/{count})"):
+        _sum_rows(lab, a, b, i)
+    return {"units": len(units)}
+
+
+def _sum_rows(lab, a: str, b: str, i: int) -> list[dict]:
+    """The rows of origin ``i`` + λ(τ_a + τ_b) on a's and b's test sets, λ chosen on both validation sets."""
+    vectors = lambda: [lab.source_vector(a, i), lab.source_vector(b, i)]  # noqa: E731
+    scale = lab.search_scale(f"sum:{a}+{b}", vectors, i, [a, b])
+    rows = []
+    for task in (a, b):
+        fields = lab.score_fields(
+            task, f"sum:{a}+{b}@{i}x{scale}", lambda: sum(vectors()).apply_to(lab.origin(i), scale)
+        )
+        score, own = fields["score"], original_score(lab, task, i)
+        rows.append(
+            {
+                "pair": f"{a}+{b}",
+                "task": task,
+                "other": b if task == a else a,
+                "seed": i,
+                "scale": scale,
+                **fields,
+                "own_score": own,
+                "relative": score / own if own > 0 else float("nan"),
+            }
+        )
+    return rows

@@ -66,3 +66,13 @@ def run(lab, progress: bool = True) -> StudyResult:
     summary["paper"] = paper_numbers.figure_summary("similarity")
     notes = paper_numbers.figure_note("similarity") + at_chance_notes(config, tasks)
     return StudyResult("similarity", TITLE, "\n\n".join(tables), rows, summary, figures, notes)
+
+
+def run_shard(lab, index: int, count: int, progress: bool = True) -> dict:
+    """Every ``count``-th (task, origin) source vector from the ``index``-th (1-based) tuned into the run folder
+    (the cosines themselves take no time), for shards side by side (:func:`tpv.experiments.reproduce`'s
+    ``shard``)."""
+    units = [(task, i) for task in lab.config.source.tasks for i in lab.config.seeds][index - 1 :: count]
+    for task, i in progress_bar(units, progress, f"similarity (shard {index}/{count})"):
+        lab.source_vector(task, i)
+    return {"units": len(units)}

@@ -74,6 +74,21 @@ def transfer_fields(lab, family: Family, target: str, method: str, shots: int, s
     return {**lab.score_fields(target, key, prompt), **scale}
 
 
+def shard_transfer(lab, index: int, count: int, shots, targets, name: str, progress: bool = True) -> dict:
+    """Every ``count``-th (target, method, origin) from the ``index``-th (1-based), each at every k of ``shots``
+    (one unit keeps a λ search and a SPoT-multi prompt in one process), into the run folder's cache; ``targets``
+    None: every target of the families."""
+    from tpv.core.progress import progress_bar
+
+    config = lab.config
+    jobs = [(f, t) for f in config.transfer.families for t in f.targets if targets is None or t in targets]
+    units = [(f, t, m, seed) for f, t in jobs for m in methods(lab, f) for seed in config.seeds][index - 1 :: count]
+    for family, target, method, seed in progress_bar(units, progress, f"{name} (shard {index}/{count})"):
+        for k in shots:
+            transfer_fields(lab, family, target, method, k, seed)
+    return {"units": len(units)}
+
+
 def _init_vectors(lab, family, target, method, seed, build: bool = True):
     if method == "random":
         return None, 1.0
