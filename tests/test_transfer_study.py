@@ -258,11 +258,20 @@ def test_auto_init_below_the_origin_is_flagged_not_held():
     }
     config = load_config("transfer-cpu")
     config.left_out.auto_validation = [64]
-    row, acceptance = left_out.transfer_findings(summary, config)
+    row, acceptance, pooled = left_out.transfer_findings(summary, config)
     assert row["verdict"] == left_out.NOT_HELD and row["difference"].startswith("-9.7 [")
     assert acceptance["verdict"] == left_out.NOT_HELD and acceptance["difference"] == "significantly below on: sst2"
+    assert pooled["verdict"] == left_out.NOT_HELD and pooled["difference"] == row["difference"]
     summary["targets"]["sst2"]["zero_shot"]["auto_init@64"] = [0.80, 0.82, 0.81]  # kept the origin
-    assert [f["verdict"] for f in left_out.transfer_findings(summary, config)] == [left_out.HELD] * 2
+    assert [f["verdict"] for f in left_out.transfer_findings(summary, config)] == [left_out.HELD] * 3
+    # A harm each target's three seeds cannot show, but all targets' seeds together do.
+    summary["targets"] = {
+        t: {"zero_shot": {"origin": [0.80, 0.60, 0.70], "auto_init@64": [0.78, 0.57, 0.69]}, "kshot": {}}
+        for t in ("sst2", "trec", "rte", "cola")
+    }
+    found = left_out.transfer_findings(summary, config)
+    assert [f["verdict"] for f in found[:4]] == [left_out.HELD] * 4  # no target alone is significantly below
+    assert found[-2]["verdict"] == left_out.HELD and found[-1]["verdict"] == left_out.NOT_HELD
 
 
 def test_the_shipped_zoo_gives_each_target_its_family_without_itself(tmp_path):
