@@ -85,7 +85,9 @@ def zero_shot_table(summary: dict, config) -> str:
         + markdown_table(header, body)
         + "\n\nScores ×100 with 95 % intervals over seeds where the start changes with the seed (the random origin "
         "and auto_init, which builds on it); the zoo-origin starts are one score each. n/a: the zoo holds no other "
-        "vector of the target's family. auto_init's decision per seed is in the JSON (`auto_init`). "
+        "vector of the target's family. Best single: the candidate best on the target's first "
+        f"{config.left_out.selection_examples} validation examples, not confirmed on others (auto_init's choice is "
+        "the confirmed one). auto_init's decision per seed is in the JSON (`auto_init`). "
         f"{AT_CHANCE_MARK}: a zoo vector whose prompt stayed at chance on validation when the zoo was built."
     )
 
@@ -131,7 +133,9 @@ def kshot_tables(summary: dict, config) -> str:
             f"## {k}-shot prompt tuning\n\n"
             + markdown_table(header, body)
             + f"\n\n{settings.steps} steps, validation on {settings.eval_examples} examples every "
-            f"{settings.eval_every} steps (step 0 = the start), best checkpoint on it scored on test; the same {k} "
+            f"{settings.eval_every} steps (step 0 = the start), the best of the checkpoints at steps "
+            f"{settings.eval_every}, {2 * settings.eval_every}, …, {settings.steps} on it scored on test (the start "
+            f"itself is on the curve but never the kept checkpoint); the same {k} "
             "examples for every start of a seed. Steps to the origin run's best: the first evaluation at which the "
             "start's validation score reaches the best the random-origin run of the same seed reached; a run that "
             f"never does is counted as {settings.steps + settings.eval_every} (a lower bound), and the cell says how "
