@@ -117,8 +117,7 @@ def kshot_tables(summary: dict, config) -> str:
                 budget = settings.steps + settings.eval_every  # never reached: counted one evaluation past the end
                 counted = [s if s is not None else budget for s in steps]
                 reached = sum(s is not None for s in steps)
-                origin = found["kshot"][str(k)]["origin"]
-                same = name != "origin" and run_["curves"] == origin["curves"] and run_["test"] == origin["test"]
+                same = name != "origin" and _origins_runs(run_, found["kshot"][str(k)]["origin"])
                 body.append(
                     [
                         target,
@@ -309,18 +308,12 @@ def transfer_findings(summary: dict, config) -> list[dict]:
                 found.append(_finding(f"{START_LABELS[name]} beats the random origin at 0 shots", target, diff))
         for n in config.left_out.auto_validation:
             diff = [a - o for a, o in zip(zero[f"auto_init@{n}"], origin)]
-            below = verdict([-d for d in diff]) == HELD
-            found.append(
-                {
-                    **_finding(f"auto_init@{n} is not significantly below the origin (0 shots)", target, diff),
-                    "verdict": NOT_HELD if below else HELD,
-                }
-            )
+            found.append(_not_below(f"auto_init@{n} is not significantly below the origin (0 shots)", target, diff))
         for k, runs in data["kshot"].items():
             for name, run_ in runs.items():
                 if name == "origin":
                     continue
-                if run_["curves"] == runs["origin"]["curves"] and run_["test"] == runs["origin"]["test"]:
+                if _origins_runs(run_, runs["origin"]):
                     # auto_init kept the origin on every seed: its runs are the origin's, nothing to compare.
                     found.append(_same_runs(f"{START_LABELS[name]} beats the origin after {k}-shot tuning", target))
                     continue
@@ -397,18 +390,23 @@ def _auto_init_acceptance(found: list[dict], summary: dict, config) -> list[dict
             float(np.mean([a - o for a, o in zip(data["zero_shot"][f"auto_init@{n}"], data["zero_shot"]["origin"])]))
             for data in summary["targets"].values()
         ]
-        below_pooled = verdict([-d for d in pooled]) == HELD
-        rows.append(
-            {
-                **_finding(
-                    f"auto_init@{n} is not significantly below the origin on the average target",
-                    _targets(pooled),
-                    pooled,
-                ),
-                "verdict": NOT_HELD if below_pooled else HELD,
-            }
-        )
+        claim = f"auto_init@{n} is not significantly below the origin on the average target"
+        rows.append(_not_below(claim, _targets(pooled), pooled))
     return rows
+
+
+def _not_below(claim: str, target: str, differences) -> dict:
+    """auto_init's claim: held unless the interval of (start − origin) lies wholly below 0."""
+    below = verdict([-d for d in differences]) == HELD
+    found = {**_finding(claim, target, differences), "verdict": NOT_HELD if below else HELD}
+    if differences and all(d == 0 for d in differences):
+        found["difference"] = "0 everywhere (the same start: auto_init kept the origin)"
+    return found
+
+
+def _origins_runs(run_: dict, origin: dict) -> bool:
+    """Whether a start's k-shot runs are the origin's own (auto_init kept the origin on every seed)."""
+    return run_["curves"] == origin["curves"] and run_["test"] == origin["test"]
 
 
 def _same_runs(claim: str, target: str) -> dict:
@@ -425,8 +423,6 @@ def _finding(claim: str, target: str, differences, scale: float = 100) -> dict:
     shown = (
         f"{mean * scale:+.1f}" if math.isnan(low) else f"{mean * scale:+.1f} [{low * scale:+.1f}, {high * scale:+.1f}]"
     )
-    if differences and all(d == 0 for d in differences):
-        shown = "0 everywhere (the same start: auto_init kept the origin)" if "auto_init" in claim else "0"
     return {"claim": claim, "target": target, "difference": shown, "verdict": verdict(differences)}
 
 
