@@ -293,6 +293,38 @@ def test_an_auto_init_run_that_is_the_origins_is_not_compared_with_it():
     assert left_out.cell([0.86, 0.86, 0.86]) == "86.0" and left_out.cell([0.8, 0.9]).startswith("85.0 [")
 
 
+def test_factor_rows_compare_levels_over_the_targets():
+    # Each target's zoo-origin score is one value per level: planted so that λ = 0.5 beats λ = 1 on every target
+    # (held), the mean loses to the sum on every target (not held), and TIES is a coin flip (inconclusive).
+    def factors(gain: float, loss: float, flip: float) -> dict:
+        return {
+            "scale": {"0.5": 0.60 + gain, "1": 0.60},
+            "merge": {"sum": 0.50, "mean": 0.50 - loss, "ties": 0.50 + flip},
+            "quality": {"learned": {"test": 0.7}, "at chance": {"test": 0.7 - gain}},
+            "origin": {"zoo": 0.5, "fresh": [0.5, 0.5, 0.5]},
+            "template": {"skipped": "different numbers of input fields"},
+        }
+
+    summary = {
+        "targets": {
+            t: {"zero_shot": {"origin": [0.5] * 3}, "kshot": {}, "factors": factors(*levels)}
+            for t, levels in (("sst2", (0.10, 0.05, 0.2)), ("trec", (0.12, 0.06, -0.2)), ("rte", (0.08, 0.04, 0.1)))
+        }
+    }
+    config = load_config("transfer-cpu")
+    config.left_out.auto_validation, config.left_out.scales = [], [0.5, 1.0]
+    config.left_out.merges = ["sum", "mean", "ties"]
+    found = {f["claim"].split(" (")[0]: f for f in left_out.transfer_findings(summary, config)}
+    assert found["λ = 0.5 beats λ = 1"]["verdict"] == left_out.HELD
+    assert found["λ = 0.5 beats λ = 1"]["difference"].startswith("+10.0 [")
+    assert found["mean beats the plain sum of the family's vectors"]["verdict"] == left_out.NOT_HELD
+    assert found["ties beats the plain sum of the family's vectors"]["verdict"] == left_out.INCONCLUSIVE
+    assert found["the best learned zoo vector beats the best at-chance one"]["verdict"] == left_out.HELD
+    assert found["the family sum"]["difference"] == "+0.0 [+0.0, +0.0]"  # the same score on every origin
+    assert not any("template" in claim for claim in found)  # no target with a comparable template: no row
+    assert {f["target"] for f in found.values()} == {"average of 3 targets"}
+
+
 def test_the_shipped_zoo_gives_each_target_its_family_without_itself(tmp_path):
     from tpv.compose import zoo
     from tpv.experiments.lab import Lab

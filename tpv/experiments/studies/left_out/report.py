@@ -333,7 +333,12 @@ def transfer_findings(summary: dict, config) -> list[dict]:
                         scale=1,
                     )
                 )
-    return found + _average_target(summary, config) + _auto_init_acceptance(found, summary, config)
+    return (
+        found
+        + _average_target(summary, config)
+        + _factor_findings(summary, config)
+        + _auto_init_acceptance(found, summary, config)
+    )
 
 
 def _average_target(summary: dict, config) -> list[dict]:
@@ -361,6 +366,51 @@ def _average_target(summary: dict, config) -> list[dict]:
             if means:
                 claim = f"{START_LABELS[name]} beats the origin after {k}-shot tuning (test)"
                 rows.append(_finding(claim, _targets(means), means))
+    return rows
+
+
+def _factor_findings(summary: dict, config) -> list[dict]:
+    # Part 2's choices (the defaults follow them), over the average target: a zoo-origin score is one value per
+    # target and level, so each level's difference is one value per target and Student's t runs over the targets.
+    factors = [data.get("factors", {}) for data in summary["targets"].values()]
+    rows = []
+
+    def add(claim: str, differences: list) -> None:
+        if differences:
+            rows.append(_finding(claim, _targets(differences), differences))
+
+    scales = [f"{x:g}" for x in config.left_out.scales]
+    if "1" in scales:
+        for x in (x for x in scales if x != "1"):
+            add(
+                f"λ = {x} beats λ = 1 (the target's family sum, else its best single source; zoo origin, 0 shots)",
+                [f["scale"][x] - f["scale"]["1"] for f in factors if "scale" in f],
+            )
+    for merge in (m for m in config.left_out.merges if m != "sum"):
+        add(
+            f"{merge} beats the plain sum of the family's vectors (λ = 1, zoo origin, 0 shots)",
+            [f["merge"][merge] - f["merge"]["sum"] for f in factors if "merge" in f],
+        )
+    add(
+        "the best learned zoo vector beats the best at-chance one (zoo origin, 0 shots)",
+        [
+            f["quality"]["learned"]["test"] - f["quality"]["at chance"]["test"]
+            for f in factors
+            if len(f.get("quality", {})) == 2
+        ],
+    )
+    add(
+        "the family sum (else best single) scores lower on fresh origins than on the zoo origin (0 shots)",
+        [f["origin"]["zoo"] - float(np.mean(f["origin"]["fresh"])) for f in factors if "origin" in f],
+    )
+    add(
+        "the target's template beats the source's (origin + best single source's vector, 0 shots)",
+        [
+            t[f"single:{t['source']}"]["target_template"] - t[f"single:{t['source']}"]["source_template"]
+            for f in factors
+            if "skipped" not in (t := f.get("template", {"skipped": True}))
+        ],
+    )
     return rows
 
 
