@@ -38,8 +38,10 @@ def cell(values, scale: float = 100, digits: int = 1) -> str:
     mean, low, high = interval(values)
     if math.isnan(mean):
         return "—"
-    if math.isnan(low) or low == high:
-        # One value, or the same value on every seed (a start built on the zoo origin): no spread to show.
+    present = [v for v in values if v is not None and not math.isnan(v)]
+    if math.isnan(low) or min(present) == max(present):
+        # One value, or the same value on every seed (a start built on the zoo origin): no spread to show (the
+        # t-interval of equal values can be a rounding error wide, not zero).
         return f"{mean * scale:.{digits}f}"
     return f"{mean * scale:.{digits}f} [{low * scale:.{digits}f}, {high * scale:.{digits}f}]"
 
