@@ -291,7 +291,7 @@ def test_an_auto_init_run_that_is_the_origins_is_not_compared_with_it():
     assert kshot["verdict"] == left_out.NOT_TESTABLE and "runs are the origin's" in kshot["difference"]
     # A start built on the zoo origin has one score whatever the seed: no interval of zero width.
     assert left_out.cell([0.86, 0.86, 0.86]) == "86.0" and left_out.cell([0.8, 0.9]).startswith("85.0 [")
-    assert left_out.cell([0.19695652173913042] * 3) == "19.7"  # its t-interval is a rounding error wide, not 0
+    assert left_out.cell([0.19695652173913042] * 3) == "19.7"  # equal values: no interval, not a rounding error's
 
 
 def test_factor_rows_compare_levels_over_the_targets():

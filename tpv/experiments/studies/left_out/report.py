@@ -28,6 +28,9 @@ def interval(values) -> tuple[float, float, float]:
     mean = float(values.mean())
     if values.size == 1:
         return mean, math.nan, math.nan
+    if values.min() == values.max():
+        # No spread: the t-formula would give an interval a rounding error wide instead of none.
+        return mean, mean, mean
     from scipy import stats
 
     half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
@@ -38,10 +41,8 @@ def cell(values, scale: float = 100, digits: int = 1) -> str:
     mean, low, high = interval(values)
     if math.isnan(mean):
         return "—"
-    present = [v for v in values if v is not None and not math.isnan(v)]
-    if math.isnan(low) or min(present) == max(present):
-        # One value, or the same value on every seed (a start built on the zoo origin): no spread to show (the
-        # t-interval of equal values can be a rounding error wide, not zero).
+    if math.isnan(low) or low == high:
+        # One value, or the same value on every seed (a start built on the zoo origin): no spread to show.
         return f"{mean * scale:.{digits}f}"
     return f"{mean * scale:.{digits}f} [{low * scale:.{digits}f}, {high * scale:.{digits}f}]"
 
