@@ -15,6 +15,7 @@ from tpv.experiments import paper_numbers
 from tpv.experiments.result import StudyResult, at_chance_notes, markdown_table
 from tpv.experiments.stats import format_cell, mean_std, ttest
 from tpv.experiments.studies.transfer import label, methods, shard_transfer, transfer_fields
+from tpv.experiments.verdicts import paired_interval
 
 TITLE = "Initialisation for new tasks (§4.3, Table 2)"
 
@@ -75,6 +76,10 @@ def run(lab, progress: bool = True) -> StudyResult:
             f"**{target}** ({family.name}; sources {', '.join(family.sources)}){_paper_heading(target)}\n\n"
             + markdown_table(header, body)
         )
+    against = against_random(rows)
+    if against:
+        summary["against_random"] = against
+        sections.append(_against_random_table(against, lab, jobs, shots))
     summary["paper"] = _paper_summary(jobs, lambda family: methods(lab, family))
     scoring = config.protocol.scoring[0]
     checkpoint = (
@@ -107,6 +112,51 @@ def run(lab, progress: bool = True) -> StudyResult:
         *at_chance_notes(config, [s for f in config.transfer.families for s in f.sources]),
     ]
     return StudyResult("initialisation", TITLE, "\n\n".join(sections), rows, summary, notes=notes)
+
+
+def against_random(rows) -> dict:
+    """``{target: {method: {k: interval dict}}}``: each start minus the random origin, ×1 score units, paired over
+    origins (both trained and scored from the same origin), where both have two or more origins in common."""
+    found: dict = {}
+    for target, method, k in sorted({(r["target"], r["method"], r["shots"]) for r in rows if r["method"] != "random"}):
+        mine = {r["seed"]: r["score"] for r in rows if (r["target"], r["method"], r["shots"]) == (target, method, k)}
+        random = {
+            r["seed"]: r["score"] for r in rows if (r["target"], r["method"], r["shots"]) == (target, "random", k)
+        }
+        seeds = sorted(set(mine) & set(random))
+        if len(seeds) < 2:
+            continue
+        interval = paired_interval(
+            f"{target} {k} shots: {method} − random", [mine[s] for s in seeds], [random[s] for s in seeds]
+        )
+        found.setdefault(target, {}).setdefault(method, {})[k] = interval.to_dict()
+    return found
+
+
+def _against_random_table(against: dict, lab, jobs, shots) -> str:
+    body = []
+    for family, target in jobs:
+        for method in methods(lab, family):
+            cells = against.get(target, {}).get(method)
+            if cells:
+                body.append(
+                    [
+                        target,
+                        label(method, family, lab.config.source.at_chance),
+                        *(_interval_cell(cells.get(k)) for k in shots),
+                    ]
+                )
+    header = ["Target", "Initialisation", *(f"{k} shots" for k in shots)]
+    return (
+        "**Against the random origin**: each start's score minus the random origin's, ×100, paired over origins "
+        "(the same origin on both sides), mean and 95 % interval (Student's t)\n\n" + markdown_table(header, body)
+    )
+
+
+def _interval_cell(interval: dict | None) -> str:
+    if interval is None:
+        return "—"
+    return f"{100 * interval['estimate']:+.1f} [{100 * interval['low']:+.1f}, {100 * interval['high']:+.1f}]"
 
 
 def run_shard(lab, index: int, count: int, progress: bool = True) -> dict:
