@@ -115,16 +115,16 @@ def run(lab, progress: bool = True) -> StudyResult:
 
 
 def against_random(rows) -> dict:
-    """``{target: {method: {k: interval dict}}}``: each start minus the random origin, ×1 score units, paired over
+    """``{target: {method: {k: interval dict}}}``: each start minus the random origin, in score units, paired over
     origins (both trained and scored from the same origin), where both have two or more origins in common."""
+    scores: dict = {}
+    for r in rows:
+        scores.setdefault((r["target"], r["method"], r["shots"]), {})[r["seed"]] = r["score"]
     found: dict = {}
-    for target, method, k in sorted({(r["target"], r["method"], r["shots"]) for r in rows if r["method"] != "random"}):
-        mine = {r["seed"]: r["score"] for r in rows if (r["target"], r["method"], r["shots"]) == (target, method, k)}
-        random = {
-            r["seed"]: r["score"] for r in rows if (r["target"], r["method"], r["shots"]) == (target, "random", k)
-        }
+    for (target, method, k), mine in sorted(scores.items()):
+        random = scores.get((target, "random", k), {})
         seeds = sorted(set(mine) & set(random))
-        if len(seeds) < 2:
+        if method == "random" or len(seeds) < 2:
             continue
         interval = paired_interval(
             f"{target} {k} shots: {method} − random", [mine[s] for s in seeds], [random[s] for s in seeds]
